@@ -1,0 +1,46 @@
+"""taskstore: a durable task store and queue for Python.
+
+The same API and the same guarantees on every backend: no lost tasks, and no stale worker able
+to overwrite a result (every worker write is fenced by its lease token).
+
+    async with taskstore.open("sqlite:///tasks.db") as store:
+        task = await store.create(NewTask(queue="mail", kind="send", args={"to": "a@b"}))
+"""
+
+from . import clock, codec, errors, retry
+from ._connect import default_url, open
+from .clock import FakeClock, SystemClock
+from .codec import Codec, JsonCodec, UndecodablePayload
+from .model import Claim, Failure, NewTask, Page, Report, Result, State, Task
+from .retry import BinaryExponential, Exponential, Polynomial, RetryPolicy
+from .store import Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BinaryExponential",
+    "Claim",
+    "Codec",
+    "Exponential",
+    "Failure",
+    "FakeClock",
+    "JsonCodec",
+    "NewTask",
+    "Page",
+    "Polynomial",
+    "Report",
+    "Result",
+    "RetryPolicy",
+    "State",
+    "Store",
+    "SystemClock",
+    "Task",
+    "UndecodablePayload",
+    "__version__",
+    "clock",
+    "codec",
+    "default_url",
+    "errors",
+    "open",
+    "retry",
+]

@@ -1,0 +1,40 @@
+"""Identifiers: time-ordered task ids (UUIDv7) and unguessable lease tokens."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def task_id() -> str:
+    """A UUIDv7: 48 bits of Unix milliseconds, then a 12-bit counter and random bits.
+
+    Ids made in one process are strictly increasing (the counter orders ids within a millisecond),
+    so indexes on them stay append-mostly.
+    """
+    global _last_ms, _counter
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            _counter += 1
+            if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+                _last_ms += 1
+                _counter = 0
+            ms = _last_ms
+        else:
+            _last_ms = ms
+            _counter = 0
+        counter = _counter
+    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
+    return str(uuid.UUID(int=value))
+
+
+def lease_token() -> str:
+    return os.urandom(16).hex()

@@ -1,0 +1,81 @@
+"""In-process wake-ups for blocked claimers.
+
+A claimer blocked in ``claim(block_for=…)`` waits on a ``Waiter``; any store in this process that
+writes to the same underlying database (same key) wakes it at once. Waiters may live on different
+event loops or threads, so wake-ups go through ``call_soon_threadsafe``. Across processes, backends
+fall back to polling (SQLite) or a server-side channel (PostgreSQL LISTEN/NOTIFY).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Hashable
+
+
+class Waiter:
+    __slots__ = ("__weakref__", "_event", "_loop")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def _fire(self) -> None:
+        self._event.set()
+
+    def wake(self) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._event.set()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._fire)
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True when woken. Clears the signal for the next wait."""
+        if seconds <= 0:
+            woke = self._event.is_set()
+        else:
+            try:
+                await asyncio.wait_for(self._event.wait(), seconds)
+                woke = True
+            except TimeoutError:
+                woke = False
+        self._event.clear()
+        return woke
+
+
+class WakeHub:
+    """Waiters grouped by the database they watch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[Hashable, weakref.WeakSet[Waiter]] = {}
+
+    def subscribe(self, key: Hashable) -> Waiter:
+        waiter = Waiter()
+        with self._lock:
+            self._waiters.setdefault(key, weakref.WeakSet()).add(waiter)
+        return waiter
+
+    def unsubscribe(self, key: Hashable, waiter: Waiter) -> None:
+        with self._lock:
+            group = self._waiters.get(key)
+            if group is not None:
+                group.discard(waiter)
+                if not group:
+                    del self._waiters[key]
+
+    def notify(self, key: Hashable) -> None:
+        with self._lock:
+            group = self._waiters.get(key)
+            targets = list(group) if group else []
+        for waiter in targets:
+            waiter.wake()
+
+
+# One hub per process: stores opened on the same SQLite file in one process must wake each other.
+HUB = WakeHub()

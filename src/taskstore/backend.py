@@ -1,0 +1,107 @@
+"""The contract between the ``Store`` facade and a backend driver, split by role.
+
+The facade validates input, encodes payloads, waits for ``block_for`` and decodes what comes back;
+a driver only stores and applies. Drivers see payloads as encoded ``bytes`` (``Task.args`` and
+``Task.result.value``), never Python objects, and take every decision from ``transitions``,
+applying each as one compare-and-set against the stored row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from .clock import Clock
+from .errors import TaskstoreError
+from .model import NewTask, State, Task
+
+# A transition to apply to one stored task: the new task, or None for "no change".
+Change = Callable[[Task, datetime], "Task | None"]
+Outcome = Task | TaskstoreError
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """A validated task to insert: its id and its codec-encoded payload."""
+
+    new: NewTask
+    id: str
+    args: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    state: State | None = None
+    queue: str | None = None
+    ready_as_of: datetime | None = None
+    after_seq: int | None = None
+    limit: int = 100
+    descending: bool = False
+    archived: bool = False
+
+
+class Lifecycle(Protocol):
+    clock: Clock
+
+    @property
+    def wake_key(self) -> Hashable:
+        """Stores sharing this key share a database: a write by one wakes claimers of the others."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Outbox(Protocol):
+    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+        """All-or-nothing insert; ``conn`` is the caller's open transaction to join."""
+        ...
+
+    async def get(self, task_id: str, *, archived: bool = False) -> Task: ...
+
+    async def list_tasks(self, query: ListQuery) -> list[Task]: ...
+
+    async def count(self, state: State | None, queue: str | None, archived: bool) -> int: ...
+
+    async def outstanding_count(self, recurring_id: str) -> int: ...
+
+
+class Claims(Protocol):
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]
+    ) -> list[Task]:
+        """Claim up to ``limit`` ready tasks in claim order, each under a fresh token."""
+        ...
+
+    async def claim_task(
+        self, task_id: str, worker_id: str, ttl: float | None, token: str
+    ) -> Task | None: ...
+
+    async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]: ...
+
+    async def has_claimable(self, queues: Sequence[str]) -> bool:
+        """A cheap read-only check, used by blocked claimers that poll."""
+        ...
+
+
+class Transitions(Protocol):
+    async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+        """Apply each change to its task atomically, in order; one outcome per change.
+
+        A ``TaskstoreError`` raised by a change (fencing, stale version) is that item's outcome and
+        leaves its task unchanged; a missing id is ``NotFound``. Other items still apply.
+        """
+        ...
+
+
+class Maintenance(Protocol):
+    async def reap(self, limit: int) -> int: ...
+
+    async def archive(self, before: datetime, limit: int) -> int: ...
+
+
+class Driver(Lifecycle, Outbox, Claims, Transitions, Maintenance, Protocol):
+    """Everything the store facade needs from a backend."""

@@ -1,0 +1,1 @@
+"""Backend drivers, loaded lazily by URL scheme so importing taskstore imports no database driver."""

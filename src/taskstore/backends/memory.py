@@ -1,0 +1,202 @@
+"""The memory backend: a real backend for tests and single-process use.
+
+It passes the whole conformance suite. State lives in dicts guarded by one lock; every operation
+runs to completion under the lock without awaiting, so each change is atomic. Payloads are kept
+encoded, as a database would keep them, so callers never share mutable objects with the store.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from .. import errors, transitions
+from ..backend import Change, ListQuery, NewRow, Outcome
+from ..clock import Clock
+from ..model import State, Task
+
+
+def _claim_order(task: Task) -> tuple[int, datetime, int]:
+    return (-task.priority, task.run_at, task.seq)
+
+
+class MemoryDriver:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Task] = {}  # insertion order is seq order
+        self._archive: list[Task] = []
+        self._seq = itertools.count(1)
+        self._key = object()
+
+    @property
+    def wake_key(self) -> Hashable:
+        return self._key
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+        if conn is not None:
+            raise errors.ConfigError("the memory backend has no transactions to join (conn= must be None)")
+        with self._lock:
+            now = self.clock.now()
+            seen: set[str] = set()
+            for row in rows:
+                if row.id in self._tasks or row.id in seen:
+                    raise errors.AlreadyExists(row.id)
+                seen.add(row.id)
+            created = [
+                transitions.create(row.new, task_id=row.id, now=now, args=row.args, seq=next(self._seq))
+                for row in rows
+            ]
+            for task in created:
+                self._tasks[task.id] = task
+            return created
+
+    async def get(self, task_id: str, *, archived: bool = False) -> Task:
+        with self._lock:
+            if archived:
+                for task in reversed(self._archive):
+                    if task.id == task_id:
+                        return task
+                raise errors.NotFound(task_id, "archived task")
+            try:
+                return self._tasks[task_id]
+            except KeyError:
+                raise errors.NotFound(task_id) from None
+
+    def _matching(self, query: ListQuery) -> Iterable[Task]:
+        source: Sequence[Task] = self._archive if query.archived else list(self._tasks.values())
+        ordered = reversed(source) if query.descending else iter(source)
+        for task in ordered:
+            if query.after_seq is not None and (
+                task.seq >= query.after_seq if query.descending else task.seq <= query.after_seq
+            ):
+                continue
+            if query.state is not None and task.state is not query.state:
+                continue
+            if query.queue is not None and task.queue != query.queue:
+                continue
+            if query.ready_as_of is not None and task.run_at > query.ready_as_of:
+                continue
+            yield task
+
+    async def list_tasks(self, query: ListQuery) -> list[Task]:
+        with self._lock:
+            return list(itertools.islice(self._matching(query), query.limit))
+
+    async def count(self, state: State | None, queue: str | None, archived: bool) -> int:
+        with self._lock:
+            return sum(1 for _ in self._matching(ListQuery(state=state, queue=queue, archived=archived)))
+
+    async def outstanding_count(self, recurring_id: str) -> int:
+        outstanding = (State.QUEUED, State.FAILED, State.CLAIMED)
+        with self._lock:
+            return sum(
+                1 for t in self._tasks.values() if t.recurring_id == recurring_id and t.state in outstanding
+            )
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def _ready(self, queues: Sequence[str], limit: int, now: datetime) -> list[Task]:
+        wanted = set(queues)
+        ready = (
+            t
+            for t in self._tasks.values()
+            if transitions.is_claimable(t, now) and (not wanted or t.queue in wanted)
+        )
+        return heapq.nsmallest(limit, ready, key=_claim_order)
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]
+    ) -> list[Task]:
+        with self._lock:
+            now = self.clock.now()
+            claimed = [
+                transitions.claim(task, worker_id=worker_id, token=token(), now=now)
+                for task in self._ready(queues, limit, now)
+            ]
+            for task in claimed:
+                self._tasks[task.id] = task
+            return claimed
+
+    async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                raise errors.NotFound(task_id)
+            changed = transitions.take_over(
+                task, worker_id=worker_id, token=token, now=self.clock.now(), lease=ttl
+            )
+            if changed is None:
+                return None
+            self._tasks[task_id] = changed
+            return changed if changed.state is State.CLAIMED else None
+
+    async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
+        with self._lock:
+            return self._ready(queues, limit, self.clock.now())
+
+    async def has_claimable(self, queues: Sequence[str]) -> bool:
+        with self._lock:
+            return bool(self._ready(queues, 1, self.clock.now()))
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        with self._lock:
+            now = self.clock.now()
+            for task_id, change in changes:
+                task = self._tasks.get(task_id)
+                if task is None:
+                    outcomes.append(errors.NotFound(task_id))
+                    continue
+                try:
+                    changed = change(task, now)
+                except errors.TaskstoreError as exc:
+                    outcomes.append(exc)
+                    continue
+                if changed is not None and changed is not task:
+                    self._tasks[task_id] = changed
+                    task = changed
+                outcomes.append(task)
+        return outcomes
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    async def reap(self, limit: int) -> int:
+        with self._lock:
+            now = self.clock.now()
+            reaped = 0
+            for task in list(self._tasks.values()):
+                if reaped >= limit:
+                    break
+                changed = transitions.reap(task, now=now)
+                if changed is not None:
+                    self._tasks[task.id] = changed
+                    reaped += 1
+            return reaped
+
+    async def archive(self, before: datetime, limit: int) -> int:
+        with self._lock:
+            moving = [
+                t
+                for t in self._tasks.values()
+                if t.state.is_terminal and t.finished_at is not None and t.finished_at <= before
+            ][:limit]
+            for task in moving:
+                del self._tasks[task.id]
+            self._archive.extend(moving)
+            self._archive.sort(key=lambda t: t.seq)
+            return len(moving)

@@ -1,0 +1,421 @@
+"""The SQLite backend: embedded, one machine, several processes on one file.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction (SQLite has a single writer), so a transition
+read from a row and written back in the same transaction is a compare-and-set; the ``version``
+guard on each UPDATE makes that explicit. WAL lets readers run beside the writer. A busy database
+is retried until ``busy_timeout`` runs out, then reported as ``BackendUnavailable``: callers never
+see ``database is locked``.
+
+All statements run on one connection owned by one thread, so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from ... import errors, transitions
+from ...backend import Change, ListQuery, NewRow, Outcome
+from ...clock import Clock
+from ...model import State, Task
+from .._sql import load_queries, load_script
+from ._rows import insert_params, task_from_row, to_us, update_params
+
+SCHEMA_VERSION = 1
+_MIGRATIONS = {1: "schema_1.sql"}
+Q = load_queries(__name__, "queries.sql")
+
+R = TypeVar("R")
+
+
+def _claim_order(task: Task) -> tuple[int, datetime, int]:
+    return (-task.priority, task.run_at, task.seq)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SQLiteDriver:
+    def __init__(
+        self, path: str, clock: Clock, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL"
+    ) -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise errors.ConfigError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.path = path
+        self.clock = clock
+        self.busy_timeout = busy_timeout
+        self._synchronous = synchronous.upper()
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._key = ("sqlite", os.path.realpath(path))
+
+    @property
+    def wake_key(self) -> Hashable:
+        return self._key
+
+    # -- connection and thread ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskstore-sqlite")
+        try:
+            await self._call(self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, self._disconnect)
+        executor.shutdown(wait=True)
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connect(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise errors.ConfigError(f"directory {directory!r} for the SQLite database does not exist")
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise errors.BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        self._conn = conn
+        self._retrying(lambda: self._configure(conn))
+        self._retrying(lambda: self._migrate(conn))
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise errors.BackendUnavailable(
+                f"SQLite database {self.path!r} could not switch to WAL (got {mode})"
+            )
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")  # validated against a fixed set above
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA cache_size=-65536")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Create or upgrade the schema; ``user_version`` records how far it has got."""
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _statements(load_script(__name__, _MIGRATIONS[version])):
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _retrying(self, fn: Callable[[], R]) -> R:
+        """Run ``fn``; retry while the database is busy, up to ``busy_timeout`` in all."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise errors.BackendUnavailable(f"SQLite error: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise errors.BackendUnavailable(
+                        f"SQLite database {self.path!r} stayed locked for {self.busy_timeout:.0f}s"
+                    ) from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise
+                raise errors.BackendUnavailable(f"SQLite error: {exc}") from exc
+
+    async def _call(self, fn: Callable[[], R]) -> R:
+        if self._executor is None:
+            raise errors.BackendUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        def call() -> R:
+            conn = self._conn
+            if conn is None:
+                raise errors.BackendUnavailable("the store is closed")
+            return self._retrying(lambda: fn(conn))
+
+        return await self._call(call)
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _write_back(self, conn: sqlite3.Connection, changed: Sequence[tuple[Task, int]]) -> None:
+        """The compare-and-set: each row is written only if its version is still the one read."""
+        if not changed:
+            return
+        cur = conn.executemany(Q["update_task"], [update_params(t, old) for t, old in changed])
+        if cur.rowcount != len(changed):
+            raise errors.BackendUnavailable("a compare-and-set lost its row inside a write transaction")
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+        seen: set[str] = set()
+        for row in rows:
+            if row.id in seen:
+                raise errors.AlreadyExists(row.id)
+            seen.add(row.id)
+        if conn is not None:
+            return self._insert_joined(rows, conn)
+        return await self._run(lambda c: self._insert_own(c, rows))
+
+    def _insert_own(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
+        now = self.clock.now()
+        with self._write(conn):
+            base = conn.execute(Q["next_seq"]).fetchone()[0]
+            tasks = [
+                transitions.create(row.new, task_id=row.id, now=now, args=row.args, seq=base + i)
+                for i, row in enumerate(rows, start=1)
+            ]
+            self._insert_rows(conn, tasks)
+        return tasks
+
+    def _insert_rows(self, conn: sqlite3.Connection, tasks: Sequence[Task]) -> None:
+        try:
+            conn.executemany(Q["insert_task"], [insert_params(t) for t in tasks])
+        except sqlite3.IntegrityError as exc:
+            taken = conn.execute(Q["existing_ids"], (json.dumps([t.id for t in tasks]),)).fetchone()
+            raise errors.AlreadyExists(taken[0] if taken else "?") from exc
+
+    def _insert_joined(self, rows: Sequence[NewRow], conn: Any) -> list[Task]:
+        """Insert on the caller's connection inside its transaction; the caller commits or rolls back.
+
+        A savepoint keeps the batch all-or-nothing even if the caller goes on after an error.
+        Sequence numbers come from SQLite (AUTOINCREMENT), as another writer may hold a newer base.
+        """
+        if not isinstance(conn, sqlite3.Connection):
+            raise errors.ConfigError(
+                f"conn= must be a sqlite3.Connection for this store, got {type(conn).__name__}"
+            )
+        self._check_same_file(conn)
+        now = self.clock.now()
+        tasks = [transitions.create(row.new, task_id=row.id, now=now, args=row.args, seq=0) for row in rows]
+        params = [(None, *insert_params(t)[1:]) for t in tasks]
+        try:
+            conn.execute("SAVEPOINT taskstore_insert")
+            try:
+                conn.executemany(Q["insert_task"], params)
+                seqs = dict(conn.execute(Q["seqs_of_ids"], (json.dumps([t.id for t in tasks]),)).fetchall())
+            except BaseException:
+                conn.execute("ROLLBACK TO taskstore_insert")
+                conn.execute("RELEASE taskstore_insert")
+                raise
+            conn.execute("RELEASE taskstore_insert")
+        except sqlite3.IntegrityError as exc:
+            taken = conn.execute(Q["existing_ids"], (json.dumps([t.id for t in tasks]),)).fetchone()
+            raise errors.AlreadyExists(taken[0] if taken else "?") from exc
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise errors.BackendUnavailable(f"SQLite database {self.path!r} is locked: {exc}") from exc
+            raise errors.BackendUnavailable(f"SQLite error in the caller's transaction: {exc}") from exc
+        return [t.replace(seq=seqs[t.id]) for t in tasks]
+
+    def _check_same_file(self, conn: sqlite3.Connection) -> None:
+        files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
+        if not files or os.path.realpath(files[0]) != self._key[1]:
+            raise errors.ConfigError(f"conn= is open on {files[0] if files else '?'!r}, not on {self.path!r}")
+
+    async def get(self, task_id: str, *, archived: bool = False) -> Task:
+        def read(conn: sqlite3.Connection) -> Task:
+            row = conn.execute(Q["get_archived" if archived else "get_task"], (task_id,)).fetchone()
+            if row is None:
+                raise errors.NotFound(task_id, "archived task" if archived else "task")
+            return task_from_row(row)
+
+        return await self._run(read)
+
+    async def list_tasks(self, query: ListQuery) -> list[Task]:
+        name = ("list_archived_" if query.archived else "list_") + ("desc" if query.descending else "asc")
+        params = {
+            "state": None if query.state is None else query.state.value,
+            "queue": query.queue,
+            "ready": None if query.ready_as_of is None else to_us(query.ready_as_of),
+            "after": query.after_seq,
+            "limit": query.limit,
+        }
+        return await self._run(lambda c: [task_from_row(r) for r in c.execute(Q[name], params)])
+
+    async def count(self, state: State | None, queue: str | None, archived: bool) -> int:
+        params = {"state": None if state is None else state.value, "queue": queue}
+        name = "count_archived" if archived else "count"
+        return await self._run(lambda c: int(c.execute(Q[name], params).fetchone()[0]))
+
+    async def outstanding_count(self, recurring_id: str) -> int:
+        return await self._run(lambda c: int(c.execute(Q["outstanding"], (recurring_id,)).fetchone()[0]))
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def _ready(
+        self, conn: sqlite3.Connection, queues: Sequence[str], limit: int, now: datetime
+    ) -> list[Task]:
+        now_us = to_us(now)
+        if not queues:
+            return [task_from_row(r) for r in conn.execute(Q["claimable_any"], (now_us, limit))]
+        # One indexed scan per queue, merged here: the index gives each queue in claim order.
+        found = [
+            task_from_row(r)
+            for q in dict.fromkeys(queues)
+            for r in conn.execute(Q["claimable_in_queue"], (q, now_us, limit))
+        ]
+        return found if len(queues) == 1 else heapq.nsmallest(limit, found, key=_claim_order)
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]
+    ) -> list[Task]:
+        def claim(conn: sqlite3.Connection) -> list[Task]:
+            now = self.clock.now()
+            with self._write(conn):
+                ready = self._ready(conn, queues, limit, now)
+                claimed = [transitions.claim(t, worker_id=worker_id, token=token(), now=now) for t in ready]
+                self._write_back(conn, [(t, t.version - 1) for t in claimed])
+            return claimed
+
+        return await self._run(claim)
+
+    async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None:
+        def claim_one(conn: sqlite3.Connection) -> Task | None:
+            now = self.clock.now()
+            with self._write(conn):
+                row = conn.execute(Q["get_task"], (task_id,)).fetchone()
+                if row is None:
+                    raise errors.NotFound(task_id)
+                task = task_from_row(row)
+                changed = transitions.take_over(task, worker_id=worker_id, token=token, now=now, lease=ttl)
+                if changed is None:
+                    return None
+                self._write_back(conn, [(changed, task.version)])
+            return changed if changed.state is State.CLAIMED else None
+
+        return await self._run(claim_one)
+
+    async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
+        return await self._run(lambda c: self._ready(c, queues, limit, self.clock.now()))
+
+    async def has_claimable(self, queues: Sequence[str]) -> bool:
+        def probe(conn: sqlite3.Connection) -> bool:
+            now_us = to_us(self.clock.now())
+            if not queues:
+                return conn.execute(Q["any_claimable"], (now_us,)).fetchone() is not None
+            return any(
+                conn.execute(Q["any_claimable_in_queue"], (q, now_us)).fetchone() is not None for q in queues
+            )
+
+        return await self._run(probe)
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+        def apply(conn: sqlite3.Connection) -> list[Outcome]:
+            ids = list(dict.fromkeys(task_id for task_id, _ in changes))
+            with self._write(conn):
+                now = self.clock.now()
+                if len(ids) == 1:
+                    rows = conn.execute(Q["get_task"], (ids[0],)).fetchall()
+                else:
+                    rows = conn.execute(Q["get_tasks"], (json.dumps(ids),)).fetchall()
+                current = {r[1]: task_from_row(r) for r in rows}
+                read_version = {task_id: t.version for task_id, t in current.items()}
+                outcomes: list[Outcome] = []
+                for task_id, change in changes:
+                    task = current.get(task_id)
+                    if task is None:
+                        outcomes.append(errors.NotFound(task_id))
+                        continue
+                    try:
+                        changed = change(task, now)
+                    except errors.TaskstoreError as exc:
+                        outcomes.append(exc)
+                        continue
+                    if changed is not None:
+                        current[task_id] = task = changed
+                    outcomes.append(task)
+                self._write_back(
+                    conn, [(t, read_version[i]) for i, t in current.items() if t.version != read_version[i]]
+                )
+            return outcomes
+
+        return await self._run(apply)
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    async def reap(self, limit: int) -> int:
+        def reap(conn: sqlite3.Connection) -> int:
+            now = self.clock.now()
+            with self._write(conn):
+                rows = conn.execute(Q["timed_out"], (to_us(now), limit)).fetchall()
+                reaped = []
+                for row in rows:
+                    task = task_from_row(row)
+                    changed = transitions.reap(task, now=now)
+                    if changed is not None:
+                        reaped.append((changed, task.version))
+                self._write_back(conn, reaped)
+            return len(reaped)
+
+        return await self._run(reap)
+
+    async def archive(self, before: datetime, limit: int) -> int:
+        def archive(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                seqs = [r[0] for r in conn.execute(Q["finished_before"], (to_us(before), limit))]
+                if seqs:
+                    encoded = json.dumps(seqs)
+                    copied = conn.execute(Q["copy_to_archive"], (to_us(self.clock.now()), encoded)).rowcount
+                    deleted = conn.execute(Q["delete_archived"], (encoded,)).rowcount
+                    if copied != len(seqs) or deleted != len(seqs):
+                        raise errors.BackendUnavailable("archive copied and deleted different rows")
+            return len(seqs)
+
+        return await self._run(archive)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a schema script into statements, letting SQLite say where each one ends."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in pending.splitlines()
+    ):
+        raise RuntimeError("schema script ends inside a statement")
+    return statements

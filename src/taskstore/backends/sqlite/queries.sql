@@ -1,0 +1,100 @@
+-- Named queries of the SQLite backend. Parameters are always bound, never formatted in.
+
+-- name: next_seq
+SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0),
+           coalesce((SELECT max(seq) FROM tasks), 0))
+
+-- name: insert_task
+INSERT INTO tasks (seq, id, queue, kind, args, context, reference_id, priority, run_at, max_attempts,
+                   attempts, processing_timeout, retry, state, created_at, updated_at, last_enqueued_at,
+                   version, recurring_id, group_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 'queued', ?, ?, ?, 1, ?, ?)
+
+-- name: existing_ids
+SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?))
+
+-- name: seqs_of_ids
+SELECT id, seq FROM tasks WHERE id IN (SELECT value FROM json_each(?))
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = ?
+
+-- name: get_tasks
+SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?))
+
+-- name: get_archived
+SELECT * FROM tasks_archive WHERE id = ? ORDER BY seq DESC LIMIT 1
+
+-- name: update_task
+UPDATE tasks
+   SET state = ?, attempts = ?, run_at = ?, worker_id = ?, token = ?, claimed_at = ?, times_out_at = ?,
+       report_at = ?, report_data = ?, cancel_requested = ?, result_at = ?, result_value = ?,
+       result_failure = ?, updated_at = ?, last_enqueued_at = ?, finished_at = ?, version = ?
+ WHERE seq = ? AND version = ?
+
+-- name: claimable_in_queue
+SELECT * FROM tasks
+ WHERE queue = ? AND state IN ('queued', 'failed') AND run_at <= ?
+ ORDER BY priority DESC, run_at, seq
+ LIMIT ?
+
+-- name: claimable_any
+SELECT * FROM tasks
+ WHERE state IN ('queued', 'failed') AND run_at <= ?
+ ORDER BY priority DESC, run_at, seq
+ LIMIT ?
+
+-- name: any_claimable_in_queue
+SELECT 1 FROM tasks WHERE queue = ? AND state IN ('queued', 'failed') AND run_at <= ? LIMIT 1
+
+-- name: any_claimable
+SELECT 1 FROM tasks WHERE state IN ('queued', 'failed') AND run_at <= ? LIMIT 1
+
+-- name: timed_out
+SELECT * FROM tasks WHERE state = 'claimed' AND times_out_at <= ? LIMIT ?
+
+-- name: finished_before
+SELECT seq FROM tasks
+ WHERE state IN ('done', 'dead', 'cancelled') AND finished_at IS NOT NULL AND finished_at <= ?
+ LIMIT ?
+
+-- name: copy_to_archive
+INSERT INTO tasks_archive SELECT *, ? FROM tasks WHERE seq IN (SELECT value FROM json_each(?))
+
+-- name: delete_archived
+DELETE FROM tasks WHERE seq IN (SELECT value FROM json_each(?))
+
+-- name: list_asc
+SELECT * FROM tasks
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+   AND (:ready IS NULL OR run_at <= :ready) AND (:after IS NULL OR seq > :after)
+ ORDER BY seq LIMIT :limit
+
+-- name: list_desc
+SELECT * FROM tasks
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+   AND (:ready IS NULL OR run_at <= :ready) AND (:after IS NULL OR seq < :after)
+ ORDER BY seq DESC LIMIT :limit
+
+-- name: list_archived_asc
+SELECT * FROM tasks_archive
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+   AND (:ready IS NULL OR run_at <= :ready) AND (:after IS NULL OR seq > :after)
+ ORDER BY seq LIMIT :limit
+
+-- name: list_archived_desc
+SELECT * FROM tasks_archive
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+   AND (:ready IS NULL OR run_at <= :ready) AND (:after IS NULL OR seq < :after)
+ ORDER BY seq DESC LIMIT :limit
+
+-- name: count
+SELECT count(*) FROM tasks
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+
+-- name: count_archived
+SELECT count(*) FROM tasks_archive
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+
+-- name: outstanding
+SELECT count(*) FROM tasks WHERE recurring_id = ? AND state IN ('queued', 'failed', 'claimed')

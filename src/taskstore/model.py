@@ -1,0 +1,256 @@
+"""Plain data: the values every layer passes around. No I/O here, and no rules beyond validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from .errors import InvalidTask
+from .retry import RetryPolicy
+
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_PROCESSING_TIMEOUT = 60.0
+
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
+MAX_ID_LENGTH = 255
+
+
+class State(StrEnum):
+    """Where a task is in its life. Only ``claimed`` holds a lease."""
+
+    QUEUED = "queued"
+    """Waiting to run; claimable once ``run_at`` has passed."""
+    CLAIMED = "claimed"
+    """Held by one worker under a lease token until ``claim.times_out_at``."""
+    FAILED = "failed"
+    """The last attempt failed and attempts remain; claimable again at ``run_at`` (the backoff)."""
+    DONE = "done"
+    """Finished successfully; ``result.value`` holds the outcome. Terminal."""
+    DEAD = "dead"
+    """Failed on its last allowed attempt; ``result.failure`` says why. Terminal until retried."""
+    CANCELLED = "cancelled"
+    """Cancelled before it finished. Terminal until retried."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({State.DONE, State.DEAD, State.CANCELLED})
+CLAIMABLE_STATES = frozenset({State.QUEUED, State.FAILED})
+TERMINAL_STATES = _TERMINAL
+
+
+def as_seconds(value: float | timedelta, what: str) -> float:
+    """Durations are float seconds; a ``timedelta`` is accepted on input."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        raise InvalidTask(f"{what} must be a finite number of seconds, got {value!r}")
+    return float(seconds)
+
+
+def check_aware(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidTask(f"{what} must be a timezone-aware datetime, got {value!r}")
+    return value
+
+
+def check_queue(queue: object) -> str:
+    if not isinstance(queue, str) or QUEUE_NAME.fullmatch(queue) is None:
+        raise InvalidTask(f"invalid queue name {queue!r}: it must match ^[a-z0-9][a-z0-9_.:-]{{0,63}}$")
+    return queue
+
+
+def check_id(value: object, what: str = "id") -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidTask(f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an attempt failed."""
+
+    type: str
+    message: str = ""
+    traceback: str | None = None
+    retryable: bool = True
+    data: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Failure:
+        return cls(
+            type=str(raw.get("type", "")),
+            message=str(raw.get("message", "")),
+            traceback=raw.get("traceback"),
+            retryable=bool(raw.get("retryable", True)),
+            data=raw.get("data"),
+        )
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, traceback: str | None = None) -> Failure:
+        return cls(type=type(exc).__qualname__, message=str(exc), traceback=traceback)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of the last finished attempt: ``value`` on success, ``failure`` otherwise."""
+
+    at: datetime
+    value: Any = None
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A worker's last report-in: when, and what it said."""
+
+    at: datetime
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A lease on one task. Every write a worker makes carries it; the token fences stale workers."""
+
+    task_id: str
+    worker_id: str
+    token: str
+    claimed_at: datetime
+    times_out_at: datetime
+    last_report: Report | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task to create. ``None`` options take the documented defaults at create time."""
+
+    queue: str
+    kind: str
+    args: Any = None
+    _: dataclasses.KW_ONLY
+    id: str | None = None
+    priority: int = 0
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    processing_timeout: float | timedelta | None = None
+    retry: RetryPolicy | None = None
+    context: Mapping[str, Any] | None = None
+    reference_id: str | None = None
+    recurring_id: str | None = None
+    group_id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_queue(self.queue)
+        if not isinstance(self.kind, str) or not self.kind.strip():
+            raise InvalidTask("kind must be a non-empty string")
+        if self.id is not None:
+            check_id(self.id)
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise InvalidTask(f"priority must be an int, got {self.priority!r}")
+        if not -(2**31) <= self.priority < 2**31:
+            raise InvalidTask("priority must fit in 32 bits")
+        if self.run_at is not None:
+            check_aware(self.run_at, "run_at")
+        if self.max_attempts is not None and (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or self.max_attempts < 1
+        ):
+            raise InvalidTask(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
+        if self.processing_timeout is not None:
+            seconds = as_seconds(self.processing_timeout, "processing_timeout")
+            if seconds <= 0:
+                raise InvalidTask("processing_timeout must be positive")
+            object.__setattr__(self, "processing_timeout", seconds)
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise InvalidTask(f"retry must be a retry policy, got {self.retry!r}")
+        if self.context is not None and not isinstance(self.context, Mapping):
+            raise InvalidTask("context must be a mapping (a JSON object)")
+        for name in ("reference_id", "recurring_id", "group_id"):
+            value = getattr(self, name)
+            if value is not None:
+                check_id(value, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A stored task. Frozen: use ``task.replace(...)`` for a changed copy to pass to ``update``."""
+
+    id: str
+    queue: str
+    kind: str
+    args: Any
+    context: Mapping[str, Any] | None
+    reference_id: str | None
+    priority: int
+    run_at: datetime
+    max_attempts: int
+    attempts: int
+    processing_timeout: float
+    state: State
+    claim: Claim | None
+    result: Result | None
+    created_at: datetime
+    updated_at: datetime
+    last_enqueued_at: datetime
+    finished_at: datetime | None
+    version: int
+    recurring_id: str | None = None
+    group_id: str | None = None
+    retry: RetryPolicy | None = None
+    cancel_requested: bool = False
+    seq: int = field(default=0, compare=False)
+
+    def replace(self, **changes: Any) -> Task:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def remaining_attempts(self) -> int:
+        return max(self.max_attempts - self.attempts, 0)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a keyset scan. ``next_cursor`` is opaque, and ``None`` on the last page."""
+
+    items: Sequence[T]
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+__all__ = [
+    "CLAIMABLE_STATES",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_PROCESSING_TIMEOUT",
+    "TERMINAL_STATES",
+    "Claim",
+    "Failure",
+    "NewTask",
+    "Page",
+    "Report",
+    "Result",
+    "State",
+    "Task",
+]

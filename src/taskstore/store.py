@@ -1,0 +1,430 @@
+"""The ``Store``: the public API of SPEC §7 over any backend driver.
+
+The facade validates, encodes payloads with the codec, waits for ``block_for`` and decodes what the
+driver returns; the driver applies transitions atomically. One implementation for every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from . import errors, transitions
+from ._ids import lease_token, task_id
+from ._wakeup import HUB
+from .backend import Change, Driver, ListQuery, NewRow, Outcome
+from .clock import Clock
+from .codec import Codec, JsonCodec, decode, dump_json, encode
+from .model import (
+    Claim,
+    Failure,
+    NewTask,
+    Page,
+    Result,
+    State,
+    Task,
+    as_seconds,
+    check_aware,
+    check_id,
+    check_queue,
+)
+
+DEFAULT_CLAIM_POLL = 0.05
+_BATCH = 10_000
+
+
+def _lease_of(claim: Claim | Task) -> Claim:
+    if isinstance(claim, Task):
+        if claim.claim is None:
+            raise errors.NotClaimed(claim.id, "this task object carries no claim")
+        return claim.claim
+    if not isinstance(claim, Claim):
+        raise errors.InvalidTask(f"expected a Claim (task.claim), got {type(claim).__name__}")
+    return claim
+
+
+def _queues(queues: str | Iterable[str] | None) -> list[str]:
+    if queues is None:
+        return []
+    if isinstance(queues, str):
+        return [check_queue(queues)]
+    return [check_queue(q) for q in queues]
+
+
+def _limit(value: int, what: str = "limit") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise errors.InvalidTask(f"{what} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _raise_or(outcome: Outcome) -> Task:
+    if isinstance(outcome, errors.TaskstoreError):
+        raise outcome
+    return outcome
+
+
+def _encode_cursor(task: Task) -> str:
+    return f"s{task.seq}"
+
+
+def _decode_cursor(cursor: str) -> int:
+    if not isinstance(cursor, str) or not cursor.startswith("s") or not cursor[1:].isdigit():
+        raise errors.InvalidTask(f"invalid cursor {cursor!r}")
+    return int(cursor[1:])
+
+
+class Store:
+    """A durable task store. Use ``async with taskstore.open(url) as store``."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        codec: Codec | None = None,
+        url: str = "",
+        poll_interval: float = DEFAULT_CLAIM_POLL,
+    ) -> None:
+        self._driver = driver
+        self.codec: Codec = codec or JsonCodec()
+        self.url = url
+        self.poll_interval = poll_interval
+        self._opened = False
+        self._open_lock: asyncio.Lock | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._driver.clock
+
+    def now(self) -> datetime:
+        """The store's clock: the time every decision is taken against."""
+        return self._driver.clock.now()
+
+    async def connect(self) -> Self:
+        if not self._opened:
+            if self._open_lock is None:
+                self._open_lock = asyncio.Lock()
+            async with self._open_lock:
+                if not self._opened:
+                    await self._driver.open()
+                    self._opened = True
+        return self
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self._driver.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _ready(self) -> Driver:
+        if not self._opened:
+            await self.connect()
+        return self._driver
+
+    def _wake(self) -> None:
+        HUB.notify(self._driver.wake_key)
+
+    # -- payloads -------------------------------------------------------------------------------
+
+    def _decoded(self, task: Task) -> Task:
+        result = task.result
+        if result is not None and result.value is not None:
+            result = Result(at=result.at, value=decode(self.codec, result.value), failure=result.failure)
+        return task.replace(args=decode(self.codec, task.args), result=result)
+
+    def _row(self, new: NewTask) -> NewRow:
+        if not isinstance(new, NewTask):
+            raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
+        if new.context is not None:
+            dump_json(new.context, "context")
+        return NewRow(
+            new=new, id=new.id if new.id is not None else task_id(), args=encode(self.codec, new.args, "args")
+        )
+
+    async def _apply_one(self, task_id_: str, change: Change) -> Task:
+        driver = await self._ready()
+        (outcome,) = await driver.apply([(task_id_, change)])
+        return self._decoded(_raise_or(outcome))
+
+    async def _apply_many(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+        if not changes:
+            return []
+        driver = await self._ready()
+        return [
+            o if isinstance(o, errors.TaskstoreError) else self._decoded(o)
+            for o in await driver.apply(changes)
+        ]
+
+    # -- create ---------------------------------------------------------------------------------
+
+    async def create(self, new: NewTask, *, conn: Any = None) -> Task:
+        return (await self.create_many([new], conn=conn))[0]
+
+    async def create_many(self, news: Iterable[NewTask], *, conn: Any = None) -> list[Task]:
+        """All-or-nothing. With ``conn`` the insert joins the caller's open transaction."""
+        rows = [self._row(new) for new in news]
+        if not rows:
+            raise errors.InvalidTask("create_many needs at least one task")
+        driver = await self._ready()
+        created = await driver.insert(rows, conn)
+        if conn is None:
+            self._wake()
+        return [self._decoded(task) for task in created]
+
+    # -- read -----------------------------------------------------------------------------------
+
+    async def get(self, id: str) -> Task:
+        driver = await self._ready()
+        return self._decoded(await driver.get(check_id(id)))
+
+    async def get_archived(self, id: str) -> Task:
+        driver = await self._ready()
+        return self._decoded(await driver.get(check_id(id), archived=True))
+
+    async def list(
+        self,
+        state: State | str | None = None,
+        queue: str | None = None,
+        ready_as_of: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+        *,
+        archived: bool = False,
+    ) -> Page[Task]:
+        query = ListQuery(
+            state=State(state) if state is not None else None,
+            queue=check_queue(queue) if queue is not None else None,
+            ready_as_of=check_aware(ready_as_of, "ready_as_of") if ready_as_of is not None else None,
+            after_seq=_decode_cursor(cursor) if cursor is not None else None,
+            limit=_limit(limit) + 1,  # one extra row tells whether another page exists
+            descending=descending,
+            archived=archived,
+        )
+        driver = await self._ready()
+        rows = await driver.list_tasks(query)
+        items = [self._decoded(t) for t in rows[: query.limit - 1]]
+        more = len(rows) >= query.limit
+        return Page(items=items, next_cursor=_encode_cursor(items[-1]) if more and items else None)
+
+    async def count(
+        self, state: State | str | None = None, queue: str | None = None, *, archived: bool = False
+    ) -> int:
+        driver = await self._ready()
+        return await driver.count(
+            State(state) if state is not None else None,
+            check_queue(queue) if queue is not None else None,
+            archived,
+        )
+
+    async def outstanding_count(self, recurring_id: str) -> int:
+        """Tasks of one recurring id that are ``queued``, ``failed`` or ``claimed``."""
+        driver = await self._ready()
+        return await driver.outstanding_count(check_id(recurring_id, "recurring_id"))
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        queues: str | Iterable[str] | None = None,
+        limit: int = 1,
+        block_for: float | timedelta = 0.0,
+    ) -> builtins.list[Task]:
+        """Claim up to ``limit`` ready tasks; wait up to ``block_for`` seconds for more to arrive."""
+        check_id(worker_id, "worker_id")
+        qs = _queues(queues)
+        _limit(limit)
+        wait = as_seconds(block_for, "block_for")
+        driver = await self._ready()
+        if wait <= 0:
+            return [self._decoded(t) for t in await driver.claim(worker_id, qs, limit, lease_token)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        # Subscribe before the first attempt, so a task created in between still wakes us.
+        waiter = HUB.subscribe(driver.wake_key)
+        try:
+            got = await driver.claim(worker_id, qs, limit, lease_token)
+            while len(got) < limit:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                woke = await waiter.wait(min(remaining, self.poll_interval))
+                if woke or await driver.has_claimable(qs):
+                    got += await driver.claim(worker_id, qs, limit - len(got), lease_token)
+        finally:
+            HUB.unsubscribe(driver.wake_key, waiter)
+        return [self._decoded(t) for t in got]
+
+    async def claim_task(self, id: str, worker_id: str, ttl: float | timedelta | None = None) -> Task | None:
+        """Claim one specific task; ``None`` while it is not claimable (also for its current owner)."""
+        check_id(id)
+        check_id(worker_id, "worker_id")
+        lease = None
+        if ttl is not None:
+            lease = as_seconds(ttl, "ttl")
+            if lease <= 0:
+                raise errors.InvalidTask("ttl must be positive")
+        driver = await self._ready()
+        task = await driver.claim_task(id, worker_id, lease, lease_token())
+        return self._decoded(task) if task is not None else None
+
+    async def find_available(
+        self, queues: str | Iterable[str] | None = None, limit: int = 10
+    ) -> builtins.list[Task]:
+        driver = await self._ready()
+        return [self._decoded(t) for t in await driver.find_available(_queues(queues), _limit(limit))]
+
+    # -- fenced writes by the lease holder ------------------------------------------------------
+
+    def _report_change(
+        self, claim: Claim | Task, data: Any, extend_by: float | timedelta | None
+    ) -> tuple[str, Change]:
+        lease = _lease_of(claim)
+        if data is not None:
+            dump_json(data, "report data")
+        length = None
+        if extend_by is not None:
+            length = as_seconds(extend_by, "extend_by")
+            if length <= 0:
+                raise errors.InvalidTask("extend_by must be positive")
+
+        def change(task: Task, now: datetime) -> Task:
+            return transitions.report_in(task, lease, now=now, data=data, extend_by=length)
+
+        return lease.task_id, change
+
+    async def report_in(
+        self, claim: Claim | Task, data: Any = None, *, extend_by: float | timedelta | None = None
+    ) -> Task:
+        """Renew the lease. The returned task's ``cancel_requested`` tells the worker to stop."""
+        return await self._apply_one(*self._report_change(claim, data, extend_by))
+
+    async def report_in_many(
+        self, claims: Iterable[Claim | Task], data: Any = None, *, extend_by: float | timedelta | None = None
+    ) -> builtins.list[Outcome]:
+        """Renew many leases in one write, each fenced on its own token; one outcome per claim."""
+        return await self._apply_many([self._report_change(c, data, extend_by) for c in claims])
+
+    def _done_change(self, claim: Claim | Task, result: Any) -> tuple[str, Change]:
+        lease = _lease_of(claim)
+        value = encode(self.codec, result, "result") if result is not None else None
+
+        def change(task: Task, now: datetime) -> Task:
+            return transitions.mark_done(task, lease, now=now, value=value)
+
+        return lease.task_id, change
+
+    async def mark_done(self, claim: Claim | Task, result: Any = None) -> Task:
+        return await self._apply_one(*self._done_change(claim, result))
+
+    async def mark_done_many(
+        self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]
+    ) -> builtins.list[Outcome]:
+        """Complete many tasks in one write, each fenced on its own token; one outcome per item.
+
+        An item is a claim (result ``None``) or a ``(claim, result)`` pair.
+        """
+        changes = [
+            self._done_change(*item) if isinstance(item, tuple) else self._done_change(item, None)
+            for item in items
+        ]
+        return await self._apply_many(changes)
+
+    async def mark_failed(self, claim: Claim | Task, failure: Failure | BaseException) -> Task:
+        """``failed`` with backoff while attempts remain (and the failure is retryable), else ``dead``."""
+        lease = _lease_of(claim)
+        if isinstance(failure, BaseException):
+            failure = Failure.from_exception(failure)
+        if not isinstance(failure, Failure):
+            raise errors.InvalidTask(f"expected a Failure, got {type(failure).__name__}")
+        dump_json(failure.to_json(), "failure")
+        checked = failure
+
+        def change(task: Task, now: datetime) -> Task:
+            return transitions.mark_failed(task, lease, now=now, failure=checked)
+
+        task = await self._apply_one(lease.task_id, change)
+        self._wake()
+        return task
+
+    async def unclaim(self, claim: Claim | Task) -> Task:
+        """Release the lease: back to ``queued`` without spending an attempt."""
+        lease = _lease_of(claim)
+        task = await self._apply_one(lease.task_id, lambda t, now: transitions.unclaim(t, lease, now=now))
+        self._wake()
+        return task
+
+    async def mark_cancelled(self, claim: Claim | Task) -> Task:
+        """The worker honours ``cancel_requested``: ``claimed`` -> ``cancelled``."""
+        lease = _lease_of(claim)
+        return await self._apply_one(
+            lease.task_id, lambda t, now: transitions.mark_cancelled(t, lease, now=now)
+        )
+
+    # -- admin writes ---------------------------------------------------------------------------
+
+    async def cancel(self, id: str) -> Task:
+        return await self._apply_one(check_id(id), lambda t, now: transitions.cancel(t, now=now))
+
+    async def retry(self, id: str) -> Task:
+        task = await self._apply_one(check_id(id), lambda t, now: transitions.retry(t, now=now))
+        self._wake()
+        return task
+
+    async def update(self, task: Task) -> Task:
+        """Compare-and-set on ``task.version``: writes ``state``, ``attempts`` and ``run_at``."""
+        if not isinstance(task, Task):
+            raise errors.InvalidTask(f"expected a Task, got {type(task).__name__}")
+        updated = await self._apply_one(
+            check_id(task.id), lambda t, now: transitions.update(t, task, now=now)
+        )
+        self._wake()
+        return updated
+
+    async def reap(self, *, limit: int | None = None) -> int:
+        """Fail every claim whose lease timed out, as ``mark_failed`` would; returns how many."""
+        driver = await self._ready()
+        total = 0
+        while limit is None or total < limit:
+            chunk = _BATCH if limit is None else min(_BATCH, limit - total)
+            n = await driver.reap(chunk)
+            total += n
+            if n < chunk:
+                break
+        if total:
+            self._wake()
+        return total
+
+    async def archive(
+        self, before: datetime | None = None, *, older_than: float | timedelta | None = None
+    ) -> int:
+        """Move ``done``/``dead``/``cancelled`` tasks finished at or before the cutoff to the archive."""
+        if (before is None) == (older_than is None):
+            raise errors.InvalidTask("archive() takes exactly one of before= or older_than=")
+        if before is None:
+            assert older_than is not None
+            before = self.now() - timedelta(seconds=as_seconds(older_than, "older_than"))
+        check_aware(before, "before")
+        driver = await self._ready()
+        total = 0
+        while True:
+            n = await driver.archive(before, _BATCH)
+            total += n
+            if n < _BATCH:
+                return total
+
+    def __repr__(self) -> str:
+        return f"<taskstore.Store {self.url or type(self._driver).__name__}>"

@@ -1,0 +1,312 @@
+"""Pure state transitions with fencing: ``(task, now, …) -> task``, or a typed error.
+
+Every backend decides with these functions and applies the outcome as one compare-and-set, so no
+backend invents a rule of its own. Nothing here reads a clock, a random source or a database: the
+caller passes ``now``, lease tokens and ``rand`` in.
+
+Each transition returns a new ``Task`` with ``version`` incremented and ``updated_at = now``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import errors
+from .model import (
+    CLAIMABLE_STATES,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PROCESSING_TIMEOUT,
+    Claim,
+    Failure,
+    NewTask,
+    Report,
+    Result,
+    State,
+    Task,
+)
+from .retry import DEFAULT_POLICY, Rand
+
+TIMED_OUT = "timed_out"
+CANCELLED = "cancelled"
+
+
+def _touch(task: Task, now: datetime, **changes: Any) -> Task:
+    return task.replace(version=task.version + 1, updated_at=now, **changes)
+
+
+def create(new: NewTask, *, task_id: str, now: datetime, args: Any = None, seq: int = 0) -> Task:
+    """A new ``queued`` task with every default filled in. ``args`` is the codec-encoded payload."""
+    timeout = new.processing_timeout
+    return Task(
+        id=task_id,
+        queue=new.queue,
+        kind=new.kind,
+        args=args,
+        context=dict(new.context) if new.context is not None else None,
+        reference_id=new.reference_id,
+        priority=new.priority,
+        run_at=new.run_at if new.run_at is not None else now,
+        max_attempts=new.max_attempts if new.max_attempts is not None else DEFAULT_MAX_ATTEMPTS,
+        attempts=0,
+        processing_timeout=float(timeout) if isinstance(timeout, int | float) else DEFAULT_PROCESSING_TIMEOUT,
+        state=State.QUEUED,
+        claim=None,
+        result=None,
+        created_at=now,
+        updated_at=now,
+        last_enqueued_at=now,
+        finished_at=None,
+        version=1,
+        recurring_id=new.recurring_id,
+        group_id=new.group_id,
+        retry=new.retry if new.retry is not None else DEFAULT_POLICY,
+        seq=seq,
+    )
+
+
+def is_claimable(task: Task, now: datetime) -> bool:
+    return task.state in CLAIMABLE_STATES and task.run_at <= now
+
+
+def is_timed_out(task: Task, now: datetime) -> bool:
+    return task.state is State.CLAIMED and task.claim is not None and task.claim.times_out_at <= now
+
+
+def claim(task: Task, *, worker_id: str, token: str, now: datetime, lease: float | None = None) -> Task:
+    """``queued``/ready ``failed`` -> ``claimed`` under a new lease; spends one attempt."""
+    if not is_claimable(task, now):
+        raise errors.InvalidTask(
+            f"task {task.id!r} is not claimable (state {task.state}, run_at {task.run_at})"
+        )
+    length = task.processing_timeout if lease is None else lease
+    lease_claim = Claim(
+        task_id=task.id,
+        worker_id=worker_id,
+        token=token,
+        claimed_at=now,
+        times_out_at=now + timedelta(seconds=length),
+    )
+    return _touch(
+        task, now, state=State.CLAIMED, attempts=task.attempts + 1, claim=lease_claim, cancel_requested=False
+    )
+
+
+def take_over(
+    task: Task, *, worker_id: str, token: str, now: datetime, lease: float | None, rand: Rand | None = None
+) -> Task | None:
+    """``claim_task``: claim one specific task, taking over an expired lease.
+
+    Returns ``None`` (and no change) when the task is not claimable now: finished, ``run_at`` in the
+    future, or under a live lease, also the caller's own (not re-entrant). An expired lease whose
+    attempts are used up is reaped to ``dead`` instead; the caller writes that and gets ``None``.
+    """
+    if is_timed_out(task, now):
+        if task.attempts >= task.max_attempts:
+            return reap(task, now=now, rand=rand)
+        # The expired attempt was already counted at its claim; the takeover starts a new one.
+        task = task.replace(state=State.QUEUED, claim=None, run_at=min(task.run_at, now))
+    if not is_claimable(task, now):
+        return None
+    return claim(task, worker_id=worker_id, token=token, now=now, lease=lease)
+
+
+def check_lease(task: Task, lease: Claim) -> Claim:
+    """Fencing: the write is the current lease holder's, or it is refused. Returns the stored claim."""
+    if task.state is not State.CLAIMED or task.claim is None:
+        raise errors.NotClaimed(task.id, f"not claimed (state {task.state.value})")
+    current = task.claim
+    if current.worker_id != lease.worker_id:
+        raise errors.NotOwned(task.id, f"claimed by worker {current.worker_id!r}, not {lease.worker_id!r}")
+    if current.token != lease.token:
+        raise errors.NotOwned(task.id, "claimed under another lease token")
+    return current
+
+
+def report_in(
+    task: Task, lease: Claim, *, now: datetime, data: Any = None, extend_by: float | None = None
+) -> Task:
+    """Renew the lease: ``times_out_at = now + (extend_by or processing_timeout)`` (absolute)."""
+    current = check_lease(task, lease)
+    if current.last_report is not None and now < current.last_report.at:
+        raise errors.ReportFromThePast(task.id)
+    length = task.processing_timeout if extend_by is None else extend_by
+    renewed = Claim(
+        task_id=current.task_id,
+        worker_id=current.worker_id,
+        token=current.token,
+        claimed_at=current.claimed_at,
+        times_out_at=now + timedelta(seconds=length),
+        last_report=Report(at=now, data=data),
+    )
+    return _touch(task, now, claim=renewed)
+
+
+def mark_done(task: Task, lease: Claim, *, now: datetime, value: Any = None) -> Task:
+    check_lease(task, lease)
+    return _touch(
+        task,
+        now,
+        state=State.DONE,
+        claim=None,
+        result=Result(at=now, value=value),
+        finished_at=now,
+        cancel_requested=False,
+    )
+
+
+def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None) -> Task:
+    """``failed`` with a backoff while attempts remain and the failure is retryable, else ``dead``."""
+    result = Result(at=now, failure=failure)
+    if failure.retryable and task.attempts < task.max_attempts:
+        policy = task.retry if task.retry is not None else DEFAULT_POLICY
+        backoff = max(policy.delay(max(task.attempts, 1), rand), 0.0)
+        return _touch(
+            task,
+            now,
+            state=State.FAILED,
+            claim=None,
+            result=result,
+            run_at=now + timedelta(seconds=backoff),
+            last_enqueued_at=now,
+            cancel_requested=False,
+        )
+    return _touch(
+        task, now, state=State.DEAD, claim=None, result=result, finished_at=now, cancel_requested=False
+    )
+
+
+def mark_failed(
+    task: Task, lease: Claim, *, now: datetime, failure: Failure, rand: Rand | None = None
+) -> Task:
+    check_lease(task, lease)
+    return _fail(task, failure, now, rand)
+
+
+def reap(task: Task, *, now: datetime, rand: Rand | None = None) -> Task | None:
+    """A timed-out lease fails like ``mark_failed`` (spending its attempt); ``None`` if not timed out.
+
+    Re-checked against the stored row inside the write, so a task finished between a reaper's read
+    and its write is never reverted.
+    """
+    if not is_timed_out(task, now):
+        return None
+    assert task.claim is not None
+    failure = Failure(
+        type=TIMED_OUT,
+        message=f"lease of worker {task.claim.worker_id!r} timed out at {task.claim.times_out_at:%Y-%m-%dT%H:%M:%S.%fZ}",
+    )
+    return _fail(task, failure, now, rand)
+
+
+def unclaim(task: Task, lease: Claim, *, now: datetime) -> Task:
+    """Release: back to ``queued`` without spending an attempt; ``run_at`` unchanged."""
+    check_lease(task, lease)
+    return _touch(
+        task,
+        now,
+        state=State.QUEUED,
+        claim=None,
+        attempts=max(task.attempts - 1, 0),
+        last_enqueued_at=now,
+        cancel_requested=False,
+    )
+
+
+def _cancelled(task: Task, now: datetime, message: str) -> Task:
+    failure = Failure(type=CANCELLED, message=message, retryable=False)
+    return _touch(
+        task,
+        now,
+        state=State.CANCELLED,
+        claim=None,
+        finished_at=now,
+        result=Result(at=now, failure=failure),
+        cancel_requested=False,
+    )
+
+
+def cancel(task: Task, *, now: datetime) -> Task:
+    """``queued``/``failed`` -> ``cancelled``; on ``claimed`` record a request the worker sees at report-in.
+
+    Finished tasks, and a claimed task already asked to cancel, are returned unchanged (no write).
+    """
+    if task.state in CLAIMABLE_STATES:
+        return _cancelled(task, now, "cancelled before it ran")
+    if task.state is State.CLAIMED and not task.cancel_requested:
+        return _touch(task, now, cancel_requested=True)
+    return task
+
+
+def mark_cancelled(task: Task, lease: Claim, *, now: datetime) -> Task:
+    """The worker honours a cancel request: ``claimed`` -> ``cancelled``."""
+    check_lease(task, lease)
+    return _cancelled(task, now, "cancelled while running")
+
+
+def retry(task: Task, *, now: datetime) -> Task:
+    """Manual retry. ``dead``/``cancelled`` -> ``queued`` with a fresh attempt budget and run_at now.
+
+    A waiting task (``queued``/``failed``) is made to run now; ``claimed`` and ``done`` tasks are
+    returned unchanged (a running task is not disturbed, a success is not redone).
+    """
+    if task.state in (State.DEAD, State.CANCELLED):
+        return _touch(
+            task,
+            now,
+            state=State.QUEUED,
+            attempts=0,
+            run_at=now,
+            finished_at=None,
+            last_enqueued_at=now,
+            claim=None,
+            cancel_requested=False,
+        )
+    if task.state in CLAIMABLE_STATES and task.run_at > now:
+        return _touch(task, now, run_at=now)
+    return task
+
+
+def update(stored: Task, wanted: Task, *, now: datetime) -> Task:
+    """The outbox compare-and-set: write ``state``, ``attempts`` and ``run_at`` if ``version`` matches."""
+    if wanted.id != stored.id:
+        raise errors.InvalidTask("update() cannot change a task's id")
+    if wanted.version != stored.version:
+        raise errors.StaleVersion(stored.id, wanted.version, stored.version)
+    state = State(wanted.state)
+    if state is State.CLAIMED and stored.state is not State.CLAIMED:
+        raise errors.InvalidTask("update() cannot claim a task; use claim() or claim_task()")
+    if isinstance(wanted.attempts, bool) or not isinstance(wanted.attempts, int) or wanted.attempts < 0:
+        raise errors.InvalidTask("attempts must be an int >= 0")
+    if not isinstance(wanted.run_at, datetime) or wanted.run_at.tzinfo is None:
+        raise errors.InvalidTask("run_at must be a timezone-aware datetime")
+    changes: dict[str, Any] = {"state": state, "attempts": wanted.attempts, "run_at": wanted.run_at}
+    if state is not State.CLAIMED:
+        changes["claim"] = None
+        changes["cancel_requested"] = False
+    if state.is_terminal and not stored.state.is_terminal:
+        changes["finished_at"] = now
+    elif not state.is_terminal:
+        changes["finished_at"] = None
+    if state in CLAIMABLE_STATES and stored.state not in CLAIMABLE_STATES:
+        changes["last_enqueued_at"] = now
+    return _touch(stored, now, **changes)
+
+
+__all__ = [
+    "cancel",
+    "check_lease",
+    "claim",
+    "create",
+    "is_claimable",
+    "is_timed_out",
+    "mark_cancelled",
+    "mark_done",
+    "mark_failed",
+    "reap",
+    "report_in",
+    "retry",
+    "take_over",
+    "unclaim",
+    "update",
+]

@@ -27,9 +27,7 @@ def default_url() -> str:
 def _sqlite_path(url: str) -> str:
     rest = url[len("sqlite://") :].split("?", 1)[0]
     if not rest.startswith("/") or rest == "/":
-        raise ConfigError(
-            f"SQLite URLs look like sqlite:///relative.db or sqlite:////absolute.db, not {url!r}"
-        )
+        raise ConfigError(f"SQLite URLs look like sqlite:///relative.db or sqlite:////absolute.db, not {url!r}")
     return rest[1:]  # sqlite:///x.db -> "x.db", sqlite:////tmp/x.db -> "/tmp/x.db"
 
 
@@ -48,9 +46,7 @@ def _options(url: str, given: dict[str, Any], allowed: dict[str, type]) -> dict[
         raise ConfigError(f"bad option value in {url!r}: {exc}") from exc
 
 
-def open(
-    url: str | None = None, *, clock: Clock | None = None, codec: Codec | None = None, **options: Any
-) -> Store:
+def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | None = None, **options: Any) -> Store:
     """A store for ``url``; use it as ``async with taskstore.open(url) as store``.
 
     ``memory://`` (one process), ``sqlite:///relative.db`` / ``sqlite:////absolute.db``.

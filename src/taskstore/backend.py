@@ -57,7 +57,11 @@ class Lifecycle(Protocol):
 
 class Outbox(Protocol):
     async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
-        """All-or-nothing insert; ``conn`` is the caller's open transaction to join."""
+        """All-or-nothing insert; ``conn`` is the caller's open transaction to join.
+
+        Stores each row's encoded payload; the tasks returned carry the caller's own ``args``
+        (``row.new.args``), so create does not pay for a decode.
+        """
         ...
 
     async def get(self, task_id: str, *, archived: bool = False) -> Task: ...
@@ -70,15 +74,11 @@ class Outbox(Protocol):
 
 
 class Claims(Protocol):
-    async def claim(
-        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]
-    ) -> list[Task]:
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
         """Claim up to ``limit`` ready tasks in claim order, each under a fresh token."""
         ...
 
-    async def claim_task(
-        self, task_id: str, worker_id: str, ttl: float | None, token: str
-    ) -> Task | None: ...
+    async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None: ...
 
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]: ...
 

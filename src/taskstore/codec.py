@@ -41,9 +41,7 @@ class JsonCodec:
         return self._encoder.encode(value).encode()
 
     def decode(self, data: bytes) -> Any:
-        return self._decoder.decode(
-            data.decode() if isinstance(data, bytes | bytearray | memoryview) else data
-        )
+        return self._decoder.decode(data.decode() if isinstance(data, bytes | bytearray | memoryview) else data)
 
     def __repr__(self) -> str:
         return "JsonCodec()"

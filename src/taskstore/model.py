@@ -166,9 +166,7 @@ class NewTask:
         if self.run_at is not None:
             check_aware(self.run_at, "run_at")
         if self.max_attempts is not None and (
-            isinstance(self.max_attempts, bool)
-            or not isinstance(self.max_attempts, int)
-            or self.max_attempts < 1
+            isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1
         ):
             raise InvalidTask(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
         if self.processing_timeout is not None:
@@ -186,9 +184,13 @@ class NewTask:
                 check_id(value, name)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Task:
-    """A stored task. Frozen: use ``task.replace(...)`` for a changed copy to pass to ``update``."""
+    """A stored task. Frozen: use ``task.replace(...)`` for a changed copy to pass to ``update``.
+
+    Not slotted on purpose: ``replace`` copies ``__dict__``, several times faster than
+    ``dataclasses.replace`` on the claim and completion paths, which replace every task they touch.
+    """
 
     id: str
     queue: str
@@ -216,11 +218,31 @@ class Task:
     seq: int = field(default=0, compare=False)
 
     def replace(self, **changes: Any) -> Task:
-        return dataclasses.replace(self, **changes)
+        if not _TASK_FIELDS.issuperset(changes):
+            raise TypeError(f"Task has no field(s) {', '.join(sorted(changes.keys() - _TASK_FIELDS))}")
+        copy = object.__new__(Task)
+        fields = copy.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes)
+        return copy
 
     @property
     def remaining_attempts(self) -> int:
         return max(self.max_attempts - self.attempts, 0)
+
+
+_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(Task))
+
+
+def trusted_task(**fields: Any) -> Task:
+    """Build a ``Task`` from every one of its fields without the dataclass ``__init__``.
+
+    For backends and transitions on hot paths, which always pass every field: the frozen
+    ``__init__`` costs a ``object.__setattr__`` per field.
+    """
+    task = object.__new__(Task)
+    task.__dict__.update(fields)
+    return task
 
 
 T = TypeVar("T")

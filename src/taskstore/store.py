@@ -162,10 +162,7 @@ class Store:
         if not changes:
             return []
         driver = await self._ready()
-        return [
-            o if isinstance(o, errors.TaskstoreError) else self._decoded(o)
-            for o in await driver.apply(changes)
-        ]
+        return [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in await driver.apply(changes)]
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -181,7 +178,7 @@ class Store:
         created = await driver.insert(rows, conn)
         if conn is None:
             self._wake()
-        return [self._decoded(task) for task in created]
+        return created
 
     # -- read -----------------------------------------------------------------------------------
 
@@ -219,9 +216,7 @@ class Store:
         more = len(rows) >= query.limit
         return Page(items=items, next_cursor=_encode_cursor(items[-1]) if more and items else None)
 
-    async def count(
-        self, state: State | str | None = None, queue: str | None = None, *, archived: bool = False
-    ) -> int:
+    async def count(self, state: State | str | None = None, queue: str | None = None, *, archived: bool = False) -> int:
         driver = await self._ready()
         return await driver.count(
             State(state) if state is not None else None,
@@ -281,17 +276,13 @@ class Store:
         task = await driver.claim_task(id, worker_id, lease, lease_token())
         return self._decoded(task) if task is not None else None
 
-    async def find_available(
-        self, queues: str | Iterable[str] | None = None, limit: int = 10
-    ) -> builtins.list[Task]:
+    async def find_available(self, queues: str | Iterable[str] | None = None, limit: int = 10) -> builtins.list[Task]:
         driver = await self._ready()
         return [self._decoded(t) for t in await driver.find_available(_queues(queues), _limit(limit))]
 
     # -- fenced writes by the lease holder ------------------------------------------------------
 
-    def _report_change(
-        self, claim: Claim | Task, data: Any, extend_by: float | timedelta | None
-    ) -> tuple[str, Change]:
+    def _report_change(self, claim: Claim | Task, data: Any, extend_by: float | timedelta | None) -> tuple[str, Change]:
         lease = _lease_of(claim)
         if data is not None:
             dump_json(data, "report data")
@@ -330,16 +321,13 @@ class Store:
     async def mark_done(self, claim: Claim | Task, result: Any = None) -> Task:
         return await self._apply_one(*self._done_change(claim, result))
 
-    async def mark_done_many(
-        self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]
-    ) -> builtins.list[Outcome]:
+    async def mark_done_many(self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]) -> builtins.list[Outcome]:
         """Complete many tasks in one write, each fenced on its own token; one outcome per item.
 
         An item is a claim (result ``None``) or a ``(claim, result)`` pair.
         """
         changes = [
-            self._done_change(*item) if isinstance(item, tuple) else self._done_change(item, None)
-            for item in items
+            self._done_change(*item) if isinstance(item, tuple) else self._done_change(item, None) for item in items
         ]
         return await self._apply_many(changes)
 
@@ -370,9 +358,7 @@ class Store:
     async def mark_cancelled(self, claim: Claim | Task) -> Task:
         """The worker honours ``cancel_requested``: ``claimed`` -> ``cancelled``."""
         lease = _lease_of(claim)
-        return await self._apply_one(
-            lease.task_id, lambda t, now: transitions.mark_cancelled(t, lease, now=now)
-        )
+        return await self._apply_one(lease.task_id, lambda t, now: transitions.mark_cancelled(t, lease, now=now))
 
     # -- admin writes ---------------------------------------------------------------------------
 
@@ -388,9 +374,7 @@ class Store:
         """Compare-and-set on ``task.version``: writes ``state``, ``attempts`` and ``run_at``."""
         if not isinstance(task, Task):
             raise errors.InvalidTask(f"expected a Task, got {type(task).__name__}")
-        updated = await self._apply_one(
-            check_id(task.id), lambda t, now: transitions.update(t, task, now=now)
-        )
+        updated = await self._apply_one(check_id(task.id), lambda t, now: transitions.update(t, task, now=now))
         self._wake()
         return updated
 
@@ -408,9 +392,7 @@ class Store:
             self._wake()
         return total
 
-    async def archive(
-        self, before: datetime | None = None, *, older_than: float | timedelta | None = None
-    ) -> int:
+    async def archive(self, before: datetime | None = None, *, older_than: float | timedelta | None = None) -> int:
         """Move ``done``/``dead``/``cancelled`` tasks finished at or before the cutoff to the archive."""
         if (before is None) == (older_than is None):
             raise errors.InvalidTask("archive() takes exactly one of before= or older_than=")

@@ -24,6 +24,7 @@ from .model import (
     Result,
     State,
     Task,
+    trusted_task,
 )
 from .retry import DEFAULT_POLICY, Rand
 
@@ -38,7 +39,7 @@ def _touch(task: Task, now: datetime, **changes: Any) -> Task:
 def create(new: NewTask, *, task_id: str, now: datetime, args: Any = None, seq: int = 0) -> Task:
     """A new ``queued`` task with every default filled in. ``args`` is the codec-encoded payload."""
     timeout = new.processing_timeout
-    return Task(
+    return trusted_task(
         id=task_id,
         queue=new.queue,
         kind=new.kind,
@@ -61,6 +62,7 @@ def create(new: NewTask, *, task_id: str, now: datetime, args: Any = None, seq: 
         recurring_id=new.recurring_id,
         group_id=new.group_id,
         retry=new.retry if new.retry is not None else DEFAULT_POLICY,
+        cancel_requested=False,
         seq=seq,
     )
 
@@ -76,9 +78,7 @@ def is_timed_out(task: Task, now: datetime) -> bool:
 def claim(task: Task, *, worker_id: str, token: str, now: datetime, lease: float | None = None) -> Task:
     """``queued``/ready ``failed`` -> ``claimed`` under a new lease; spends one attempt."""
     if not is_claimable(task, now):
-        raise errors.InvalidTask(
-            f"task {task.id!r} is not claimable (state {task.state}, run_at {task.run_at})"
-        )
+        raise errors.InvalidTask(f"task {task.id!r} is not claimable (state {task.state}, run_at {task.run_at})")
     length = task.processing_timeout if lease is None else lease
     lease_claim = Claim(
         task_id=task.id,
@@ -87,9 +87,7 @@ def claim(task: Task, *, worker_id: str, token: str, now: datetime, lease: float
         claimed_at=now,
         times_out_at=now + timedelta(seconds=length),
     )
-    return _touch(
-        task, now, state=State.CLAIMED, attempts=task.attempts + 1, claim=lease_claim, cancel_requested=False
-    )
+    return _touch(task, now, state=State.CLAIMED, attempts=task.attempts + 1, claim=lease_claim, cancel_requested=False)
 
 
 def take_over(
@@ -123,9 +121,7 @@ def check_lease(task: Task, lease: Claim) -> Claim:
     return current
 
 
-def report_in(
-    task: Task, lease: Claim, *, now: datetime, data: Any = None, extend_by: float | None = None
-) -> Task:
+def report_in(task: Task, lease: Claim, *, now: datetime, data: Any = None, extend_by: float | None = None) -> Task:
     """Renew the lease: ``times_out_at = now + (extend_by or processing_timeout)`` (absolute)."""
     current = check_lease(task, lease)
     if current.last_report is not None and now < current.last_report.at:
@@ -171,14 +167,10 @@ def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None) -> Tas
             last_enqueued_at=now,
             cancel_requested=False,
         )
-    return _touch(
-        task, now, state=State.DEAD, claim=None, result=result, finished_at=now, cancel_requested=False
-    )
+    return _touch(task, now, state=State.DEAD, claim=None, result=result, finished_at=now, cancel_requested=False)
 
 
-def mark_failed(
-    task: Task, lease: Claim, *, now: datetime, failure: Failure, rand: Rand | None = None
-) -> Task:
+def mark_failed(task: Task, lease: Claim, *, now: datetime, failure: Failure, rand: Rand | None = None) -> Task:
     check_lease(task, lease)
     return _fail(task, failure, now, rand)
 
@@ -194,7 +186,7 @@ def reap(task: Task, *, now: datetime, rand: Rand | None = None) -> Task | None:
     assert task.claim is not None
     failure = Failure(
         type=TIMED_OUT,
-        message=f"lease of worker {task.claim.worker_id!r} timed out at {task.claim.times_out_at:%Y-%m-%dT%H:%M:%S.%fZ}",
+        message=f"lease of worker {task.claim.worker_id!r} timed out at {task.claim.times_out_at.isoformat()}",
     )
     return _fail(task, failure, now, rand)
 

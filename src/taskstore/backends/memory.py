@@ -56,11 +56,11 @@ class MemoryDriver:
                     raise errors.AlreadyExists(row.id)
                 seen.add(row.id)
             created = [
-                transitions.create(row.new, task_id=row.id, now=now, args=row.args, seq=next(self._seq))
+                transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=next(self._seq))
                 for row in rows
             ]
-            for task in created:
-                self._tasks[task.id] = task
+            for task, row in zip(created, rows, strict=True):
+                self._tasks[task.id] = task.replace(args=row.args)  # kept encoded, as a database keeps it
             return created
 
     async def get(self, task_id: str, *, archived: bool = False) -> Task:
@@ -102,24 +102,18 @@ class MemoryDriver:
     async def outstanding_count(self, recurring_id: str) -> int:
         outstanding = (State.QUEUED, State.FAILED, State.CLAIMED)
         with self._lock:
-            return sum(
-                1 for t in self._tasks.values() if t.recurring_id == recurring_id and t.state in outstanding
-            )
+            return sum(1 for t in self._tasks.values() if t.recurring_id == recurring_id and t.state in outstanding)
 
     # -- claims ---------------------------------------------------------------------------------
 
     def _ready(self, queues: Sequence[str], limit: int, now: datetime) -> list[Task]:
         wanted = set(queues)
         ready = (
-            t
-            for t in self._tasks.values()
-            if transitions.is_claimable(t, now) and (not wanted or t.queue in wanted)
+            t for t in self._tasks.values() if transitions.is_claimable(t, now) and (not wanted or t.queue in wanted)
         )
         return heapq.nsmallest(limit, ready, key=_claim_order)
 
-    async def claim(
-        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]
-    ) -> list[Task]:
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
         with self._lock:
             now = self.clock.now()
             claimed = [
@@ -135,9 +129,7 @@ class MemoryDriver:
             task = self._tasks.get(task_id)
             if task is None:
                 raise errors.NotFound(task_id)
-            changed = transitions.take_over(
-                task, worker_id=worker_id, token=token, now=self.clock.now(), lease=ttl
-            )
+            changed = transitions.take_over(task, worker_id=worker_id, token=token, now=self.clock.now(), lease=ttl)
             if changed is None:
                 return None
             self._tasks[task_id] = changed

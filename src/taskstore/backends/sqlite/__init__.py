@@ -47,9 +47,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 class SQLiteDriver:
-    def __init__(
-        self, path: str, clock: Clock, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL"
-    ) -> None:
+    def __init__(self, path: str, clock: Clock, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise errors.ConfigError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = path
@@ -93,9 +91,7 @@ class SQLiteDriver:
         if not os.path.isdir(directory):
             raise errors.ConfigError(f"directory {directory!r} for the SQLite database does not exist")
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise errors.BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._conn = conn
@@ -105,9 +101,7 @@ class SQLiteDriver:
     def _configure(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise errors.BackendUnavailable(
-                f"SQLite database {self.path!r} could not switch to WAL (got {mode})"
-            )
+            raise errors.BackendUnavailable(f"SQLite database {self.path!r} could not switch to WAL (got {mode})")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")  # validated against a fixed set above
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-65536")
@@ -200,15 +194,15 @@ class SQLiteDriver:
         with self._write(conn):
             base = conn.execute(Q["next_seq"]).fetchone()[0]
             tasks = [
-                transitions.create(row.new, task_id=row.id, now=now, args=row.args, seq=base + i)
+                transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=base + i)
                 for i, row in enumerate(rows, start=1)
             ]
-            self._insert_rows(conn, tasks)
+            self._insert_rows(conn, tasks, rows)
         return tasks
 
-    def _insert_rows(self, conn: sqlite3.Connection, tasks: Sequence[Task]) -> None:
+    def _insert_rows(self, conn: sqlite3.Connection, tasks: Sequence[Task], rows: Sequence[NewRow]) -> None:
         try:
-            conn.executemany(Q["insert_task"], [insert_params(t) for t in tasks])
+            conn.executemany(Q["insert_task"], [insert_params(t, r.args) for t, r in zip(tasks, rows, strict=True)])
         except sqlite3.IntegrityError as exc:
             taken = conn.execute(Q["existing_ids"], (json.dumps([t.id for t in tasks]),)).fetchone()
             raise errors.AlreadyExists(taken[0] if taken else "?") from exc
@@ -220,13 +214,11 @@ class SQLiteDriver:
         Sequence numbers come from SQLite (AUTOINCREMENT), as another writer may hold a newer base.
         """
         if not isinstance(conn, sqlite3.Connection):
-            raise errors.ConfigError(
-                f"conn= must be a sqlite3.Connection for this store, got {type(conn).__name__}"
-            )
+            raise errors.ConfigError(f"conn= must be a sqlite3.Connection for this store, got {type(conn).__name__}")
         self._check_same_file(conn)
         now = self.clock.now()
-        tasks = [transitions.create(row.new, task_id=row.id, now=now, args=row.args, seq=0) for row in rows]
-        params = [(None, *insert_params(t)[1:]) for t in tasks]
+        tasks = [transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=0) for row in rows]
+        params = [(None, *insert_params(t, r.args)[1:]) for t, r in zip(tasks, rows, strict=True)]
         try:
             conn.execute("SAVEPOINT taskstore_insert")
             try:
@@ -281,9 +273,7 @@ class SQLiteDriver:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    def _ready(
-        self, conn: sqlite3.Connection, queues: Sequence[str], limit: int, now: datetime
-    ) -> list[Task]:
+    def _ready(self, conn: sqlite3.Connection, queues: Sequence[str], limit: int, now: datetime) -> list[Task]:
         now_us = to_us(now)
         if not queues:
             return [task_from_row(r) for r in conn.execute(Q["claimable_any"], (now_us, limit))]
@@ -295,9 +285,7 @@ class SQLiteDriver:
         ]
         return found if len(queues) == 1 else heapq.nsmallest(limit, found, key=_claim_order)
 
-    async def claim(
-        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]
-    ) -> list[Task]:
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
         def claim(conn: sqlite3.Connection) -> list[Task]:
             now = self.clock.now()
             with self._write(conn):
@@ -332,9 +320,7 @@ class SQLiteDriver:
             now_us = to_us(self.clock.now())
             if not queues:
                 return conn.execute(Q["any_claimable"], (now_us,)).fetchone() is not None
-            return any(
-                conn.execute(Q["any_claimable_in_queue"], (q, now_us)).fetchone() is not None for q in queues
-            )
+            return any(conn.execute(Q["any_claimable_in_queue"], (q, now_us)).fetchone() is not None for q in queues)
 
         return await self._run(probe)
 
@@ -414,8 +400,6 @@ def _statements(script: str) -> list[str]:
         if sqlite3.complete_statement(pending):
             statements.append(pending.strip())
             pending = ""
-    if pending.strip() and not all(
-        ln.strip().startswith("--") or not ln.strip() for ln in pending.splitlines()
-    ):
+    if pending.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in pending.splitlines()):
         raise RuntimeError("schema script ends inside a statement")
     return statements

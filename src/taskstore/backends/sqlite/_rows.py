@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 from ...codec import dump_json
-from ...model import Claim, Failure, Report, Result, State, Task
+from ...model import Claim, Failure, Report, Result, State, Task, trusted_task
 from ...retry import DEFAULT_POLICY, RetryPolicy, policy_from_spec
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -25,12 +25,22 @@ def to_us_or_none(value: datetime | None) -> int | None:
     return None if value is None else (value - EPOCH) // _US
 
 
+# Rows read together share most of their timestamps (a batch is created, claimed and finished at
+# one instant), so a small memo of recent conversions saves most datetime arithmetic.
+_recent: dict[int, datetime] = {}
+
+
 def from_us(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
+    found = _recent.get(value)
+    if found is None:
+        if len(_recent) >= 4096:
+            _recent.clear()
+        found = _recent[value] = EPOCH + timedelta(microseconds=value)
+    return found
 
 
 def _from_us_or_none(value: int | None) -> datetime | None:
-    return None if value is None else EPOCH + timedelta(microseconds=value)
+    return None if value is None else from_us(value)
 
 
 @lru_cache(maxsize=256)
@@ -45,7 +55,7 @@ def _spec(policy: Hashable) -> str | None:
 
 
 def policy_spec(policy: RetryPolicy | None) -> str | None:
-    if policy is None:
+    if policy is None or policy is DEFAULT_POLICY:
         return None
     try:
         return _spec(cast(Hashable, policy))
@@ -53,14 +63,14 @@ def policy_spec(policy: RetryPolicy | None) -> str | None:
         return json.dumps(policy.to_spec(), sort_keys=True)
 
 
-def insert_params(task: Task) -> tuple[Any, ...]:
+def insert_params(task: Task, payload: bytes) -> tuple[Any, ...]:
     now_us = to_us(task.created_at)
     return (
         task.seq,
         task.id,
         task.queue,
         task.kind,
-        task.args,
+        payload,
         None if task.context is None else dump_json(task.context, "context"),
         task.reference_id,
         task.priority,
@@ -80,9 +90,7 @@ def task_from_row(r: Any) -> Task:
     claim = None
     if r[15] is not None:
         report = (
-            Report(at=from_us(r[18]), data=None if r[19] is None else json.loads(r[19]))
-            if r[18] is not None
-            else None
+            Report(at=from_us(r[18]), data=None if r[19] is None else json.loads(r[19])) if r[18] is not None else None
         )
         claim = Claim(
             task_id=r[1],
@@ -96,7 +104,7 @@ def task_from_row(r: Any) -> Task:
     if r[21] is not None:
         failure = None if r[23] is None else Failure.from_json(json.loads(r[23]))
         result = Result(at=from_us(r[21]), value=r[22], failure=failure)
-    return Task(
+    return trusted_task(
         id=r[1],
         queue=r[2],
         kind=r[3],

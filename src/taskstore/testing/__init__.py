@@ -1,0 +1,28 @@
+"""The conformance suite every backend passes, importable so a third-party backend can run it too.
+
+    from taskstore.testing import ConformanceSuite
+
+    class TestMyBackend(ConformanceSuite):
+        capabilities = frozenset({SHARED, MULTIPROCESS})
+
+        @pytest.fixture
+        def store_url(self, tmp_path):
+            return f"mybackend:///{tmp_path}/db"
+
+It needs pytest, pytest-asyncio and hypothesis (``pip install taskstore[test]``).
+"""
+
+from ._base import JOIN_TRANSACTION, MULTIPROCESS, SHARED, SuiteBase
+from .suite_admin import AdminTests
+from .suite_claim import ClaimTests
+from .suite_create import CreateTests
+from .suite_lease import LeaseTests
+from .suite_maintenance import MaintenanceTests
+from .suite_process import ProcessTests
+
+
+class ConformanceSuite(CreateTests, ClaimTests, LeaseTests, AdminTests, MaintenanceTests, ProcessTests, SuiteBase):
+    """Every behaviour and decision of SPEC §2–3, against one backend."""
+
+
+__all__ = ["JOIN_TRANSACTION", "MULTIPROCESS", "SHARED", "ConformanceSuite"]

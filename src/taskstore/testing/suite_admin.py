@@ -1,0 +1,204 @@
+"""Cancel, manual retry, the outbox compare-and-set, listing and counting (SPEC §2, §3, §8)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from taskstore import Failure, FakeClock, State, Store, errors
+
+from ._base import SuiteBase, claim_one, create, new
+
+
+class AdminTests(SuiteBase):
+    # -- cancel ---------------------------------------------------------------------------------
+
+    async def test_cancel_a_queued_task(self, store: Store, clock: FakeClock) -> None:
+        (task,) = await create(store)
+        cancelled = await store.cancel(task.id)
+        assert cancelled.state is State.CANCELLED and cancelled.finished_at == clock.now()
+        assert await store.claim("w", limit=1) == []
+
+    async def test_cancel_a_failed_task_waiting_to_retry(self, store: Store) -> None:
+        await create(store)
+        failed = await store.mark_failed(await claim_one(store), Failure("Flaky"))
+        assert failed.state is State.FAILED
+        assert (await store.cancel(failed.id)).state is State.CANCELLED
+
+    async def test_cancel_a_claimed_task_is_a_request(self, store: Store) -> None:
+        await create(store)
+        task = await claim_one(store)
+        requested = await store.cancel(task.id)
+        assert requested.state is State.CLAIMED and requested.cancel_requested
+        assert requested.claim == task.claim
+        # the worker may still finish it; the request does not fence it out
+        assert (await store.mark_done(task)).state is State.DONE
+
+    async def test_cancel_missing_is_not_found(self, store: Store) -> None:
+        with pytest.raises(errors.NotFound):
+            await store.cancel("missing")
+
+    async def test_cancel_a_finished_task_changes_nothing(self, store: Store) -> None:
+        await create(store)
+        done = await store.mark_done(await claim_one(store), result=1)
+        assert await store.cancel(done.id) == done
+
+    # -- retry ----------------------------------------------------------------------------------
+
+    async def test_retry_a_dead_task_gives_a_fresh_budget(self, store: Store, clock: FakeClock) -> None:
+        await create(store, max_attempts=1)
+        dead = await store.mark_failed(await claim_one(store), Failure("Boom"))
+        assert dead.state is State.DEAD
+        clock.advance(100)
+        again = await store.retry(dead.id)
+        assert again.state is State.QUEUED and again.attempts == 0 and again.run_at == clock.now()
+        assert again.finished_at is None
+        assert (await claim_one(store)).attempts == 1
+
+    async def test_retry_a_cancelled_task(self, store: Store) -> None:
+        (task,) = await create(store)
+        await store.cancel(task.id)
+        assert (await store.retry(task.id)).state is State.QUEUED
+
+    async def test_retry_of_a_waiting_task_runs_it_now(self, store: Store, clock: FakeClock) -> None:
+        task = await store.create(new(run_at=clock.now() + timedelta(hours=2)))
+        again = await store.retry(task.id)
+        assert again.state is State.QUEUED and again.run_at == clock.now()
+        assert len(await store.claim("w", limit=1)) == 1
+
+    async def test_retry_leaves_running_and_done_tasks_alone(self, store: Store) -> None:
+        await create(store, 2)
+        running = await claim_one(store)
+        assert await store.retry(running.id) == running
+        done = await store.mark_done(await claim_one(store))
+        assert await store.retry(done.id) == done
+
+    async def test_retry_missing_is_not_found(self, store: Store) -> None:
+        with pytest.raises(errors.NotFound):
+            await store.retry("missing")
+
+    # -- update (version compare-and-set) -------------------------------------------------------
+
+    async def test_update_writes_mutable_fields_and_bumps_version(self, store: Store, clock: FakeClock) -> None:
+        (task,) = await create(store)
+        later = clock.now() + timedelta(minutes=3)
+        updated = await store.update(task.replace(attempts=2, run_at=later, state=State.FAILED))
+        assert (updated.state, updated.attempts, updated.run_at) == (State.FAILED, 2, later)
+        assert updated.version == task.version + 1
+        assert await store.get(task.id) == updated
+
+    async def test_update_ignores_immutable_fields(self, store: Store) -> None:
+        (task,) = await create(store)
+        updated = await store.update(task.replace(kind="other", queue="elsewhere", args={"changed": True}))
+        assert (updated.kind, updated.queue, updated.args) == (task.kind, task.queue, task.args)
+
+    async def test_update_with_a_stale_version_changes_nothing(self, store: Store) -> None:
+        (task,) = await create(store)
+        fresh = await store.update(task.replace(attempts=1))
+        with pytest.raises(errors.StaleVersion):
+            await store.update(task.replace(attempts=5))
+        assert await store.get(task.id) == fresh
+
+    async def test_update_a_missing_id_is_not_found(self, store: Store) -> None:
+        (task,) = await create(store)
+        with pytest.raises(errors.NotFound):
+            await store.update(task.replace(id="never-stored"))
+
+    async def test_update_cannot_claim(self, store: Store) -> None:
+        (task,) = await create(store)
+        with pytest.raises(errors.InvalidTask):
+            await store.update(task.replace(state=State.CLAIMED))
+
+    async def test_update_to_a_terminal_state_finishes_the_task(self, store: Store, clock: FakeClock) -> None:
+        (task,) = await create(store)
+        done = await store.update(task.replace(state=State.DONE))
+        assert done.finished_at == clock.now()
+
+    async def test_update_releasing_a_claim_fences_the_old_lease(self, store: Store) -> None:
+        await create(store)
+        task = await claim_one(store)
+        assert task.claim is not None
+        requeued = await store.update(task.replace(state=State.QUEUED))
+        assert requeued.claim is None
+        with pytest.raises(errors.NotClaimed):
+            await store.mark_done(task.claim)
+
+    # -- list -----------------------------------------------------------------------------------
+
+    async def test_list_pages_forward_with_a_keyset_cursor(self, store: Store) -> None:
+        tasks = await create(store, 25)
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = await store.list(cursor=cursor, limit=10)
+            seen += [t.id for t in page.items]
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == [t.id for t in tasks] and pages == 3
+
+    async def test_list_pages_backward(self, store: Store) -> None:
+        tasks = await create(store, 7)
+        first = await store.list(limit=4, descending=True)
+        second = await store.list(limit=4, descending=True, cursor=first.next_cursor)
+        assert [t.id for t in [*first.items, *second.items]] == [t.id for t in reversed(tasks)]
+        assert second.next_cursor is None
+
+    async def test_list_exact_last_page_has_no_cursor(self, store: Store) -> None:
+        await create(store, 4)
+        page = await store.list(limit=4)
+        assert len(page.items) == 4 and page.next_cursor is None
+
+    async def test_list_filters_by_state_and_queue(self, store: Store) -> None:
+        await store.create_many([new("a", id="a1"), new("a", id="a2"), new("b", id="b1")])
+        await store.claim("w", ["a"], limit=1)
+        assert [t.id for t in (await store.list(state=State.QUEUED, queue="a")).items] == ["a2"]
+        assert [t.id for t in (await store.list(state="claimed")).items] == ["a1"]
+        assert [t.id for t in (await store.list(queue="b")).items] == ["b1"]
+
+    async def test_list_ready_as_of_is_inclusive(self, store: Store, clock: FakeClock) -> None:
+        now = clock.now()
+        await store.create_many([new(id=f"t{i}", run_at=now + timedelta(seconds=i)) for i in range(5)])
+        page = await store.list(state=State.QUEUED, ready_as_of=now + timedelta(seconds=2))
+        assert [t.id for t in page.items] == ["t0", "t1", "t2"]
+
+    async def test_list_with_no_match_is_an_empty_page(self, store: Store) -> None:
+        await create(store, 2)
+        page = await store.list(state=State.DEAD)
+        assert list(page.items) == [] and page.next_cursor is None
+
+    async def test_list_rejects_a_bad_cursor(self, store: Store) -> None:
+        with pytest.raises(errors.InvalidTask):
+            await store.list(cursor="not-a-cursor")
+
+    # -- counts ---------------------------------------------------------------------------------
+
+    async def test_count_of_an_empty_store_is_zero(self, store: Store) -> None:
+        assert await store.count() == 0 and await store.count(state=State.DONE) == 0
+
+    async def test_count_by_state_and_queue_ready_or_not(self, store: Store, clock: FakeClock) -> None:
+        await store.create_many([new("a"), new("a", run_at=clock.now() + timedelta(days=1)), new("b"), new("b")])
+        await store.claim("w", ["b"], limit=1)
+        assert await store.count() == 4
+        assert await store.count(state=State.QUEUED) == 3
+        assert await store.count(state=State.QUEUED, queue="a") == 2
+        assert await store.count(queue="b") == 2
+        assert await store.count(state=State.CLAIMED, queue="a") == 0
+
+    async def test_outstanding_count_of_a_recurring_id(self, store: Store) -> None:
+        await store.create_many(
+            [
+                new(recurring_id="nightly"),
+                new(recurring_id="nightly"),
+                new(recurring_id="nightly"),
+                new(recurring_id="hourly"),
+                new(),
+            ]
+        )
+        first, second = await store.claim("w", limit=2)
+        await store.mark_done(first)
+        await store.mark_failed(second, Failure("Flaky"))
+        assert await store.outstanding_count("nightly") == 2  # one failed (waiting) + one queued
+        assert await store.outstanding_count("hourly") == 1
+        assert await store.outstanding_count("never") == 0

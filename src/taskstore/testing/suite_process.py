@@ -1,0 +1,170 @@
+"""Several OS processes on one store, joining a caller's transaction, and payload codecs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import pytest
+
+from taskstore import NewTask, State, Store, SystemClock, Task, UndecodablePayload, errors
+
+from ._base import JOIN_TRANSACTION, MULTIPROCESS, OpenStore, SuiteBase, create, new
+
+# A claimer process: claims in batches until the queue stays empty, completes what it claimed,
+# and prints the ids it got as one JSON list.
+_CLAIMER = """
+import asyncio, json, sys
+import taskstore
+
+async def main(url, worker):
+    got = []
+    async with taskstore.open(url) as store:
+        idle = 0
+        while idle < 3:
+            batch = await store.claim(worker, ["proc"], limit=5, block_for=0.2)
+            if not batch:
+                idle += 1
+                continue
+            idle = 0
+            got += [t.id for t in batch]
+            await store.mark_done_many([(t.claim, worker) for t in batch])
+    print(json.dumps(got))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+_PRODUCER = """
+import asyncio, sys, time
+import taskstore
+
+async def main(url):
+    async with taskstore.open(url) as store:
+        await asyncio.sleep(0.3)
+        await store.create(taskstore.NewTask("proc", "k", id="from-another-process"))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def _python(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+class CallerTransaction(Protocol):
+    """A backend's own connection with an open transaction, as an application would hold it."""
+
+    conn: Any
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class ProcessTests(SuiteBase):
+    @pytest.fixture
+    def caller_transaction(self) -> Iterator[CallerTransaction]:
+        self.need(JOIN_TRANSACTION)
+        raise NotImplementedError("backends with the join_transaction capability provide this fixture")
+
+    # -- several processes ----------------------------------------------------------------------
+
+    async def test_four_processes_never_share_a_task(self, open_store: OpenStore, store_url: str) -> None:
+        self.need(MULTIPROCESS)
+        store = await open_store(clock=SystemClock())
+        tasks = await store.create_many([NewTask("proc", "k", {"i": i}) for i in range(400)])
+        outputs = await asyncio.gather(*(_python(_CLAIMER, store_url, f"proc-{i}") for i in range(4)))
+        claimed = [task_id for out in outputs for task_id in json.loads(out)]
+        counts = Counter(claimed)
+        assert not [i for i, n in counts.items() if n > 1], "a task was claimed twice"
+        assert set(claimed) == {t.id for t in tasks}
+        assert await store.count(state=State.DONE) == 400
+
+    async def test_a_blocked_claim_sees_a_task_from_another_process(
+        self, open_store: OpenStore, store_url: str
+    ) -> None:
+        self.need(MULTIPROCESS)
+        store = await open_store(clock=SystemClock())
+        producer = asyncio.create_task(_python(_PRODUCER, store_url))
+        start = time.monotonic()
+        got = await store.claim("w", ["proc"], limit=1, block_for=15)
+        await producer
+        assert [t.id for t in got] == ["from-another-process"]
+        assert time.monotonic() - start < 10
+
+    # -- joining the caller's transaction -------------------------------------------------------
+
+    async def test_create_many_in_a_rolled_back_transaction_leaves_nothing(
+        self, store: Store, caller_transaction: CallerTransaction
+    ) -> None:
+        self.need(JOIN_TRANSACTION)
+        created = await store.create_many([new(id="t1"), new(id="t2")], conn=caller_transaction.conn)
+        assert [t.id for t in created] == ["t1", "t2"]
+        caller_transaction.rollback()
+        assert await store.count() == 0
+        with pytest.raises(errors.NotFound):
+            await store.get("t1")
+
+    async def test_create_many_in_a_transaction_exists_after_commit_only(
+        self, store: Store, caller_transaction: CallerTransaction
+    ) -> None:
+        self.need(JOIN_TRANSACTION)
+        await store.create_many([new(id="t1"), new(id="t2")], conn=caller_transaction.conn)
+        assert await store.find_available(limit=10) == []
+        assert await store.count() == 0
+        caller_transaction.commit()
+        assert await store.count() == 2
+        assert [t.id for t in await store.claim("w", limit=5)] == ["t1", "t2"]
+
+    async def test_a_failed_create_many_in_a_transaction_adds_nothing_to_it(
+        self, store: Store, caller_transaction: CallerTransaction
+    ) -> None:
+        self.need(JOIN_TRANSACTION)
+        await store.create_many([new(id="ok-1"), new(id="taken")], conn=caller_transaction.conn)
+        with pytest.raises(errors.AlreadyExists):
+            await store.create_many([new(id="ok-2"), new(id="taken")], conn=caller_transaction.conn)
+        caller_transaction.commit()
+        assert sorted(t.id for t in (await store.list()).items) == ["ok-1", "taken"]
+
+    # -- codecs ---------------------------------------------------------------------------------
+
+    async def test_a_payload_the_codec_cannot_decode_comes_back_marked(self, open_store: OpenStore) -> None:
+        store = await open_store(codec=_FlakyCodec())
+        task = await store.create(new(args="fine"))
+        assert task.args == "fine"
+        task = await store.create(new(args="poison"))
+        got = await store.get(task.id)
+        assert isinstance(got.args, UndecodablePayload) and "poison" in got.args.error
+        claimed = await store.claim("w", limit=5)  # one bad payload never breaks a batch
+        assert len(claimed) == 2
+
+    async def test_tasks_are_frozen(self, store: Store) -> None:
+        (task,) = await create(store)
+        with pytest.raises(AttributeError):
+            task.state = State.DONE  # type: ignore[misc]
+        assert isinstance(task, Task)
+
+
+class _FlakyCodec:
+    """JSON that refuses to decode the string "poison"."""
+
+    name = "flaky-json"
+
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    def decode(self, data: bytes) -> Any:
+        value = json.loads(data)
+        if value == "poison":
+            raise ValueError("refusing to decode poison")
+        return value

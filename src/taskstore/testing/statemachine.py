@@ -1,0 +1,236 @@
+"""A Hypothesis state machine that drives a store with random operations against a simple model.
+
+The model is written here by hand, independently of ``taskstore.transitions``, so the two check each
+other. After every step the store must agree with the model on every task's state and attempts,
+a task holds a claim exactly when it is ``claimed``, and attempts never exceed ``max_attempts``.
+
+    TestMemoryMachine = store_state_machine(lambda: "memory://").TestCase
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import taskstore
+from taskstore import Claim, Failure, FakeClock, NewTask, State, Store, errors
+from taskstore.retry import BinaryExponential
+
+R = TypeVar("R")
+_POLICY = BinaryExponential(base=1.0, cap=4.0)  # deterministic backoff the model can predict
+
+
+@dataclass
+class _Model:
+    seq: int
+    max_attempts: int
+    timeout: float
+    state: State = State.QUEUED
+    attempts: int = 0
+    run_at: datetime | None = None
+    token: str | None = None
+    times_out_at: datetime | None = None
+    cancel_requested: bool = False
+
+
+def store_state_machine(
+    url_factory: Callable[[], str], cleanup: Callable[[str], None] | None = None
+) -> type[RuleBasedStateMachine]:
+    """A state-machine class for stores opened on ``url_factory()`` (one fresh store per example)."""
+
+    class StoreMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.runner = asyncio.Runner()
+            self.clock = FakeClock()
+            self.url = url_factory()
+            self.store: Store = self.run(taskstore.open(self.url, clock=self.clock).connect())
+            self.model: dict[str, _Model] = {}
+            self.leases: list[Claim] = []  # every lease ever handed out, stale ones included
+            self.next_seq = 0
+
+        def run(self, coro: Any) -> Any:
+            return self.runner.run(coro)
+
+        def teardown(self) -> None:
+            self.run(self.store.close())
+            self.runner.close()
+            if cleanup is not None:
+                cleanup(self.url)
+
+        # -- helpers ----------------------------------------------------------------------------
+
+        def now(self) -> datetime:
+            return self.clock.now()
+
+        def _fail(self, m: _Model) -> None:
+            m.token = m.times_out_at = None
+            m.cancel_requested = False
+            if m.attempts < m.max_attempts:
+                m.state = State.FAILED
+                m.run_at = self.now() + timedelta(seconds=min(2.0 ** (m.attempts - 1), 4.0))
+            else:
+                m.state = State.DEAD
+
+        def _expect_lease(self, lease: Claim) -> type[errors.TaskstoreError] | None:
+            m = self.model[lease.task_id]
+            if m.state is not State.CLAIMED:
+                return errors.NotClaimed
+            if m.token != lease.token:
+                return errors.NotOwned
+            return None
+
+        def _lease_write(self, lease: Claim, call: Callable[[], Any]) -> bool:
+            expected = self._expect_lease(lease)
+            try:
+                self.run(call())
+            except errors.LeaseError as exc:
+                assert expected is not None and isinstance(exc, expected), (exc, expected)
+                return False
+            assert expected is None, f"a write under a stale lease was accepted ({expected.__name__})"
+            return True
+
+        # -- rules ------------------------------------------------------------------------------
+
+        @rule(n=st.integers(1, 4), max_attempts=st.integers(1, 3), timeout=st.sampled_from([5.0, 10.0]))
+        def create(self, n: int, max_attempts: int, timeout: float) -> None:
+            news = [
+                NewTask("q", "k", {"i": i}, max_attempts=max_attempts, processing_timeout=timeout, retry=_POLICY)
+                for i in range(n)
+            ]
+            for task in self.run(self.store.create_many(news)):
+                self.next_seq += 1
+                self.model[task.id] = _Model(
+                    seq=self.next_seq, max_attempts=max_attempts, timeout=timeout, run_at=self.now()
+                )
+
+        @rule(limit=st.integers(1, 3))
+        def claim(self, limit: int) -> None:
+            now = self.now()
+            ready = sorted(
+                (m.run_at, m.seq, task_id)
+                for task_id, m in self.model.items()
+                if m.state in (State.QUEUED, State.FAILED) and m.run_at is not None and m.run_at <= now
+            )
+            got = self.run(self.store.claim("w", limit=limit))
+            assert [t.id for t in got] == [task_id for _, _, task_id in ready[:limit]]
+            for task in got:
+                m = self.model[task.id]
+                m.state, m.attempts, m.token = State.CLAIMED, m.attempts + 1, task.claim.token
+                m.times_out_at = now + timedelta(seconds=m.timeout)
+                m.cancel_requested = False
+                self.leases.append(task.claim)
+
+        @precondition(lambda self: self.leases)
+        @rule(data=st.data())
+        def complete(self, data: st.DataObject) -> None:
+            lease = data.draw(st.sampled_from(self.leases))
+            if self._lease_write(lease, lambda: self.store.mark_done(lease, result="ok")):
+                m = self.model[lease.task_id]
+                m.state, m.token, m.times_out_at, m.cancel_requested = State.DONE, None, None, False
+
+        @precondition(lambda self: self.leases)
+        @rule(data=st.data())
+        def fail(self, data: st.DataObject) -> None:
+            lease = data.draw(st.sampled_from(self.leases))
+            if self._lease_write(lease, lambda: self.store.mark_failed(lease, Failure("Flaky"))):
+                self._fail(self.model[lease.task_id])
+
+        @precondition(lambda self: self.leases)
+        @rule(data=st.data())
+        def unclaim(self, data: st.DataObject) -> None:
+            lease = data.draw(st.sampled_from(self.leases))
+            if self._lease_write(lease, lambda: self.store.unclaim(lease)):
+                m = self.model[lease.task_id]
+                m.state, m.attempts, m.token, m.times_out_at = State.QUEUED, m.attempts - 1, None, None
+                m.cancel_requested = False
+
+        @precondition(lambda self: self.leases)
+        @rule(data=st.data())
+        def report_in(self, data: st.DataObject) -> None:
+            lease = data.draw(st.sampled_from(self.leases))
+            if self._lease_write(lease, lambda: self.store.report_in(lease)):
+                m = self.model[lease.task_id]
+                m.times_out_at = self.now() + timedelta(seconds=m.timeout)
+
+        @rule(seconds=st.sampled_from([0.5, 1.0, 3.0, 6.0, 11.0]))
+        def advance(self, seconds: float) -> None:
+            self.clock.advance(seconds)
+
+        @rule()
+        def reap(self) -> None:
+            now = self.now()
+            due = [
+                m
+                for m in self.model.values()
+                if m.state is State.CLAIMED and m.times_out_at is not None and m.times_out_at <= now
+            ]
+            assert self.run(self.store.reap()) == len(due)
+            for m in due:
+                self._fail(m)
+
+        @precondition(lambda self: self.model)
+        @rule(data=st.data())
+        def cancel(self, data: st.DataObject) -> None:
+            task_id = data.draw(st.sampled_from(sorted(self.model)))
+            m = self.model[task_id]
+            task = self.run(self.store.cancel(task_id))
+            if m.state in (State.QUEUED, State.FAILED):
+                m.state = State.CANCELLED
+            elif m.state is State.CLAIMED:
+                m.cancel_requested = True
+            assert task.state is m.state and task.cancel_requested == m.cancel_requested
+
+        @precondition(lambda self: self.model)
+        @rule(data=st.data())
+        def retry(self, data: st.DataObject) -> None:
+            task_id = data.draw(st.sampled_from(sorted(self.model)))
+            m = self.model[task_id]
+            self.run(self.store.retry(task_id))
+            if m.state in (State.DEAD, State.CANCELLED):
+                m.state, m.attempts, m.run_at = State.QUEUED, 0, self.now()
+            elif m.state in (State.QUEUED, State.FAILED) and m.run_at is not None and m.run_at > self.now():
+                m.run_at = self.now()
+
+        # -- invariants -------------------------------------------------------------------------
+
+        @invariant()
+        def store_agrees_with_the_model(self) -> None:
+            page = self.run(self.store.list(limit=1000))
+            stored = {t.id: t for t in page.items}
+            assert stored.keys() == self.model.keys()
+            for task_id, m in self.model.items():
+                task = stored[task_id]
+                assert (task.state, task.attempts) == (m.state, m.attempts), (task_id, task, m)
+                assert task.attempts <= task.max_attempts
+                assert (task.claim is not None) == (task.state is State.CLAIMED)
+                if task.claim is not None:
+                    assert task.claim.token == m.token and task.claim.times_out_at == m.times_out_at
+                if task.state in (State.QUEUED, State.FAILED):
+                    assert task.run_at == m.run_at
+
+        @invariant()
+        def at_most_one_live_lease_per_task(self) -> None:
+            accepted: dict[str, int] = {}
+            for lease in self.leases:
+                if self._expect_lease(lease) is None:
+                    accepted[lease.task_id] = accepted.get(lease.task_id, 0) + 1
+            assert all(n == 1 for n in accepted.values())
+
+    return StoreMachine
+
+
+def remove_sqlite_dir(url: str) -> None:
+    """Cleanup for ``sqlite:////tmp/…/x.db`` URLs made by a temporary-directory factory."""
+    path = url.removeprefix("sqlite:///")
+    shutil.rmtree(path.rsplit("/", 1)[0], ignore_errors=True)
+
+
+__all__ = ["remove_sqlite_dir", "store_state_machine"]

@@ -42,18 +42,21 @@ def test_json_codec_is_strict_and_never_pickles() -> None:
 
 def test_undecodable_bytes_come_back_marked() -> None:
     value = decode(JsonCodec(), b"\x80not json")
-    assert isinstance(value, UndecodablePayload) and value.data == b"\x80not json"
+    assert isinstance(value, UndecodablePayload)
+    assert value.data == b"\x80not json"
 
 
 def test_task_ids_are_uuid7_unique_and_increasing() -> None:
     ids = [task_id() for _ in range(5000)]
-    assert len(set(ids)) == 5000 and ids == sorted(ids)
+    assert len(set(ids)) == 5000
+    assert ids == sorted(ids)
     assert all(i[14] == "7" and len(i) == 36 for i in ids)
 
 
 def test_lease_tokens_are_unguessable_hex() -> None:
     tokens = {lease_token() for _ in range(1000)}
-    assert len(tokens) == 1000 and all(len(t) == 32 for t in tokens)
+    assert len(tokens) == 1000
+    assert all(len(t) == 32 for t in tokens)
 
 
 def test_errors_share_one_root() -> None:
@@ -69,7 +72,8 @@ def test_errors_share_one_root() -> None:
         "BackendUnavailable",
     ):
         assert issubclass(getattr(errors, name), errors.TaskstoreError)
-    assert issubclass(errors.NotOwned, errors.LeaseError) and issubclass(errors.NotClaimed, errors.LeaseError)
+    assert issubclass(errors.NotOwned, errors.LeaseError)
+    assert issubclass(errors.NotClaimed, errors.LeaseError)
 
 
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://relative.db", "nonsense", "sqlite:///x.db?colour=red"])

@@ -42,7 +42,8 @@ def test_every_transition_bumps_version_and_updated_at() -> None:
         transitions.unclaim(task, task.claim, now=later),  # type: ignore[arg-type]
         transitions.mark_failed(task, task.claim, now=later, failure=Failure("x")),  # type: ignore[arg-type]
     ):
-        assert changed.version == task.version + 1 and changed.updated_at == later
+        assert changed.version == task.version + 1
+        assert changed.updated_at == later
 
 
 def test_check_lease_distinguishes_not_claimed_from_not_owned() -> None:
@@ -61,14 +62,16 @@ def test_failure_backoff_uses_the_tasks_policy() -> None:
     task = claimed(retry=BinaryExponential(base=3.0), max_attempts=5)
     assert task.claim is not None
     failed = transitions.mark_failed(task, task.claim, now=T0, failure=Failure("x"))
-    assert failed.state is State.FAILED and failed.run_at == T0 + timedelta(seconds=3)
+    assert failed.state is State.FAILED
+    assert failed.run_at == T0 + timedelta(seconds=3)
 
 
 def test_reap_only_timed_out_claims() -> None:
     task = claimed(processing_timeout=10)
     assert transitions.reap(task, now=T0 + timedelta(seconds=9)) is None
     reaped = transitions.reap(task, now=T0 + timedelta(seconds=10))
-    assert reaped is not None and reaped.state is State.FAILED
+    assert reaped is not None
+    assert reaped.state is State.FAILED
     assert transitions.reap(fresh(), now=T0 + timedelta(days=1)) is None
 
 
@@ -90,7 +93,8 @@ def test_update_checks_version_and_claims() -> None:
 def test_cancel_of_a_claimed_task_twice_writes_once() -> None:
     task = claimed()
     requested = transitions.cancel(task, now=T0)
-    assert requested.cancel_requested and requested.version == task.version + 1
+    assert requested.cancel_requested
+    assert requested.version == task.version + 1
     assert transitions.cancel(requested, now=T0) is requested
 
 

@@ -1,0 +1,71 @@
+"""Plain-JSON views of taskstore values, for ``--json`` output and logs."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from .codec import UndecodablePayload
+from .model import Claim, Failure, Result, Task
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _payload(value: Any) -> Any:
+    if isinstance(value, UndecodablePayload):
+        return {"undecodable": base64.b64encode(value.data).decode(), "error": value.error}
+    return value
+
+
+def _failure(failure: Failure | None) -> dict[str, Any] | None:
+    return None if failure is None else failure.to_json()
+
+
+def _result(result: Result | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {"at": _time(result.at), "value": _payload(result.value), "failure": _failure(result.failure)}
+
+
+def claim_json(claim: Claim | None) -> dict[str, Any] | None:
+    if claim is None:
+        return None
+    report = claim.last_report
+    return {
+        "worker_id": claim.worker_id,
+        "claimed_at": _time(claim.claimed_at),
+        "times_out_at": _time(claim.times_out_at),
+        "last_report": None if report is None else {"at": _time(report.at), "data": report.data},
+    }
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """Every field of a task as JSON-compatible values; the lease token is left out on purpose."""
+    return {
+        "id": task.id,
+        "queue": task.queue,
+        "kind": task.kind,
+        "state": task.state.value,
+        "args": _payload(task.args),
+        "context": task.context,
+        "reference_id": task.reference_id,
+        "priority": task.priority,
+        "run_at": _time(task.run_at),
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "processing_timeout": task.processing_timeout,
+        "retry": None if task.retry is None else task.retry.to_spec(),
+        "claim": claim_json(task.claim),
+        "cancel_requested": task.cancel_requested,
+        "result": _result(task.result),
+        "created_at": _time(task.created_at),
+        "updated_at": _time(task.updated_at),
+        "last_enqueued_at": _time(task.last_enqueued_at),
+        "finished_at": _time(task.finished_at),
+        "version": task.version,
+        "recurring_id": task.recurring_id,
+        "group_id": task.group_id,
+    }

@@ -1,0 +1,307 @@
+"""The ``taskstore`` command: a thin adapter over the public API, built by a factory.
+
+Tables where a person reads, ``--json`` where a script reads. Bad input and store errors print one
+line on stderr and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import errors
+from ._connect import default_url
+from ._connect import open as open_store
+from ._render import task_json
+from .model import NewTask, State, Task
+from .store import Store
+
+R = TypeVar("R")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", envvar="TASKSTORE_URL", help="Store URL [default: sqlite:///taskstore.db]", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90``, ``90s``, ``15m``, ``24h``, ``7d``, ``2w`` or ``250ms``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+class _Cli:
+    def __init__(self) -> None:
+        # Piped output is not cut to 80 columns: a script or a pager gets whole rows.
+        self.out = Console(width=None if sys.stdout.isatty() else 200)
+        self.err = Console(stderr=True, soft_wrap=True)
+
+    def run(self, url: str | None, action: Callable[[Store], Awaitable[R]]) -> R:
+        async def go() -> R:
+            async with open_store(url or default_url()) as store:
+                return await action(store)
+
+        try:
+            return asyncio.run(go())
+        except errors.TaskstoreError as exc:
+            self.fail(exc)
+
+    def fail(self, exc: Exception, code: int = 1) -> NoReturn:
+        self.err.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False)
+        raise typer.Exit(code)
+
+    def print_json(self, value: Any) -> None:
+        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+    def tasks_table(self, tasks: list[Task]) -> None:
+        table = Table(show_lines=False, header_style="bold")
+        for column in ("id", "queue", "kind", "state", "attempts", "prio", "run_at", "updated_at"):
+            table.add_column(column, no_wrap=column != "kind", overflow="fold")
+        for t in tasks:
+            table.add_row(
+                t.id,
+                t.queue,
+                t.kind,
+                _state_text(t),
+                f"{t.attempts}/{t.max_attempts}",
+                str(t.priority),
+                f"{t.run_at:%Y-%m-%d %H:%M:%S}",
+                f"{t.updated_at:%Y-%m-%d %H:%M:%S}",
+            )
+        self.out.print(table)
+
+    def task_detail(self, task: Task) -> None:
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        for key, value in task_json(task).items():
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            table.add_row(key, _state_text(task) if key == "state" else shown)
+        self.out.print(table)
+
+
+_STATE_STYLE = {
+    State.QUEUED: "cyan",
+    State.CLAIMED: "yellow",
+    State.FAILED: "magenta",
+    State.DONE: "green",
+    State.DEAD: "red",
+    State.CANCELLED: "dim",
+}
+
+
+def _state_text(task: Task) -> str:
+    return f"[{_STATE_STYLE[task.state]}]{task.state.value}[/]"
+
+
+def _state(value: str | None) -> State | None:
+    if value is None:
+        return None
+    try:
+        return State(value.lower())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(s.value for s in State)}") from None
+
+
+def build_app() -> typer.Typer:
+    cli = _Cli()
+    app = typer.Typer(
+        name="taskstore",
+        help="A durable task store and queue.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    tasks = typer.Typer(help="Look at tasks.", no_args_is_help=True)
+    app.add_typer(tasks, name="tasks")
+
+    @tasks.command("ls")
+    def tasks_ls(
+        url: UrlOption = None,
+        state: Annotated[str | None, typer.Option(help="Only tasks in this state.")] = None,
+        queue: Annotated[str | None, typer.Option(help="Only tasks of this queue.")] = None,
+        limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many tasks.")] = 50,
+        newest: Annotated[bool, typer.Option("--newest", help="Newest first.")] = False,
+        archived: Annotated[bool, typer.Option("--archived", help="List archived tasks.")] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        """List tasks, oldest first."""
+        wanted = _state(state)
+        page = cli.run(
+            url, lambda s: s.list(state=wanted, queue=queue, limit=limit, descending=newest, archived=archived)
+        )
+        if as_json:
+            cli.print_json({"items": [task_json(t) for t in page.items], "next_cursor": page.next_cursor})
+        elif not page.items:
+            cli.err.print("no tasks match")
+        else:
+            cli.tasks_table(list(page.items))
+
+    @tasks.command("show")
+    def tasks_show(
+        task_id: Annotated[str, typer.Argument(metavar="ID")],
+        url: UrlOption = None,
+        archived: Annotated[bool, typer.Option("--archived", help="Look in the archive.")] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Show one task in full."""
+        task = cli.run(url, lambda s: s.get_archived(task_id) if archived else s.get(task_id))
+        if as_json:
+            cli.print_json(task_json(task))
+        else:
+            cli.task_detail(task)
+
+    @tasks.command("count")
+    def tasks_count(
+        url: UrlOption = None,
+        state: Annotated[str | None, typer.Option(help="Count only this state.")] = None,
+        queue: Annotated[str | None, typer.Option(help="Count only this queue.")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Count tasks, by state (or only one state)."""
+        wanted = _state(state)
+        states = [wanted] if wanted is not None else list(State)
+
+        async def counts(store: Store) -> dict[str, int]:
+            return {s.value: await store.count(state=s, queue=queue) for s in states}
+
+        result = cli.run(url, counts)
+        if as_json:
+            cli.print_json(result if wanted is None else {"count": result[wanted.value]})
+            return
+        if wanted is not None:
+            cli.out.print(result[wanted.value])
+            return
+        table = Table(header_style="bold")
+        table.add_column("state")
+        table.add_column("tasks", justify="right")
+        for name, n in result.items():
+            table.add_row(name, f"{n:,}")
+        table.add_row("[bold]total[/]", f"[bold]{sum(result.values()):,}[/]")
+        cli.out.print(table)
+
+    @app.command("enqueue")
+    def enqueue(
+        queue: Annotated[str, typer.Argument(help="Queue name.")],
+        kind: Annotated[str, typer.Argument(help="Task kind (the handler's name).")],
+        args: Annotated[str, typer.Option("--args", help="The payload as JSON.")] = "null",
+        task_id: Annotated[str | None, typer.Option("--id", help="Idempotency key.")] = None,
+        priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+        delay: Annotated[str | None, typer.Option(help="Run no sooner than this from now (e.g. 30s).")] = None,
+        max_attempts: Annotated[int | None, typer.Option(min=1, help="Executions allowed.")] = None,
+        url: UrlOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Add one task to a queue."""
+        try:
+            payload = json.loads(args)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"--args is not valid JSON: {exc}") from None
+        wait = parse_duration(delay) if delay is not None else None
+
+        async def create(store: Store) -> Task:
+            run_at = store.now() + wait if wait is not None else None
+            return await store.create(
+                NewTask(queue, kind, payload, id=task_id, priority=priority, run_at=run_at, max_attempts=max_attempts)
+            )
+
+        try:
+            task = cli.run(url, create)
+        except errors.InvalidTask as exc:  # raised while building NewTask, before the store opens
+            cli.fail(exc)
+        if as_json:
+            cli.print_json(task_json(task))
+        else:
+            cli.out.print(f"enqueued {task.id} on {task.queue} ({task.kind})")
+
+    @app.command("cancel")
+    def cancel(
+        task_id: Annotated[str, typer.Argument(metavar="ID")], url: UrlOption = None, as_json: JsonOption = False
+    ) -> None:
+        """Cancel a task (a running task is asked to stop at its next report-in)."""
+        task = cli.run(url, lambda s: s.cancel(task_id))
+        if as_json:
+            cli.print_json(task_json(task))
+        elif task.state is State.CLAIMED:
+            cli.out.print(f"{task.id} is running: cancel requested")
+        else:
+            cli.out.print(f"{task.id} is {task.state.value}")
+
+    @app.command("retry")
+    def retry(
+        task_id: Annotated[str, typer.Argument(metavar="ID")], url: UrlOption = None, as_json: JsonOption = False
+    ) -> None:
+        """Run a dead or cancelled task again, with a fresh attempt budget."""
+        task = cli.run(url, lambda s: s.retry(task_id))
+        if as_json:
+            cli.print_json(task_json(task))
+        else:
+            cli.out.print(f"{task.id} is {task.state.value}")
+
+    @app.command("reap")
+    def reap(url: UrlOption = None, as_json: JsonOption = False) -> None:
+        """Fail every claim whose lease has timed out."""
+        n = cli.run(url, lambda s: s.reap())
+        if as_json:
+            cli.print_json({"reaped": n})
+        else:
+            cli.out.print(f"reaped {n} timed-out task{'s' if n != 1 else ''}")
+
+    @app.command("archive")
+    def archive(
+        older_than: Annotated[str, typer.Option("--older-than", help="Finished at least this long ago.")] = "7d",
+        url: UrlOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Move finished tasks (done, dead, cancelled) into the archive."""
+        age = parse_duration(older_than)
+        n = cli.run(url, lambda s: s.archive(older_than=age))
+        if as_json:
+            cli.print_json({"archived": n})
+        else:
+            cli.out.print(f"archived {n} task{'s' if n != 1 else ''} finished more than {older_than} ago")
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. A usage error is one line on stderr (exit 2); a store error too (exit 1)."""
+    command = typer.main.get_command(build_app())
+    try:
+        code = command.main(args=argv, prog_name="taskstore", standalone_mode=False)
+    except (typer.Exit, typer.Abort) as exc:
+        sys.exit(getattr(exc, "exit_code", 130))
+    except Exception as exc:
+        # Typer's parser errors (click's UsageError family) carry format_message and exit_code;
+        # typer now vendors click, so they are recognised by shape rather than by import.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.stdout.write(exc.format_message() + "\n")
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = f" (try '{ctx.command_path} --help')" if ctx is not None else ""
+            message = " ".join(str(exc.format_message()).split())
+            Console(stderr=True, soft_wrap=True).print(
+                Text.assemble(("error: ", "red"), message, where), highlight=False
+            )
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -75,7 +75,10 @@ def test_default_url_comes_from_the_environment(tmp_path: Path) -> None:
     env_url = f"sqlite:///{tmp_path / 'env.db'}"
     proc = subprocess.run(
         [sys.executable, "-m", "taskstore", "enqueue", "mail", "send"],
-        capture_output=True, text=True, timeout=60, env={**_env(), "TASKSTORE_URL": env_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_env(), "TASKSTORE_URL": env_url},
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "env.db").exists()

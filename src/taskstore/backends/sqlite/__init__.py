@@ -28,7 +28,7 @@ from ...backend import Change, ListQuery, NewRow, Outcome
 from ...clock import Clock
 from ...model import State, Task
 from .._sql import load_queries, load_script
-from ._rows import insert_params, task_from_row, to_us, update_params
+from ._rows import insert_params, task_from_row, to_us, write_statement
 
 SCHEMA_VERSION = 1
 _MIGRATIONS = {1: "schema_1.sql"}
@@ -169,13 +169,21 @@ class SQLiteDriver:
             raise
         conn.execute("COMMIT")
 
-    def _write_back(self, conn: sqlite3.Connection, changed: Sequence[tuple[Task, int]]) -> None:
-        """The compare-and-set: each row is written only if its version is still the one read."""
-        if not changed:
+    def _write_back(self, conn: sqlite3.Connection, changes: Sequence[tuple[Task, Task]]) -> None:
+        """The compare-and-set: each ``(old, new)`` row is written only if its version is still ``old``'s.
+
+        Rows are grouped by the narrowest statement that writes them (see ``write_statement``) and
+        each group goes to SQLite in one ``executemany``.
+        """
+        if not changes:
             return
-        cur = conn.executemany(Q["update_task"], [update_params(t, old) for t, old in changed])
-        if cur.rowcount != len(changed):
-            raise errors.BackendUnavailable("a compare-and-set lost its row inside a write transaction")
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        for old, new in changes:
+            name, params = write_statement(old, new)
+            groups.setdefault(name, []).append(params)
+        for name, rows in groups.items():
+            if conn.executemany(Q[name], rows).rowcount != len(rows):
+                raise errors.BackendUnavailable("a compare-and-set lost its row inside a write transaction")
 
     # -- outbox ---------------------------------------------------------------------------------
 
@@ -291,7 +299,7 @@ class SQLiteDriver:
             with self._write(conn):
                 ready = self._ready(conn, queues, limit, now)
                 claimed = [transitions.claim(t, worker_id=worker_id, token=token(), now=now) for t in ready]
-                self._write_back(conn, [(t, t.version - 1) for t in claimed])
+                self._write_back(conn, list(zip(ready, claimed, strict=True)))
             return claimed
 
         return await self._run(claim)
@@ -307,7 +315,7 @@ class SQLiteDriver:
                 changed = transitions.take_over(task, worker_id=worker_id, token=token, now=now, lease=ttl)
                 if changed is None:
                     return None
-                self._write_back(conn, [(changed, task.version)])
+                self._write_back(conn, [(task, changed)])
             return changed if changed.state is State.CLAIMED else None
 
         return await self._run(claim_one)
@@ -336,7 +344,7 @@ class SQLiteDriver:
                 else:
                     rows = conn.execute(Q["get_tasks"], (json.dumps(ids),)).fetchall()
                 current = {r[1]: task_from_row(r) for r in rows}
-                read_version = {task_id: t.version for task_id, t in current.items()}
+                original = dict(current)
                 outcomes: list[Outcome] = []
                 for task_id, change in changes:
                     task = current.get(task_id)
@@ -351,9 +359,7 @@ class SQLiteDriver:
                     if changed is not None:
                         current[task_id] = task = changed
                     outcomes.append(task)
-                self._write_back(
-                    conn, [(t, read_version[i]) for i, t in current.items() if t.version != read_version[i]]
-                )
+                self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
             return outcomes
 
         return await self._run(apply)
@@ -370,7 +376,7 @@ class SQLiteDriver:
                     task = task_from_row(row)
                     changed = transitions.reap(task, now=now)
                     if changed is not None:
-                        reaped.append((changed, task.version))
+                        reaped.append((task, changed))
                 self._write_back(conn, reaped)
             return len(reaped)
 

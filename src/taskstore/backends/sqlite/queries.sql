@@ -98,3 +98,24 @@ SELECT count(*) FROM tasks_archive
 
 -- name: outstanding
 SELECT count(*) FROM tasks WHERE recurring_id = ? AND state IN ('queued', 'failed', 'claimed')
+
+-- The three hottest transitions write only the columns they change: fewer bound values, and
+-- indexes on untouched columns are left alone. Everything else goes through update_task.
+
+-- name: write_claim
+UPDATE tasks
+   SET state = 'claimed', attempts = ?, worker_id = ?, token = ?, claimed_at = ?, times_out_at = ?,
+       report_at = NULL, report_data = NULL, cancel_requested = 0, updated_at = ?, version = ?
+ WHERE seq = ? AND version = ?
+
+-- name: write_done
+UPDATE tasks
+   SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL,
+       report_at = NULL, report_data = NULL, cancel_requested = 0, result_at = ?, result_value = ?,
+       result_failure = NULL, finished_at = ?, updated_at = ?, version = ?
+ WHERE seq = ? AND version = ?
+
+-- name: write_report
+UPDATE tasks
+   SET times_out_at = ?, report_at = ?, report_data = ?, updated_at = ?, version = ?
+ WHERE seq = ? AND version = ?

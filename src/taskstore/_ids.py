@@ -34,7 +34,7 @@ def task_id() -> str:
     # Uniqueness, not secrecy: ``random`` is reseeded in forked children, and is several times
     # cheaper than a system call per id on bulk enqueue.
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | random.getrandbits(62)
-    h = f"{value:032x}"
+    h = "%032x" % value  # noqa: UP031 -- measurably faster than an f-string with a format spec here
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

@@ -38,7 +38,7 @@ def _touch(task: Task, now: datetime, **changes: Any) -> Task:
 
 def create(new: NewTask, *, task_id: str, now: datetime, args: Any = None, seq: int = 0) -> Task:
     """A new ``queued`` task with every default filled in. ``args`` is the codec-encoded payload."""
-    timeout = new.processing_timeout
+    timeout = new.processing_timeout  # NewTask normalised it to float seconds, or None
     return trusted_task(
         id=task_id,
         queue=new.queue,
@@ -50,7 +50,7 @@ def create(new: NewTask, *, task_id: str, now: datetime, args: Any = None, seq: 
         run_at=new.run_at if new.run_at is not None else now,
         max_attempts=new.max_attempts if new.max_attempts is not None else DEFAULT_MAX_ATTEMPTS,
         attempts=0,
-        processing_timeout=float(timeout) if isinstance(timeout, int | float) else DEFAULT_PROCESSING_TIMEOUT,
+        processing_timeout=DEFAULT_PROCESSING_TIMEOUT if timeout is None else timeout,
         state=State.QUEUED,
         claim=None,
         result=None,

@@ -221,9 +221,7 @@ class Task:
         if not _TASK_FIELDS.issuperset(changes):
             raise TypeError(f"Task has no field(s) {', '.join(sorted(changes.keys() - _TASK_FIELDS))}")
         copy = object.__new__(Task)
-        fields = copy.__dict__
-        fields.update(self.__dict__)
-        fields.update(changes)
+        object.__setattr__(copy, "__dict__", {**self.__dict__, **changes})
         return copy
 
     @property
@@ -241,7 +239,7 @@ def trusted_task(**fields: Any) -> Task:
     ``__init__`` costs a ``object.__setattr__`` per field.
     """
     task = object.__new__(Task)
-    task.__dict__.update(fields)
+    object.__setattr__(task, "__dict__", fields)  # the kwargs dict is ours alone: adopt it, no copy
     return task
 
 

@@ -31,6 +31,7 @@ from .._sql import load_queries, load_script
 from ._rows import insert_params, task_from_row, to_us, write_statement
 
 SCHEMA_VERSION = 1
+_INSERT_CHUNK = 2_000
 _MIGRATIONS = {1: "schema_1.sql"}
 Q = load_queries(__name__, "queries.sql")
 
@@ -199,13 +200,19 @@ class SQLiteDriver:
 
     def _insert_own(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
         now = self.clock.now()
+        tasks: list[Task] = []
         with self._write(conn):
             base = conn.execute(Q["next_seq"]).fetchone()[0]
-            tasks = [
-                transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=base + i)
-                for i, row in enumerate(rows, start=1)
-            ]
-            self._insert_rows(conn, tasks, rows)
+            # Chunks keep the parameter lists small (fewer live objects for the garbage collector to
+            # walk); the transaction still covers the whole batch.
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
+                created = [
+                    transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=base + i)
+                    for i, row in enumerate(chunk, start=start + 1)
+                ]
+                self._insert_rows(conn, created, chunk)
+                tasks += created
         return tasks
 
     def _insert_rows(self, conn: sqlite3.Connection, tasks: Sequence[Task], rows: Sequence[NewRow]) -> None:

@@ -11,7 +11,7 @@ from . import clock, codec, errors, retry
 from ._connect import default_url, open
 from .clock import FakeClock, SystemClock
 from .codec import Codec, JsonCodec, UndecodablePayload
-from .model import Claim, Failure, NewTask, Page, Report, Result, State, Task
+from .model import Claim, Failure, NewTask, Page, RecurringTask, Report, Result, State, Task, WorkerHeartbeat
 from .retry import BinaryExponential, Exponential, Polynomial, RetryPolicy
 from .store import Store
 
@@ -28,6 +28,7 @@ __all__ = [
     "NewTask",
     "Page",
     "Polynomial",
+    "RecurringTask",
     "Report",
     "Result",
     "RetryPolicy",
@@ -36,6 +37,7 @@ __all__ = [
     "SystemClock",
     "Task",
     "UndecodablePayload",
+    "WorkerHeartbeat",
     "__version__",
     "clock",
     "codec",

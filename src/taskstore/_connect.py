@@ -14,10 +14,11 @@ from urllib.parse import parse_qsl, urlsplit
 from .clock import Clock, SystemClock
 from .codec import Codec
 from .errors import ConfigError
-from .store import DEFAULT_CLAIM_POLL, Store
+from .store import Store
 
 DEFAULT_URL = "sqlite:///taskstore.db"
-_SQLITE_OPTIONS = {"busy_timeout": float, "synchronous": str, "poll_interval": float}
+_STORE_OPTIONS: dict[str, type] = {"poll_interval": float, "heartbeat_retention": float}
+_SQLITE_OPTIONS: dict[str, type] = {**_STORE_OPTIONS, "busy_timeout": float, "synchronous": str}
 
 
 def default_url() -> str:
@@ -60,19 +61,14 @@ def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | N
     if scheme == "memory":
         from .backends.memory import MemoryDriver
 
-        opts = _options(url, options, {"poll_interval": float})
-        return Store(
-            MemoryDriver(clock),
-            codec=codec,
-            url=url,
-            poll_interval=opts.get("poll_interval", DEFAULT_CLAIM_POLL),
-        )
+        opts = _options(url, options, _STORE_OPTIONS)
+        return Store(MemoryDriver(clock), codec=codec, url=url, **opts)
     if scheme == "sqlite":
         from .backends.sqlite import SQLiteDriver
 
         opts = _options(url, options, _SQLITE_OPTIONS)
-        poll = opts.pop("poll_interval", DEFAULT_CLAIM_POLL)
-        return Store(SQLiteDriver(_sqlite_path(url), clock, **opts), codec=codec, url=url, poll_interval=poll)
+        facade = {k: opts.pop(k) for k in _STORE_OPTIONS if k in opts}
+        return Store(SQLiteDriver(_sqlite_path(url), clock, **opts), codec=codec, url=url, **facade)
     if scheme in {"postgres", "postgresql", "redis", "rediss"}:
         raise ConfigError(f"the {scheme} backend is not available in this version of taskstore yet")
     raise ConfigError(f"unsupported store URL {url!r}: use memory://, sqlite:///path.db")

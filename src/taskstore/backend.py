@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from .clock import Clock
 from .errors import TaskstoreError
-from .model import NewTask, State, Task
+from .model import NewTask, State, Task, WorkerHeartbeat
 
 # A transition to apply to one stored task: the new task, or None for "no change".
 Change = Callable[[Task, datetime], "Task | None"]
@@ -29,6 +29,18 @@ class NewRow:
     new: NewTask
     id: str
     args: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecurringRow:
+    """A stored schedule: the template's fields as JSON, its payload encoded, the next slot due."""
+
+    id: str
+    schedule: str
+    template: str
+    args: bytes
+    skip_if_outstanding: bool
+    next_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,5 +115,31 @@ class Maintenance(Protocol):
     async def archive(self, before: datetime, limit: int) -> int: ...
 
 
-class Driver(Lifecycle, Outbox, Claims, Transitions, Maintenance, Protocol):
+class Schedules(Protocol):
+    async def put_recurring(self, row: RecurringRow) -> RecurringRow:
+        """Insert or replace by id; an unchanged schedule keeps its stored ``next_at``."""
+        ...
+
+    async def delete_recurring(self, recurring_id: str) -> bool: ...
+
+    async def list_recurring(self) -> list[RecurringRow]: ...
+
+    async def advance_recurring(self, recurring_id: str, expected: datetime, next_at: datetime) -> bool:
+        """Compare-and-set ``next_at``: True for the one scheduler that moved it on."""
+        ...
+
+
+class Heartbeats(Protocol):
+    async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
+        """Upsert by worker id, stamped with the store's clock."""
+        ...
+
+    async def get_heartbeat(self, worker_id: str, since: datetime) -> WorkerHeartbeat | None: ...
+
+    async def list_heartbeats(self, since: datetime) -> list[WorkerHeartbeat]: ...
+
+    async def purge_heartbeats(self, before: datetime) -> int: ...
+
+
+class Driver(Lifecycle, Outbox, Claims, Transitions, Maintenance, Schedules, Heartbeats, Protocol):
     """Everything the store facade needs from a backend."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -229,6 +229,46 @@ class Task:
         return max(self.max_attempts - self.attempts, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class RecurringTask:
+    """A schedule that creates a task from ``template`` at every slot.
+
+    ``schedule`` is a cron expression (five fields, or six with seconds first, or ``@hourly`` …) or
+    ``@every 30s``. A slot creates at most one task, however many schedulers run: the task id is
+    derived from the recurring id and the slot time. With ``skip_if_outstanding`` no task is created
+    while an earlier one is still queued, failed (waiting to retry) or claimed.
+    """
+
+    id: str
+    schedule: str
+    template: NewTask
+    skip_if_outstanding: bool = False
+    next_at: datetime | None = None  # set by the store: the next slot that will fire
+
+    def __post_init__(self) -> None:
+        check_id(self.id, "recurring id")
+        if not isinstance(self.template, NewTask):
+            raise InvalidTask("a recurring task's template must be a NewTask")
+        from .schedule import parse_schedule  # late: schedule imports model
+
+        parse_schedule(self.schedule)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerHeartbeat:
+    """What a live worker last said about itself. ``timestamp`` is stamped by the store's clock."""
+
+    worker_id: str
+    queues: Sequence[str] = ()
+    inflight: int = 0
+    host: str = ""
+    pid: int = 0
+    version: str = ""
+    started_at: datetime | None = None
+    timestamp: datetime | None = None
+    extras: Mapping[str, Any] | None = None
+
+
 _TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(Task))
 
 
@@ -253,7 +293,7 @@ class Page(Generic[T]):
     items: Sequence[T]
     next_cursor: str | None = None
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[T]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -269,8 +309,10 @@ __all__ = [
     "Failure",
     "NewTask",
     "Page",
+    "RecurringTask",
     "Report",
     "Result",
     "State",
     "Task",
+    "WorkerHeartbeat",
 ]

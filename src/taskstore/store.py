@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from . import errors, transitions
+from . import _recurring, errors, transitions
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
 from .backend import Change, Driver, ListQuery, NewRow, Outcome
@@ -24,16 +25,20 @@ from .model import (
     Failure,
     NewTask,
     Page,
+    RecurringTask,
     Result,
     State,
     Task,
+    WorkerHeartbeat,
     as_seconds,
     check_aware,
     check_id,
     check_queue,
 )
+from .schedule import parse_schedule, slot_task_id
 
 DEFAULT_CLAIM_POLL = 0.05
+DEFAULT_HEARTBEAT_RETENTION = 60.0
 _BATCH = 10_000
 
 
@@ -87,7 +92,9 @@ class Store:
         codec: Codec | None = None,
         url: str = "",
         poll_interval: float = DEFAULT_CLAIM_POLL,
+        heartbeat_retention: float = DEFAULT_HEARTBEAT_RETENTION,
     ) -> None:
+        self.heartbeat_retention = heartbeat_retention
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
         self.url = url
@@ -416,6 +423,114 @@ class Store:
             total += n
             if n < _BATCH:
                 return total
+
+    # -- recurring schedules (SPEC §2, §8) -------------------------------------------------------
+
+    async def add_recurring(self, recurring: RecurringTask) -> RecurringTask:
+        """Add or replace a schedule by id. An unchanged schedule keeps its next slot."""
+        if not isinstance(recurring, RecurringTask):
+            raise errors.InvalidTask(f"expected a RecurringTask, got {type(recurring).__name__}")
+        next_at = parse_schedule(recurring.schedule).next_slot(self.now())
+        driver = await self._ready()
+        stored = await driver.put_recurring(_recurring.to_row(recurring, self.codec, next_at))
+        return _recurring.from_row(stored, self.codec)
+
+    async def remove_recurring(self, id: str) -> bool:
+        driver = await self._ready()
+        return await driver.delete_recurring(check_id(id, "recurring id"))
+
+    async def list_recurring(self) -> builtins.list[RecurringTask]:
+        driver = await self._ready()
+        return [_recurring.from_row(row, self.codec) for row in await driver.list_recurring()]
+
+    async def enqueue_due_recurring(self) -> int:
+        """Create the task of every schedule whose slot has come; returns how many were created.
+
+        Safe in any number of processes at once: a slot's task id is derived from the schedule's id
+        and the slot, so a slot creates one task, and ``next_at`` moves on by compare-and-set. A
+        scheduler that was down fires only the latest missed slot, not every one it missed.
+        """
+        driver = await self._ready()
+        now = self.now()
+        created = 0
+        for row in await driver.list_recurring():
+            if row.next_at > now:
+                continue
+            schedule = parse_schedule(row.schedule)
+            slot = schedule.latest_slot(now)
+            if not (row.skip_if_outstanding and await driver.outstanding_count(row.id) > 0):
+                new = _recurring.template_of(
+                    row, self.codec, id=slot_task_id(row.id, slot), run_at=slot, recurring_id=row.id
+                )
+                try:
+                    await driver.insert([NewRow(new=new, id=new.id or "", args=row.args)])
+                    created += 1
+                except errors.AlreadyExists:
+                    pass  # another scheduler fired this slot first
+            await driver.advance_recurring(row.id, row.next_at, schedule.next_slot(slot))
+        if created:
+            self._wake()
+        return created
+
+    # -- worker heartbeats (SPEC §4) -------------------------------------------------------------
+
+    async def set_worker_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
+        """Upsert a worker's heartbeat; its ``timestamp`` is set from the store's clock."""
+        if not isinstance(heartbeat, WorkerHeartbeat):
+            raise errors.InvalidTask(f"expected a WorkerHeartbeat, got {type(heartbeat).__name__}")
+        check_id(heartbeat.worker_id, "worker_id")
+        if heartbeat.extras is not None:
+            dump_json(heartbeat.extras, "heartbeat extras")
+        driver = await self._ready()
+        return await driver.put_heartbeat(heartbeat)
+
+    async def get_worker_heartbeat(self, worker_id: str) -> WorkerHeartbeat | None:
+        """The worker's last heartbeat, or ``None`` when there is none within the retention window."""
+        driver = await self._ready()
+        return await driver.get_heartbeat(check_id(worker_id, "worker_id"), self._heartbeat_cutoff())
+
+    async def list_worker_heartbeats(self) -> builtins.list[WorkerHeartbeat]:
+        driver = await self._ready()
+        return await driver.list_heartbeats(self._heartbeat_cutoff())
+
+    async def purge_worker_heartbeats(self) -> int:
+        """Delete heartbeats older than the retention window (the maintenance loop does this)."""
+        driver = await self._ready()
+        return await driver.purge_heartbeats(self._heartbeat_cutoff())
+
+    def _heartbeat_cutoff(self) -> datetime:
+        return self.now() - timedelta(seconds=self.heartbeat_retention)
+
+    # -- the worker side (SPEC §5) ---------------------------------------------------------------
+
+    async def poll(
+        self, worker_id: str, queues: str | Iterable[str] | None = None, *, batch: int = 10, block_for: float = 1.0
+    ) -> AsyncGenerator[Task, None]:
+        """Yield claimed tasks as the consumer asks for them, claiming up to ``batch`` at a time.
+
+        It idles in blocking claims (woken at once by new work), never in a busy loop. Tasks it
+        claimed but had not yet handed out are released (``unclaim``) when the iteration stops.
+        """
+        qs = _queues(queues)
+        _limit(batch, "batch")
+        pending: builtins.list[Task] = []
+        try:
+            while True:
+                if not pending:
+                    # Take what is ready; when nothing is, wait for the first task only, then top up,
+                    # so one new task is handed out at once instead of after a full batch gathers.
+                    pending = await self.claim(worker_id, qs, limit=batch)
+                    if not pending:
+                        pending = await self.claim(worker_id, qs, limit=1, block_for=block_for)
+                        if pending and batch > 1:
+                            pending += await self.claim(worker_id, qs, limit=batch - 1)
+                    pending.reverse()
+                    continue
+                yield pending.pop()
+        finally:
+            for task in pending:
+                with contextlib.suppress(errors.TaskstoreError):
+                    await self.unclaim(task)
 
     def __repr__(self) -> str:
         return f"<taskstore.Store {self.url or type(self._driver).__name__}>"

@@ -7,6 +7,7 @@ encoded, as a database would keep them, so callers never share mutable objects w
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import threading
@@ -15,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, transitions
-from ..backend import Change, ListQuery, NewRow, Outcome
+from ..backend import Change, ListQuery, NewRow, Outcome, RecurringRow
 from ..clock import Clock
-from ..model import State, Task
+from ..model import State, Task, WorkerHeartbeat
 
 
 def _claim_order(task: Task) -> tuple[int, datetime, int]:
@@ -32,6 +33,8 @@ class MemoryDriver:
         self._archive: list[Task] = []
         self._seq = itertools.count(1)
         self._key = object()
+        self._recurring: dict[str, RecurringRow] = {}
+        self._heartbeats: dict[str, WorkerHeartbeat] = {}
 
     @property
     def wake_key(self) -> Hashable:
@@ -192,3 +195,54 @@ class MemoryDriver:
             self._archive.extend(moving)
             self._archive.sort(key=lambda t: t.seq)
             return len(moving)
+
+    # -- recurring schedules --------------------------------------------------------------------
+
+    async def put_recurring(self, row: RecurringRow) -> RecurringRow:
+        with self._lock:
+            old = self._recurring.get(row.id)
+            if old is not None and old.schedule == row.schedule:
+                row = dataclasses.replace(row, next_at=old.next_at)
+            self._recurring[row.id] = row
+            return row
+
+    async def delete_recurring(self, recurring_id: str) -> bool:
+        with self._lock:
+            return self._recurring.pop(recurring_id, None) is not None
+
+    async def list_recurring(self) -> list[RecurringRow]:
+        with self._lock:
+            return sorted(self._recurring.values(), key=lambda r: r.id)
+
+    async def advance_recurring(self, recurring_id: str, expected: datetime, next_at: datetime) -> bool:
+        with self._lock:
+            row = self._recurring.get(recurring_id)
+            if row is None or row.next_at != expected:
+                return False
+            self._recurring[recurring_id] = dataclasses.replace(row, next_at=next_at)
+            return True
+
+    # -- worker heartbeats ----------------------------------------------------------------------
+
+    async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
+        with self._lock:
+            stamped = dataclasses.replace(heartbeat, timestamp=self.clock.now())
+            self._heartbeats[heartbeat.worker_id] = stamped
+            return stamped
+
+    async def get_heartbeat(self, worker_id: str, since: datetime) -> WorkerHeartbeat | None:
+        with self._lock:
+            found = self._heartbeats.get(worker_id)
+            return found if found is not None and found.timestamp is not None and found.timestamp >= since else None
+
+    async def list_heartbeats(self, since: datetime) -> list[WorkerHeartbeat]:
+        with self._lock:
+            live = [h for h in self._heartbeats.values() if h.timestamp is not None and h.timestamp >= since]
+            return sorted(live, key=lambda h: h.worker_id)
+
+    async def purge_heartbeats(self, before: datetime) -> int:
+        with self._lock:
+            old = [k for k, h in self._heartbeats.items() if h.timestamp is None or h.timestamp < before]
+            for key in old:
+                del self._heartbeats[key]
+            return len(old)

@@ -19,9 +19,12 @@ from .suite_create import CreateTests
 from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
 from .suite_process import ProcessTests
+from .suite_schedule import ScheduleTests
 
 
-class ConformanceSuite(CreateTests, ClaimTests, LeaseTests, AdminTests, MaintenanceTests, ProcessTests, SuiteBase):
+class ConformanceSuite(
+    CreateTests, ClaimTests, LeaseTests, AdminTests, MaintenanceTests, ProcessTests, ScheduleTests, SuiteBase
+):
     """Every behaviour and decision of SPEC §2–3, against one backend."""
 
 

@@ -12,6 +12,7 @@ All statements run on one connection owned by one thread, so the event loop neve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import json
 import os
@@ -24,15 +25,15 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ... import errors, transitions
-from ...backend import Change, ListQuery, NewRow, Outcome
+from ...backend import Change, ListQuery, NewRow, Outcome, RecurringRow
 from ...clock import Clock
-from ...model import State, Task
+from ...model import State, Task, WorkerHeartbeat
 from .._sql import load_queries, load_script
-from ._rows import insert_params, task_from_row, to_us, write_statement
+from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _INSERT_CHUNK = 2_000
-_MIGRATIONS = {1: "schema_1.sql"}
+_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql"}
 Q = load_queries(__name__, "queries.sql")
 
 R = TypeVar("R")
@@ -402,6 +403,88 @@ class SQLiteDriver:
             return len(seqs)
 
         return await self._run(archive)
+
+    # -- recurring schedules --------------------------------------------------------------------
+
+    async def put_recurring(self, row: RecurringRow) -> RecurringRow:
+        params = {
+            "id": row.id, "schedule": row.schedule, "template": row.template, "args": row.args,
+            "skip": int(row.skip_if_outstanding), "next_at": to_us(row.next_at), "now": to_us(self.clock.now()),
+        }  # fmt: skip
+
+        def put(conn: sqlite3.Connection) -> RecurringRow:
+            with self._write(conn):
+                stored = conn.execute(Q["put_recurring"], params).fetchone()
+            return _recurring_row(stored)
+
+        return await self._run(put)
+
+    async def delete_recurring(self, recurring_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            with self._write(conn):
+                return bool(conn.execute(Q["delete_recurring"], (recurring_id,)).rowcount)
+
+        return await self._run(delete)
+
+    async def list_recurring(self) -> list[RecurringRow]:
+        return await self._run(lambda c: [_recurring_row(r) for r in c.execute(Q["list_recurring"])])
+
+    async def advance_recurring(self, recurring_id: str, expected: datetime, next_at: datetime) -> bool:
+        params = (to_us(next_at), to_us(self.clock.now()), recurring_id, to_us(expected))
+
+        def advance(conn: sqlite3.Connection) -> bool:
+            with self._write(conn):
+                return conn.execute(Q["advance_recurring"], params).rowcount == 1
+
+        return await self._run(advance)
+
+    # -- worker heartbeats ----------------------------------------------------------------------
+
+    async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
+        stamped = dataclasses.replace(heartbeat, timestamp=self.clock.now())
+        params = (
+            stamped.worker_id, json.dumps(list(stamped.queues)), stamped.inflight, stamped.host, stamped.pid,
+            stamped.version, None if stamped.started_at is None else to_us(stamped.started_at),
+            to_us(self.clock.now()), None if stamped.extras is None else json.dumps(dict(stamped.extras)),
+        )  # fmt: skip
+
+        def put(conn: sqlite3.Connection) -> None:
+            with self._write(conn):
+                conn.execute(Q["put_heartbeat"], params)
+
+        await self._run(put)
+        return stamped
+
+    async def get_heartbeat(self, worker_id: str, since: datetime) -> WorkerHeartbeat | None:
+        def get(conn: sqlite3.Connection) -> WorkerHeartbeat | None:
+            row = conn.execute(Q["get_heartbeat"], (worker_id, to_us(since))).fetchone()
+            return None if row is None else _heartbeat(row)
+
+        return await self._run(get)
+
+    async def list_heartbeats(self, since: datetime) -> list[WorkerHeartbeat]:
+        return await self._run(lambda c: [_heartbeat(r) for r in c.execute(Q["list_heartbeats"], (to_us(since),))])
+
+    async def purge_heartbeats(self, before: datetime) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                return int(conn.execute(Q["purge_heartbeats"], (to_us(before),)).rowcount)
+
+        return await self._run(purge)
+
+
+def _recurring_row(r: Any) -> RecurringRow:
+    return RecurringRow(
+        id=r[0], schedule=r[1], template=r[2], args=r[3], skip_if_outstanding=bool(r[4]), next_at=from_us(r[5])
+    )
+
+
+def _heartbeat(r: Any) -> WorkerHeartbeat:
+    return WorkerHeartbeat(
+        worker_id=r[0], queues=tuple(json.loads(r[1])), inflight=r[2], host=r[3], pid=r[4], version=r[5],
+        started_at=None if r[6] is None else from_us(r[6]), timestamp=from_us(r[7]),
+        extras=None if r[8] is None else json.loads(r[8]),
+    )  # fmt: skip
 
 
 def _statements(script: str) -> list[str]:

@@ -119,3 +119,40 @@ UPDATE tasks
 UPDATE tasks
    SET times_out_at = ?, report_at = ?, report_data = ?, updated_at = ?, version = ?
  WHERE seq = ? AND version = ?
+
+-- name: put_recurring
+INSERT INTO recurring (id, schedule, template, args, skip_if_outstanding, next_at, updated_at)
+VALUES (:id, :schedule, :template, :args, :skip, :next_at, :now)
+ON CONFLICT (id) DO UPDATE
+   SET template = excluded.template, args = excluded.args, skip_if_outstanding = excluded.skip_if_outstanding,
+       next_at = CASE WHEN recurring.schedule = excluded.schedule THEN recurring.next_at ELSE excluded.next_at END,
+       schedule = excluded.schedule, updated_at = excluded.updated_at
+RETURNING id, schedule, template, args, skip_if_outstanding, next_at
+
+-- name: delete_recurring
+DELETE FROM recurring WHERE id = ?
+
+-- name: list_recurring
+SELECT id, schedule, template, args, skip_if_outstanding, next_at FROM recurring ORDER BY id
+
+-- name: advance_recurring
+UPDATE recurring SET next_at = ?, updated_at = ? WHERE id = ? AND next_at = ?
+
+-- name: put_heartbeat
+INSERT INTO worker_heartbeats (worker_id, queues, inflight, host, pid, version, started_at, timestamp, extras)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (worker_id) DO UPDATE
+   SET queues = excluded.queues, inflight = excluded.inflight, host = excluded.host, pid = excluded.pid,
+       version = excluded.version, started_at = excluded.started_at, timestamp = excluded.timestamp,
+       extras = excluded.extras
+
+-- name: get_heartbeat
+SELECT worker_id, queues, inflight, host, pid, version, started_at, timestamp, extras
+  FROM worker_heartbeats WHERE worker_id = ? AND timestamp >= ?
+
+-- name: list_heartbeats
+SELECT worker_id, queues, inflight, host, pid, version, started_at, timestamp, extras
+  FROM worker_heartbeats WHERE timestamp >= ? ORDER BY worker_id
+
+-- name: purge_heartbeats
+DELETE FROM worker_heartbeats WHERE timestamp < ?

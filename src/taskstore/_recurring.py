@@ -1,0 +1,59 @@
+"""How a ``RecurringTask`` is stored: its template as JSON beside its encoded payload."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from .backend import RecurringRow
+from .codec import Codec, decode, dump_json, encode
+from .errors import InvalidTask
+from .model import NewTask, RecurringTask
+from .retry import policy_from_spec
+
+
+def to_row(task: RecurringTask, codec: Codec, next_at: datetime) -> RecurringRow:
+    t = task.template
+    if t.id is not None or t.run_at is not None:
+        raise InvalidTask("a recurring task's template takes no id or run_at: each slot sets its own")
+    fields: dict[str, Any] = {
+        "queue": t.queue,
+        "kind": t.kind,
+        "priority": t.priority,
+        "max_attempts": t.max_attempts,
+        "processing_timeout": t.processing_timeout,
+        "retry": None if t.retry is None else t.retry.to_spec(),
+        "context": None if t.context is None else dict(t.context),
+        "reference_id": t.reference_id,
+        "group_id": t.group_id,
+    }
+    return RecurringRow(
+        id=task.id,
+        schedule=task.schedule,
+        template=dump_json(fields, "recurring template"),
+        args=encode(codec, t.args, "recurring task args"),
+        skip_if_outstanding=task.skip_if_outstanding,
+        next_at=next_at,
+    )
+
+
+def template_of(row: RecurringRow, codec: Codec, **overrides: Any) -> NewTask:
+    fields = json.loads(row.template)
+    retry = fields.pop("retry")
+    return NewTask(
+        args=decode(codec, row.args),
+        retry=None if retry is None else policy_from_spec(retry),
+        **fields,
+        **overrides,
+    )
+
+
+def from_row(row: RecurringRow, codec: Codec) -> RecurringTask:
+    return RecurringTask(
+        id=row.id,
+        schedule=row.schedule,
+        template=template_of(row, codec),
+        skip_if_outstanding=row.skip_if_outstanding,
+        next_at=row.next_at,
+    )

@@ -9,23 +9,31 @@ to overwrite a result (every worker write is fenced by its lease token).
 
 from . import clock, codec, errors, retry
 from ._connect import default_url, open
+from .client import App, TaskCancelled, TaskFailed, TaskFunction, TaskHandle
 from .clock import FakeClock, SystemClock
 from .codec import Codec, JsonCodec, UndecodablePayload
+from .context import NoCurrentTask, current_task
+from .middleware import HandlerTimeout, TaskContext
 from .model import Claim, Failure, NewTask, Page, RecurringTask, Report, Result, State, Task, WorkerHeartbeat
+from .pipe import pipe
 from .retry import BinaryExponential, Exponential, Polynomial, RetryPolicy
 from .store import Store
+from .worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "App",
     "BinaryExponential",
     "Claim",
     "Codec",
     "Exponential",
     "Failure",
     "FakeClock",
+    "HandlerTimeout",
     "JsonCodec",
     "NewTask",
+    "NoCurrentTask",
     "Page",
     "Polynomial",
     "RecurringTask",
@@ -36,13 +44,21 @@ __all__ = [
     "Store",
     "SystemClock",
     "Task",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskFailed",
+    "TaskFunction",
+    "TaskHandle",
     "UndecodablePayload",
+    "Worker",
     "WorkerHeartbeat",
     "__version__",
     "clock",
     "codec",
+    "current_task",
     "default_url",
     "errors",
     "open",
+    "pipe",
     "retry",
 ]

@@ -253,11 +253,19 @@ class Store:
         queues: str | Iterable[str] | None = None,
         limit: int = 1,
         block_for: float | timedelta = 0.0,
+        *,
+        at_least: int | None = None,
     ) -> builtins.list[Task]:
-        """Claim up to ``limit`` ready tasks; wait up to ``block_for`` seconds for more to arrive."""
+        """Claim up to ``limit`` ready tasks; wait up to ``block_for`` seconds for more to arrive.
+
+        It returns as soon as ``limit`` tasks are claimed, or ``at_least`` of them when given: a
+        worker with room for 100 passes ``at_least=1`` to start the first task without waiting
+        for the other 99 to be enqueued.
+        """
         check_id(worker_id, "worker_id")
         qs = _queues(queues)
         _limit(limit)
+        enough = limit if at_least is None else min(_limit(at_least, "at_least"), limit)
         wait = as_seconds(block_for, "block_for")
         driver = await self._ready()
         if wait <= 0:
@@ -268,7 +276,7 @@ class Store:
         waiter = HUB.subscribe(driver.wake_key)
         try:
             got = await driver.claim(worker_id, qs, limit, lease_token)
-            while len(got) < limit:
+            while len(got) < enough:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -517,13 +525,7 @@ class Store:
         try:
             while True:
                 if not pending:
-                    # Take what is ready; when nothing is, wait for the first task only, then top up,
-                    # so one new task is handed out at once instead of after a full batch gathers.
-                    pending = await self.claim(worker_id, qs, limit=batch)
-                    if not pending:
-                        pending = await self.claim(worker_id, qs, limit=1, block_for=block_for)
-                        if pending and batch > 1:
-                            pending += await self.claim(worker_id, qs, limit=batch - 1)
+                    pending = await self.claim(worker_id, qs, limit=batch, block_for=block_for, at_least=1)
                     pending.reverse()
                     continue
                 yield pending.pop()

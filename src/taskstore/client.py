@@ -1,0 +1,430 @@
+"""The application API: a registry of tasks, typed enqueue, and handles to wait for results.
+
+    app = taskstore.App("sqlite:///tasks.db")
+
+    @app.task(queue="mail", max_attempts=5, timeout=30)
+    async def send(to: str, subject: str = "") -> bool: ...
+
+    handle = await send.enqueue("a@example.com", subject="hi")   # typed from send's signature
+    sent = await handle.result(timeout=10)
+
+A call ``fn.enqueue(*args, **kwargs)`` stores ``args={"args": [...], "kwargs": {...}}``, encoded by the
+App's codec; ``kind`` is ``"module.qualname"`` of the function unless ``@app.task(kind=…)`` names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
+
+from . import errors
+from ._connect import default_url
+from ._connect import open as open_store
+from ._sync import LoopThread
+from .clock import Clock
+from .codec import Codec
+from .model import NewTask, RecurringTask, State, Task, as_seconds, check_queue
+from .retry import RetryPolicy
+from .store import Store
+
+if TYPE_CHECKING:
+    from .middleware import Middleware
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+
+
+class TaskFailed(errors.TaskstoreError):
+    """The task went ``dead``; ``failure`` says why its last attempt failed."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.failure = task.result.failure if task.result is not None else None
+        what = f"{self.failure.type}: {self.failure.message}" if self.failure else "no failure recorded"
+        super().__init__(f"task {task.id!r} ({task.kind}) failed after {task.attempts} attempt(s): {what}")
+
+
+class TaskCancelled(errors.TaskstoreError):
+    """The task was cancelled before it finished."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        super().__init__(f"task {task.id!r} ({task.kind}) was cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    queue: str = DEFAULT_QUEUE
+    kind: str | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None  # the handler's execution limit, enforced by the worker
+    retry: RetryPolicy | None = None
+    priority: int = 0
+    processing_timeout: float | None = None  # the lease, renewed by the worker's heart-beat
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Per-call options: ``fn.options(delay=…, id=…).enqueue(...)``."""
+
+    delay: float | None = None
+    run_at: datetime | None = None
+    id: str | None = None
+    priority: int | None = None
+    queue: str | None = None
+    context: Mapping[str, Any] | None = None
+    group_id: str | None = None
+
+
+class TaskHandle(Generic[R]):
+    """A reference to an enqueued task, to read its state or wait for its result."""
+
+    def __init__(self, app: App, task_id: str, task: Task | None = None) -> None:
+        self.app = app
+        self.id = task_id
+        self.task = task  # as last read; ``get()`` refreshes it
+
+    async def get(self) -> Task:
+        store = await self.app.store()
+        self.task = await store.get(self.id)
+        return self.task
+
+    async def result(self, timeout: float | timedelta | None = None) -> R:  # noqa: ASYNC109 (SPEC §7 names it)
+        """The handler's return value once the task is ``done``.
+
+        Raises ``TaskFailed`` when it went ``dead``, ``TaskCancelled`` when it was cancelled, and
+        ``TimeoutError`` when ``timeout`` seconds pass first (the task itself is not touched).
+        """
+        limit = None if timeout is None else as_seconds(timeout, "timeout")
+        deadline = None if limit is None else time.monotonic() + limit
+        pause = 0.005
+        while True:
+            task = await self.get()
+            if task.state is State.DONE:
+                return cast(R, task.result.value if task.result is not None else None)
+            if task.state is State.DEAD:
+                raise TaskFailed(task)
+            if task.state is State.CANCELLED:
+                raise TaskCancelled(task)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {self.id!r} is still {task.state.value} after {limit:g}s")
+            wait = pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0.0))
+            await asyncio.sleep(wait)
+            pause = min(pause * 1.5, 0.25)
+
+    def result_sync(self, timeout: float | timedelta | None = None) -> R:
+        return self.app.run_sync(self.result(timeout))
+
+    async def cancel(self) -> Task:
+        store = await self.app.store()
+        self.task = await store.cancel(self.id)
+        return self.task
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id}>"
+
+
+class _Enqueuer(Generic[P, R]):
+    def __init__(self, fn: TaskFunction[P, R], call: CallOptions) -> None:
+        self._fn = fn
+        self._call = call
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        return await self._fn._enqueue(self._call, args, kwargs)
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        return self._fn.app.run_sync(self._fn._enqueue(self._call, args, kwargs))
+
+    def new_task(self, *args: P.args, **kwargs: P.kwargs) -> NewTask:
+        return self._fn._new_task(self._call, args, kwargs)
+
+
+class TaskFunction(Generic[P, R]):
+    """A registered task: call it directly as the plain function, or ``enqueue`` it for a worker."""
+
+    def __init__(self, app: App, fn: Callable[P, R] | Callable[P, Awaitable[R]], options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.options_ = options
+        self.kind: str = options.kind or f"{fn.__module__}.{fn.__qualname__}"
+        self.queue = options.queue
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.kind)
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        id: str | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        group_id: str | None = None,
+    ) -> _Enqueuer[P, R]:
+        """Per-call options; ``id`` is an idempotency key (a second enqueue raises ``AlreadyExists``)."""
+        if delay is not None and run_at is not None:
+            raise errors.InvalidTask("give delay= or run_at=, not both")
+        seconds = None if delay is None else as_seconds(delay, "delay")
+        call = CallOptions(
+            delay=seconds, run_at=run_at, id=id, priority=priority, queue=queue, context=context, group_id=group_id
+        )
+        return _Enqueuer(self, call)
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        return await self._enqueue(_NO_OPTIONS, args, kwargs)
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        """``enqueue`` from plain sync code (no running event loop needed)."""
+        return self.app.run_sync(self._enqueue(_NO_OPTIONS, args, kwargs))
+
+    def new_task(self, *args: P.args, **kwargs: P.kwargs) -> NewTask:
+        """The ``NewTask`` that ``enqueue`` would create: for ``store.create_many`` or ``conn=``."""
+        return self._new_task(_NO_OPTIONS, args, kwargs)
+
+    def _new_task(self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> NewTask:
+        o = self.options_
+        run_at = call.run_at
+        if call.delay is not None:
+            run_at = self.app.now() + timedelta(seconds=call.delay)
+        return NewTask(
+            call.queue or o.queue,
+            self.kind,
+            {"args": list(args), "kwargs": dict(kwargs)},
+            id=call.id,
+            priority=o.priority if call.priority is None else call.priority,
+            run_at=run_at,
+            max_attempts=o.max_attempts,
+            processing_timeout=o.processing_timeout,
+            retry=o.retry,
+            context=call.context,
+            group_id=call.group_id,
+        )
+
+    async def _enqueue(self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TaskHandle[R]:
+        new = self._new_task(call, args, kwargs)
+        store = await self.app.store()
+        task = await store.create(new)
+        return TaskHandle(self.app, task.id, task)
+
+    def __repr__(self) -> str:
+        return f"<TaskFunction {self.kind} queue={self.queue}>"
+
+
+_NO_OPTIONS = CallOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class RecurringSpec:
+    id: str
+    schedule: str
+    task: TaskFunction[Any, Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    skip_if_outstanding: bool = True
+
+    def to_recurring(self) -> RecurringTask:
+        o = self.task.options_
+        template = NewTask(
+            o.queue,
+            self.task.kind,
+            {"args": list(self.args), "kwargs": dict(self.kwargs)},
+            priority=o.priority,
+            max_attempts=o.max_attempts,
+            processing_timeout=o.processing_timeout,
+            retry=o.retry,
+        )
+        return RecurringTask(self.id, self.schedule, template, skip_if_outstanding=self.skip_if_outstanding)
+
+
+class App:
+    """A registry of tasks over one store URL. No global state: make as many as you need."""
+
+    def __init__(
+        self, url: str | None = None, *, codec: Codec | None = None, clock: Clock | None = None, **store_options: Any
+    ) -> None:
+        self.url = url
+        self.codec = codec
+        self.clock = clock
+        self.store_options = store_options
+        self.tasks: dict[str, TaskFunction[Any, Any]] = {}
+        self.middlewares: list[Middleware] = []
+        self.recurring_specs: dict[str, RecurringSpec] = {}
+        self._store: Store | None = None
+        self._sync = LoopThread()
+
+    # -- registration ---------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        queue: str = ...,
+        kind: str | None = ...,
+        max_attempts: int | None = ...,
+        timeout: float | timedelta | None = ...,
+        retry: RetryPolicy | None = ...,
+        priority: int = ...,
+        processing_timeout: float | timedelta | None = ...,
+    ) -> _Decorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        kind: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        retry: RetryPolicy | None = None,
+        priority: int = 0,
+        processing_timeout: float | timedelta | None = None,
+    ) -> Any:
+        """Register a sync or async function as a task (``@app.task`` or ``@app.task(queue=…)``)."""
+        check_queue(queue)
+        # Validate the options once, at registration, with the same rules NewTask applies.
+        probe = NewTask(
+            queue,
+            kind or "probe",
+            max_attempts=max_attempts,
+            priority=priority,
+            processing_timeout=processing_timeout,
+            retry=retry,
+        )
+        limit = None if timeout is None else as_seconds(timeout, "timeout")
+        if limit is not None and limit <= 0:
+            raise errors.InvalidTask("timeout must be positive")
+        options = TaskOptions(
+            queue=queue,
+            kind=kind,
+            max_attempts=max_attempts,
+            timeout=limit,
+            retry=retry,
+            priority=priority,
+            processing_timeout=cast(float | None, probe.processing_timeout),
+        )
+
+        def register(f: Callable[..., Any]) -> TaskFunction[Any, Any]:
+            wrapped: TaskFunction[Any, Any] = TaskFunction(self, f, options)
+            if wrapped.kind in self.tasks and self.tasks[wrapped.kind].fn is not f:
+                raise errors.ConfigError(f"two tasks share the kind {wrapped.kind!r}; name one with kind=")
+            self.tasks[wrapped.kind] = wrapped
+            return wrapped
+
+        return register(fn) if fn is not None else register
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        """Register a ``call_next`` middleware around every handler this App's workers run."""
+        self.middlewares.append(fn)
+        return fn
+
+    def recurring(
+        self,
+        id: str,
+        *,
+        task: TaskFunction[Any, Any],
+        cron: str | None = None,
+        every: str | float | timedelta | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        skip_if_outstanding: bool = True,
+    ) -> RecurringSpec:
+        """Run ``task`` on a schedule: ``cron="*/5 * * * *"`` or ``every="30s"`` (or seconds).
+
+        Workers store the schedule on start and fire it: one task per slot, however many run.
+        """
+        if (cron is None) == (every is None):
+            raise errors.InvalidTask("recurring() takes exactly one of cron= or every=")
+        if every is not None:
+            seconds = every if isinstance(every, str) else f"{as_seconds(every, 'every'):g}s"
+            schedule = f"@every {seconds}"
+        else:
+            schedule = cast(str, cron)
+        spec = RecurringSpec(id, schedule, task, tuple(args), dict(kwargs or {}), skip_if_outstanding)
+        spec.to_recurring()  # validates the id, the schedule and the template now, not in a worker
+        self.recurring_specs[id] = spec
+        return spec
+
+    # -- the store ------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        if self._store is not None:
+            return self._store.now()
+        from .clock import SystemClock
+
+        return (self.clock or SystemClock()).now()
+
+    async def store(self) -> Store:
+        """The App's store, opened on first use and shared by every caller of this App."""
+        if self._store is None:
+            options = dict(self.store_options)
+            if self.clock is not None:
+                options["clock"] = self.clock
+            self._store = open_store(self.url or default_url(), codec=self.codec, **options)
+        return await self._store.connect()
+
+    def run_sync(self, coro: Awaitable[R]) -> R:
+        """Run one of this App's coroutines from sync code, on the App's private event loop."""
+        return self._sync.run(_as_coroutine(coro))
+
+    async def aclose(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+    def close(self) -> None:
+        """Close the store and stop the sync facade's loop (for sync programs)."""
+        if self._store is not None:
+            self.run_sync(self._store.close())
+        self._sync.close()
+
+    async def __aenter__(self) -> App:
+        await self.store()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def handle(self, task_id: str) -> TaskHandle[Any]:
+        """A handle on a task enqueued earlier (by id), to wait for its result."""
+        return TaskHandle(self, task_id)
+
+    def __repr__(self) -> str:
+        return f"<taskstore.App {self.url or default_url()} tasks={len(self.tasks)}>"
+
+
+class _Decorator:
+    def __init__(self) -> None:  # pragma: no cover - a typing device only
+        raise TypeError
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Any: ...
+
+
+async def _as_coroutine(awaitable: Awaitable[R]) -> R:
+    return await awaitable

@@ -1,0 +1,87 @@
+"""One ``call_next`` chain around handler execution.
+
+A middleware is ``async def mw(ctx: TaskContext, call_next) -> Any``: it may act before and after
+``await call_next(ctx)``, change ``ctx``, turn an exception into another, or not call on at all.
+Logging and the handler timeout are middleware themselves; an App's own middleware runs between
+them, so a timeout covers only the handler, and the log sees what user middleware made of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import TaskstoreError
+from .model import Task
+
+if TYPE_CHECKING:
+    from .client import TaskFunction
+
+log = logging.getLogger("taskstore.worker")
+
+
+@dataclass
+class TaskContext:
+    """What a middleware sees of one execution."""
+
+    task: Task
+    handler: TaskFunction[Any, Any]
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+    worker_id: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+CallNext = Callable[[TaskContext], Awaitable[Any]]
+Middleware = Callable[[TaskContext, CallNext], Awaitable[Any]]
+
+
+class HandlerTimeout(TaskstoreError, TimeoutError):
+    """A handler ran past its ``@app.task(timeout=…)``; the worker cancelled it and failed the attempt."""
+
+
+async def timeout_middleware(ctx: TaskContext, call_next: CallNext) -> Any:
+    limit = ctx.handler.options_.timeout
+    if limit is None:
+        return await call_next(ctx)
+    try:
+        async with asyncio.timeout(limit):
+            return await call_next(ctx)
+    except TimeoutError as exc:
+        raise HandlerTimeout(f"{ctx.handler.kind} ran past its {limit:g}s timeout") from exc
+
+
+async def logging_middleware(ctx: TaskContext, call_next: CallNext) -> Any:
+    if not log.isEnabledFor(logging.WARNING):
+        return await call_next(ctx)
+    start = time.perf_counter()
+    try:
+        value = await call_next(ctx)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("task %s (%s) attempt %d failed after %.3fs: %s: %s", ctx.task.id, ctx.task.kind,
+                    ctx.task.attempts, time.perf_counter() - start, type(exc).__qualname__, exc)  # fmt: skip
+        raise
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("task %s (%s) done in %.3fs", ctx.task.id, ctx.task.kind, time.perf_counter() - start)
+    return value
+
+
+def chain(middlewares: Sequence[Middleware], endpoint: CallNext) -> CallNext:
+    """Compose ``middlewares`` (outermost first) around ``endpoint`` into one ``call_next``."""
+    call = endpoint
+    for mw in reversed(middlewares):
+        call = _bind(mw, call)
+    return call
+
+
+def _bind(mw: Middleware, call_next: CallNext) -> CallNext:
+    async def step(ctx: TaskContext) -> Any:
+        return await mw(ctx, call_next)
+
+    return step

@@ -1,0 +1,533 @@
+"""The worker: claims tasks as capacity frees, runs them, keeps their leases alive, completes them.
+
+One worker is one event loop with these background tasks, all owned by the ``Worker``:
+
+- the claimer claims up to the free capacity (never more than it can run) and starts each task;
+- each task runs through the middleware chain: async handlers on the loop, sync ones in a thread pool;
+- the heart-beat renews every in-flight lease in one batched ``report_in_many`` well before it times
+  out; a lease found lost (reaped, taken over) cancels its handler and its outcome is not written,
+  and a cancel request cancels the handler and records ``cancelled``;
+- the completer writes successes in batches with ``mark_done_many`` (failures are written at once);
+- maintenance (reaper, archiver, recurring scheduler) and the worker's own heartbeat record.
+
+A handler never crashes the worker: whatever it raises becomes the attempt's failure. Unknown kinds
+and undecodable payloads go to ``dead`` with a clear failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import errors
+from .client import App, TaskFunction
+from .codec import UndecodablePayload, encode
+from .context import _current
+from .maintenance import Maintenance, MaintenanceConfig
+from .middleware import CallNext, TaskContext, chain, logging_middleware, timeout_middleware
+from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue
+from .store import Store
+
+log = logging.getLogger("taskstore.worker")
+
+_RETRY_PAUSE = 0.5  # after the store could not be reached
+
+
+@dataclass(eq=False)
+class _Job:
+    task: Task
+    claim: Claim
+    beat_at: float  # monotonic time of the next lease renewal
+    runner: asyncio.Task[None] | None = None
+    lost: bool = False  # the lease was reaped or taken over: the outcome must not be written
+    cancel_requested: bool = False
+    released: bool = False  # the worker is stopping and gives the task back
+    done: bool = False
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    lost: int = 0
+    cancelled: int = 0
+    released: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Runs an App's tasks. Use ``async with Worker(app, queues=…, concurrency=…):`` or ``await w.run()``."""
+
+    def __init__(
+        self,
+        app: App,
+        queues: Iterable[str] | None = None,
+        concurrency: int = 10,
+        *,
+        worker_id: str | None = None,
+        grace: float = 30.0,
+        threads: int | None = None,
+        claim_wait: float = 0.5,
+        maintenance: bool = True,
+        maintenance_config: MaintenanceConfig | None = None,
+        completion_batch: int = 256,
+        completion_linger: float = 0.002,
+        heartbeat_every: float = 5.0,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise errors.ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        chosen = sorted({t.queue for t in app.tasks.values()}) if queues is None else [check_queue(q) for q in queues]
+        if not chosen:
+            raise errors.ConfigError("the worker has no queues: register tasks on the App or pass queues=")
+        self.app = app
+        self.queues: list[str] = chosen
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.grace = grace
+        self.claim_wait = claim_wait
+        self.completion_batch = completion_batch
+        self.completion_linger = completion_linger
+        self.heartbeat_every = heartbeat_every
+        self.stats = WorkerStats()
+        self._threads = ThreadPoolExecutor(max_workers=threads or concurrency, thread_name_prefix="taskstore-task")
+        self._maintenance_on = maintenance
+        self._maintenance_config = maintenance_config
+        self._jobs: dict[str, _Job] = {}
+        self._done: list[tuple[_Job, Any]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._signatures: dict[str, inspect.Signature | None] = {}
+        self._pipeline: CallNext | None = None
+        self._store: Store | None = None
+        self._started_at: datetime | None = None
+        self._started = False
+        self._stopping = False
+        self._stopped = False
+        # Events are made in start(), on the loop that runs the worker.
+        self._capacity: asyncio.Event
+        self._beat_wake: asyncio.Event
+        self._done_ready: asyncio.Event
+        self._stop_requested: asyncio.Event
+        self._immediate: asyncio.Event
+        self._quit_background: asyncio.Event
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise errors.TaskstoreError("the worker has not started")
+        return self._store
+
+    @property
+    def inflight(self) -> int:
+        return len(self._jobs)
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._capacity = asyncio.Event()
+        self._beat_wake = asyncio.Event()
+        self._done_ready = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._immediate = asyncio.Event()
+        self._quit_background = asyncio.Event()
+        self._store = await self.app.store()
+        self._started_at = self._store.now()
+        self._pipeline = chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
+        for spec in self.app.recurring_specs.values():
+            await self._store.add_recurring(spec.to_recurring())
+        spawn = asyncio.get_running_loop().create_task
+        self._background = [
+            spawn(self._guard("claimer", self._claim_loop), name="taskstore-claimer"),
+            spawn(self._guard("heart-beat", self._beat_loop), name="taskstore-heartbeat"),
+            spawn(self._guard("completer", self._complete_loop), name="taskstore-completer"),
+            spawn(self._guard("worker record", self._record_loop), name="taskstore-record"),
+        ]
+        if self._maintenance_on:
+            maintenance = Maintenance(self._store, self._maintenance_config)
+            self._background.append(
+                spawn(
+                    self._guard("maintenance", lambda: maintenance.run(self._quit_background)), name="taskstore-maint"
+                )
+            )
+        log.info(
+            "worker %s started: queues %s, concurrency %d", self.worker_id, ",".join(self.queues), self.concurrency
+        )
+
+    def request_stop(self, *, immediate: bool = False) -> None:
+        """Ask the worker to stop (safe from a signal handler on the worker's loop)."""
+        if not self._started:
+            return
+        if self._stop_requested.is_set() or immediate:
+            self._immediate.set()
+        self._stop_requested.set()
+        self._capacity.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop_requested.wait()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let running tasks finish within ``grace`` seconds, release the rest."""
+        if not self._started or self._stopped:
+            return
+        self._stopped = True
+        self._stopping = True
+        self._stop_requested.set()
+        self._capacity.set()
+        claimer = self._background[0]
+        with contextlib.suppress(asyncio.CancelledError):
+            await claimer  # it returns within claim_wait; tasks it claims meanwhile are released
+        await self._drain(self.grace if grace is None else grace)
+        self._quit_background.set()
+        self._done_ready.set()
+        self._beat_wake.set()
+        for task in self._background[1:]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=max(self.claim_wait, 5.0))
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(errors.TaskstoreError):
+            await self.store.set_worker_heartbeat(self._heartbeat(stopping=True))
+        s = self.stats
+        log.info(
+            "worker %s stopped: %d succeeded, %d failed, %d released, %d lost",
+            self.worker_id,
+            s.succeeded,
+            s.failed,
+            s.released,
+            s.lost,
+        )
+
+    async def _drain(self, grace: float) -> None:
+        runners = [j.runner for j in self._jobs.values() if j.runner is not None]
+        if runners and grace > 0 and not self._immediate.is_set():
+            everything = asyncio.ensure_future(asyncio.wait(runners))
+            cut = asyncio.ensure_future(self._immediate.wait())
+            await asyncio.wait([everything, cut], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            for pending in (everything, cut):
+                pending.cancel()
+        left = list(self._jobs.values())
+        for job in left:
+            job.released = True
+            if job.runner is not None:
+                job.runner.cancel()
+        if left:
+            await asyncio.gather(*(j.runner for j in left if j.runner is not None), return_exceptions=True)
+            outcomes = await asyncio.gather(*(self.store.unclaim(j.claim) for j in left), return_exceptions=True)
+            released = sum(1 for o in outcomes if isinstance(o, Task))
+            self.stats.released += released
+            log.info("worker %s released %d unfinished task(s) for other workers", self.worker_id, released)
+
+    async def run(self, *, install_signals: bool = False) -> None:
+        """Run until ``request_stop`` (or SIGTERM/SIGINT when ``install_signals``), then stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        installed = []
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+        try:
+            await self._stop_requested.wait()
+            await self.stop()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        again = self._stop_requested.is_set()
+        log.warning(
+            "worker %s: %s, %s",
+            self.worker_id,
+            sig.name,
+            "stopping now" if again else f"finishing running tasks (up to {self.grace:g}s)",
+        )
+        self.request_stop(immediate=again)
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _guard(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop; one that fails is logged and restarted, never taking the worker down."""
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker %s: the %s loop failed; restarting it", self.worker_id, name)
+                await asyncio.sleep(_RETRY_PAUSE)
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        store = self.store
+        while not self._stopping and not self._stop_requested.is_set():
+            free = self.concurrency - len(self._jobs)
+            if free <= 0:
+                self._capacity.clear()
+                if self.concurrency - len(self._jobs) <= 0:
+                    await self._capacity.wait()
+                continue
+            try:
+                tasks = await store.claim(
+                    self.worker_id, self.queues, limit=free, block_for=self.claim_wait, at_least=1
+                )
+            except errors.TaskstoreError as exc:
+                log.warning("worker %s could not claim: %s", self.worker_id, exc)
+                await asyncio.sleep(_RETRY_PAUSE)
+                continue
+            if self._stop_requested.is_set():
+                await self._give_back(tasks)
+                return
+            for task in tasks:
+                self._start_job(task)
+
+    async def _give_back(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            with contextlib.suppress(errors.TaskstoreError):
+                await self.store.unclaim(task)
+                self.stats.released += 1
+
+    def _start_job(self, task: Task) -> None:
+        assert task.claim is not None
+        job = _Job(task=task, claim=task.claim, beat_at=time.monotonic() + task.processing_timeout / 3)
+        self._jobs[task.id] = job
+        self.stats.claimed += 1
+        job.runner = asyncio.get_running_loop().create_task(self._execute(job), name=f"taskstore:{task.id}")
+        self._beat_wake.set()
+
+    # -- running one task -----------------------------------------------------------------------
+
+    async def _execute(self, job: _Job) -> None:
+        task = job.task
+        token = _current.set(task)
+        try:
+            prepared = self._prepare(task)
+            if isinstance(prepared, Failure):
+                await self._write_failure(job, prepared)
+                return
+            assert self._pipeline is not None
+            try:
+                value = await self._pipeline(prepared)
+            except asyncio.CancelledError:
+                await self._after_cancel(job)
+                return
+            except Exception as exc:
+                failure = Failure(type=type(exc).__qualname__, message=str(exc), traceback=traceback.format_exc())
+                await self._write_failure(job, failure)
+                return
+            if value is not None:
+                try:
+                    encode(self.store.codec, value, "the handler's result")
+                except errors.InvalidTask as exc:
+                    await self._write_failure(job, Failure("UnencodableResult", str(exc), retryable=False))
+                    return
+            if job.lost:
+                self.stats.lost += 1
+                return
+            self._done.append((job, value))
+            self._done_ready.set()
+        finally:
+            _current.reset(token)
+            job.done = True
+            self._jobs.pop(task.id, None)
+            self._capacity.set()
+
+    def _prepare(self, task: Task) -> TaskContext | Failure:
+        handler = self.app.tasks.get(task.kind)
+        if handler is None:
+            return Failure(
+                "UnknownTaskKind", f"no handler for kind {task.kind!r} in this worker's App", retryable=False
+            )
+        payload = task.args
+        if isinstance(payload, UndecodablePayload):
+            return Failure("UndecodablePayload", f"the payload could not be decoded: {payload.error}", retryable=False)
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("args", []), list)
+            or not isinstance(payload.get("kwargs", {}), dict)
+        ):
+            return Failure("InvalidPayload", 'an App task needs args {"args": [...], "kwargs": {...}}', retryable=False)
+        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+        signature = self._signature(handler)
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                return Failure("InvalidArguments", f"{handler.kind}: {exc}", retryable=False)
+        return TaskContext(task=task, handler=handler, args=args, kwargs=kwargs, worker_id=self.worker_id)
+
+    def _signature(self, handler: TaskFunction[Any, Any]) -> inspect.Signature | None:
+        if handler.kind not in self._signatures:
+            try:
+                self._signatures[handler.kind] = inspect.signature(handler.fn)
+            except (TypeError, ValueError):
+                self._signatures[handler.kind] = None
+        return self._signatures[handler.kind]
+
+    async def _call_handler(self, ctx: TaskContext) -> Any:
+        fn = ctx.handler.fn
+        if ctx.handler.is_async:
+            return await fn(*ctx.args, **ctx.kwargs)
+        call = functools.partial(contextvars.copy_context().run, fn, *ctx.args, **ctx.kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    async def _after_cancel(self, job: _Job) -> None:
+        if job.lost:
+            self.stats.lost += 1
+        elif job.cancel_requested:
+            try:
+                await self.store.mark_cancelled(job.claim)
+                self.stats.cancelled += 1
+            except errors.TaskstoreError as exc:
+                log.warning("task %s: could not record its cancellation: %s", job.task.id, exc)
+        # released (the worker is stopping): stop() gives it back with unclaim.
+
+    async def _write_failure(self, job: _Job, failure: Failure) -> None:
+        if job.lost:
+            self.stats.lost += 1
+            return
+        for attempt in range(3):
+            try:
+                await self.store.mark_failed(job.claim, failure)
+                self.stats.failed += 1
+                return
+            except errors.LeaseError as exc:
+                self.stats.lost += 1
+                log.warning("task %s: failure not recorded, the lease was lost: %s", job.task.id, exc)
+                return
+            except errors.TaskstoreError as exc:
+                log.warning("task %s: could not record its failure (try %d): %s", job.task.id, attempt + 1, exc)
+                await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def _beat_loop(self) -> None:
+        while not self._quit_background.is_set():
+            now = time.monotonic()
+            due = [j for j in self._jobs.values() if j.beat_at <= now and not (j.lost or j.done or j.released)]
+            if due:
+                try:
+                    outcomes = await self.store.report_in_many([j.claim for j in due])
+                except errors.TaskstoreError as exc:
+                    log.warning("worker %s could not renew leases: %s", self.worker_id, exc)
+                    outcomes = []
+                    for j in due:
+                        j.beat_at = now + _RETRY_PAUSE
+                for job, outcome in zip(due, outcomes, strict=False):
+                    self._renewed(job, outcome, now)
+            upcoming = [j.beat_at for j in self._jobs.values() if not (j.lost or j.done or j.released)]
+            wait = min(upcoming) - time.monotonic() if upcoming else 1.0
+            self._beat_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_wake.wait(), timeout=min(max(wait, 0.01), 1.0))
+
+    def _renewed(self, job: _Job, outcome: Task | errors.TaskstoreError, now: float) -> None:
+        if isinstance(outcome, Task):
+            job.beat_at = now + outcome.processing_timeout / 3
+            if outcome.cancel_requested and not job.cancel_requested and job.runner is not None:
+                job.cancel_requested = True
+                job.runner.cancel()
+            return
+        if isinstance(outcome, errors.LeaseError | errors.NotFound):
+            log.warning("task %s: lease lost (%s); cancelling its handler", job.task.id, outcome)
+            job.lost = True
+            if job.runner is not None:
+                job.runner.cancel()
+        else:
+            job.beat_at = now + _RETRY_PAUSE
+
+    # -- completion -----------------------------------------------------------------------------
+
+    async def _complete_loop(self) -> None:
+        while True:
+            await self._done_ready.wait()
+            if len(self._done) < self.completion_batch and not self._quit_background.is_set():
+                await asyncio.sleep(self.completion_linger)  # let a batch gather
+            self._done_ready.clear()
+            batch, self._done = self._done[: self.completion_batch], self._done[self.completion_batch :]
+            if self._done:
+                self._done_ready.set()
+            if batch:
+                await self._flush(batch)
+            elif self._quit_background.is_set():
+                return
+
+    async def _flush(self, batch: list[tuple[_Job, Any]]) -> None:
+        for attempt in range(10):
+            try:
+                outcomes = await self.store.mark_done_many([(job.claim, value) for job, value in batch])
+                break
+            except errors.TaskstoreError as exc:
+                log.warning(
+                    "worker %s could not record %d completions (try %d): %s",
+                    self.worker_id,
+                    len(batch),
+                    attempt + 1,
+                    exc,
+                )
+                await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
+        else:
+            log.error(
+                "worker %s gave up recording %d completions; their leases will time out", self.worker_id, len(batch)
+            )
+            return
+        for (job, _), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Task):
+                self.stats.succeeded += 1
+            else:
+                self.stats.lost += 1
+                log.warning("task %s: completion refused (%s): another worker's result stands", job.task.id, outcome)
+
+    # -- the worker's own record ----------------------------------------------------------------
+
+    def _heartbeat(self, *, stopping: bool = False) -> WorkerHeartbeat:
+        from . import __version__
+
+        s = self.stats
+        return WorkerHeartbeat(
+            worker_id=self.worker_id,
+            queues=tuple(self.queues),
+            inflight=0 if stopping else len(self._jobs),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            started_at=self._started_at,
+            extras={
+                "concurrency": self.concurrency,
+                "succeeded": s.succeeded,
+                "failed": s.failed,
+                "stopping": stopping or self._stop_requested.is_set(),
+            },
+        )
+
+    async def _record_loop(self) -> None:
+        while not self._quit_background.is_set():
+            try:
+                await self.store.set_worker_heartbeat(self._heartbeat())
+            except errors.TaskstoreError as exc:
+                log.warning("worker %s could not write its heartbeat: %s", self.worker_id, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._quit_background.wait(), timeout=self.heartbeat_every)

@@ -7,12 +7,15 @@ line on stderr and exit non-zero, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import logging
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,8 +26,12 @@ from . import errors
 from ._connect import default_url
 from ._connect import open as open_store
 from ._render import task_json
-from .model import NewTask, State, Task
+from .client import App
+from .model import NewTask, State, Task, WorkerHeartbeat
 from .store import Store
+
+if TYPE_CHECKING:
+    from .worker import Worker
 
 R = TypeVar("R")
 
@@ -106,6 +113,44 @@ _STATE_STYLE = {
     State.DEAD: "red",
     State.CANCELLED: "dim",
 }
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attribute`` (from the working directory too) and check it is an App."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(f"{target!r} is not MODULE:APP, e.g. myproj.tasks:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from None
+    found = getattr(module, attribute, None)
+    if not isinstance(found, App):
+        raise typer.BadParameter(f"{target!r} is {type(found).__name__}, not a taskstore.App")
+    return found
+
+
+async def _run_worker(worker: Worker) -> None:
+    try:
+        await worker.run(install_signals=True)
+    finally:
+        await worker.app.aclose()
+
+
+def _heartbeat_json(b: WorkerHeartbeat) -> dict[str, Any]:
+    return {
+        "worker_id": b.worker_id,
+        "queues": list(b.queues),
+        "inflight": b.inflight,
+        "host": b.host,
+        "pid": b.pid,
+        "version": b.version,
+        "started_at": b.started_at.isoformat() if b.started_at else None,
+        "timestamp": b.timestamp.isoformat() if b.timestamp else None,
+        "extras": b.extras,
+    }
 
 
 def _state_text(task: Task) -> str:
@@ -278,6 +323,91 @@ def build_app() -> typer.Typer:
             cli.print_json({"archived": n})
         else:
             cli.out.print(f"archived {n} task{'s' if n != 1 else ''} finished more than {older_than} ago")
+
+    @app.command("worker")
+    def worker(
+        target: Annotated[str, typer.Argument(metavar="MODULE:APP", help="Where the App lives, e.g. myproj.tasks:app")],
+        queue: Annotated[
+            list[str] | None, typer.Option("--queue", "-q", help="A queue to work (repeatable) [default: the App's]")
+        ] = None,
+        concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Tasks run at once.")] = 10,
+        url: UrlOption = None,
+        grace: Annotated[str, typer.Option(help="On SIGTERM/SIGINT, how long running tasks may finish.")] = "30s",
+        worker_id: Annotated[str | None, typer.Option("--worker-id", help="[default: host-pid-random]")] = None,
+        archive_after: Annotated[str, typer.Option(help="Archive finished tasks this old.")] = "7d",
+        reap_every: Annotated[str, typer.Option(help="How often to look for timed-out leases.")] = "5s",
+        maintenance: Annotated[bool, typer.Option(help="Run the reaper, archiver and scheduler here.")] = True,
+        log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    ) -> None:
+        """Run a worker for an App until SIGTERM or SIGINT (a second signal stops at once)."""
+        from .maintenance import MaintenanceConfig
+        from .worker import Worker
+
+        level = getattr(logging, log_level.upper(), None)
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"{log_level!r} is not a log level")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        the_app = load_app(target)
+        if url is not None:
+            the_app.url = url
+        config = MaintenanceConfig(
+            archive_after=parse_duration(archive_after).total_seconds(),
+            reap_every=parse_duration(reap_every).total_seconds(),
+        )
+        try:
+            w = Worker(
+                the_app,
+                queue or None,
+                concurrency,
+                worker_id=worker_id,
+                grace=parse_duration(grace).total_seconds(),
+                maintenance=maintenance,
+                maintenance_config=config,
+            )
+            asyncio.run(_run_worker(w))
+        except errors.TaskstoreError as exc:
+            cli.fail(exc)
+        raise typer.Exit(1 if w.forced else 0)
+
+    @app.command("workers")
+    def workers(url: UrlOption = None, as_json: JsonOption = False) -> None:
+        """List live workers (those that wrote a heartbeat within the last minute)."""
+        beats = cli.run(url, lambda s: s.list_worker_heartbeats())
+        if as_json:
+            cli.print_json([_heartbeat_json(b) for b in beats])
+            return
+        if not beats:
+            cli.err.print("no live workers")
+            return
+        table = Table(header_style="bold")
+        for column in ("worker", "queues", "in flight", "host", "pid", "started", "last seen"):
+            table.add_column(column, no_wrap=column != "queues")
+        for b in beats:
+            table.add_row(
+                b.worker_id,
+                ", ".join(b.queues),
+                str(b.inflight),
+                b.host,
+                str(b.pid),
+                f"{b.started_at:%Y-%m-%d %H:%M:%S}" if b.started_at else "",
+                f"{b.timestamp:%H:%M:%S}" if b.timestamp else "",
+            )
+        cli.out.print(table)
+
+    @app.command("demo")
+    def demo(
+        url: UrlOption = None,
+        tasks_: Annotated[int, typer.Option("--tasks", min=1, max=100_000, help="How many tasks to run.")] = 3000,
+        workers_: Annotated[int, typer.Option("--workers", min=1, max=16, help="Workers in the pool.")] = 2,
+        concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Tasks each worker runs at once.")] = 32,
+    ) -> None:
+        """Enqueue a few thousand example tasks and run them through a worker pool, live."""
+        from .demo import run_demo
+
+        try:
+            asyncio.run(run_demo(url or default_url(), tasks_, workers_, concurrency, console=cli.out))
+        except errors.TaskstoreError as exc:
+            cli.fail(exc)
 
     return app
 

@@ -135,6 +135,11 @@ class Worker:
         return self._store
 
     @property
+    def forced(self) -> bool:
+        """True when a second stop request cut the grace period short."""
+        return self._started and self._immediate.is_set()
+
+    @property
     def inflight(self) -> int:
         return len(self._jobs)
 
@@ -463,17 +468,16 @@ class Worker:
 
     async def _complete_loop(self) -> None:
         while True:
-            await self._done_ready.wait()
+            if not self._done:
+                if self._quit_background.is_set():
+                    return
+                self._done_ready.clear()  # no await between the check and the wait: no lost wake-up
+                await self._done_ready.wait()
+                continue
             if len(self._done) < self.completion_batch and not self._quit_background.is_set():
                 await asyncio.sleep(self.completion_linger)  # let a batch gather
-            self._done_ready.clear()
             batch, self._done = self._done[: self.completion_batch], self._done[self.completion_batch :]
-            if self._done:
-                self._done_ready.set()
-            if batch:
-                await self._flush(batch)
-            elif self._quit_background.is_set():
-                return
+            await self._flush(batch)
 
     async def _flush(self, batch: list[tuple[_Job, Any]]) -> None:
         for attempt in range(10):

@@ -1,0 +1,269 @@
+"""Real worker processes on one SQLite file: crashes, stalls, signals and schedules.
+
+These start ``taskstore worker`` as subprocesses and act on them with signals, the way an
+operator or a crash would. Nothing here measures speed; every wait is bounded and polls state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import taskstore
+from taskstore import State
+
+from .workload import slow, slow_sync, step
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+class Workers:
+    """Starts and tracks worker processes; kills whatever is left at the end of a test."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.log = log
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, *queues: str, concurrency: int = 10, grace: str = "30s", env: dict[str, str] | None = None,
+              worker_id: str | None = None) -> subprocess.Popen[str]:  # fmt: skip
+        args = [sys.executable, "-m", "taskstore", "worker", "tests.integration.workload:app", "--url", self.url,
+                "--concurrency", str(concurrency), "--grace", grace, "--reap-every", "0.5s", "--log-level", "info"]  # fmt: skip
+        for q in queues:
+            args += ["--queue", q]
+        if worker_id:
+            args += ["--worker-id", worker_id]
+        proc = subprocess.Popen(
+            args, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "WORKLOAD_LOG": str(self.log), **(env or {})},
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with_signal(proc, signal.SIGCONT)
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+    def executions(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+
+def with_signal(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'work.db'}"
+
+
+@pytest.fixture
+def workers(url: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(url, tmp_path / "executions.jsonl")
+    yield pool
+    pool.stop_all()
+
+
+async def wait_until(check: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_a_worker_killed_mid_run_loses_nothing(url: str, workers: Workers) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            news = [step.options(id=f"s{i}").new_task(i, doomed=(i % 97 == 0)) for i in range(2000)]
+            await store.create_many(news)
+            victim = workers.start("work", concurrency=20)
+            workers.start("work", concurrency=20)
+            workers.start("work", concurrency=20)
+
+            async def a_third_done() -> bool:
+                return await store.count(state=State.DONE) >= 600
+
+            await wait_until(a_third_done, 60, "a third of the tasks to finish")
+            victim.kill()  # SIGKILL: no chance to release or complete anything
+            victim.wait()
+            workers.start("work", concurrency=20)
+
+            async def all_finished() -> bool:
+                return await store.count(state=State.DONE) + await store.count(state=State.DEAD) == 2000
+
+            await wait_until(all_finished, 120, "every task to finish")
+            tasks = {t.id: t for t in (await store.list(limit=5000)).items}
+        workers.stop_all()
+        assert len(tasks) == 2000
+        runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for line in workers.executions():
+            runs[line["id"]].append(line)
+        for i in range(2000):
+            task, seen = tasks[f"s{i}"], runs[f"s{i}"]
+            doomed = i % 97 == 0
+            assert task.state is (State.DEAD if doomed else State.DONE), task
+            assert task.attempts <= task.max_attempts
+            assert len(seen) <= task.attempts, (task, seen)
+            if not doomed:
+                # More than one run only when an earlier run's lease expired: it was the killed worker's.
+                assert all(r["pid"] == victim.pid for r in seen[:-1]), seen
+                assert task.result is not None
+                assert task.result.value["pid"] == seen[-1]["pid"]
+                assert task.result.value["pid"] != victim.pid or len(seen) == 1
+        assert any(r["pid"] == victim.pid for r in workers.executions())
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("handler", [slow, slow_sync], ids=["async", "sync"])
+def test_a_stalled_worker_cannot_overwrite_the_result(url: str, workers: Workers, handler: Any) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            (task,) = await store.create_many([handler.options(id="stall").new_task(2.5)])
+            stalled = workers.start("slow", concurrency=1, worker_id="stalled")
+
+            async def claimed() -> bool:
+                return (await store.get(task.id)).state is State.CLAIMED
+
+            await wait_until(claimed, 30, "the first worker to claim the task")
+            stalled.send_signal(signal.SIGSTOP)  # it can neither run nor renew its 1 s lease
+            await asyncio.sleep(1.5)
+            assert await store.reap() == 1
+            rescuer = workers.start("slow", concurrency=1, worker_id="rescuer")
+
+            async def claimed_by_rescuer() -> bool:
+                t = await store.get(task.id)
+                return t.claim is not None and t.claim.worker_id == "rescuer"
+
+            await wait_until(claimed_by_rescuer, 30, "the second worker to take the task over")
+            stalled.send_signal(signal.SIGCONT)  # wakes up believing it still holds the task
+
+            async def done() -> bool:
+                return (await store.get(task.id)).state is State.DONE
+
+            await wait_until(done, 30, "the task to be done")
+            await asyncio.sleep(3.0)  # time for the stalled worker's late outcome, which must be refused
+            final = await store.get(task.id)
+        workers.stop_all()
+        _, stalled_err = stalled.communicate()
+        assert final.result is not None
+        assert final.result.value == {"pid": rescuer.pid}
+        assert final.attempts == 2
+        assert "lease lost" in stalled_err or "completion refused" in stalled_err, stalled_err
+
+    run(scenario())
+
+
+def test_sigterm_finishes_running_tasks_and_exits_zero(url: str, workers: Workers) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            await store.create_many([slow.options(id=f"t{i}").new_task(0.6) for i in range(12)])
+            proc = workers.start("slow", concurrency=3, grace="10s")
+
+            async def running() -> bool:
+                return await store.count(state=State.CLAIMED) == 3
+
+            await wait_until(running, 30, "three running tasks")
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=15)
+            elapsed = time.monotonic() - start
+            assert proc.returncode == 0, err
+            assert elapsed < 10
+            counts = {s: await store.count(state=s) for s in State}
+            assert counts[State.CLAIMED] == 0
+            assert counts[State.DONE] >= 3
+            assert counts[State.DONE] + counts[State.QUEUED] == 12
+
+    run(scenario())
+
+
+def test_sigterm_past_the_grace_releases_unfinished_tasks(url: str, workers: Workers) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            await store.create_many([slow.options(id=f"t{i}").new_task(30.0) for i in range(4)])
+            proc = workers.start("slow", concurrency=4, grace="1s")
+
+            async def running() -> bool:
+                return await store.count(state=State.CLAIMED) == 4
+
+            await wait_until(running, 30, "four running tasks")
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=15)
+            assert proc.returncode == 0
+            assert time.monotonic() - start < 6
+            released = await store.claim("next-worker", ["slow"], limit=10)  # claimable at once
+            assert len(released) == 4
+            assert all(t.attempts == 1 for t in released)  # the release spent no attempt
+
+    run(scenario())
+
+
+def test_a_second_signal_stops_at_once(url: str, workers: Workers) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            await store.create_many([slow.options(id=f"t{i}").new_task(30.0) for i in range(2)])
+            proc = workers.start("slow", concurrency=2, grace="60s")
+
+            async def running() -> bool:
+                return await store.count(state=State.CLAIMED) == 2
+
+            await wait_until(running, 30, "two running tasks")
+            start = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            await asyncio.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=15)
+            assert time.monotonic() - start < 10
+            assert await store.count(state=State.QUEUED) == 2
+
+    run(scenario())
+
+
+def test_recurring_with_three_workers_fires_once_per_slot(url: str, workers: Workers) -> None:
+    async def scenario() -> None:
+        env = {"WORKLOAD_RECURRING": "1"}
+        for _ in range(3):
+            workers.start("cron", concurrency=2, env=env)
+        await asyncio.sleep(5.5)
+        workers.stop_all()
+        async with taskstore.open(url) as store:
+            ticks = [t for t in (await store.list(limit=1000)).items if t.recurring_id == "tick-every-second"]
+        slots = Counter(t.run_at for t in ticks)
+        assert 3 <= len(slots) <= 7, slots
+        assert all(n == 1 for n in slots.values()), slots
+        ran = Counter(r["id"] for r in workers.executions() if r["kind"] == "tick")
+        assert all(n == 1 for n in ran.values()), ran
+        assert all(t.state is State.DONE for t in ticks if t.id in ran)
+
+    run(scenario())

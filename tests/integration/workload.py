@@ -1,0 +1,63 @@
+"""The App that the integration tests run in real worker processes (``taskstore worker``).
+
+Every execution appends one JSON line to ``$WORKLOAD_LOG`` (task id, attempt, pid) before it
+works, so a test can tell how often, and where, each task really ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import taskstore
+from taskstore import BinaryExponential
+
+app = taskstore.App()  # the URL comes from --url or $TASKSTORE_URL
+
+NO_WAIT = BinaryExponential(base=0.0, cap=0.0)
+
+
+def _record(kind: str) -> dict[str, object]:
+    task = taskstore.current_task()
+    line = {"id": task.id, "attempt": task.attempts, "pid": os.getpid(), "kind": kind, "t": time.time()}
+    path = os.environ.get("WORKLOAD_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:  # one small O_APPEND write per line
+            log.write(json.dumps(line) + "\n")
+    return line
+
+
+@app.task(
+    queue="work", kind="work.step", max_attempts=3, retry=BinaryExponential(base=0.05, cap=0.2), processing_timeout=2.0
+)
+async def step(i: int, doomed: bool = False) -> dict[str, object]:
+    _record("step")
+    await asyncio.sleep(0.02)
+    if doomed:
+        raise RuntimeError(f"step {i} always fails")
+    return {"i": i, "pid": os.getpid()}
+
+
+@app.task(queue="slow", kind="work.slow", max_attempts=3, retry=NO_WAIT, processing_timeout=1.0)
+async def slow(seconds: float) -> dict[str, object]:
+    _record("slow")
+    await asyncio.sleep(seconds)
+    return {"pid": os.getpid()}
+
+
+@app.task(queue="slow", kind="work.slow_sync", max_attempts=3, retry=NO_WAIT, processing_timeout=1.0)
+def slow_sync(seconds: float) -> dict[str, object]:
+    _record("slow_sync")
+    time.sleep(seconds)
+    return {"pid": os.getpid()}
+
+
+@app.task(queue="cron", kind="work.tick")
+async def tick() -> None:
+    _record("tick")
+
+
+if os.environ.get("WORKLOAD_RECURRING"):
+    app.recurring("tick-every-second", every="1s", task=tick)

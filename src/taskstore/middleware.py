@@ -64,8 +64,15 @@ async def logging_middleware(ctx: TaskContext, call_next: CallNext) -> Any:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        log.warning("task %s (%s) attempt %d failed after %.3fs: %s: %s", ctx.task.id, ctx.task.kind,
-                    ctx.task.attempts, time.perf_counter() - start, type(exc).__qualname__, exc)  # fmt: skip
+        log.warning(
+            "task %s (%s) attempt %d failed after %.3fs: %s: %s",
+            ctx.task.id,
+            ctx.task.kind,
+            ctx.task.attempts,
+            time.perf_counter() - start,
+            type(exc).__qualname__,
+            exc,
+        )
         raise
     if log.isEnabledFor(logging.DEBUG):
         log.debug("task %s (%s) done in %.3fs", ctx.task.id, ctx.task.kind, time.perf_counter() - start)

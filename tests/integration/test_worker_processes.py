@@ -37,18 +37,43 @@ class Workers:
         self.log = log
         self.procs: list[subprocess.Popen[str]] = []
 
-    def start(self, *queues: str, concurrency: int = 10, grace: str = "30s", env: dict[str, str] | None = None,
-              worker_id: str | None = None) -> subprocess.Popen[str]:  # fmt: skip
-        args = [sys.executable, "-m", "taskstore", "worker", "tests.integration.workload:app", "--url", self.url,
-                "--concurrency", str(concurrency), "--grace", grace, "--reap-every", "0.5s", "--log-level", "info"]  # fmt: skip
+    def start(
+        self,
+        *queues: str,
+        concurrency: int = 10,
+        grace: str = "30s",
+        env: dict[str, str] | None = None,
+        worker_id: str | None = None,
+    ) -> subprocess.Popen[str]:
+        args = [
+            sys.executable,
+            "-m",
+            "taskstore",
+            "worker",
+            "tests.integration.workload:app",
+            "--url",
+            self.url,
+            "--concurrency",
+            str(concurrency),
+            "--grace",
+            grace,
+            "--reap-every",
+            "0.5s",
+            "--log-level",
+            "info",
+        ]
         for q in queues:
             args += ["--queue", q]
         if worker_id:
             args += ["--worker-id", worker_id]
         proc = subprocess.Popen(
-            args, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            args,
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env={**os.environ, "WORKLOAD_LOG": str(self.log), **(env or {})},
-        )  # fmt: skip
+        )
         self.procs.append(proc)
         return proc
 

@@ -31,8 +31,9 @@ class ScheduleTests(SuiteBase):
         assert [r.id for r in await store.list_recurring()] == ["tick"]
 
     async def test_a_due_slot_creates_one_task_from_the_template(self, store: Store, clock: FakeClock) -> None:
-        template = NewTask("cron", "report", {"day": 1}, priority=3, max_attempts=2, retry=Polynomial(),
-                           context={"team": "ops"})  # fmt: skip
+        template = NewTask(
+            "cron", "report", {"day": 1}, priority=3, max_attempts=2, retry=Polynomial(), context={"team": "ops"}
+        )
         await store.add_recurring(RecurringTask("nightly", "@every 60s", template))
         clock.advance(61)
         assert await store.enqueue_due_recurring() == 1
@@ -119,8 +120,16 @@ class ScheduleTests(SuiteBase):
     # -- worker heartbeats ----------------------------------------------------------------------
 
     async def test_heartbeats_upsert_and_are_stamped_by_the_store(self, store: Store, clock: FakeClock) -> None:
-        beat = WorkerHeartbeat("w1", queues=("mail",), inflight=3, host="h", pid=42, version="1",
-                               started_at=clock.now(), extras={"rss": 10})  # fmt: skip
+        beat = WorkerHeartbeat(
+            "w1",
+            queues=("mail",),
+            inflight=3,
+            host="h",
+            pid=42,
+            version="1",
+            started_at=clock.now(),
+            extras={"rss": 10},
+        )
         stored = await store.set_worker_heartbeat(beat)
         assert stored.timestamp == clock.now()
         clock.advance(5)

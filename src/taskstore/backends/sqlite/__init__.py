@@ -408,9 +408,14 @@ class SQLiteDriver:
 
     async def put_recurring(self, row: RecurringRow) -> RecurringRow:
         params = {
-            "id": row.id, "schedule": row.schedule, "template": row.template, "args": row.args,
-            "skip": int(row.skip_if_outstanding), "next_at": to_us(row.next_at), "now": to_us(self.clock.now()),
-        }  # fmt: skip
+            "id": row.id,
+            "schedule": row.schedule,
+            "template": row.template,
+            "args": row.args,
+            "skip": int(row.skip_if_outstanding),
+            "next_at": to_us(row.next_at),
+            "now": to_us(self.clock.now()),
+        }
 
         def put(conn: sqlite3.Connection) -> RecurringRow:
             with self._write(conn):
@@ -443,10 +448,16 @@ class SQLiteDriver:
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         stamped = dataclasses.replace(heartbeat, timestamp=self.clock.now())
         params = (
-            stamped.worker_id, json.dumps(list(stamped.queues)), stamped.inflight, stamped.host, stamped.pid,
-            stamped.version, None if stamped.started_at is None else to_us(stamped.started_at),
-            to_us(self.clock.now()), None if stamped.extras is None else json.dumps(dict(stamped.extras)),
-        )  # fmt: skip
+            stamped.worker_id,
+            json.dumps(list(stamped.queues)),
+            stamped.inflight,
+            stamped.host,
+            stamped.pid,
+            stamped.version,
+            None if stamped.started_at is None else to_us(stamped.started_at),
+            to_us(self.clock.now()),
+            None if stamped.extras is None else json.dumps(dict(stamped.extras)),
+        )
 
         def put(conn: sqlite3.Connection) -> None:
             with self._write(conn):
@@ -481,10 +492,16 @@ def _recurring_row(r: Any) -> RecurringRow:
 
 def _heartbeat(r: Any) -> WorkerHeartbeat:
     return WorkerHeartbeat(
-        worker_id=r[0], queues=tuple(json.loads(r[1])), inflight=r[2], host=r[3], pid=r[4], version=r[5],
-        started_at=None if r[6] is None else from_us(r[6]), timestamp=from_us(r[7]),
+        worker_id=r[0],
+        queues=tuple(json.loads(r[1])),
+        inflight=r[2],
+        host=r[3],
+        pid=r[4],
+        version=r[5],
+        started_at=None if r[6] is None else from_us(r[6]),
+        timestamp=from_us(r[7]),
         extras=None if r[8] is None else json.loads(r[8]),
-    )  # fmt: skip
+    )
 
 
 def _statements(script: str) -> list[str]:

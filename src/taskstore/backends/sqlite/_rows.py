@@ -171,25 +171,47 @@ def write_statement(old: Task, new: Task) -> tuple[str, tuple[Any, ...]]:
     if c is not None and old.state is not State.CLAIMED and new.state is State.CLAIMED:
         if same_rest and old.result is new.result and old.finished_at == new.finished_at and c.last_report is None:
             return "write_claim", (
-                new.attempts, c.worker_id, c.token, to_us(c.claimed_at), to_us(c.times_out_at),
-                to_us(new.updated_at), new.version, new.seq, old.version,
-            )  # fmt: skip
+                new.attempts,
+                c.worker_id,
+                c.token,
+                to_us(c.claimed_at),
+                to_us(c.times_out_at),
+                to_us(new.updated_at),
+                new.version,
+                new.seq,
+                old.version,
+            )
     elif new.state is State.DONE and old.state is State.CLAIMED:
         res = new.result
         if same_rest and old.attempts == new.attempts and res is not None and res.failure is None and c is None:
             finished = to_us_or_none(new.finished_at)
             return "write_done", (
-                to_us(res.at), res.value, finished, to_us(new.updated_at), new.version, new.seq, old.version,
-            )  # fmt: skip
+                to_us(res.at),
+                res.value,
+                finished,
+                to_us(new.updated_at),
+                new.version,
+                new.seq,
+                old.version,
+            )
     elif new.state is State.CLAIMED and old.state is State.CLAIMED and c is not None and old.claim is not None:
         report = c.last_report
         if (
-            same_rest and old.attempts == new.attempts and old.result is new.result
-            and old.cancel_requested == new.cancel_requested and old.claim.token == c.token and report is not None
-        ):  # fmt: skip
+            same_rest
+            and old.attempts == new.attempts
+            and old.result is new.result
+            and old.cancel_requested == new.cancel_requested
+            and old.claim.token == c.token
+            and report is not None
+        ):
             data = None if report.data is None else dump_json(report.data, "report data")
             return "write_report", (
-                to_us(c.times_out_at), to_us(report.at), data, to_us(new.updated_at), new.version,
-                new.seq, old.version,
-            )  # fmt: skip
+                to_us(c.times_out_at),
+                to_us(report.at),
+                data,
+                to_us(new.updated_at),
+                new.version,
+                new.seq,
+                old.version,
+            )
     return "update_task", update_params(new, old.version)

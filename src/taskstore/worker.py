@@ -158,6 +158,7 @@ class Worker:
         self._pipeline = chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
         for spec in self.app.recurring_specs.values():
             await self._store.add_recurring(spec.to_recurring())
+        await self._store.set_worker_heartbeat(self._heartbeat())  # visible from the moment start() returns
         spawn = asyncio.get_running_loop().create_task
         self._background = [
             spawn(self._guard("claimer", self._claim_loop), name="taskstore-claimer"),
@@ -529,9 +530,11 @@ class Worker:
 
     async def _record_loop(self) -> None:
         while not self._quit_background.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._quit_background.wait(), timeout=self.heartbeat_every)
+            if self._quit_background.is_set():
+                return
             try:
                 await self.store.set_worker_heartbeat(self._heartbeat())
             except errors.TaskstoreError as exc:
                 log.warning("worker %s could not write its heartbeat: %s", self.worker_id, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._quit_background.wait(), timeout=self.heartbeat_every)

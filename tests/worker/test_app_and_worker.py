@@ -1,0 +1,431 @@
+"""The App and the Worker in one process, on every embedded backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+import taskstore
+from taskstore import App, BinaryExponential, Failure, NewTask, State, TaskCancelled, TaskFailed, Worker, errors
+
+pytestmark = pytest.mark.asyncio
+FAST = BinaryExponential(base=0.01, cap=0.05)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'app.db'}"
+
+
+@pytest_asyncio.fixture
+async def app(url: str) -> AsyncIterator[App]:
+    the_app = App(url)
+    yield the_app
+    await the_app.aclose()
+
+
+async def settle(app: App, handle: Any, timeout: float = 10) -> Any:
+    return await handle.result(timeout=timeout)
+
+
+# -- enqueue -------------------------------------------------------------------------------------
+
+
+async def test_enqueue_stores_args_and_kwargs(app: App) -> None:
+    @app.task(queue="mail", max_attempts=4, priority=2)
+    async def send(to: str, subject: str = "") -> None: ...
+
+    handle = await send.enqueue("a@b", subject="hi")
+    task = await handle.get()
+    assert task.args == {"args": ["a@b"], "kwargs": {"subject": "hi"}}
+    assert (task.queue, task.max_attempts, task.priority) == ("mail", 4, 2)
+    assert task.kind == f"{send.fn.__module__}.{send.fn.__qualname__}"
+
+
+async def test_named_kind_and_per_call_options(app: App) -> None:
+    @app.task(queue="mail", kind="mail.send")
+    async def send(to: str) -> None: ...
+
+    store = await app.store()
+    handle = await send.options(id="welcome-7", delay=60, priority=9, queue="urgent").enqueue("a@b")
+    task = await handle.get()
+    assert (task.id, task.kind, task.priority, task.queue) == ("welcome-7", "mail.send", 9, "urgent")
+    assert (task.run_at - store.now()).total_seconds() > 55
+    with pytest.raises(errors.AlreadyExists):
+        await send.options(id="welcome-7").enqueue("again")
+
+
+async def test_unencodable_arguments_are_rejected_at_enqueue(app: App) -> None:
+    @app.task
+    async def handle_it(thing: object) -> None: ...
+
+    with pytest.raises(errors.InvalidTask):
+        await handle_it.enqueue(object())
+    assert await (await app.store()).count() == 0
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+async def test_async_and_sync_handlers_return_results(app: App) -> None:
+    seen_threads: list[str] = []
+
+    @app.task(queue="q")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task(queue="q")
+    def mul(a: int, b: int) -> int:
+        seen_threads.append(threading.current_thread().name)
+        assert taskstore.current_task().kind.endswith("mul")
+        return a * b
+
+    handles = [await add.enqueue(1, 2), await mul.enqueue(6, 7)]
+    async with Worker(app, concurrency=4):
+        assert [await settle(app, h) for h in handles] == [3, 42]
+    assert seen_threads[0].startswith("taskstore-task")
+
+
+async def test_current_task_is_the_running_task(app: App) -> None:
+    seen: list[tuple[str, int]] = []
+
+    @app.task(queue="q")
+    async def who() -> None:
+        task = taskstore.current_task()
+        assert task.claim is not None
+        seen.append((task.id, task.attempts))
+
+    handle = await who.enqueue()
+    async with Worker(app):
+        await settle(app, handle)
+    assert seen == [(handle.id, 1)]
+    with pytest.raises(taskstore.NoCurrentTask):
+        taskstore.current_task()
+
+
+async def test_failures_retry_then_go_dead_with_the_last_failure(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(queue="q", max_attempts=3, retry=FAST)
+    async def broken() -> None:
+        attempts.append(taskstore.current_task().attempts)
+        raise ValueError("still broken")
+
+    handle = await broken.enqueue()
+    async with Worker(app):
+        with pytest.raises(TaskFailed) as caught:
+            await settle(app, handle)
+    assert attempts == [1, 2, 3]
+    assert caught.value.failure is not None
+    assert caught.value.failure.type == "ValueError"
+    assert "still broken" in caught.value.failure.message
+    assert "Traceback" in (caught.value.failure.traceback or "")
+
+
+async def test_a_flaky_task_succeeds_on_retry(app: App) -> None:
+    @app.task(queue="q", max_attempts=5, retry=FAST)
+    async def flaky() -> str:
+        if taskstore.current_task().attempts < 3:
+            raise ConnectionError("try later")
+        return "ok"
+
+    handle = await flaky.enqueue()
+    async with Worker(app):
+        assert await settle(app, handle) == "ok"
+    assert (await handle.get()).attempts == 3
+
+
+async def test_a_handler_past_its_timeout_is_cancelled_and_failed(app: App) -> None:
+    @app.task(queue="q", timeout=0.2, max_attempts=1)
+    async def sleepy() -> None:
+        await asyncio.sleep(30)
+
+    handle = await sleepy.enqueue()
+    start = time.monotonic()
+    async with Worker(app):
+        with pytest.raises(TaskFailed) as caught:
+            await settle(app, handle)
+    assert time.monotonic() - start < 10
+    assert caught.value.failure is not None
+    assert caught.value.failure.type == "HandlerTimeout"
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "failure_type"),
+    [
+        ({"args": [], "kwargs": {}}, "nobody.handles.this", "UnknownTaskKind"),
+        ("not an app payload", "tests.echo", "InvalidPayload"),
+        ({"args": [1, 2, 3], "kwargs": {}}, "tests.echo", "InvalidArguments"),
+    ],
+)
+async def test_bad_tasks_go_dead_and_the_worker_keeps_running(
+    app: App, payload: Any, kind: str, failure_type: str
+) -> None:
+    @app.task(queue="q", kind="tests.echo")
+    async def echo(x: int) -> int:
+        return x
+
+    store = await app.store()
+    bad = await store.create(NewTask("q", kind, payload))
+    good = await echo.enqueue(7)
+    async with Worker(app):
+        assert await settle(app, good) == 7
+        with pytest.raises(TaskFailed) as caught:
+            await settle(app, app.handle(bad.id))
+    assert caught.value.failure is not None
+    assert caught.value.failure.type == failure_type
+    assert caught.value.task.attempts == 1
+
+
+async def test_an_undecodable_payload_goes_dead(tmp_path: Path) -> None:
+    class Picky:
+        name = "picky"
+
+        def encode(self, value: Any) -> bytes:
+            return json.dumps(value).encode()
+
+        def decode(self, data: bytes) -> Any:
+            value = json.loads(data)
+            if isinstance(value, dict) and value.get("args") == ["poison"]:
+                raise ValueError("poisoned")
+            return value
+
+    app = App(f"sqlite:///{tmp_path / 'picky.db'}", codec=Picky())
+
+    @app.task(queue="q")
+    async def eat(food: str) -> str:
+        return food
+
+    bad, good = await eat.enqueue("poison"), await eat.enqueue("bread")
+    async with Worker(app):
+        assert await settle(app, good) == "bread"
+        with pytest.raises(TaskFailed) as caught:
+            await settle(app, bad)
+    assert caught.value.failure is not None
+    assert caught.value.failure.type == "UndecodablePayload"
+    await app.aclose()
+
+
+async def test_an_unencodable_result_fails_the_attempt(app: App) -> None:
+    @app.task(queue="q")
+    async def weird() -> object:
+        return object()
+
+    handle = await weird.enqueue()
+    async with Worker(app):
+        with pytest.raises(TaskFailed) as caught:
+            await settle(app, handle)
+    assert caught.value.failure is not None
+    assert caught.value.failure.type == "UnencodableResult"
+
+
+async def test_cancel_while_running_stops_the_handler(app: App) -> None:
+    started = asyncio.Event()
+
+    @app.task(queue="q", processing_timeout=0.6)
+    async def long() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    handle = await long.enqueue()
+    async with Worker(app):
+        await asyncio.wait_for(started.wait(), 10)
+        await handle.cancel()
+        with pytest.raises(TaskCancelled):
+            await settle(app, handle)
+
+
+async def test_a_lost_lease_cancels_the_handler_and_writes_nothing(app: App) -> None:
+    started, finished = asyncio.Event(), []
+
+    @app.task(queue="q", processing_timeout=0.6)
+    async def hold() -> str:
+        started.set()
+        await asyncio.sleep(5)
+        finished.append(True)
+        return "late"
+
+    handle = await hold.enqueue()
+    store = await app.store()
+    async with Worker(app, maintenance=False):
+        await asyncio.wait_for(started.wait(), 10)
+        task = await handle.get()
+        assert task.claim is not None
+        # Someone else takes the task over (as after a reap and a new claim).
+        await store.update(task.replace(state=State.QUEUED))
+        rival = await store.claim("rival", ["q"], limit=1)
+        assert len(rival) == 1
+        await asyncio.sleep(1.0)  # past one heart-beat
+        await store.mark_done(rival[0], result="rival's")
+    assert finished == []
+    assert await handle.result(timeout=1) == "rival's"
+
+
+async def test_middleware_wraps_every_execution_in_order(app: App) -> None:
+    calls: list[str] = []
+
+    @app.middleware
+    async def outer(ctx: taskstore.TaskContext, call_next: Any) -> Any:
+        calls.append(f"outer:{ctx.task.kind.rsplit('.', 1)[-1]}")
+        value = await call_next(ctx)
+        calls.append("outer:after")
+        return value
+
+    @app.middleware
+    async def inner(ctx: taskstore.TaskContext, call_next: Any) -> Any:
+        calls.append("inner")
+        return (await call_next(ctx)) * 10
+
+    @app.task(queue="q")
+    async def one() -> int:
+        calls.append("handler")
+        return 1
+
+    handle = await one.enqueue()
+    async with Worker(app):
+        assert await settle(app, handle) == 10
+    assert calls == ["outer:one", "inner", "handler", "outer:after"]
+
+
+async def test_middleware_can_turn_failures_into_results(app: App) -> None:
+    @app.middleware
+    async def forgive(ctx: taskstore.TaskContext, call_next: Any) -> Any:
+        try:
+            return await call_next(ctx)
+        except KeyError:
+            return "forgiven"
+
+    @app.task(queue="q")
+    async def lookup() -> str:
+        raise KeyError("missing")
+
+    handle = await lookup.enqueue()
+    async with Worker(app):
+        assert await settle(app, handle) == "forgiven"
+
+
+async def test_concurrency_is_never_exceeded(app: App) -> None:
+    running, peak = 0, 0
+
+    @app.task(queue="q")
+    async def busy() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    store = await app.store()
+    await store.create_many([busy.new_task() for _ in range(60)])
+    async with Worker(app, concurrency=5):
+        while await store.count(state=State.DONE) < 60:
+            await asyncio.sleep(0.02)
+    assert peak == 5
+
+
+async def test_graceful_stop_releases_unfinished_tasks(app: App) -> None:
+    started = asyncio.Event()
+
+    @app.task(queue="q")
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    handle = await forever.enqueue()
+    worker = Worker(app, grace=0.2)
+    await worker.start()
+    await asyncio.wait_for(started.wait(), 10)
+    await worker.stop()
+    task = await handle.get()
+    assert task.state is State.QUEUED
+    assert task.attempts == 0
+    assert worker.stats.released == 1
+
+
+async def test_the_worker_keeps_a_heartbeat_record(app: App) -> None:
+    @app.task(queue="q")
+    async def nothing() -> None: ...
+
+    store = await app.store()
+    async with Worker(app, worker_id="w-record", concurrency=3):
+        beat = await store.get_worker_heartbeat("w-record")
+        assert beat is not None
+        assert list(beat.queues) == ["q"]
+        assert beat.extras is not None
+        assert beat.extras["concurrency"] == 3
+
+
+async def test_recurring_registered_on_the_app_fires(app: App) -> None:
+    @app.task(queue="cron")
+    async def tick() -> None: ...
+
+    app.recurring("every-tenth", every=0.1, task=tick)
+    store = await app.store()
+    async with Worker(app):
+        deadline = time.monotonic() + 10
+        while await store.count(state=State.DONE, queue="cron") < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    assert await store.count(state=State.DONE, queue="cron") >= 3
+    assert [r.id for r in await store.list_recurring()] == ["every-tenth"]
+
+
+async def test_a_failure_the_store_refuses_does_not_crash_the_worker(app: App) -> None:
+    @app.task(queue="q", max_attempts=1)
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    @app.task(queue="q")
+    async def fine() -> str:
+        return "fine"
+
+    first = await boom.enqueue()
+    async with Worker(app):
+        with pytest.raises(TaskFailed):
+            await settle(app, first)
+        assert await settle(app, await fine.enqueue()) == "fine"
+
+
+# -- pipe ----------------------------------------------------------------------------------------
+
+
+async def test_pipe_feeds_sync_and_async_iterables(url: str) -> None:
+    async with taskstore.open(url) as store:
+
+        async def numbers() -> AsyncIterator[int]:
+            for i in range(25):
+                yield i
+
+        assert await taskstore.pipe(range(10), store, queue="in", kind="num", batch=3) == 10
+        assert await taskstore.pipe(numbers(), store, queue="in", kind="num", batch=10, priority=2) == 25
+        assert await store.count(queue="in") == 35
+        page = await store.list(queue="in", limit=100)
+        assert [t.args for t in page.items][:3] == [0, 1, 2]
+        assert page.items[-1].priority == 2
+
+
+async def test_pipe_rejects_bad_items_before_writing_their_batch(url: str) -> None:
+    async with taskstore.open(url) as store:
+
+        def items() -> Iterator[Any]:
+            yield from [1, 2, object()]
+
+        with pytest.raises(errors.InvalidTask):
+            await taskstore.pipe(items(), store, queue="in", kind="num", batch=2)
+        assert await store.count() == 2
+
+
+async def test_failure_helper_round_trips(url: str) -> None:
+    async with taskstore.open(url) as store:
+        task = await store.create(NewTask("q", "k"))
+        (claimed,) = await store.claim("w", limit=1)
+        failed = await store.mark_failed(claimed, Failure("X", "y", retryable=False))
+        assert failed.id == task.id
+        assert failed.state is State.DEAD

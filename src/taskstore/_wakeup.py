@@ -34,16 +34,22 @@ class Waiter:
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._fire)
 
-    async def wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds``; True when woken. Clears the signal for the next wait."""
+    async def wait(self, seconds: float, until: asyncio.Event | None = None) -> bool:
+        """Wait up to ``seconds`` (or until ``until`` is set); True when woken. Clears the signal."""
         if seconds <= 0:
             woke = self._event.is_set()
-        else:
+        elif until is None:
             try:
                 await asyncio.wait_for(self._event.wait(), seconds)
                 woke = True
             except TimeoutError:
                 woke = False
+        else:
+            waits = [asyncio.ensure_future(self._event.wait()), asyncio.ensure_future(until.wait())]
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            for pending in waits:
+                pending.cancel()
+            woke = self._event.is_set()
         self._event.clear()
         return woke
 

@@ -255,12 +255,13 @@ class Store:
         block_for: float | timedelta = 0.0,
         *,
         at_least: int | None = None,
+        until: asyncio.Event | None = None,
     ) -> builtins.list[Task]:
         """Claim up to ``limit`` ready tasks; wait up to ``block_for`` seconds for more to arrive.
 
         It returns as soon as ``limit`` tasks are claimed, or ``at_least`` of them when given: a
         worker with room for 100 passes ``at_least=1`` to start the first task without waiting
-        for the other 99 to be enqueued.
+        for the other 99 to be enqueued. Setting ``until`` ends the wait early (a stopping worker).
         """
         check_id(worker_id, "worker_id")
         qs = _queues(queues)
@@ -276,11 +277,13 @@ class Store:
         waiter = HUB.subscribe(driver.wake_key)
         try:
             got = await driver.claim(worker_id, qs, limit, lease_token)
-            while len(got) < enough:
+            while len(got) < enough and not (until is not None and until.is_set()):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                woke = await waiter.wait(min(remaining, self.poll_interval))
+                woke = await waiter.wait(min(remaining, self.poll_interval), until)
+                if until is not None and until.is_set():
+                    break
                 if woke or await driver.has_claimable(qs):
                     got += await driver.claim(worker_id, qs, limit - len(got), lease_token)
         finally:

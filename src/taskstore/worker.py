@@ -298,7 +298,12 @@ class Worker:
                 continue
             try:
                 tasks = await store.claim(
-                    self.worker_id, self.queues, limit=free, block_for=self.claim_wait, at_least=1
+                    self.worker_id,
+                    self.queues,
+                    limit=free,
+                    block_for=self.claim_wait,
+                    at_least=1,
+                    until=self._stop_requested,
                 )
             except errors.TaskstoreError as exc:
                 log.warning("worker %s could not claim: %s", self.worker_id, exc)

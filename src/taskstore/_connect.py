@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .store import Store
 
 DEFAULT_URL = "sqlite:///taskstore.db"
+SQLITE_CLAIM_POLL = 0.01
 _STORE_OPTIONS: dict[str, type] = {"poll_interval": float, "heartbeat_retention": float}
 _SQLITE_OPTIONS: dict[str, type] = {**_STORE_OPTIONS, "busy_timeout": float, "synchronous": str}
 
@@ -68,6 +69,8 @@ def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | N
 
         opts = _options(url, options, _SQLITE_OPTIONS)
         facade = {k: opts.pop(k) for k in _STORE_OPTIONS if k in opts}
+        # Another process's commits are found by polling: a cheap indexed read, so poll often.
+        facade.setdefault("poll_interval", SQLITE_CLAIM_POLL)
         return Store(SQLiteDriver(_sqlite_path(url), clock, **opts), codec=codec, url=url, **facade)
     if scheme in {"postgres", "postgresql", "redis", "rediss"}:
         raise ConfigError(f"the {scheme} backend is not available in this version of taskstore yet")

@@ -13,13 +13,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from . import transitions
 from .clock import Clock
 from .errors import TaskstoreError
-from .model import NewTask, State, Task, WorkerHeartbeat
+from .model import Claim, NewTask, State, Task, WorkerHeartbeat
 
 # A transition to apply to one stored task: the new task, or None for "no change".
 Change = Callable[[Task, datetime], "Task | None"]
 Outcome = Task | TaskstoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The change ``mark_done`` makes, as a value a driver can recognise and apply in bulk.
+
+    Calling it is ``transitions.mark_done``; a driver may instead apply a batch of completions as
+    one fenced statement, provided the outcome is the same (the conformance suite checks it).
+    """
+
+    lease: Claim
+    value: bytes | None
+
+    def __call__(self, task: Task, now: datetime) -> Task:
+        return transitions.mark_done(task, self.lease, now=now, value=self.value)
 
 
 @dataclass(frozen=True, slots=True)

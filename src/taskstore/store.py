@@ -17,7 +17,7 @@ from typing import Any, Self
 from . import _recurring, errors, transitions
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
-from .backend import Change, Driver, ListQuery, NewRow, Outcome
+from .backend import Change, Completion, Driver, ListQuery, NewRow, Outcome
 from .clock import Clock
 from .codec import Codec, JsonCodec, decode, dump_json, encode
 from .model import (
@@ -339,11 +339,7 @@ class Store:
     def _done_change(self, claim: Claim | Task, result: Any) -> tuple[str, Change]:
         lease = _lease_of(claim)
         value = encode(self.codec, result, "result") if result is not None else None
-
-        def change(task: Task, now: datetime) -> Task:
-            return transitions.mark_done(task, lease, now=now, value=value)
-
-        return lease.task_id, change
+        return lease.task_id, Completion(lease, value)
 
     async def mark_done(self, claim: Claim | Task, result: Any = None) -> Task:
         return await self._apply_one(*self._done_change(claim, result))

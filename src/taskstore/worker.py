@@ -346,8 +346,7 @@ class Worker:
                 await self._after_cancel(job)
                 return
             except Exception as exc:
-                failure = Failure(type=type(exc).__qualname__, message=str(exc), traceback=traceback.format_exc())
-                await self._write_failure(job, failure)
+                await self._write_failure(job, self._failure_of(exc, prepared))
                 return
             if value is not None:
                 try:
@@ -382,13 +381,21 @@ class Worker:
         ):
             return Failure("InvalidPayload", 'an App task needs args {"args": [...], "kwargs": {...}}', retryable=False)
         args, kwargs = payload.get("args", []), payload.get("kwargs", {})
-        signature = self._signature(handler)
-        if signature is not None:
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                return Failure("InvalidArguments", f"{handler.kind}: {exc}", retryable=False)
         return TaskContext(task=task, handler=handler, args=args, kwargs=kwargs, worker_id=self.worker_id)
+
+    def _failure_of(self, exc: Exception, ctx: TaskContext) -> Failure:
+        """The attempt's failure. Arguments that do not fit the handler are not worth a retry.
+
+        The signature is checked only after a TypeError, so a good call costs no binding.
+        """
+        if isinstance(exc, TypeError):
+            signature = self._signature(ctx.handler)
+            if signature is not None:
+                try:
+                    signature.bind(*ctx.args, **ctx.kwargs)
+                except TypeError as mismatch:
+                    return Failure("InvalidArguments", f"{ctx.handler.kind}: {mismatch}", retryable=False)
+        return Failure(type=type(exc).__qualname__, message=str(exc), traceback=traceback.format_exc())
 
     def _signature(self, handler: TaskFunction[Any, Any]) -> inspect.Signature | None:
         if handler.kind not in self._signatures:

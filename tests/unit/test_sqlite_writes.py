@@ -6,6 +6,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from taskstore import NewTask, transitions
 from taskstore.backends._sql import load_script
 from taskstore.backends.sqlite import Q, _statements
@@ -45,3 +47,35 @@ def test_other_changes_take_the_full_update() -> None:
     task = transitions.create(NewTask("q", "k"), task_id="t1", now=T0, seq=1)
     cancelled = transitions.cancel(task, now=T0)
     assert write_statement(task, cancelled)[0] == "update_task"
+
+
+@pytest.mark.asyncio
+async def test_bulk_claim_and_completion_match_the_pure_transitions(tmp_path: Path) -> None:
+    """The SQL claim and the staged completion set exactly what transitions.claim / mark_done set."""
+    import taskstore
+    from taskstore import FakeClock, State
+    from taskstore.backends.sqlite import SQLiteDriver
+
+    clock = FakeClock(T0)
+    async with taskstore.open(f"sqlite:///{tmp_path / 'bulk.db'}", clock=clock) as store:
+        created = await store.create_many([NewTask("q", "k", {"i": i}, processing_timeout=7.5) for i in range(3)])
+        clock.advance(1.25)
+        claimed = await store.claim("w", ["q"], limit=3)
+        assert [t.id for t in claimed] == [t.id for t in created]
+        for before, after in zip(created, claimed, strict=True):
+            stored_before = before.replace(args=after.args)
+            expected = transitions.claim(stored_before, worker_id="w", token=after.claim.token, now=clock.now())  # type: ignore[union-attr]
+            assert after == expected
+            assert after.seq == before.seq
+        clock.advance(2)
+        outcomes = await store.mark_done_many([(t, {"n": i}) for i, t in enumerate(claimed)])
+        driver = store._driver
+        assert isinstance(driver, SQLiteDriver)
+        for i, (before, after) in enumerate(zip(claimed, outcomes, strict=True)):
+            assert isinstance(after, Task)
+            expected = transitions.mark_done(before, before.claim, now=clock.now(), value=b'{"n":%d}' % i)  # type: ignore[arg-type]
+            assert after.replace(result=None) == expected.replace(result=None)
+            assert after.result is not None
+            assert after.result.value == {"n": i}
+            assert after.result.at == clock.now()
+            assert after.state is State.DONE

@@ -44,6 +44,30 @@ SELECT * FROM tasks
  ORDER BY priority DESC, run_at, seq
  LIMIT ?
 
+-- Claim candidates: just the sort key, read from the partial index of claimable rows.
+
+-- name: claim_keys_in_queue
+SELECT priority, run_at, seq FROM tasks
+ WHERE queue = ? AND state IN ('queued', 'failed') AND run_at <= ?
+ ORDER BY priority DESC, run_at, seq
+ LIMIT ?
+
+-- name: claim_keys_any
+SELECT priority, run_at, seq FROM tasks
+ WHERE state IN ('queued', 'failed') AND run_at <= ?
+ ORDER BY priority DESC, run_at, seq
+ LIMIT ?
+
+-- The claim itself, fenced on the row still being claimable. It sets what transitions.claim sets;
+-- the lease token is 128 random bits from SQLite's CSPRNG. A unit test compares the two.
+-- name: claim_seqs
+UPDATE tasks
+   SET state = 'claimed', attempts = attempts + 1, worker_id = :worker, token = lower(hex(randomblob(16))),
+       claimed_at = :now, times_out_at = :now + CAST(round(processing_timeout * 1000000) AS INTEGER),
+       report_at = NULL, report_data = NULL, cancel_requested = 0, updated_at = :now, version = version + 1
+ WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state IN ('queued', 'failed') AND run_at <= :now
+RETURNING *
+
 -- name: any_claimable_in_queue
 SELECT 1 FROM tasks WHERE queue = ? AND state IN ('queued', 'failed') AND run_at <= ? LIMIT 1
 
@@ -156,3 +180,28 @@ SELECT worker_id, queues, inflight, host, pid, version, started_at, timestamp, e
 
 -- name: purge_heartbeats
 DELETE FROM worker_heartbeats WHERE timestamp < ?
+
+-- A batch of completions (mark_done_many) as one fenced statement: staged in a temporary table,
+-- then every row whose lease still matches is finished at once. Rows that do not match are left
+-- exactly as they were; the driver reads them back to say why (NotClaimed, NotOwned, NotFound).
+-- The columns set here are those transitions.mark_done sets; a unit test compares the two.
+
+-- name: create_completion_stage
+CREATE TEMP TABLE IF NOT EXISTS completion_stage (
+    id TEXT PRIMARY KEY, token TEXT NOT NULL, worker_id TEXT NOT NULL, value BLOB
+)
+
+-- name: stage_completion
+INSERT INTO temp.completion_stage (id, token, worker_id, value) VALUES (?, ?, ?, ?)
+
+-- name: complete_staged
+UPDATE tasks
+   SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL,
+       report_at = NULL, report_data = NULL, cancel_requested = 0, result_at = :now, result_value = s.value,
+       result_failure = NULL, finished_at = :now, updated_at = :now, version = tasks.version + 1
+  FROM temp.completion_stage AS s
+ WHERE tasks.id = s.id AND tasks.state = 'claimed' AND tasks.token = s.token AND tasks.worker_id = s.worker_id
+RETURNING *
+
+-- name: clear_completion_stage
+DELETE FROM temp.completion_stage

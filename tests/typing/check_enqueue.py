@@ -1,0 +1,34 @@
+"""Checked by ``mypy --strict`` in CI: enqueue is typed from the task's signature.
+
+Each wrong call carries a ``type: ignore`` for the exact error; with ``warn_unused_ignores`` (part of
+``--strict``) mypy fails if a wrong call stops being an error, so typing cannot quietly regress.
+"""
+
+import taskstore
+
+app = taskstore.App("memory://")
+
+
+@app.task(queue="mail")
+async def send(to: str, retries: int = 1) -> bool:
+    return True
+
+
+@app.task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def typed_calls() -> None:
+    handle = await send.enqueue("a@b", retries=2)
+    sent: bool = await handle.result(timeout=1)
+    await send.options(delay=5, id="k").enqueue("x", retries=3)
+    total: int = add.enqueue_sync(1, 2).result_sync()
+    print(sent, total)
+
+
+async def wrong_calls() -> None:
+    await send.enqueue(1)  # type: ignore[arg-type]
+    await send.options(id="k").enqueue("x", nope=1)  # type: ignore[call-arg]
+    text: str = add.enqueue_sync(1, 2).result_sync()  # type: ignore[assignment]
+    print(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .clock import Clock, SystemClock
 from .codec import Codec
@@ -18,8 +18,38 @@ from .store import Store
 
 DEFAULT_URL = "sqlite:///taskstore.db"
 SQLITE_CLAIM_POLL = 0.01
-_STORE_OPTIONS: dict[str, type] = {"poll_interval": float, "heartbeat_retention": float}
-_SQLITE_OPTIONS: dict[str, type] = {**_STORE_OPTIONS, "busy_timeout": float, "synchronous": str}
+_STORE_OPTIONS: dict[str, Any] = {"poll_interval": float, "heartbeat_retention": float}
+_SQLITE_OPTIONS: dict[str, Any] = {**_STORE_OPTIONS, "busy_timeout": float, "synchronous": str}
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+_POSTGRES_OPTIONS: dict[str, Any] = {
+    **_STORE_OPTIONS,
+    "schema": str,
+    "pool_min": int,
+    "pool_max": int,
+    "notify": _flag,
+    "connect_timeout": float,
+    "migrate": _flag,
+}
+
+
+def _strip_query(url: str, ours: dict[str, Any]) -> str:
+    """The URL without taskstore's own options; libpq options (sslmode=…) stay."""
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
+    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment))
 
 
 def default_url() -> str:
@@ -33,8 +63,16 @@ def _sqlite_path(url: str) -> str:
     return rest[1:]  # sqlite:///x.db -> "x.db", sqlite:////tmp/x.db -> "/tmp/x.db"
 
 
-def _options(url: str, given: dict[str, Any], allowed: dict[str, type]) -> dict[str, Any]:
-    merged: dict[str, Any] = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+def _options(
+    url: str, given: dict[str, Any], allowed: dict[str, Any], *, url_passthrough: bool = False
+) -> dict[str, Any]:
+    """Options from the URL's query and keyword arguments; unknown ones are errors.
+
+    With ``url_passthrough`` unknown URL parameters belong to the driver (libpq's ``sslmode=``…).
+    """
+    merged: dict[str, Any] = {
+        k: v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True) if not url_passthrough or k in allowed
+    }
     merged.update(given)
     unknown = sorted(set(merged) - set(allowed))
     if unknown:
@@ -57,6 +95,7 @@ def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | N
     url = url or default_url()
     if not isinstance(url, str):
         raise ConfigError(f"url must be a string, got {type(url).__name__}")
+    explicit_clock = clock  # PostgreSQL decides with the database's now() unless a clock is injected
     clock = clock or SystemClock()
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "memory":
@@ -72,6 +111,15 @@ def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | N
         # Another process's commits are found by polling: a cheap indexed read, so poll often.
         facade.setdefault("poll_interval", SQLITE_CLAIM_POLL)
         return Store(SQLiteDriver(_sqlite_path(url), clock, **opts), codec=codec, url=url, **facade)
-    if scheme in {"postgres", "postgresql", "redis", "rediss"}:
+    if scheme in {"postgres", "postgresql"}:
+        from .backends.postgres import PostgresDriver
+
+        opts = _options(url, options, _POSTGRES_OPTIONS, url_passthrough=True)
+        facade = {k: opts.pop(k) for k in _STORE_OPTIONS if k in opts}
+        # With LISTEN/NOTIFY a blocked claim wakes at once; the poll only finds delayed tasks coming due.
+        facade.setdefault("poll_interval", 0.25 if opts.get("notify", True) else 0.05)
+        conninfo = _strip_query(url, _POSTGRES_OPTIONS)
+        return Store(PostgresDriver(conninfo, explicit_clock, **opts), codec=codec, url=url, **facade)
+    if scheme in {"redis", "rediss"}:
         raise ConfigError(f"the {scheme} backend is not available in this version of taskstore yet")
     raise ConfigError(f"unsupported store URL {url!r}: use memory://, sqlite:///path.db")

@@ -1,0 +1,583 @@
+"""The PostgreSQL backend: many workers on many machines, one database.
+
+- Claims are one statement: ``FOR UPDATE SKIP LOCKED`` over a partial index of exactly the
+  claimable rows, then ``UPDATE … RETURNING``; claimers never wait on each other's rows.
+- Completions in batches are one fenced ``UPDATE … FROM unnest(…)``; other transitions are decided
+  in Python (``transitions``) on rows locked ``FOR UPDATE`` and written back under a version guard.
+- Every decision uses the database's ``now()`` (or a clock injected for tests), never a worker's.
+- Blocked claimers wake on ``LISTEN``/``NOTIFY`` (one notification per enqueuing transaction), and
+  poll as a fallback; ``notify=False`` turns notifications off (PgBouncer in transaction mode).
+- The schema is created and upgraded by numbered migrations under an advisory lock.
+
+Driver errors are translated here: a lost connection is ``BackendUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, cast
+
+from ... import errors, transitions
+from ..._wakeup import HUB
+from ...backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow
+from ...clock import Clock
+from ...codec import dump_json
+from ...model import (
+    CLAIMABLE_STATES,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PROCESSING_TIMEOUT,
+    State,
+    Task,
+    WorkerHeartbeat,
+)
+from .._sql import load_queries
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise errors.ConfigError(
+        "the PostgreSQL backend needs psycopg 3 and psycopg-pool: pip install 'taskstore[postgres]'"
+    ) from exc
+
+from ._rows import policy_json, task_from_row, write_statement
+
+log = logging.getLogger("taskstore.postgres")
+
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
+_RAW = load_queries(__name__, "queries.sql")
+_NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files(__name__).joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _claim_order(task: Task) -> tuple[int, datetime, int]:
+    return (-task.priority, task.run_at, task.seq)
+
+
+class DatabaseClock:
+    """The database's clock as seen from here: the local clock plus an offset measured at connect.
+
+    Decisions inside SQL use ``now()`` itself; this serves the few computed in Python (archive
+    cutoffs, recurring slots), so that they agree with the database rather than with this machine.
+    """
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+class PostgresDriver:
+    def __init__(
+        self,
+        conninfo: str,
+        clock: Clock | None,
+        *,
+        schema: str = "taskstore",
+        pool_min: int = 2,
+        pool_max: int = 10,
+        notify: bool = True,
+        connect_timeout: float = 10.0,
+        migrate: bool = True,
+    ) -> None:
+        if not isinstance(schema, str) or SCHEMA_NAME.fullmatch(schema) is None:
+            raise errors.ConfigError(f"invalid schema name {schema!r}: use lower-case letters, digits and _")
+        if pool_min < 1 or pool_max < pool_min:
+            raise errors.ConfigError("pool sizes need 1 <= pool_min <= pool_max")
+        self.conninfo = conninfo
+        self.schema = schema
+        self._fixed = clock  # None: the database's now() decides
+        self.clock: Clock = clock if clock is not None else DatabaseClock()
+        self.notify = notify
+        self.channel = f"taskstore_{schema}"
+        self._pool_min, self._pool_max = pool_min, pool_max
+        self._connect_timeout = connect_timeout
+        self._migrate_on_open = migrate
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        info = psycopg.conninfo.conninfo_to_dict(conninfo)
+        self._key = (
+            "postgres",
+            str(info.get("host", "")),
+            str(info.get("port", "")),
+            str(info.get("dbname", "")),
+            schema,
+        )
+        ident = sql.Identifier(schema)
+        now = sql.SQL(_NOW_FROM_PARAM_OR_DB)
+        self.q: dict[str, sql.Composed] = {
+            name: sql.SQL(text).format(schema=ident, now=now) for name, text in _RAW.items()
+        }
+
+    @property
+    def wake_key(self) -> Hashable:
+        return self._key
+
+    # -- connections ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.conninfo,
+            min_size=self._pool_min,
+            max_size=self._pool_max,
+            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            timeout=self._connect_timeout,
+            name=f"taskstore-{self.schema}",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout)
+        except (PoolTimeout, psycopg.Error) as exc:
+            await pool.close()
+            raise errors.BackendUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        self._pool = pool
+        try:
+            if self._migrate_on_open:
+                await self.migrate()
+            await self._measure_clock()
+        except BaseException:
+            await self.close()
+            raise
+        if self.notify:
+            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="taskstore-listen")
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._pool is None:
+            raise errors.BackendUnavailable("the store is closed")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except errors.TaskstoreError:
+            raise
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise errors.BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        except psycopg.Error as exc:
+            raise errors.BackendUnavailable(f"PostgreSQL error: {exc}") from exc
+
+    def _params(self, **params: Any) -> dict[str, Any]:
+        params["now"] = self._fixed.now() if self._fixed is not None else None
+        return params
+
+    async def _fetchall(self, name: str, **params: Any) -> list[Any]:
+        async with self._conn() as conn:
+            cur = await conn.execute(self.q[name], self._params(**params))
+            return await cur.fetchall()
+
+    async def _fetchone(self, name: str, **params: Any) -> Any:
+        async with self._conn() as conn:
+            cur = await conn.execute(self.q[name], self._params(**params))
+            return await cur.fetchone()
+
+    async def _execute(self, name: str, **params: Any) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute(self.q[name], self._params(**params))
+            return cur.rowcount
+
+    async def migrate(self) -> int:
+        """Apply the migrations this schema lacks; returns how many. Safe from many processes at once."""
+        ident = sql.Identifier(self.schema)
+        applied_now = 0
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"taskstore-migrate:{self.schema}",))
+            await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+            await conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.schema_migrations "
+                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                ).format(ident)
+            )
+            cur = await conn.execute(sql.SQL("SELECT version FROM {}.schema_migrations").format(ident))
+            done = {row[0] for row in await cur.fetchall()}
+            for version, script in _migrations():
+                if version in done:
+                    continue
+                await conn.execute(sql.SQL(script).format(schema=ident))
+                await conn.execute(
+                    sql.SQL("INSERT INTO {}.schema_migrations (version) VALUES (%s)").format(ident), (version,)
+                )
+                applied_now += 1
+        return applied_now
+
+    async def _measure_clock(self) -> None:
+        if not isinstance(self.clock, DatabaseClock):
+            return
+        before = datetime.now(UTC)
+        row = await self._fetchone("current_time")
+        after = datetime.now(UTC)
+        self.clock.offset = row[0] - (before + (after - before) / 2)
+
+    async def _listen(self) -> None:
+        """Wake this process's blocked claimers on NOTIFY; reconnect (and re-poll) when the link drops."""
+        pause = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    pause = 0.1
+                    HUB.notify(self._key)  # anything sent while we were away is found by a fresh claim
+                    async for _ in conn.notifies():
+                        HUB.notify(self._key)
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                log.warning("LISTEN on %s lost (%s); reconnecting in %.1fs", self.channel, exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    async def _announce(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self.notify:
+            await conn.execute(self.q["notify"], {"channel": self.channel})
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    def _insert_params(self, rows: Sequence[NewRow]) -> dict[str, Any]:
+        news = [r.new for r in rows]
+        return self._params(
+            ids=[r.id for r in rows],
+            queues=[n.queue for n in news],
+            kinds=[n.kind for n in news],
+            args=[r.args for r in rows],
+            contexts=[None if n.context is None else dump_json(dict(n.context), "context") for n in news],
+            reference_ids=[n.reference_id for n in news],
+            priorities=[n.priority for n in news],
+            run_ats=[n.run_at for n in news],
+            max_attempts=[n.max_attempts if n.max_attempts is not None else DEFAULT_MAX_ATTEMPTS for n in news],
+            timeouts=[
+                n.processing_timeout if n.processing_timeout is not None else DEFAULT_PROCESSING_TIMEOUT for n in news
+            ],
+            retries=[policy_json(n.retry) for n in news],
+            recurring_ids=[n.recurring_id for n in news],
+            group_ids=[n.group_id for n in news],
+        )
+
+    def _created(self, rows: Sequence[NewRow], returned: Sequence[Any]) -> list[Task]:
+        by_id = {r[1]: (r[0], r[2]) for r in returned}
+        tasks = []
+        for row in rows:
+            seq, created_at = by_id[row.id]
+            now = created_at.astimezone(UTC)
+            tasks.append(transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=seq))
+        return tasks
+
+    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+        seen: set[str] = set()
+        for row in rows:
+            if row.id in seen:
+                raise errors.AlreadyExists(row.id)
+            seen.add(row.id)
+        params = self._insert_params(rows)
+        if conn is not None:
+            return await self._insert_joined(rows, params, conn)
+        try:
+            async with self._conn() as c, c.transaction():
+                returned = await (await c.execute(self.q["insert_tasks"], params)).fetchall()
+                await self._announce(c)
+        except errors.BackendUnavailable as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise errors.AlreadyExists(await self._first_taken(params["ids"])) from exc
+            raise
+        return self._created(rows, returned)
+
+    async def _first_taken(self, ids: list[str]) -> str:
+        found = await self._fetchall("existing_ids", ids=ids)
+        return str(found[0][0]) if found else "?"
+
+    async def _insert_joined(self, rows: Sequence[NewRow], params: dict[str, Any], conn: Any) -> list[Task]:
+        """Insert inside the caller's transaction (a savepoint keeps a failed batch from poisoning it)."""
+        notify = {"channel": self.channel}
+        try:
+            if isinstance(conn, psycopg.AsyncConnection):
+                async with conn.transaction():
+                    returned = await (await conn.execute(self.q["insert_tasks"], params)).fetchall()
+                    if self.notify:
+                        await conn.execute(self.q["notify"], notify)
+            elif isinstance(conn, psycopg.Connection):
+                with conn.transaction():
+                    returned = conn.execute(self.q["insert_tasks"], params).fetchall()
+                    if self.notify:
+                        conn.execute(self.q["notify"], notify)
+            else:
+                raise errors.ConfigError(
+                    f"conn= must be a psycopg connection for this store, got {type(conn).__name__}"
+                )
+        except psycopg.errors.UniqueViolation as exc:
+            taken = await self._first_taken(params["ids"])
+            raise errors.AlreadyExists(taken) from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise errors.BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        except psycopg.Error as exc:
+            raise errors.BackendUnavailable(f"PostgreSQL error in the caller's transaction: {exc}") from exc
+        return self._created(rows, returned)
+
+    async def get(self, task_id: str, *, archived: bool = False) -> Task:
+        row = await self._fetchone("get_archived" if archived else "get_task", id=task_id)
+        if row is None:
+            raise errors.NotFound(task_id, "archived task" if archived else "task")
+        return task_from_row(row)
+
+    async def list_tasks(self, query: ListQuery) -> list[Task]:
+        name = ("list_archived_" if query.archived else "list_") + ("desc" if query.descending else "asc")
+        rows = await self._fetchall(
+            name,
+            state=None if query.state is None else query.state.value,
+            queue=query.queue,
+            ready=query.ready_as_of,
+            after=query.after_seq,
+            limit=query.limit,
+        )
+        return [task_from_row(r) for r in rows]
+
+    async def count(self, state: State | None, queue: str | None, archived: bool) -> int:
+        row = await self._fetchone(
+            "count_archived" if archived else "count", state=None if state is None else state.value, queue=queue
+        )
+        return int(row[0])
+
+    async def outstanding_count(self, recurring_id: str) -> int:
+        return int((await self._fetchone("outstanding", id=recurring_id))[0])
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
+        """One statement; lease tokens come from the database (gen_random_uuid)."""
+        distinct = list(dict.fromkeys(queues))
+        if not distinct:
+            rows = await self._fetchall("claim_any", worker=worker_id, limit=limit)
+        elif len(distinct) == 1:
+            rows = await self._fetchall("claim_queue", worker=worker_id, limit=limit, queue=distinct[0])
+        else:
+            rows = await self._fetchall("claim_queues", worker=worker_id, limit=limit, queues=distinct)
+        claimed = [task_from_row(r) for r in rows]
+        claimed.sort(key=_claim_order)
+        return claimed
+
+    async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None:
+        async with self._conn() as conn, conn.transaction():
+            rows = await (await conn.execute(self.q["lock_tasks"], self._params(ids=[task_id]))).fetchall()
+            if not rows:
+                raise errors.NotFound(task_id)
+            task, now = task_from_row(rows[0]), rows[0][-1].astimezone(UTC)
+            changed = transitions.take_over(task, worker_id=worker_id, token=token, now=now, lease=ttl)
+            if changed is None:
+                return None
+            await self._write_back(conn, [(task, changed)])
+        return changed if changed.state is State.CLAIMED else None
+
+    async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
+        if queues:
+            rows = await self._fetchall("available_queues", queues=list(queues), limit=limit)
+        else:
+            rows = await self._fetchall("available_any", limit=limit)
+        return [task_from_row(r) for r in rows]
+
+    async def has_claimable(self, queues: Sequence[str]) -> bool:
+        if queues:
+            row = await self._fetchone("any_claimable_in_queues", queues=list(queues))
+        else:
+            row = await self._fetchone("any_claimable")
+        return bool(row[0])
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    async def _write_back(self, conn: psycopg.AsyncConnection[Any], changes: Sequence[tuple[Task, Task]]) -> None:
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        for old, new in changes:
+            name, params = write_statement(old, new)
+            groups.setdefault(name, []).append(params)
+        for name, params_list in groups.items():
+            async with conn.cursor() as cur:
+                await cur.executemany(self.q[name], params_list)
+                if cur.rowcount != len(params_list):
+                    raise errors.BackendUnavailable("a compare-and-set lost its row inside a locked transaction")
+        now = changes[0][1].updated_at if changes else None
+        if now is not None and any(t.state in CLAIMABLE_STATES and t.run_at <= now for _, t in changes):
+            await self._announce(conn)  # delivered at commit: other processes' claimers wake
+
+    async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+        if (
+            len(changes) > 1
+            and all(type(change) is Completion for _, change in changes)
+            and len({task_id for task_id, _ in changes}) == len(changes)  # a repeated id takes the general path
+        ):
+            return await self._complete(cast(Sequence[tuple[str, Completion]], changes))
+        ids = list(dict.fromkeys(task_id for task_id, _ in changes))
+        async with self._conn() as conn, conn.transaction():
+            rows = await (await conn.execute(self.q["lock_tasks"], self._params(ids=ids))).fetchall()
+            current = {r[1]: task_from_row(r) for r in rows}
+            now = rows[0][-1].astimezone(UTC) if rows else self.clock.now()
+            original = dict(current)
+            outcomes: list[Outcome] = []
+            for task_id, change in changes:
+                task = current.get(task_id)
+                if task is None:
+                    outcomes.append(errors.NotFound(task_id))
+                    continue
+                try:
+                    changed = change(task, now)
+                except errors.TaskstoreError as exc:
+                    outcomes.append(exc)
+                    continue
+                if changed is not None:
+                    current[task_id] = task = changed
+                outcomes.append(task)
+            await self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
+        return outcomes
+
+    async def _complete(self, changes: Sequence[tuple[str, Completion]]) -> list[Outcome]:
+        """``mark_done_many`` as one fenced statement; refused items are read back to say why."""
+        leases = [c.lease for _, c in changes]
+        rows = await self._fetchall(
+            "complete_many",
+            ids=[lease.task_id for lease in leases],
+            tokens=[lease.token for lease in leases],
+            workers=[lease.worker_id for lease in leases],
+            values=[c.value for _, c in changes],
+        )
+        done = {r[1]: task_from_row(r) for r in rows}
+        outcomes: list[Outcome] = []
+        for task_id, completion in changes:
+            if task_id in done:
+                outcomes.append(done[task_id])
+                continue
+            try:
+                task = await self.get(task_id)
+                transitions.check_lease(task, completion.lease)
+                outcomes.append(errors.NotClaimed(task_id, "the lease changed while completing"))
+            except errors.TaskstoreError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    async def reap(self, limit: int) -> int:
+        async with self._conn() as conn, conn.transaction():
+            rows = await (await conn.execute(self.q["lock_timed_out"], self._params(limit=limit))).fetchall()
+            reaped = []
+            for row in rows:
+                task = task_from_row(row)
+                changed = transitions.reap(task, now=row[-1].astimezone(UTC))
+                if changed is not None:
+                    reaped.append((task, changed))
+            if reaped:
+                await self._write_back(conn, reaped)
+        return len(reaped)
+
+    async def archive(self, before: datetime, limit: int) -> int:
+        return await self._execute("archive", before=before, limit=limit)
+
+    # -- recurring schedules --------------------------------------------------------------------
+
+    async def put_recurring(self, row: RecurringRow) -> RecurringRow:
+        stored = await self._fetchone(
+            "put_recurring",
+            id=row.id,
+            schedule=row.schedule,
+            template=row.template,
+            args=row.args,
+            skip=row.skip_if_outstanding,
+            next_at=row.next_at,
+        )
+        return _recurring_row(stored)
+
+    async def delete_recurring(self, recurring_id: str) -> bool:
+        return await self._execute("delete_recurring", id=recurring_id) > 0
+
+    async def list_recurring(self) -> list[RecurringRow]:
+        return [_recurring_row(r) for r in await self._fetchall("list_recurring")]
+
+    async def advance_recurring(self, recurring_id: str, expected: datetime, next_at: datetime) -> bool:
+        return await self._execute("advance_recurring", id=recurring_id, expected=expected, next_at=next_at) == 1
+
+    # -- worker heartbeats ----------------------------------------------------------------------
+
+    async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
+        row = await self._fetchone(
+            "put_heartbeat",
+            worker_id=heartbeat.worker_id,
+            queues=json.dumps(list(heartbeat.queues)),
+            inflight=heartbeat.inflight,
+            host=heartbeat.host,
+            pid=heartbeat.pid,
+            version=heartbeat.version,
+            started_at=heartbeat.started_at,
+            extras=None if heartbeat.extras is None else json.dumps(dict(heartbeat.extras)),
+        )
+        return WorkerHeartbeat(**{**_heartbeat_fields(heartbeat), "timestamp": row[0].astimezone(UTC)})
+
+    async def get_heartbeat(self, worker_id: str, since: datetime) -> WorkerHeartbeat | None:
+        row = await self._fetchone("get_heartbeat", worker_id=worker_id, since=since)
+        return None if row is None else _heartbeat(row)
+
+    async def list_heartbeats(self, since: datetime) -> list[WorkerHeartbeat]:
+        return [_heartbeat(r) for r in await self._fetchall("list_heartbeats", since=since)]
+
+    async def purge_heartbeats(self, before: datetime) -> int:
+        return await self._execute("purge_heartbeats", before=before)
+
+
+def _recurring_row(r: Any) -> RecurringRow:
+    return RecurringRow(
+        id=r[0],
+        schedule=r[1],
+        template=r[2],
+        args=bytes(r[3]) if r[3] is not None else b"null",
+        skip_if_outstanding=bool(r[4]),
+        next_at=r[5].astimezone(UTC),
+    )
+
+
+def _heartbeat_fields(h: WorkerHeartbeat) -> dict[str, Any]:
+    return {
+        "worker_id": h.worker_id,
+        "queues": tuple(h.queues),
+        "inflight": h.inflight,
+        "host": h.host,
+        "pid": h.pid,
+        "version": h.version,
+        "started_at": h.started_at,
+        "extras": h.extras,
+    }
+
+
+def _heartbeat(r: Any) -> WorkerHeartbeat:
+    return WorkerHeartbeat(
+        worker_id=r[0],
+        queues=tuple(r[1]),
+        inflight=r[2],
+        host=r[3],
+        pid=r[4],
+        version=r[5],
+        started_at=None if r[6] is None else r[6].astimezone(UTC),
+        timestamp=r[7].astimezone(UTC),
+        extras=r[8],
+    )

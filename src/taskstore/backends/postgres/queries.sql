@@ -1,0 +1,243 @@
+-- Named queries of the PostgreSQL backend. {schema} is the store's schema (validated, quoted as an
+-- identifier); {now} is the store's clock: the database's now(), or a clock injected for tests.
+-- Everything else is a bound parameter.
+
+-- name: insert_tasks
+WITH clock AS (SELECT {now} AS now)
+INSERT INTO {schema}.tasks (id, queue, kind, args, context, reference_id, priority, run_at, max_attempts, attempts,
+                            processing_timeout, retry, state, created_at, updated_at, last_enqueued_at, version,
+                            recurring_id, group_id)
+SELECT r.id, r.queue, r.kind, r.args, r.context::jsonb, r.reference_id, r.priority, coalesce(r.run_at, clock.now),
+       r.max_attempts, 0, r.processing_timeout, r.retry::jsonb, 'queued', clock.now, clock.now, clock.now, 1,
+       r.recurring_id, r.group_id
+  FROM clock,
+       unnest(%(ids)s::text[], %(queues)s::text[], %(kinds)s::text[], %(args)s::bytea[], %(contexts)s::text[],
+              %(reference_ids)s::text[], %(priorities)s::int[], %(run_ats)s::timestamptz[], %(max_attempts)s::int[],
+              %(timeouts)s::float8[], %(retries)s::text[], %(recurring_ids)s::text[], %(group_ids)s::text[])
+       WITH ORDINALITY AS r(id, queue, kind, args, context, reference_id, priority, run_at, max_attempts,
+                            processing_timeout, retry, recurring_id, group_id, ord)
+ ORDER BY r.ord
+RETURNING seq, id, created_at
+
+-- name: notify
+SELECT pg_notify(%(channel)s, '')
+
+-- name: existing_ids
+SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)s)
+
+-- name: get_task
+SELECT * FROM {schema}.tasks WHERE id = %(id)s
+
+-- name: get_archived
+SELECT * FROM {schema}.tasks_archive WHERE id = %(id)s ORDER BY seq DESC LIMIT 1
+
+-- name: lock_tasks
+SELECT *, {now} FROM {schema}.tasks WHERE id = ANY(%(ids)s) FOR UPDATE
+
+-- name: current_time
+SELECT {now}
+
+-- Claims: one statement picks the rows (skipping rows other claimers hold) and claims them. It sets
+-- what transitions.claim sets; the lease token is 122 random bits. A test compares the two.
+
+-- name: claim_queue
+WITH clock AS (SELECT {now} AS now),
+picked AS (
+    SELECT seq FROM {schema}.tasks, clock
+     WHERE queue = %(queue)s AND state IN ('queued', 'failed') AND run_at <= clock.now
+     ORDER BY priority DESC, run_at, seq
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.tasks t
+   SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
+       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = clock.now,
+       times_out_at = clock.now + t.processing_timeout * interval '1 second',
+       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = clock.now, version = t.version + 1
+  FROM picked, clock
+ WHERE t.seq = picked.seq
+RETURNING t.*
+
+-- name: claim_any
+WITH clock AS (SELECT {now} AS now),
+picked AS (
+    SELECT seq FROM {schema}.tasks, clock
+     WHERE state IN ('queued', 'failed') AND run_at <= clock.now
+     ORDER BY priority DESC, run_at, seq
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.tasks t
+   SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
+       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = clock.now,
+       times_out_at = clock.now + t.processing_timeout * interval '1 second',
+       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = clock.now, version = t.version + 1
+  FROM picked, clock
+ WHERE t.seq = picked.seq
+RETURNING t.*
+
+-- Several queues: each queue's claimable rows are read in index order, then merged.
+-- name: claim_queues
+WITH clock AS (SELECT {now} AS now),
+candidates AS (
+    SELECT c.seq, c.priority, c.run_at
+      FROM clock, unnest(%(queues)s::text[]) AS q(name)
+     CROSS JOIN LATERAL (
+        SELECT seq, priority, run_at FROM {schema}.tasks
+         WHERE queue = q.name AND state IN ('queued', 'failed') AND run_at <= clock.now
+         ORDER BY priority DESC, run_at, seq
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED
+     ) c
+),
+picked AS (SELECT seq FROM candidates ORDER BY priority DESC, run_at, seq LIMIT %(limit)s)
+UPDATE {schema}.tasks t
+   SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
+       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = clock.now,
+       times_out_at = clock.now + t.processing_timeout * interval '1 second',
+       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = clock.now, version = t.version + 1
+  FROM picked, clock
+ WHERE t.seq = picked.seq
+RETURNING t.*
+
+-- name: available_any
+SELECT * FROM {schema}.tasks
+ WHERE state IN ('queued', 'failed') AND run_at <= {now}
+ ORDER BY priority DESC, run_at, seq
+ LIMIT %(limit)s
+
+-- name: available_queues
+SELECT * FROM {schema}.tasks
+ WHERE queue = ANY(%(queues)s) AND state IN ('queued', 'failed') AND run_at <= {now}
+ ORDER BY priority DESC, run_at, seq
+ LIMIT %(limit)s
+
+-- name: any_claimable
+SELECT EXISTS (SELECT 1 FROM {schema}.tasks WHERE state IN ('queued', 'failed') AND run_at <= {now})
+
+-- name: any_claimable_in_queues
+SELECT EXISTS (
+    SELECT 1 FROM {schema}.tasks WHERE queue = ANY(%(queues)s) AND state IN ('queued', 'failed') AND run_at <= {now}
+)
+
+-- Writes of transitions decided in Python, each fenced on the version read under FOR UPDATE.
+
+-- name: update_task
+UPDATE {schema}.tasks
+   SET state = %s, attempts = %s, run_at = %s, worker_id = %s, token = %s, claimed_at = %s, times_out_at = %s,
+       report_at = %s, report_data = %s::jsonb, cancel_requested = %s, result_at = %s, result_value = %s,
+       result_failure = %s::jsonb, updated_at = %s, last_enqueued_at = %s, finished_at = %s, version = %s
+ WHERE seq = %s AND version = %s
+
+-- name: write_report
+UPDATE {schema}.tasks
+   SET times_out_at = %s, report_at = %s, report_data = %s::jsonb, updated_at = %s, version = %s
+ WHERE seq = %s AND version = %s
+
+-- A batch of completions in one fenced statement (the completer's hot path). It sets what
+-- transitions.mark_done sets; rows whose lease does not match are left alone and read back.
+-- name: complete_many
+WITH clock AS (SELECT {now} AS now)
+UPDATE {schema}.tasks t
+   SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL, report_at = NULL,
+       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = b.value,
+       result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
+  FROM clock,
+       unnest(%(ids)s::text[], %(tokens)s::text[], %(workers)s::text[], %(values)s::bytea[])
+       AS b(id, token, worker_id, value)
+ WHERE t.id = b.id AND t.state = 'claimed' AND t.token = b.token AND t.worker_id = b.worker_id
+RETURNING t.*
+
+-- name: lock_timed_out
+SELECT *, {now} FROM {schema}.tasks
+ WHERE state = 'claimed' AND times_out_at <= {now}
+ ORDER BY times_out_at
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+
+-- name: archive
+WITH clock AS (SELECT {now} AS now),
+moved AS (
+    DELETE FROM {schema}.tasks WHERE seq IN (
+        SELECT seq FROM {schema}.tasks
+         WHERE state IN ('done', 'dead', 'cancelled') AND finished_at IS NOT NULL AND finished_at <= %(before)s
+         ORDER BY finished_at
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED)
+    RETURNING *
+)
+INSERT INTO {schema}.tasks_archive SELECT moved.*, clock.now FROM moved, clock
+
+-- name: list_asc
+SELECT * FROM {schema}.tasks
+ WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s) AND (%(after)s::bigint IS NULL OR seq > %(after)s)
+ ORDER BY seq LIMIT %(limit)s
+
+-- name: list_desc
+SELECT * FROM {schema}.tasks
+ WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s) AND (%(after)s::bigint IS NULL OR seq < %(after)s)
+ ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: list_archived_asc
+SELECT * FROM {schema}.tasks_archive
+ WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s) AND (%(after)s::bigint IS NULL OR seq > %(after)s)
+ ORDER BY seq LIMIT %(limit)s
+
+-- name: list_archived_desc
+SELECT * FROM {schema}.tasks_archive
+ WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s) AND (%(after)s::bigint IS NULL OR seq < %(after)s)
+ ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: count
+SELECT count(*) FROM {schema}.tasks
+ WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+
+-- name: count_archived
+SELECT count(*) FROM {schema}.tasks_archive
+ WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+
+-- name: outstanding
+SELECT count(*) FROM {schema}.tasks WHERE recurring_id = %(id)s AND state IN ('queued', 'failed', 'claimed')
+
+-- name: put_recurring
+INSERT INTO {schema}.recurring AS r (id, schedule, template, args, skip_if_outstanding, next_at, updated_at)
+VALUES (%(id)s, %(schedule)s, %(template)s, %(args)s, %(skip)s, %(next_at)s, {now})
+ON CONFLICT (id) DO UPDATE
+   SET template = excluded.template, args = excluded.args, skip_if_outstanding = excluded.skip_if_outstanding,
+       next_at = CASE WHEN r.schedule = excluded.schedule THEN r.next_at ELSE excluded.next_at END,
+       schedule = excluded.schedule, updated_at = excluded.updated_at
+RETURNING id, schedule, template, args, skip_if_outstanding, next_at
+
+-- name: delete_recurring
+DELETE FROM {schema}.recurring WHERE id = %(id)s
+
+-- name: list_recurring
+SELECT id, schedule, template, args, skip_if_outstanding, next_at FROM {schema}.recurring ORDER BY id
+
+-- name: advance_recurring
+UPDATE {schema}.recurring SET next_at = %(next_at)s, updated_at = {now} WHERE id = %(id)s AND next_at = %(expected)s
+
+-- name: put_heartbeat
+INSERT INTO {schema}.worker_heartbeats (worker_id, queues, inflight, host, pid, version, started_at, timestamp, extras)
+VALUES (%(worker_id)s, %(queues)s::jsonb, %(inflight)s, %(host)s, %(pid)s, %(version)s, %(started_at)s, {now},
+        %(extras)s::jsonb)
+ON CONFLICT (worker_id) DO UPDATE
+   SET queues = excluded.queues, inflight = excluded.inflight, host = excluded.host, pid = excluded.pid,
+       version = excluded.version, started_at = excluded.started_at, timestamp = excluded.timestamp,
+       extras = excluded.extras
+RETURNING timestamp
+
+-- name: get_heartbeat
+SELECT worker_id, queues, inflight, host, pid, version, started_at, timestamp, extras
+  FROM {schema}.worker_heartbeats WHERE worker_id = %(worker_id)s AND timestamp >= %(since)s
+
+-- name: list_heartbeats
+SELECT worker_id, queues, inflight, host, pid, version, started_at, timestamp, extras
+  FROM {schema}.worker_heartbeats WHERE timestamp >= %(since)s ORDER BY worker_id
+
+-- name: purge_heartbeats
+DELETE FROM {schema}.worker_heartbeats WHERE timestamp < %(before)s

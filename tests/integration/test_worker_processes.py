@@ -100,8 +100,12 @@ def with_signal(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
         proc.send_signal(sig)
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        from ..postgres_server import new_schema, with_schema
+
+        return with_schema(request.getfixturevalue("postgres_db"), new_schema())
     return f"sqlite:///{tmp_path / 'work.db'}"
 
 
@@ -126,13 +130,16 @@ def run(coro: Any) -> Any:
 
 
 def test_a_worker_killed_mid_run_loses_nothing(url: str, workers: Workers) -> None:
+    # Three workers on SQLite (one machine); eight on PostgreSQL (as across machines).
+    pool = 8 if url.startswith("postgresql") else 3
+
     async def scenario() -> None:
         async with taskstore.open(url) as store:
             news = [step.options(id=f"s{i}").new_task(i, doomed=(i % 97 == 0)) for i in range(2000)]
             await store.create_many(news)
             victim = workers.start("work", concurrency=20)
-            workers.start("work", concurrency=20)
-            workers.start("work", concurrency=20)
+            for _ in range(pool - 1):
+                workers.start("work", concurrency=20)
 
             async def a_third_done() -> bool:
                 return await store.count(state=State.DONE) >= 600

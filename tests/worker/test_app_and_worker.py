@@ -20,8 +20,12 @@ pytestmark = pytest.mark.asyncio
 FAST = BinaryExponential(base=0.01, cap=0.05)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        from ..postgres_server import new_schema, with_schema
+
+        return with_schema(request.getfixturevalue("postgres_db"), new_schema())
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'app.db'}"
 
 

@@ -1,0 +1,122 @@
+"""PostgreSQL under faults: sessions killed mid-run, and enqueue inside business transactions."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import taskstore
+from taskstore import NewTask, State, errors
+
+from ..postgres_server import new_schema, with_schema
+from .test_worker_processes import Workers, wait_until
+from .workload import step
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def schema() -> str:
+    return new_schema()
+
+
+@pytest.fixture
+def url(postgres_db: str, schema: str) -> str:
+    return with_schema(postgres_db, schema)
+
+
+@pytest.fixture
+def workers(url: str, tmp_path: Path) -> Workers:
+    pool = Workers(url, tmp_path / "executions.jsonl")
+    yield pool  # type: ignore[misc]
+    pool.stop_all()
+
+
+async def _count(store: taskstore.Store, *states: State) -> int:
+    try:
+        return sum([await store.count(state=s) for s in states])
+    except errors.BackendUnavailable:
+        return -1  # our own sessions were killed too; the pool replaces them on the next call
+
+
+def test_workers_recover_when_their_sessions_are_terminated(postgres_db: str, url: str, workers: Workers) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            await store.create_many([step.options(id=f"s{i}").new_task(i) for i in range(1500)])
+            for _ in range(3):
+                workers.start("work", concurrency=20)
+
+            async def some_done() -> bool:
+                return await _count(store, State.DONE) >= 300
+
+            await wait_until(some_done, 60, "some tasks to finish")
+            for _ in range(2):  # twice, a moment apart: reconnecting sessions are killed again
+                with psycopg.connect(postgres_db, autocommit=True) as admin:
+                    killed = admin.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    ).fetchone()
+                assert killed is not None
+                assert killed[0] > 0
+                await asyncio.sleep(0.5)
+
+            async def all_done() -> bool:
+                return await _count(store, State.DONE) == 1500
+
+            await wait_until(all_done, 120, "every task to finish after the sessions were killed")
+            tasks = (await store.list(limit=2000)).items
+        assert all(t.attempts <= t.max_attempts for t in tasks)
+        assert all(p.poll() is None for p in workers.procs), "a worker died with its sessions"
+        workers.stop_all()
+        assert all(p.returncode == 0 for p in workers.procs)
+
+    asyncio.run(scenario())
+
+
+def test_tasks_exist_exactly_for_committed_business_transactions(
+    postgres_db: str, url: str, schema: str, workers: Workers
+) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            ident = sql.Identifier(schema)
+            async with await psycopg.AsyncConnection.connect(postgres_db) as conn:
+                await conn.execute(sql.SQL("CREATE TABLE {}.orders (id int PRIMARY KEY)").format(ident))
+                await conn.commit()
+                workers.start("work", concurrency=20)
+                for i in range(1000):
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(sql.SQL("INSERT INTO {}.orders (id) VALUES (%s)").format(ident), (i,))
+                            await store.create(step.options(id=f"order-{i}").new_task(i), conn=conn)
+                            if i % 2:
+                                raise psycopg.Rollback()
+                    except psycopg.Rollback:
+                        pass
+                cur = await conn.execute(sql.SQL("SELECT id FROM {}.orders ORDER BY id").format(ident))
+                committed = [row[0] for row in await cur.fetchall()]
+
+            async def all_done() -> bool:
+                return await _count(store, State.DONE) == 500
+
+            await wait_until(all_done, 60, "the committed orders' tasks to run")
+            ids = sorted(t.id for t in (await store.list(limit=2000)).items)
+        assert committed == list(range(0, 1000, 2))
+        assert ids == sorted(f"order-{i}" for i in committed)
+
+    asyncio.run(scenario())
+
+
+def test_a_transaction_that_rolls_back_leaves_no_task_and_wakes_nobody(url: str, postgres_db: str) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            async with await psycopg.AsyncConnection.connect(postgres_db) as conn, conn.transaction():
+                await store.create(NewTask("work", "work.step", {"args": [1], "kwargs": {}}, id="t"), conn=conn)
+                assert await store.find_available(limit=5) == []  # invisible until commit
+                raise psycopg.Rollback()
+            assert await store.count() == 0
+
+    asyncio.run(scenario())

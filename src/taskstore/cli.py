@@ -369,6 +369,15 @@ def build_app() -> typer.Typer:
             cli.fail(exc)
         raise typer.Exit(1 if w.forced else 0)
 
+    @app.command("migrate")
+    def migrate(url: UrlOption = None) -> None:
+        """Create or upgrade the store's schema (opening a store does it too; this does only that)."""
+
+        async def upgrade(store: Store) -> str:
+            return f"schema of {store.url} is up to date"
+
+        cli.out.print(cli.run(url, upgrade))
+
     @app.command("workers")
     def workers(url: UrlOption = None, as_json: JsonOption = False) -> None:
         """List live workers (those that wrote a heartbeat within the last minute)."""

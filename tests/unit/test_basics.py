@@ -84,7 +84,31 @@ def test_bad_urls_are_config_errors(url: str) -> None:
 
 def test_backends_not_yet_built_say_so() -> None:
     with pytest.raises(errors.ConfigError, match="not available"):
-        taskstore.open("postgresql://localhost/db")
+        taskstore.open("redis://localhost:6379/0")
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://h/db?schema=Bad-Name", "postgresql://h/db?pool_min=0", "postgresql://h/db?notify=maybe"]
+)
+def test_bad_postgres_options_are_config_errors(url: str) -> None:
+    with pytest.raises(errors.ConfigError):
+        taskstore.open(url)
+
+
+def test_postgres_urls_keep_libpq_options() -> None:
+    store = taskstore.open("postgres://u@h:5433/db?sslmode=disable&schema=jobs&pool_max=4")
+    driver = store._driver  # type: ignore[attr-defined]
+    assert driver.schema == "jobs"
+    assert driver.conninfo == "postgresql://u@h:5433/db?sslmode=disable"
+
+
+def test_an_unreachable_postgres_is_backend_unavailable() -> None:
+    async def go() -> None:
+        async with taskstore.open("postgresql://nobody@127.0.0.1:9/db?connect_timeout=1"):
+            pass
+
+    with pytest.raises(errors.BackendUnavailable):
+        asyncio.run(go())
 
 
 def test_default_url_honours_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -259,7 +259,8 @@ async def test_a_lost_lease_cancels_the_handler_and_writes_nothing(app: App) -> 
 
     handle = await hold.enqueue()
     store = await app.store()
-    async with Worker(app, maintenance=False):
+    # One slot, busy with the handler: the worker cannot claim the task back itself.
+    async with Worker(app, concurrency=1, maintenance=False):
         await asyncio.wait_for(started.wait(), 10)
         task = await handle.get()
         assert task.claim is not None

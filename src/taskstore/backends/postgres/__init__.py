@@ -15,6 +15,7 @@ Driver errors are translated here: a lost connection is ``BackendUnavailable``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -28,7 +29,6 @@ from ... import errors, transitions
 from ..._wakeup import HUB
 from ...backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow
 from ...clock import Clock
-from ...codec import dump_json
 from ...model import (
     CLAIMABLE_STATES,
     DEFAULT_MAX_ATTEMPTS,
@@ -37,6 +37,7 @@ from ...model import (
     Task,
     WorkerHeartbeat,
 )
+from ...retry import DEFAULT_POLICY
 from .._sql import load_queries
 
 try:
@@ -48,7 +49,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the PostgreSQL backend needs psycopg 3 and psycopg-pool: pip install 'taskstore[postgres]'"
     ) from exc
 
-from ._rows import policy_json, task_from_row, write_statement
+from ._rows import task_from_row, write_statement
 
 log = logging.getLogger("taskstore.postgres")
 
@@ -261,24 +262,18 @@ class PostgresDriver:
     # -- outbox ---------------------------------------------------------------------------------
 
     def _insert_params(self, rows: Sequence[NewRow]) -> dict[str, Any]:
-        news = [r.new for r in rows]
-        return self._params(
-            ids=[r.id for r in rows],
-            queues=[n.queue for n in news],
-            kinds=[n.kind for n in news],
-            args=[r.args for r in rows],
-            contexts=[None if n.context is None else dump_json(dict(n.context), "context") for n in news],
-            reference_ids=[n.reference_id for n in news],
-            priorities=[n.priority for n in news],
-            run_ats=[n.run_at for n in news],
-            max_attempts=[n.max_attempts if n.max_attempts is not None else DEFAULT_MAX_ATTEMPTS for n in news],
-            timeouts=[
-                n.processing_timeout if n.processing_timeout is not None else DEFAULT_PROCESSING_TIMEOUT for n in news
-            ],
-            retries=[policy_json(n.retry) for n in news],
-            recurring_ids=[n.recurring_id for n in news],
-            group_ids=[n.group_id for n in news],
-        )
+        batch = []
+        for r in rows:
+            n = r.new
+            batch.append([
+                r.id, n.queue, n.kind, _b64(r.args), None if n.context is None else dict(n.context), n.reference_id,
+                n.priority, None if n.run_at is None else n.run_at.isoformat(),
+                DEFAULT_MAX_ATTEMPTS if n.max_attempts is None else n.max_attempts,
+                DEFAULT_PROCESSING_TIMEOUT if n.processing_timeout is None else n.processing_timeout,
+                None if n.retry is None or n.retry is DEFAULT_POLICY else n.retry.to_spec(),
+                n.recurring_id, n.group_id,
+            ])  # fmt: skip
+        return self._params(rows=json.dumps(batch, separators=(",", ":")))
 
     def _created(self, rows: Sequence[NewRow], returned: Sequence[Any]) -> list[Task]:
         by_id = {r[1]: (r[0], r[2]) for r in returned}
@@ -304,7 +299,7 @@ class PostgresDriver:
                 await self._announce(c)
         except errors.BackendUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
-                raise errors.AlreadyExists(await self._first_taken(params["ids"])) from exc
+                raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
             raise
         return self._created(rows, returned)
 
@@ -331,7 +326,7 @@ class PostgresDriver:
                     f"conn= must be a psycopg connection for this store, got {type(conn).__name__}"
                 )
         except psycopg.errors.UniqueViolation as exc:
-            taken = await self._first_taken(params["ids"])
+            taken = await self._first_taken([r.id for r in rows])
             raise errors.AlreadyExists(taken) from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise errors.BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
@@ -455,14 +450,8 @@ class PostgresDriver:
 
     async def _complete(self, changes: Sequence[tuple[str, Completion]]) -> list[Outcome]:
         """``mark_done_many`` as one fenced statement; refused items are read back to say why."""
-        leases = [c.lease for _, c in changes]
-        rows = await self._fetchall(
-            "complete_many",
-            ids=[lease.task_id for lease in leases],
-            tokens=[lease.token for lease in leases],
-            workers=[lease.worker_id for lease in leases],
-            values=[c.value for _, c in changes],
-        )
+        items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
+        rows = await self._fetchall("complete_many", items=json.dumps(items, separators=(",", ":")))
         done = {r[1]: task_from_row(r) for r in rows}
         outcomes: list[Outcome] = []
         for task_id, completion in changes:
@@ -543,6 +532,10 @@ class PostgresDriver:
 
     async def purge_heartbeats(self, before: datetime) -> int:
         return await self._execute("purge_heartbeats", before=before)
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 def _recurring_row(r: Any) -> RecurringRow:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +18,6 @@ def _utc(value: datetime) -> datetime:
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else _utc(value)
-
-
-def policy_json(policy: RetryPolicy | None) -> str | None:
-    if policy is None or policy is DEFAULT_POLICY or policy == DEFAULT_POLICY:
-        return None
-    return json.dumps(policy.to_spec(), sort_keys=True)
 
 
 def _policy(spec: Any) -> RetryPolicy:

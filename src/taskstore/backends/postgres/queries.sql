@@ -2,21 +2,18 @@
 -- identifier); {now} is the store's clock: the database's now(), or a clock injected for tests.
 -- Everything else is a bound parameter.
 
+-- A batch travels as one JSON array (payloads in base64): parsed in C on both sides, and far
+-- cheaper per task than thirteen bound arrays. Rows keep the batch's order, so seq does too.
 -- name: insert_tasks
 WITH clock AS (SELECT {now} AS now)
 INSERT INTO {schema}.tasks (id, queue, kind, args, context, reference_id, priority, run_at, max_attempts, attempts,
                             processing_timeout, retry, state, created_at, updated_at, last_enqueued_at, version,
                             recurring_id, group_id)
-SELECT r.id, r.queue, r.kind, r.args, r.context::jsonb, r.reference_id, r.priority, coalesce(r.run_at, clock.now),
-       r.max_attempts, 0, r.processing_timeout, r.retry::jsonb, 'queued', clock.now, clock.now, clock.now, 1,
-       r.recurring_id, r.group_id
-  FROM clock,
-       unnest(%(ids)s::text[], %(queues)s::text[], %(kinds)s::text[], %(args)s::bytea[], %(contexts)s::text[],
-              %(reference_ids)s::text[], %(priorities)s::int[], %(run_ats)s::timestamptz[], %(max_attempts)s::int[],
-              %(timeouts)s::float8[], %(retries)s::text[], %(recurring_ids)s::text[], %(group_ids)s::text[])
-       WITH ORDINALITY AS r(id, queue, kind, args, context, reference_id, priority, run_at, max_attempts,
-                            processing_timeout, retry, recurring_id, group_id, ord)
- ORDER BY r.ord
+SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), (r->4)::jsonb, r->>5, (r->>6)::int,
+       coalesce((r->>7)::timestamptz, clock.now), (r->>8)::int, 0, (r->>9)::float8, (r->10)::jsonb, 'queued',
+       clock.now, clock.now, clock.now, 1, r->>11, r->>12
+  FROM clock, json_array_elements(%(rows)s::json) WITH ORDINALITY AS batch(r, ord)
+ ORDER BY batch.ord
 RETURNING seq, id, created_at
 
 -- name: notify
@@ -41,50 +38,47 @@ SELECT {now}
 -- what transitions.claim sets; the lease token is 122 random bits. A test compares the two.
 
 -- name: claim_queue
-WITH clock AS (SELECT {now} AS now),
-picked AS (
-    SELECT seq FROM {schema}.tasks, clock
-     WHERE queue = %(queue)s AND state IN ('queued', 'failed') AND run_at <= clock.now
+WITH picked AS (
+    SELECT seq FROM {schema}.tasks
+     WHERE queue = %(queue)s AND state IN ('queued', 'failed') AND run_at <= {now}
      ORDER BY priority DESC, run_at, seq
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 )
 UPDATE {schema}.tasks t
    SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
-       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = clock.now,
-       times_out_at = clock.now + t.processing_timeout * interval '1 second',
-       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = clock.now, version = t.version + 1
-  FROM picked, clock
+       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = {now},
+       times_out_at = {now} + t.processing_timeout * interval '1 second',
+       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = {now}, version = t.version + 1
+  FROM picked
  WHERE t.seq = picked.seq
 RETURNING t.*
 
 -- name: claim_any
-WITH clock AS (SELECT {now} AS now),
-picked AS (
-    SELECT seq FROM {schema}.tasks, clock
-     WHERE state IN ('queued', 'failed') AND run_at <= clock.now
+WITH picked AS (
+    SELECT seq FROM {schema}.tasks
+     WHERE state IN ('queued', 'failed') AND run_at <= {now}
      ORDER BY priority DESC, run_at, seq
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 )
 UPDATE {schema}.tasks t
    SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
-       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = clock.now,
-       times_out_at = clock.now + t.processing_timeout * interval '1 second',
-       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = clock.now, version = t.version + 1
-  FROM picked, clock
+       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = {now},
+       times_out_at = {now} + t.processing_timeout * interval '1 second',
+       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = {now}, version = t.version + 1
+  FROM picked
  WHERE t.seq = picked.seq
 RETURNING t.*
 
 -- Several queues: each queue's claimable rows are read in index order, then merged.
 -- name: claim_queues
-WITH clock AS (SELECT {now} AS now),
-candidates AS (
+WITH candidates AS (
     SELECT c.seq, c.priority, c.run_at
-      FROM clock, unnest(%(queues)s::text[]) AS q(name)
+      FROM unnest(%(queues)s::text[]) AS q(name)
      CROSS JOIN LATERAL (
         SELECT seq, priority, run_at FROM {schema}.tasks
-         WHERE queue = q.name AND state IN ('queued', 'failed') AND run_at <= clock.now
+         WHERE queue = q.name AND state IN ('queued', 'failed') AND run_at <= {now}
          ORDER BY priority DESC, run_at, seq
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED
@@ -93,10 +87,10 @@ candidates AS (
 picked AS (SELECT seq FROM candidates ORDER BY priority DESC, run_at, seq LIMIT %(limit)s)
 UPDATE {schema}.tasks t
    SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
-       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = clock.now,
-       times_out_at = clock.now + t.processing_timeout * interval '1 second',
-       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = clock.now, version = t.version + 1
-  FROM picked, clock
+       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = {now},
+       times_out_at = {now} + t.processing_timeout * interval '1 second',
+       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = {now}, version = t.version + 1
+  FROM picked
  WHERE t.seq = picked.seq
 RETURNING t.*
 
@@ -137,15 +131,17 @@ UPDATE {schema}.tasks
 -- A batch of completions in one fenced statement (the completer's hot path). It sets what
 -- transitions.mark_done sets; rows whose lease does not match are left alone and read back.
 -- name: complete_many
-WITH clock AS (SELECT {now} AS now)
+WITH clock AS (SELECT {now} AS now),
+batch AS (
+    SELECT e->>0 AS id, e->>1 AS token, e->>2 AS worker_id, decode(e->>3, 'base64') AS value
+      FROM json_array_elements(%(items)s::json) AS b(e)
+)
 UPDATE {schema}.tasks t
    SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL, report_at = NULL,
-       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = b.value,
+       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = batch.value,
        result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
-  FROM clock,
-       unnest(%(ids)s::text[], %(tokens)s::text[], %(workers)s::text[], %(values)s::bytea[])
-       AS b(id, token, worker_id, value)
- WHERE t.id = b.id AND t.state = 'claimed' AND t.token = b.token AND t.worker_id = b.worker_id
+  FROM clock, batch
+ WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
 RETURNING t.*
 
 -- name: lock_timed_out

@@ -2,17 +2,17 @@
 -- identifier); {now} is the store's clock: the database's now(), or a clock injected for tests.
 -- Everything else is a bound parameter.
 
--- A batch travels as one JSON array (payloads in base64): parsed in C on both sides, and far
--- cheaper per task than thirteen bound arrays. Rows keep the batch's order, so seq does too.
+-- A batch travels as one JSON array (payloads in base64), parsed once into jsonb: far
+-- cheaper per task than thirteen bound text arrays. Rows keep the batch's order, so seq does too.
 -- name: insert_tasks
 WITH clock AS (SELECT {now} AS now)
 INSERT INTO {schema}.tasks (id, queue, kind, args, context, reference_id, priority, run_at, max_attempts, attempts,
                             processing_timeout, retry, state, created_at, updated_at, last_enqueued_at, version,
                             recurring_id, group_id)
-SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), (r->4)::jsonb, r->>5, (r->>6)::int,
-       coalesce((r->>7)::timestamptz, clock.now), (r->>8)::int, 0, (r->>9)::float8, (r->10)::jsonb, 'queued',
+SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), nullif(r->4, 'null'), r->>5, (r->>6)::int,
+       coalesce((r->>7)::timestamptz, clock.now), (r->>8)::int, 0, (r->>9)::float8, nullif(r->10, 'null'), 'queued',
        clock.now, clock.now, clock.now, 1, r->>11, r->>12
-  FROM clock, json_array_elements(%(rows)s::json) WITH ORDINALITY AS batch(r, ord)
+  FROM clock, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS batch(r, ord)
  ORDER BY batch.ord
 RETURNING seq, id, created_at
 
@@ -134,7 +134,7 @@ UPDATE {schema}.tasks
 WITH clock AS (SELECT {now} AS now),
 batch AS (
     SELECT e->>0 AS id, e->>1 AS token, e->>2 AS worker_id, decode(e->>3, 'base64') AS value
-      FROM json_array_elements(%(items)s::json) AS b(e)
+      FROM jsonb_array_elements(%(items)s::jsonb) AS b(e)
 )
 UPDATE {schema}.tasks t
    SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL, report_at = NULL,

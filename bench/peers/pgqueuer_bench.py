@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -97,8 +98,8 @@ async def main() -> None:
     await conn.close()
 
 
-async def drain_some(dsn: str, n: int) -> float:
-    """Run the worker until n jobs are done (with a backlog far larger than n), then stop it."""
+async def drain_some(dsn: str, n: int, cap: float = 120.0) -> float:
+    """Run the worker until n jobs are done (or ``cap`` seconds pass), then stop it; tasks/s."""
     conn = await asyncpg.connect(dsn)
     qm = QueueManager(Queries(AsyncpgDriver(conn)))
     count = [0]
@@ -112,11 +113,12 @@ async def drain_some(dsn: str, n: int) -> float:
 
     with Stopwatch() as watch:
         runner = asyncio.create_task(qm.run(batch_size=BATCH, dequeue_timeout=timedelta(seconds=1)))
-        await finished.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), timeout=cap)
     qm.shutdown.set()
     await asyncio.wait_for(runner, timeout=60)
     await conn.close()
-    return n / watch.elapsed
+    return count[0] / watch.elapsed
 
 
 asyncio.run(main())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from . import transitions
+from . import errors, transitions
 from .clock import Clock
 from .errors import TaskstoreError
 from .model import Claim, NewTask, State, Task, WorkerHeartbeat
@@ -21,6 +21,30 @@ from .model import Claim, NewTask, State, Task, WorkerHeartbeat
 # A transition to apply to one stored task: the new task, or None for "no change".
 Change = Callable[[Task, datetime], "Task | None"]
 Outcome = Task | TaskstoreError
+
+
+def apply_in_order(current: dict[str, Task], changes: Sequence[tuple[str, Change]], now: datetime) -> list[Outcome]:
+    """Apply each change to its task in ``current`` (updated in place), in order; one outcome each.
+
+    The one place where a batch of changes is decided: every driver reads the rows (under its own
+    lock or transaction), calls this, and writes back what changed. A ``TaskstoreError`` raised by a
+    change is that item's outcome and leaves its task as it was; an id not in ``current`` is ``NotFound``.
+    """
+    outcomes: list[Outcome] = []
+    for task_id, change in changes:
+        task = current.get(task_id)
+        if task is None:
+            outcomes.append(errors.NotFound(task_id))
+            continue
+        try:
+            changed = change(task, now)
+        except errors.TaskstoreError as exc:
+            outcomes.append(exc)
+            continue
+        if changed is not None:
+            current[task_id] = task = changed
+        outcomes.append(task)
+    return outcomes
 
 
 @dataclass(frozen=True, slots=True)

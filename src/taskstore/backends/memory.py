@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, transitions
-from ..backend import Change, ListQuery, NewRow, Outcome, RecurringRow
+from ..backend import Change, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
 from ..clock import Clock
 from ..model import State, Task, WorkerHeartbeat
 
@@ -149,24 +149,8 @@ class MemoryDriver:
     # -- transitions ----------------------------------------------------------------------------
 
     async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
         with self._lock:
-            now = self.clock.now()
-            for task_id, change in changes:
-                task = self._tasks.get(task_id)
-                if task is None:
-                    outcomes.append(errors.NotFound(task_id))
-                    continue
-                try:
-                    changed = change(task, now)
-                except errors.TaskstoreError as exc:
-                    outcomes.append(exc)
-                    continue
-                if changed is not None and changed is not task:
-                    self._tasks[task_id] = changed
-                    task = changed
-                outcomes.append(task)
-        return outcomes
+            return apply_in_order(self._tasks, changes, self.clock.now())
 
     # -- maintenance ----------------------------------------------------------------------------
 

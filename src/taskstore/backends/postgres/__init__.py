@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from ... import errors, transitions
 from ..._wakeup import HUB
-from ...backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow
+from ...backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
 from ...clock import Clock
 from ...model import (
     CLAIMABLE_STATES,
@@ -431,20 +431,7 @@ class PostgresDriver:
             current = {r[1]: task_from_row(r) for r in rows}
             now = rows[0][-1].astimezone(UTC) if rows else self.clock.now()
             original = dict(current)
-            outcomes: list[Outcome] = []
-            for task_id, change in changes:
-                task = current.get(task_id)
-                if task is None:
-                    outcomes.append(errors.NotFound(task_id))
-                    continue
-                try:
-                    changed = change(task, now)
-                except errors.TaskstoreError as exc:
-                    outcomes.append(exc)
-                    continue
-                if changed is not None:
-                    current[task_id] = task = changed
-                outcomes.append(task)
+            outcomes = apply_in_order(current, changes, now)
             await self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
         return outcomes
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from ... import errors, transitions
-from ...backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow
+from ...backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
 from ...clock import Clock
 from ...model import State, Task, WorkerHeartbeat
 from .._sql import load_queries, load_script
@@ -374,20 +374,7 @@ class SQLiteDriver:
                     rows = conn.execute(Q["get_tasks"], (json.dumps(ids),)).fetchall()
                 current = {r[1]: task_from_row(r) for r in rows}
                 original = dict(current)
-                outcomes: list[Outcome] = []
-                for task_id, change in changes:
-                    task = current.get(task_id)
-                    if task is None:
-                        outcomes.append(errors.NotFound(task_id))
-                        continue
-                    try:
-                        changed = change(task, now)
-                    except errors.TaskstoreError as exc:
-                        outcomes.append(exc)
-                        continue
-                    if changed is not None:
-                        current[task_id] = task = changed
-                    outcomes.append(task)
+                outcomes = apply_in_order(current, changes, now)
                 self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
             return outcomes
 

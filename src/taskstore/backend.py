@@ -149,6 +149,15 @@ class Transitions(Protocol):
         ...
 
 
+class Completions(Protocol):
+    async def acknowledge(self, completions: Sequence[Completion]) -> list[TaskstoreError | None]:
+        """Apply completions (ids unique) and return only refusals: ``None`` for each accepted one.
+
+        The worker's completer needs no task back, so drivers skip reading and converting rows.
+        """
+        ...
+
+
 class Maintenance(Protocol):
     async def reap(self, limit: int) -> int: ...
 
@@ -181,5 +190,5 @@ class Heartbeats(Protocol):
     async def purge_heartbeats(self, before: datetime) -> int: ...
 
 
-class Driver(Lifecycle, Outbox, Claims, Transitions, Maintenance, Schedules, Heartbeats, Protocol):
+class Driver(Lifecycle, Outbox, Claims, Transitions, Completions, Maintenance, Schedules, Heartbeats, Protocol):
     """Everything the store facade needs from a backend."""

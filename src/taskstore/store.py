@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from . import _recurring, errors, transitions
 from ._ids import lease_token, task_id
@@ -349,10 +349,31 @@ class Store:
 
         An item is a claim (result ``None``) or a ``(claim, result)`` pair.
         """
-        changes = [
+        return await self._apply_many(self._done_changes(items))
+
+    async def acknowledge_many(
+        self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]
+    ) -> builtins.list[errors.TaskstoreError | None]:
+        """``mark_done_many`` for callers that need no task back (the worker's completer).
+
+        Each item's outcome is ``None`` when accepted, or the error that refused it; the store skips
+        reading and decoding the finished tasks.
+        """
+        changes = self._done_changes(items)
+        if not changes:
+            return []
+        driver = await self._ready()
+        if len({task_id for task_id, _ in changes}) < len(changes):  # repeats must see each other: general path
+            outcomes = await driver.apply(changes)
+            return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
+        return await driver.acknowledge([cast(Completion, change) for _, change in changes])
+
+    def _done_changes(
+        self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]
+    ) -> builtins.list[tuple[str, Change]]:
+        return [
             self._done_change(*item) if isinstance(item, tuple) else self._done_change(item, None) for item in items
         ]
-        return await self._apply_many(changes)
 
     async def mark_failed(self, claim: Claim | Task, failure: Failure | BaseException) -> Task:
         """``failed`` with backoff while attempts remain (and the failure is retryable), else ``dead``."""

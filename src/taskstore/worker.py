@@ -495,7 +495,7 @@ class Worker:
     async def _flush(self, batch: list[tuple[_Job, Any]]) -> None:
         for attempt in range(10):
             try:
-                outcomes = await self.store.mark_done_many([(job.claim, value) for job, value in batch])
+                outcomes = await self.store.acknowledge_many([(job.claim, value) for job, value in batch])
                 break
             except errors.TaskstoreError as exc:
                 log.warning(
@@ -512,7 +512,7 @@ class Worker:
             )
             return
         for (job, _), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Task):
+            if outcome is None:
                 self.stats.succeeded += 1
             else:
                 self.stats.lost += 1

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, transitions
-from ..backend import Change, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
+from ..backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
 from ..clock import Clock
 from ..model import State, Task, WorkerHeartbeat
 
@@ -151,6 +151,10 @@ class MemoryDriver:
     async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
         with self._lock:
             return apply_in_order(self._tasks, changes, self.clock.now())
+
+    async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
+        outcomes = await self.apply([(c.lease.task_id, c) for c in completions])
+        return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
 
     # -- maintenance ----------------------------------------------------------------------------
 

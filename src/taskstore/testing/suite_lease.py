@@ -282,3 +282,27 @@ class LeaseTests(SuiteBase):
         assert await store.reap() == 1  # first timed out; second reported in
         outcomes = await store.report_in_many([first, second])
         assert isinstance(outcomes[0], errors.NotClaimed) and isinstance(outcomes[1], Task)
+
+    async def test_acknowledge_many_returns_only_refusals(self, store: Store) -> None:
+        await create(store, 4)
+        a, b, c, d = await store.claim("w", limit=4)
+        assert c.claim is not None
+        await store.mark_done(b)
+        acks = await store.acknowledge_many([(a, {"r": 1}), b, (replace(c.claim, token="forged"), None), d])
+        assert acks[0] is None
+        assert isinstance(acks[1], errors.NotClaimed)
+        assert isinstance(acks[2], errors.NotOwned)
+        assert acks[3] is None
+        done = await store.get(a.id)
+        assert done.state is State.DONE
+        assert done.result is not None
+        assert done.result.value == {"r": 1}
+        assert (await store.get(c.id)).state is State.CLAIMED
+
+    async def test_acknowledge_many_with_a_repeated_task(self, store: Store) -> None:
+        await create(store, 1)
+        task = await claim_one(store)
+        acks = await store.acknowledge_many([task, task])
+        assert acks[0] is None
+        assert isinstance(acks[1], errors.NotClaimed)
+        assert await store.acknowledge_many([]) == []

@@ -424,7 +424,8 @@ class PostgresDriver:
             and all(type(change) is Completion for _, change in changes)
             and len({task_id for task_id, _ in changes}) == len(changes)  # a repeated id takes the general path
         ):
-            return await self._complete(cast(Sequence[tuple[str, Completion]], changes))
+            completed = await self._complete(cast(Sequence[tuple[str, Completion]], changes))
+            return [o for o in completed if o is not None]
         ids = list(dict.fromkeys(task_id for task_id, _ in changes))
         async with self._conn() as conn, conn.transaction():
             rows = await (await conn.execute(self.q["lock_tasks"], self._params(ids=ids))).fetchall()
@@ -435,12 +436,21 @@ class PostgresDriver:
             await self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
         return outcomes
 
-    async def _complete(self, changes: Sequence[tuple[str, Completion]]) -> list[Outcome]:
-        """``mark_done_many`` as one fenced statement; refused items are read back to say why."""
+    async def _complete(
+        self, changes: Sequence[tuple[str, Completion]], returning: bool = True
+    ) -> list[Outcome | None]:
+        """``mark_done_many`` as one fenced statement; refused items are read back to say why.
+
+        Without ``returning`` only the ids come back: accepted items are ``None``.
+        """
         items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
-        rows = await self._fetchall("complete_many", items=json.dumps(items, separators=(",", ":")))
-        done = {r[1]: task_from_row(r) for r in rows}
-        outcomes: list[Outcome] = []
+        payload = json.dumps(items, separators=(",", ":"))
+        done: dict[str, Task | None]
+        if returning:
+            done = {r[1]: task_from_row(r) for r in await self._fetchall("complete_many", items=payload)}
+        else:
+            done = {r[0]: None for r in await self._fetchall("complete_many_ids", items=payload)}
+        outcomes: list[Outcome | None] = []
         for task_id, completion in changes:
             if task_id in done:
                 outcomes.append(done[task_id])
@@ -452,6 +462,10 @@ class PostgresDriver:
             except errors.TaskstoreError as exc:
                 outcomes.append(exc)
         return outcomes
+
+    async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
+        outcomes = await self._complete([(c.lease.task_id, c) for c in completions], returning=False)
+        return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
 
     # -- maintenance ----------------------------------------------------------------------------
 

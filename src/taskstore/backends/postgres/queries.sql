@@ -144,6 +144,20 @@ UPDATE {schema}.tasks t
  WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
 RETURNING t.*
 
+-- name: complete_many_ids
+WITH clock AS (SELECT {now} AS now),
+batch AS (
+    SELECT e->>0 AS id, e->>1 AS token, e->>2 AS worker_id, decode(e->>3, 'base64') AS value
+      FROM jsonb_array_elements(%(items)s::jsonb) AS b(e)
+)
+UPDATE {schema}.tasks t
+   SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL, report_at = NULL,
+       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = batch.value,
+       result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
+  FROM clock, batch
+ WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
+RETURNING t.id
+
 -- name: lock_timed_out
 SELECT *, {now} FROM {schema}.tasks
  WHERE state = 'claimed' AND times_out_at <= {now}

@@ -362,7 +362,8 @@ class SQLiteDriver:
             ids = {task_id for task_id, _ in changes}
             if len(ids) == len(changes):  # a repeated id must see the first completion: the general path
                 completions = cast(Sequence[tuple[str, Completion]], changes)
-                return await self._run(lambda c: self._complete(c, completions))
+                outcomes = await self._run(lambda c: self._complete(c, completions))
+                return [o for o in outcomes if o is not None]
 
         def apply(conn: sqlite3.Connection) -> list[Outcome]:
             ids = list(dict.fromkeys(task_id for task_id, _ in changes))
@@ -380,33 +381,52 @@ class SQLiteDriver:
 
         return await self._run(apply)
 
-    def _complete(self, conn: sqlite3.Connection, changes: Sequence[tuple[str, Completion]]) -> list[Outcome]:
-        """``mark_done_many`` in one fenced statement (the completer's hot path)."""
+    def _complete(
+        self, conn: sqlite3.Connection, changes: Sequence[tuple[str, Completion]], returning: bool = True
+    ) -> list[Outcome | None]:
+        """``mark_done_many`` in one fenced statement (the completer's hot path).
+
+        Without ``returning`` only the ids come back: accepted items are ``None``.
+        """
         now_us = to_us(self.clock.now())
         staged = [(c.lease.task_id, c.lease.token, c.lease.worker_id, c.value) for _, c in changes]
         with self._write(conn):
             conn.executemany(Q["stage_completion"], staged)
-            done = {row[1]: task_from_row(row) for row in conn.execute(Q["complete_staged"], {"now": now_us})}
+            done: dict[str, Task | None]
+            if returning:
+                done = {row[1]: task_from_row(row) for row in conn.execute(Q["complete_staged"], {"now": now_us})}
+            else:
+                done = {row[0]: None for row in conn.execute(Q["complete_staged_ids"], {"now": now_us})}
             conn.execute(Q["clear_completion_stage"])
-            refused: dict[str, errors.TaskstoreError] = {}
-            missing = [task_id for task_id, _ in changes if task_id not in done]
-            if missing:
-                rows = conn.execute(Q["get_tasks"], (json.dumps(missing),)).fetchall()
-                found = {r[1]: task_from_row(r) for r in rows}
-                for task_id, completion in changes:
-                    if task_id in done:
-                        continue
-                    task = found.get(task_id)
-                    if task is None:
-                        refused[task_id] = errors.NotFound(task_id)
-                        continue
-                    try:
-                        transitions.check_lease(task, completion.lease)
-                    except errors.LeaseError as exc:
-                        refused[task_id] = exc
-                    else:
-                        raise errors.BackendUnavailable(f"task {task_id!r}: a fenced completion missed a live lease")
+            refused = self._refusals(conn, [(i, c) for i, c in changes if i not in done])
         return [done[task_id] if task_id in done else refused[task_id] for task_id, _ in changes]
+
+    def _refusals(
+        self, conn: sqlite3.Connection, missed: Sequence[tuple[str, Completion]]
+    ) -> dict[str, errors.TaskstoreError]:
+        """Why each missed completion was refused: NotFound, NotClaimed or NotOwned."""
+        if not missed:
+            return {}
+        rows = conn.execute(Q["get_tasks"], (json.dumps([i for i, _ in missed]),)).fetchall()
+        found = {r[1]: task_from_row(r) for r in rows}
+        refused: dict[str, errors.TaskstoreError] = {}
+        for task_id, completion in missed:
+            task = found.get(task_id)
+            if task is None:
+                refused[task_id] = errors.NotFound(task_id)
+                continue
+            try:
+                transitions.check_lease(task, completion.lease)
+            except errors.LeaseError as exc:
+                refused[task_id] = exc
+            else:
+                raise errors.BackendUnavailable(f"task {task_id!r}: a fenced completion missed a live lease")
+        return refused
+
+    async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
+        changes = [(c.lease.task_id, c) for c in completions]
+        outcomes = await self._run(lambda conn: self._complete(conn, changes, returning=False))
+        return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
 
     # -- maintenance ----------------------------------------------------------------------------
 

@@ -203,5 +203,14 @@ UPDATE tasks
  WHERE tasks.id = s.id AND tasks.state = 'claimed' AND tasks.token = s.token AND tasks.worker_id = s.worker_id
 RETURNING *
 
+-- name: complete_staged_ids
+UPDATE tasks
+   SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL,
+       report_at = NULL, report_data = NULL, cancel_requested = 0, result_at = :now, result_value = s.value,
+       result_failure = NULL, finished_at = :now, updated_at = :now, version = tasks.version + 1
+  FROM temp.completion_stage AS s
+ WHERE tasks.id = s.id AND tasks.state = 'claimed' AND tasks.token = s.token AND tasks.worker_id = s.worker_id
+RETURNING tasks.id
+
 -- name: clear_completion_stage
 DELETE FROM temp.completion_stage

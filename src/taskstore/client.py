@@ -214,8 +214,8 @@ class TaskFunction(Generic[P, R]):
         )
 
     async def _enqueue(self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TaskHandle[R]:
+        store = await self.app.store()  # first: a delay is counted on the store's clock
         new = self._new_task(call, args, kwargs)
-        store = await self.app.store()
         task = await store.create(new)
         return TaskHandle(self.app, task.id, task)
 

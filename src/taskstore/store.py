@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -72,6 +73,10 @@ def _raise_or(outcome: Outcome) -> Task:
     return outcome
 
 
+def _unclaim_change(lease: Claim, task: Task, now: datetime) -> Task:
+    return transitions.unclaim(task, lease, now=now)
+
+
 def _encode_cursor(task: Task) -> str:
     return f"s{task.seq}"
 
@@ -95,6 +100,7 @@ class Store:
         heartbeat_retention: float = DEFAULT_HEARTBEAT_RETENTION,
     ) -> None:
         self.heartbeat_retention = heartbeat_retention
+        self._pending: set[asyncio.Future[Any]] = set()
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
         self.url = url
@@ -270,13 +276,14 @@ class Store:
         wait = as_seconds(block_for, "block_for")
         driver = await self._ready()
         if wait <= 0:
-            return [self._decoded(t) for t in await driver.claim(worker_id, qs, limit, lease_token)]
+            return [self._decoded(t) for t in await self._claim_batch(driver, worker_id, qs, limit)]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         # Subscribe before the first attempt, so a task created in between still wakes us.
         waiter = HUB.subscribe(driver.wake_key)
+        got: builtins.list[Task] = []
         try:
-            got = await driver.claim(worker_id, qs, limit, lease_token)
+            got = await self._claim_batch(driver, worker_id, qs, limit)
             while len(got) < enough and not (until is not None and until.is_set()):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -285,10 +292,51 @@ class Store:
                 if until is not None and until.is_set():
                     break
                 if woke or await driver.has_claimable(qs):
-                    got += await driver.claim(worker_id, qs, limit - len(got), lease_token)
+                    got += await self._claim_batch(driver, worker_id, qs, limit - len(got))
+        except BaseException:
+            # Cancelled or failed while waiting for more: what was claimed goes back, not to the reaper.
+            if got:
+                await self._release_shielded(got)
+            raise
         finally:
             HUB.unsubscribe(driver.wake_key, waiter)
         return [self._decoded(t) for t in got]
+
+    async def _claim_batch(
+        self, driver: Driver, worker_id: str, queues: Sequence[str], limit: int
+    ) -> builtins.list[Task]:
+        """One driver claim that is never lost: a caller cancelled mid-claim gives back what it took."""
+        job = asyncio.ensure_future(driver.claim(worker_id, queues, limit, lease_token))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(self._give_back_when_done)
+            raise
+
+    def _give_back_when_done(self, job: asyncio.Future[builtins.list[Task]]) -> None:
+        if job.cancelled() or job.exception() is not None or not job.result():
+            return
+        self._keep(asyncio.ensure_future(self._release(job.result())))
+
+    async def _release_shielded(self, tasks: Sequence[Task]) -> None:
+        release = asyncio.ensure_future(self._release(tasks))
+        self._keep(release)
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(release)
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        """Hold a strong reference to a background release until it is done (the loop keeps only weak ones)."""
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _release(self, tasks: Sequence[Task]) -> None:
+        leases = [t.claim for t in tasks if t.claim is not None]
+        changes: builtins.list[tuple[str, Change]] = [
+            (lease.task_id, functools.partial(_unclaim_change, lease)) for lease in leases
+        ]
+        with contextlib.suppress(errors.TaskstoreError):
+            await self._driver.apply(changes)
+            self._wake()
 
     async def claim_task(self, id: str, worker_id: str, ttl: float | timedelta | None = None) -> Task | None:
         """Claim one specific task; ``None`` while it is not claimable (also for its current owner)."""
@@ -532,12 +580,14 @@ class Store:
     # -- the worker side (SPEC §5) ---------------------------------------------------------------
 
     async def poll(
-        self, worker_id: str, queues: str | Iterable[str] | None = None, *, batch: int = 10, block_for: float = 1.0
+        self, worker_id: str, queues: str | Iterable[str] | None = None, *, batch: int = 1, block_for: float = 1.0
     ) -> AsyncGenerator[Task, None]:
-        """Yield claimed tasks as the consumer asks for them, claiming up to ``batch`` at a time.
+        """Yield claimed tasks as the consumer asks for them; idles in blocking claims, never busy-loops.
 
-        It idles in blocking claims (woken at once by new work), never in a busy loop. Tasks it
-        claimed but had not yet handed out are released (``unclaim``) when the iteration stops.
+        With ``batch > 1`` it claims up to that many at a time and hands them out one by one; a task
+        that waited in the buffer for over a third of its lease (on the store's clock) is renewed
+        (``report_in``) before it is handed out, and one whose lease was lost meanwhile is skipped.
+        Tasks claimed but not handed out are released (``unclaim``) when the iteration stops.
         """
         qs = _queues(queues)
         _limit(batch, "batch")
@@ -545,14 +595,23 @@ class Store:
         try:
             while True:
                 if not pending:
-                    pending = await self.claim(worker_id, qs, limit=batch, block_for=block_for, at_least=1)
-                    pending.reverse()
+                    claimed = await self.claim(worker_id, qs, limit=batch, block_for=block_for, at_least=1)
+                    pending = claimed[::-1]
                     continue
-                yield pending.pop()
+                task = pending.pop()
+                lease = task.claim
+                if (
+                    lease is not None
+                    and (lease.times_out_at - self.now()).total_seconds() < task.processing_timeout * 2 / 3
+                ):
+                    try:
+                        task = await self.report_in(task)
+                    except errors.LeaseError:
+                        continue  # reaped or taken over while it waited here
+                yield task
         finally:
-            for task in pending:
-                with contextlib.suppress(errors.TaskstoreError):
-                    await self.unclaim(task)
+            if pending:
+                await self._release_shielded(pending)
 
     def __repr__(self) -> str:
         return f"<taskstore.Store {self.url or type(self._driver).__name__}>"

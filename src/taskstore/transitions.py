@@ -100,8 +100,8 @@ def take_over(
     attempts are used up is reaped to ``dead`` instead; the caller writes that and gets ``None``.
     """
     if is_timed_out(task, now):
-        if task.attempts >= task.max_attempts:
-            return reap(task, now=now, rand=rand)
+        if task.attempts >= task.max_attempts or task.cancel_requested:
+            return reap(task, now=now, rand=rand)  # dead, or cancelled as requested: not taken over
         # The expired attempt was already counted at its claim; the takeover starts a new one.
         task = task.replace(state=State.QUEUED, claim=None, run_at=min(task.run_at, now))
     if not is_claimable(task, now):
@@ -152,7 +152,12 @@ def mark_done(task: Task, lease: Claim, *, now: datetime, value: Any = None) -> 
 
 
 def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None) -> Task:
-    """``failed`` with a backoff while attempts remain and the failure is retryable, else ``dead``."""
+    """``failed`` with a backoff while attempts remain and the failure is retryable, else ``dead``.
+
+    A task whose cancellation was requested while it ran is not tried again: it ends ``cancelled``.
+    """
+    if task.cancel_requested:
+        return _cancelled(task, now, f"cancelled while running (the attempt ended with {failure.type})")
     result = Result(at=now, failure=failure)
     if failure.retryable and task.attempts < task.max_attempts:
         policy = task.retry if task.retry is not None else DEFAULT_POLICY
@@ -192,8 +197,13 @@ def reap(task: Task, *, now: datetime, rand: Rand | None = None) -> Task | None:
 
 
 def unclaim(task: Task, lease: Claim, *, now: datetime) -> Task:
-    """Release: back to ``queued`` without spending an attempt; ``run_at`` unchanged."""
+    """Release: back to ``queued`` without spending an attempt; ``run_at`` unchanged.
+
+    A task asked to cancel while it was held is not put back: it ends ``cancelled``.
+    """
     check_lease(task, lease)
+    if task.cancel_requested:
+        return _cancelled(task, now, "cancelled while running (released before it finished)")
     return _touch(
         task,
         now,

@@ -43,3 +43,39 @@ class TestSQLite(ConformanceSuite):
         tx = _Transaction(db_path)
         yield tx
         tx.conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_claim_that_waited_for_the_write_lock_gets_its_whole_lease(tmp_path: Path) -> None:
+    """The lease starts when the claim holds the lock, not when it began waiting for it."""
+    import asyncio
+    import threading
+    import time
+
+    import taskstore
+    from taskstore import NewTask
+
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    async with taskstore.open(url) as store:
+        await store.create(NewTask("q", "k", processing_timeout=1.0))
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_the_lock() -> None:
+            conn = sqlite3.connect(tmp_path / "lock.db", isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(5)
+            conn.execute("COMMIT")
+            conn.close()
+
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        locked.wait(5)
+        asyncio.get_running_loop().call_later(1.5, release.set)
+        start = time.monotonic()
+        (task,) = await store.claim("w", limit=1)
+        holder.join()
+        assert time.monotonic() - start >= 1.4  # it did wait for the lock
+        assert task.claim is not None
+        assert (task.claim.times_out_at - store.now()).total_seconds() > 0.5
+        assert await store.reap() == 0

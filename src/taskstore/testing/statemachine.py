@@ -72,7 +72,10 @@ def store_state_machine(
 
         def _fail(self, m: _Model) -> None:
             m.token = m.times_out_at = None
-            m.cancel_requested = False
+            if m.cancel_requested:  # a cancel requested while it ran: it is not tried again
+                m.cancel_requested = False
+                m.state = State.CANCELLED
+                return
             if m.attempts < m.max_attempts:
                 m.state = State.FAILED
                 m.run_at = self.now() + timedelta(seconds=min(2.0 ** (m.attempts - 1), 4.0))
@@ -149,7 +152,10 @@ def store_state_machine(
             lease = data.draw(st.sampled_from(self.leases))
             if self._lease_write(lease, lambda: self.store.unclaim(lease)):
                 m = self.model[lease.task_id]
-                m.state, m.attempts, m.token, m.times_out_at = State.QUEUED, m.attempts - 1, None, None
+                if m.cancel_requested:
+                    m.state, m.token, m.times_out_at = State.CANCELLED, None, None
+                else:
+                    m.state, m.attempts, m.token, m.times_out_at = State.QUEUED, m.attempts - 1, None, None
                 m.cancel_requested = False
 
         @precondition(lambda self: self.leases)

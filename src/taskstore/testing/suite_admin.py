@@ -202,3 +202,41 @@ class AdminTests(SuiteBase):
         assert await store.outstanding_count("nightly") == 2  # one failed (waiting) + one queued
         assert await store.outstanding_count("hourly") == 1
         assert await store.outstanding_count("never") == 0
+
+    # -- a cancel requested while running is never lost -----------------------------------------
+
+    async def test_a_requested_cancel_survives_a_reap(self, store: Store, clock: FakeClock) -> None:
+        await create(store, processing_timeout=5)
+        task = await claim_one(store)
+        await store.cancel(task.id)
+        clock.advance(6)
+        assert await store.reap() == 1
+        assert (await store.get(task.id)).state is State.CANCELLED
+        assert await store.claim("w2", limit=1) == []
+
+    async def test_a_requested_cancel_survives_a_release(self, store: Store) -> None:
+        await create(store)
+        task = await claim_one(store)
+        await store.cancel(task.id)
+        released = await store.unclaim(task)
+        assert released.state is State.CANCELLED
+        assert await store.claim("w2", limit=1) == []
+
+    async def test_a_requested_cancel_wins_over_a_retry(self, store: Store) -> None:
+        await create(store, max_attempts=5)
+        task = await claim_one(store)
+        await store.cancel(task.id)
+        failed = await store.mark_failed(task, Failure("Boom"))
+        assert failed.state is State.CANCELLED
+        assert failed.result is not None
+        assert failed.result.failure is not None
+        assert "Boom" in failed.result.failure.message
+
+    async def test_a_requested_cancel_is_not_taken_over(self, store: Store, clock: FakeClock) -> None:
+        (created,) = await create(store)
+        first = await store.claim_task(created.id, "w1", ttl=5)
+        assert first is not None
+        await store.cancel(created.id)
+        clock.advance(6)
+        assert await store.claim_task(created.id, "w2", ttl=5) is None
+        assert (await store.get(created.id)).state is State.CANCELLED

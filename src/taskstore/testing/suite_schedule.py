@@ -183,3 +183,28 @@ class ScheduleTests(SuiteBase):
         await stream.aclose()
         await feeding
         assert task.id == "late"
+
+    async def test_poll_renews_a_buffered_lease_and_skips_a_lost_one(self, store: Store, clock: FakeClock) -> None:
+        await create(store, 3, processing_timeout=10)
+        stream = store.poll("w1", batch=3)
+        first = await anext(stream)
+        clock.advance(5)  # the other two waited half their lease in the buffer
+        second = await anext(stream)
+        assert second.claim is not None
+        assert second.claim.times_out_at == clock.now() + timedelta(seconds=10)  # renewed on hand-out
+        third_id = (await store.list(state=State.CLAIMED)).items[-1].id
+        clock.advance(6)
+        assert await store.reap() == 2  # the first (handed out, not renewed) and the third (still buffered)
+        await create(store, 1)
+        fourth = await anext(stream)  # the third's lease is gone: it is skipped, the next claim is served
+        assert fourth.id != third_id
+        await stream.aclose()
+        assert first.id != second.id
+
+    async def test_a_claim_cancelled_while_waiting_gives_its_tasks_back(self, store: Store) -> None:
+        await create(store, 2)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(store.claim("w", limit=5, block_for=5), 0.3)
+        await asyncio.sleep(0.1)
+        assert await store.count(state=State.QUEUED) == 2
+        assert all(t.attempts == 0 for t in (await store.list()).items)

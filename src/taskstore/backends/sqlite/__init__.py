@@ -201,9 +201,9 @@ class SQLiteDriver:
         return await self._run(lambda c: self._insert_own(c, rows))
 
     def _insert_own(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
-        now = self.clock.now()
         tasks: list[Task] = []
         with self._write(conn):
+            now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
             base = conn.execute(Q["next_seq"]).fetchone()[0]
             # Chunks keep the parameter lists small (fewer live objects for the garbage collector to
             # walk); the transaction still covers the whole batch.
@@ -306,8 +306,9 @@ class SQLiteDriver:
         """One fenced UPDATE … RETURNING over the chosen rows; tokens come from SQLite's CSPRNG."""
 
         def claim(conn: sqlite3.Connection) -> list[Task]:
-            now_us = to_us(self.clock.now())
             with self._write(conn):
+                # The clock is read once the write lock is held: a wait for it must not shorten the lease.
+                now_us = to_us(self.clock.now())
                 if queues:
                     keys = [
                         k
@@ -329,8 +330,8 @@ class SQLiteDriver:
 
     async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None:
         def claim_one(conn: sqlite3.Connection) -> Task | None:
-            now = self.clock.now()
             with self._write(conn):
+                now = self.clock.now()
                 row = conn.execute(Q["get_task"], (task_id,)).fetchone()
                 if row is None:
                     raise errors.NotFound(task_id)
@@ -388,9 +389,9 @@ class SQLiteDriver:
 
         Without ``returning`` only the ids come back: accepted items are ``None``.
         """
-        now_us = to_us(self.clock.now())
         staged = [(c.lease.task_id, c.lease.token, c.lease.worker_id, c.value) for _, c in changes]
         with self._write(conn):
+            now_us = to_us(self.clock.now())
             conn.executemany(Q["stage_completion"], staged)
             done: dict[str, Task | None]
             if returning:
@@ -432,8 +433,8 @@ class SQLiteDriver:
 
     async def reap(self, limit: int) -> int:
         def reap(conn: sqlite3.Connection) -> int:
-            now = self.clock.now()
             with self._write(conn):
+                now = self.clock.now()
                 rows = conn.execute(Q["timed_out"], (to_us(now), limit)).fetchall()
                 reaped = []
                 for row in rows:

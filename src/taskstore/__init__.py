@@ -14,7 +14,21 @@ from .clock import FakeClock, SystemClock
 from .codec import Codec, JsonCodec, UndecodablePayload
 from .context import NoCurrentTask, current_task
 from .middleware import HandlerTimeout, TaskContext
-from .model import Claim, Failure, NewTask, Page, RecurringTask, Report, Result, State, Task, WorkerHeartbeat
+from .model import (
+    Claim,
+    Failure,
+    GroupStatus,
+    NewTask,
+    Page,
+    RecurringTask,
+    Report,
+    Result,
+    State,
+    StatusState,
+    Task,
+    TaskStatus,
+    WorkerHeartbeat,
+)
 from .pipe import pipe
 from .retry import BinaryExponential, Exponential, Polynomial, RetryPolicy
 from .store import Store
@@ -30,6 +44,7 @@ __all__ = [
     "Exponential",
     "Failure",
     "FakeClock",
+    "GroupStatus",
     "HandlerTimeout",
     "JsonCodec",
     "NewTask",
@@ -41,6 +56,7 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "State",
+    "StatusState",
     "Store",
     "SystemClock",
     "Task",
@@ -49,6 +65,7 @@ __all__ = [
     "TaskFailed",
     "TaskFunction",
     "TaskHandle",
+    "TaskStatus",
     "UndecodablePayload",
     "Worker",
     "WorkerHeartbeat",

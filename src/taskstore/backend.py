@@ -84,6 +84,22 @@ class RecurringRow:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupRow:
+    """A stored group: member statuses as JSON objects by member id, and the chord's claim if any."""
+
+    id: str
+    expected: int
+    results: dict[str, Any]
+    meta: dict[str, Any]
+    chord_claimed: bool
+    chord_callback_id: str | None
+    chord_dispatched_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ListQuery:
     state: State | None = None
     queue: str | None = None
@@ -178,6 +194,24 @@ class Schedules(Protocol):
         ...
 
 
+class Groups(Protocol):
+    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
+        """Create or re-initialise a group: no results, no chord claim."""
+        ...
+
+    async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
+        """Record one member's status atomically (a member again replaces itself); None if missing or expired."""
+        ...
+
+    async def get_group(self, group_id: str) -> GroupRow | None: ...
+
+    async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
+        """Compare-and-set: True for exactly one caller of a live group."""
+        ...
+
+    async def purge_groups(self) -> int: ...
+
+
 class Heartbeats(Protocol):
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         """Upsert by worker id, stamped with the store's clock."""
@@ -190,5 +224,5 @@ class Heartbeats(Protocol):
     async def purge_heartbeats(self, before: datetime) -> int: ...
 
 
-class Driver(Lifecycle, Outbox, Claims, Transitions, Completions, Maintenance, Schedules, Heartbeats, Protocol):
+class Driver(Lifecycle, Outbox, Claims, Transitions, Completions, Maintenance, Schedules, Groups, Heartbeats, Protocol):
     """Everything the store facade needs from a backend."""

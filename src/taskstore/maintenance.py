@@ -52,6 +52,7 @@ class Maintenance:
                 due["archive"] = now + cfg.archive_every
             if now >= due["purge"]:
                 await self._step("purge heartbeats", self.store.purge_worker_heartbeats())
+                await self._step("purge groups", self.store.purge_groups())
                 due["purge"] = now + cfg.purge_every
             self.fired += await self._step("recurring", self.store.enqueue_due_recurring())
             wait = min(due.values()) - time.monotonic()

@@ -254,6 +254,88 @@ class RecurringTask:
         parse_schedule(self.schedule)
 
 
+class StatusState(StrEnum):
+    """A task's status as the result backend reports it (SPEC §8)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRIED = "retried"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (StatusState.SUCCEEDED, StatusState.FAILED, StatusState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """What happened to a task: its state, its outcome (``payload`` or ``error``) and its attempt."""
+
+    id: str
+    state: StatusState
+    payload: Any = None
+    error: Mapping[str, Any] | None = None
+    attempt: int = 0
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "payload": self.payload,
+            "error": None if self.error is None else dict(self.error),
+            "attempt": self.attempt,
+            "meta": dict(self.meta),
+            "created_at": None if self.created_at is None else self.created_at.isoformat(),
+            "updated_at": None if self.updated_at is None else self.updated_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> TaskStatus:
+        def when(value: Any) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value)
+
+        return cls(
+            id=raw["id"],
+            state=StatusState(raw["state"]),
+            payload=raw.get("payload"),
+            error=raw.get("error"),
+            attempt=int(raw.get("attempt", 0)),
+            meta=dict(raw.get("meta") or {}),
+            created_at=when(raw.get("created_at")),
+            updated_at=when(raw.get("updated_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStatus:
+    """A group of tasks whose results are gathered; a chord's callback fires once it is complete.
+
+    ``results`` holds one status per member (a member reported twice counts once); a claimed chord
+    is recorded in ``meta`` as ``chord.claimed``, ``chord.callback_task_id`` and ``chord.dispatched_at``.
+    """
+
+    id: str
+    expected: int
+    results: Mapping[str, TaskStatus]
+    meta: Mapping[str, Any]
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def completed(self) -> int:
+        return len(self.results)
+
+    @property
+    def is_complete(self) -> bool:
+        return self.completed >= self.expected
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerHeartbeat:
     """What a live worker last said about itself. ``timestamp`` is stamped by the store's clock."""
@@ -307,12 +389,15 @@ __all__ = [
     "TERMINAL_STATES",
     "Claim",
     "Failure",
+    "GroupStatus",
     "NewTask",
     "Page",
     "RecurringTask",
     "Report",
     "Result",
     "State",
+    "StatusState",
     "Task",
+    "TaskStatus",
     "WorkerHeartbeat",
 ]

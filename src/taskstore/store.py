@@ -10,7 +10,7 @@ import asyncio
 import builtins
 import contextlib
 import functools
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
@@ -18,18 +18,20 @@ from typing import Any, Self, cast
 from . import _recurring, errors, transitions
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
-from .backend import Change, Completion, Driver, ListQuery, NewRow, Outcome
+from .backend import Change, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome
 from .clock import Clock
 from .codec import Codec, JsonCodec, decode, dump_json, encode
 from .model import (
     Claim,
     Failure,
+    GroupStatus,
     NewTask,
     Page,
     RecurringTask,
     Result,
     State,
     Task,
+    TaskStatus,
     WorkerHeartbeat,
     as_seconds,
     check_aware,
@@ -40,6 +42,7 @@ from .schedule import parse_schedule, slot_task_id
 
 DEFAULT_CLAIM_POLL = 0.05
 DEFAULT_HEARTBEAT_RETENTION = 60.0
+DEFAULT_STATUS_TTL = 86400.0  # groups (and status-only records) live a day unless told otherwise
 _BATCH = 10_000
 
 
@@ -73,6 +76,23 @@ def _raise_or(outcome: Outcome) -> Task:
     return outcome
 
 
+def _group_status(row: GroupRow) -> GroupStatus:
+    meta = dict(row.meta)
+    if row.chord_claimed:
+        meta["chord.claimed"] = True
+        meta["chord.callback_task_id"] = row.chord_callback_id
+        meta["chord.dispatched_at"] = None if row.chord_dispatched_at is None else row.chord_dispatched_at.isoformat()
+    return GroupStatus(
+        id=row.id,
+        expected=row.expected,
+        results={member: TaskStatus.from_json(status) for member, status in row.results.items()},
+        meta=meta,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        expires_at=row.expires_at,
+    )
+
+
 def _unclaim_change(lease: Claim, task: Task, now: datetime) -> Task:
     return transitions.unclaim(task, lease, now=now)
 
@@ -100,6 +120,7 @@ class Store:
         heartbeat_retention: float = DEFAULT_HEARTBEAT_RETENTION,
     ) -> None:
         self.heartbeat_retention = heartbeat_retention
+        self.status_ttl = DEFAULT_STATUS_TTL
         self._pending: set[asyncio.Future[Any]] = set()
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
@@ -547,6 +568,60 @@ class Store:
         if created:
             self._wake()
         return created
+
+    # -- groups and chords (SPEC §4) ------------------------------------------------------------
+
+    async def init_group(
+        self, id: str, expected: int, meta: Mapping[str, Any] | None = None, ttl: float | timedelta | None = None
+    ) -> GroupStatus:
+        """Create a group expecting ``expected`` members, or re-initialise it (results and chord claim cleared)."""
+        check_id(id, "group id")
+        if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+            raise errors.InvalidTask(f"expected must be an int >= 0, got {expected!r}")
+        fields = dict(meta or {})
+        dump_json(fields, "group meta")
+        driver = await self._ready()
+        row = await driver.put_group(id, expected, fields, self.now() + timedelta(seconds=self._ttl(ttl)))
+        return _group_status(row)
+
+    async def add_group_result(self, group_id: str, status: TaskStatus) -> GroupStatus | None:
+        """Record a member's status (a member reported twice counts once); ``None`` if the group is gone."""
+        check_id(group_id, "group id")
+        if not isinstance(status, TaskStatus):
+            raise errors.InvalidTask(f"expected a TaskStatus, got {type(status).__name__}")
+        check_id(status.id, "status id")
+        document = status.to_json()
+        dump_json(document, "status")
+        driver = await self._ready()
+        row = await driver.add_group_result(group_id, status.id, document)
+        return None if row is None else _group_status(row)
+
+    async def get_group(self, id: str) -> GroupStatus | None:
+        driver = await self._ready()
+        row = await driver.get_group(check_id(id, "group id"))
+        return None if row is None else _group_status(row)
+
+    async def claim_chord(
+        self, group_id: str, callback_id: str | None = None, dispatched_at: datetime | None = None
+    ) -> bool:
+        """True for exactly one caller, however many race; ``False`` for a missing or expired group."""
+        check_id(group_id, "group id")
+        if callback_id is not None:
+            check_id(callback_id, "callback id")
+        when = check_aware(dispatched_at, "dispatched_at") if dispatched_at is not None else self.now()
+        driver = await self._ready()
+        return await driver.claim_chord(group_id, callback_id, when)
+
+    async def purge_groups(self) -> int:
+        """Delete expired groups (the maintenance loop does this)."""
+        driver = await self._ready()
+        return await driver.purge_groups()
+
+    def _ttl(self, ttl: float | timedelta | None) -> float:
+        seconds = self.status_ttl if ttl is None else as_seconds(ttl, "ttl")
+        if seconds <= 0:
+            raise errors.InvalidTask("ttl must be positive")
+        return seconds
 
     # -- worker heartbeats (SPEC §4) -------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, transitions
-from ..backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
+from ..backend import Change, Completion, GroupRow, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
 from ..clock import Clock
 from ..model import State, Task, WorkerHeartbeat
 
@@ -35,6 +35,7 @@ class MemoryDriver:
         self._key = object()
         self._recurring: dict[str, RecurringRow] = {}
         self._heartbeats: dict[str, WorkerHeartbeat] = {}
+        self._groups: dict[str, GroupRow] = {}
 
     @property
     def wake_key(self) -> Hashable:
@@ -209,6 +210,66 @@ class MemoryDriver:
                 return False
             self._recurring[recurring_id] = dataclasses.replace(row, next_at=next_at)
             return True
+
+    # -- groups and chords ----------------------------------------------------------------------
+
+    def _live_group(self, group_id: str) -> GroupRow | None:
+        group = self._groups.get(group_id)
+        return group if group is not None and group.expires_at > self.clock.now() else None
+
+    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
+        with self._lock:
+            now = self.clock.now()
+            old = self._live_group(group_id)
+            row = GroupRow(
+                group_id,
+                expected,
+                {},
+                dict(meta),
+                False,
+                None,
+                None,
+                old.created_at if old is not None else now,
+                now,
+                expires_at,
+            )
+            self._groups[group_id] = row
+            return row
+
+    async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
+        with self._lock:
+            group = self._live_group(group_id)
+            if group is None:
+                return None
+            row = dataclasses.replace(group, results={**group.results, member_id: status}, updated_at=self.clock.now())
+            self._groups[group_id] = row
+            return row
+
+    async def get_group(self, group_id: str) -> GroupRow | None:
+        with self._lock:
+            return self._live_group(group_id)
+
+    async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
+        with self._lock:
+            group = self._live_group(group_id)
+            if group is None or group.chord_claimed:
+                return False
+            self._groups[group_id] = dataclasses.replace(
+                group,
+                chord_claimed=True,
+                chord_callback_id=callback_id,
+                chord_dispatched_at=dispatched_at,
+                updated_at=self.clock.now(),
+            )
+            return True
+
+    async def purge_groups(self) -> int:
+        with self._lock:
+            now = self.clock.now()
+            old = [k for k, g in self._groups.items() if g.expires_at <= now]
+            for key in old:
+                del self._groups[key]
+            return len(old)
 
     # -- worker heartbeats ----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from ._base import JOIN_TRANSACTION, MULTIPROCESS, SHARED, SuiteBase
 from .suite_admin import AdminTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
+from .suite_groups import GroupTests
 from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
 from .suite_process import ProcessTests
@@ -23,7 +24,15 @@ from .suite_schedule import ScheduleTests
 
 
 class ConformanceSuite(
-    CreateTests, ClaimTests, LeaseTests, AdminTests, MaintenanceTests, ProcessTests, ScheduleTests, SuiteBase
+    CreateTests,
+    ClaimTests,
+    LeaseTests,
+    AdminTests,
+    MaintenanceTests,
+    ProcessTests,
+    ScheduleTests,
+    GroupTests,
+    SuiteBase,
 ):
     """Every behaviour and decision of SPEC §2–3, against one backend."""
 

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from ... import errors, transitions
 from ..._wakeup import HUB
-from ...backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
+from ...backend import Change, Completion, GroupRow, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
 from ...clock import Clock
 from ...model import (
     CLAIMABLE_STATES,
@@ -265,14 +265,23 @@ class PostgresDriver:
         batch = []
         for r in rows:
             n = r.new
-            batch.append([
-                r.id, n.queue, n.kind, _b64(r.args), None if n.context is None else dict(n.context), n.reference_id,
-                n.priority, None if n.run_at is None else n.run_at.isoformat(),
-                DEFAULT_MAX_ATTEMPTS if n.max_attempts is None else n.max_attempts,
-                DEFAULT_PROCESSING_TIMEOUT if n.processing_timeout is None else n.processing_timeout,
-                None if n.retry is None or n.retry is DEFAULT_POLICY else n.retry.to_spec(),
-                n.recurring_id, n.group_id,
-            ])  # fmt: skip
+            batch.append(
+                [
+                    r.id,
+                    n.queue,
+                    n.kind,
+                    _b64(r.args),
+                    None if n.context is None else dict(n.context),
+                    n.reference_id,
+                    n.priority,
+                    None if n.run_at is None else n.run_at.isoformat(),
+                    DEFAULT_MAX_ATTEMPTS if n.max_attempts is None else n.max_attempts,
+                    DEFAULT_PROCESSING_TIMEOUT if n.processing_timeout is None else n.processing_timeout,
+                    None if n.retry is None or n.retry is DEFAULT_POLICY else n.retry.to_spec(),
+                    n.recurring_id,
+                    n.group_id,
+                ]
+            )
         return self._params(rows=json.dumps(batch, separators=(",", ":")))
 
     def _created(self, rows: Sequence[NewRow], returned: Sequence[Any]) -> list[Task]:
@@ -508,6 +517,28 @@ class PostgresDriver:
     async def advance_recurring(self, recurring_id: str, expected: datetime, next_at: datetime) -> bool:
         return await self._execute("advance_recurring", id=recurring_id, expected=expected, next_at=next_at) == 1
 
+    # -- groups and chords ----------------------------------------------------------------------
+
+    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
+        row = await self._fetchone(
+            "put_group", id=group_id, expected=expected, meta=json.dumps(meta), expires_at=expires_at
+        )
+        return _group(row)
+
+    async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
+        row = await self._fetchone("add_group_result", id=group_id, member=member_id, status=json.dumps(status))
+        return None if row is None else _group(row)
+
+    async def get_group(self, group_id: str) -> GroupRow | None:
+        row = await self._fetchone("get_group", id=group_id)
+        return None if row is None else _group(row)
+
+    async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
+        return await self._execute("claim_chord", id=group_id, callback=callback_id, dispatched_at=dispatched_at) == 1
+
+    async def purge_groups(self) -> int:
+        return await self._execute("purge_groups")
+
     # -- worker heartbeats ----------------------------------------------------------------------
 
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
@@ -547,6 +578,21 @@ def _recurring_row(r: Any) -> RecurringRow:
         args=bytes(r[3]) if r[3] is not None else b"null",
         skip_if_outstanding=bool(r[4]),
         next_at=r[5].astimezone(UTC),
+    )
+
+
+def _group(r: Any) -> GroupRow:
+    return GroupRow(
+        id=r[0],
+        expected=r[1],
+        results=dict(r[2]),
+        meta=dict(r[3]),
+        chord_claimed=bool(r[4]),
+        chord_callback_id=r[5],
+        chord_dispatched_at=None if r[6] is None else r[6].astimezone(UTC),
+        created_at=r[7].astimezone(UTC),
+        updated_at=r[8].astimezone(UTC),
+        expires_at=r[9].astimezone(UTC),
     )
 
 

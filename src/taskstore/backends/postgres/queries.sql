@@ -251,3 +251,32 @@ SELECT worker_id, queues, inflight, host, pid, version, started_at, timestamp, e
 
 -- name: purge_heartbeats
 DELETE FROM {schema}.worker_heartbeats WHERE timestamp < %(before)s
+
+-- name: put_group
+INSERT INTO {schema}.groups AS g (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at)
+VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s)
+ON CONFLICT (id) DO UPDATE
+   SET expected = excluded.expected, results = '{{}}', meta = excluded.meta, chord_claimed = false,
+       chord_callback_id = NULL, chord_dispatched_at = NULL, updated_at = excluded.updated_at,
+       expires_at = excluded.expires_at,
+       created_at = CASE WHEN g.expires_at > excluded.updated_at THEN g.created_at ELSE excluded.created_at END
+RETURNING *
+
+-- One statement, so concurrent members never lose each other's results.
+-- name: add_group_result
+UPDATE {schema}.groups
+   SET results = results || jsonb_build_object(%(member)s::text, %(status)s::jsonb), updated_at = {now}
+ WHERE id = %(id)s AND expires_at > {now}
+RETURNING *
+
+-- name: get_group
+SELECT * FROM {schema}.groups WHERE id = %(id)s AND expires_at > {now}
+
+-- name: claim_chord
+UPDATE {schema}.groups
+   SET chord_claimed = true, chord_callback_id = %(callback)s, chord_dispatched_at = %(dispatched_at)s,
+       updated_at = {now}
+ WHERE id = %(id)s AND NOT chord_claimed AND expires_at > {now}
+
+-- name: purge_groups
+DELETE FROM {schema}.groups WHERE expires_at <= {now}

@@ -25,15 +25,15 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from ... import errors, transitions
-from ...backend import Change, Completion, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
+from ...backend import Change, Completion, GroupRow, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
 from ...clock import Clock
 from ...model import State, Task, WorkerHeartbeat
 from .._sql import load_queries, load_script
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _INSERT_CHUNK = 2_000
-_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql"}
+_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql"}
 Q = load_queries(__name__, "queries.sql")
 
 R = TypeVar("R")
@@ -500,6 +500,63 @@ class SQLiteDriver:
 
         return await self._run(advance)
 
+    # -- groups and chords ----------------------------------------------------------------------
+
+    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
+        def put(conn: sqlite3.Connection) -> GroupRow:
+            with self._write(conn):
+                params = {
+                    "id": group_id,
+                    "expected": expected,
+                    "meta": json.dumps(meta),
+                    "now": to_us(self.clock.now()),
+                    "expires_at": to_us(expires_at),
+                }
+                return _group(conn.execute(Q["put_group"], params).fetchone())
+
+        return await self._run(put)
+
+    async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
+        def add(conn: sqlite3.Connection) -> GroupRow | None:
+            with self._write(conn):
+                params = {
+                    "id": group_id,
+                    "member": member_id,
+                    "status": json.dumps(status),
+                    "now": to_us(self.clock.now()),
+                }
+                row = conn.execute(Q["add_group_result"], params).fetchone()
+            return None if row is None else _group(row)
+
+        return await self._run(add)
+
+    async def get_group(self, group_id: str) -> GroupRow | None:
+        def get(conn: sqlite3.Connection) -> GroupRow | None:
+            row = conn.execute(Q["get_group"], (group_id, to_us(self.clock.now()))).fetchone()
+            return None if row is None else _group(row)
+
+        return await self._run(get)
+
+    async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
+        def claim(conn: sqlite3.Connection) -> bool:
+            with self._write(conn):
+                params = {
+                    "id": group_id,
+                    "callback": callback_id,
+                    "dispatched_at": to_us(dispatched_at),
+                    "now": to_us(self.clock.now()),
+                }
+                return conn.execute(Q["claim_chord"], params).rowcount == 1
+
+        return await self._run(claim)
+
+    async def purge_groups(self) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                return int(conn.execute(Q["purge_groups"], (to_us(self.clock.now()),)).rowcount)
+
+        return await self._run(purge)
+
     # -- worker heartbeats ----------------------------------------------------------------------
 
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
@@ -544,6 +601,21 @@ class SQLiteDriver:
 def _recurring_row(r: Any) -> RecurringRow:
     return RecurringRow(
         id=r[0], schedule=r[1], template=r[2], args=r[3], skip_if_outstanding=bool(r[4]), next_at=from_us(r[5])
+    )
+
+
+def _group(r: Any) -> GroupRow:
+    return GroupRow(
+        id=r[0],
+        expected=r[1],
+        results=json.loads(r[2]),
+        meta=json.loads(r[3]),
+        chord_claimed=bool(r[4]),
+        chord_callback_id=r[5],
+        chord_dispatched_at=None if r[6] is None else from_us(r[6]),
+        created_at=from_us(r[7]),
+        updated_at=from_us(r[8]),
+        expires_at=from_us(r[9]),
     )
 
 

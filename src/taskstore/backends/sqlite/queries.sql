@@ -214,3 +214,30 @@ RETURNING tasks.id
 
 -- name: clear_completion_stage
 DELETE FROM temp.completion_stage
+
+-- name: put_group
+INSERT INTO groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at)
+VALUES (:id, :expected, '{}', :meta, 0, :now, :now, :expires_at)
+ON CONFLICT (id) DO UPDATE
+   SET expected = excluded.expected, results = '{}', meta = excluded.meta, chord_claimed = 0,
+       chord_callback_id = NULL, chord_dispatched_at = NULL, updated_at = excluded.updated_at,
+       expires_at = excluded.expires_at,
+       created_at = CASE WHEN groups.expires_at > excluded.updated_at THEN groups.created_at
+                         ELSE excluded.created_at END
+RETURNING *
+
+-- name: add_group_result
+UPDATE groups SET results = json_set(results, '$.' || json_quote(:member), json(:status)), updated_at = :now
+ WHERE id = :id AND expires_at > :now
+RETURNING *
+
+-- name: get_group
+SELECT * FROM groups WHERE id = ? AND expires_at > ?
+
+-- name: claim_chord
+UPDATE groups SET chord_claimed = 1, chord_callback_id = :callback, chord_dispatched_at = :dispatched_at,
+       updated_at = :now
+ WHERE id = :id AND chord_claimed = 0 AND expires_at > :now
+
+-- name: purge_groups
+DELETE FROM groups WHERE expires_at <= ?

@@ -84,6 +84,21 @@ class RecurringRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusRow:
+    """A status-only record: a task the store has never held (run elsewhere), kept until it expires."""
+
+    id: str
+    state: str
+    payload: Any
+    error: dict[str, Any] | None
+    attempt: int
+    meta: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class GroupRow:
     """A stored group: member statuses as JSON objects by member id, and the chord's claim if any."""
 
@@ -194,6 +209,26 @@ class Schedules(Protocol):
         ...
 
 
+class Statuses(Protocol):
+    async def put_status(self, row: StatusRow) -> StatusRow:
+        """Upsert by id, keeping the first ``created_at`` of a live record."""
+        ...
+
+    async def get_status(self, status_id: str) -> StatusRow | None:
+        """The record, or None when missing or expired."""
+        ...
+
+    async def expire_status(self, status_id: str, expires_at: datetime) -> None: ...
+
+    async def list_statuses(
+        self, state: str | None, queue: str | None, before: tuple[datetime, str] | None, limit: int
+    ) -> list[StatusRow]:
+        """Live records, newest first (created_at, then id, descending), strictly before ``before``."""
+        ...
+
+    async def purge_statuses(self) -> int: ...
+
+
 class Groups(Protocol):
     async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
         """Create or re-initialise a group: no results, no chord claim."""
@@ -224,5 +259,7 @@ class Heartbeats(Protocol):
     async def purge_heartbeats(self, before: datetime) -> int: ...
 
 
-class Driver(Lifecycle, Outbox, Claims, Transitions, Completions, Maintenance, Schedules, Groups, Heartbeats, Protocol):
+class Driver(
+    Lifecycle, Outbox, Claims, Transitions, Completions, Maintenance, Schedules, Statuses, Groups, Heartbeats, Protocol
+):
     """Everything the store facade needs from a backend."""

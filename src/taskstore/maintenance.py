@@ -53,6 +53,7 @@ class Maintenance:
             if now >= due["purge"]:
                 await self._step("purge heartbeats", self.store.purge_worker_heartbeats())
                 await self._step("purge groups", self.store.purge_groups())
+                await self._step("purge statuses", self.store.purge_statuses())
                 due["purge"] = now + cfg.purge_every
             self.fired += await self._step("recurring", self.store.enqueue_due_recurring())
             wait = min(due.values()) - time.monotonic()

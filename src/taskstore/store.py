@@ -11,14 +11,14 @@ import builtins
 import contextlib
 import functools
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
-from . import _recurring, errors, transitions
+from . import _recurring, _statuses, errors, transitions
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
-from .backend import Change, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome
+from .backend import Change, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome, StatusRow
 from .clock import Clock
 from .codec import Codec, JsonCodec, decode, dump_json, encode
 from .model import (
@@ -30,6 +30,7 @@ from .model import (
     RecurringTask,
     Result,
     State,
+    StatusState,
     Task,
     TaskStatus,
     WorkerHeartbeat,
@@ -91,6 +92,17 @@ def _group_status(row: GroupRow) -> GroupStatus:
         updated_at=row.updated_at,
         expires_at=row.expires_at,
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _to_us(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def _unclaim_change(lease: Claim, task: Task, now: datetime) -> Task:
@@ -569,6 +581,142 @@ class Store:
             self._wake()
         return created
 
+    # -- statuses (SPEC §4) ---------------------------------------------------------------------
+
+    async def set_status(
+        self,
+        id: str,
+        state: StatusState | str,
+        payload: Any = None,
+        error: Mapping[str, Any] | None = None,
+        attempt: int = 0,
+        meta: Mapping[str, Any] | None = None,
+        ttl: float | timedelta | None = None,
+    ) -> TaskStatus:
+        """Overwrite the status of a task the store does not hold (one run elsewhere), keeping its created_at.
+
+        A task that lives in the store is its own status: setting one for it is ``InvalidTask``.
+        """
+        check_id(id, "status id")
+        wanted = StatusState(state)
+        fields = dict(meta or {})
+        for value, what in ((payload, "status payload"), (error, "status error"), (fields, "status meta")):
+            dump_json(value, what)
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+            raise errors.InvalidTask(f"attempt must be an int >= 0, got {attempt!r}")
+        driver = await self._ready()
+        with contextlib.suppress(errors.NotFound):
+            await driver.get(id)
+            raise errors.InvalidTask(f"task {id!r} lives in this store: its status is its state")
+        now = self.now()
+        row = StatusRow(
+            id,
+            wanted.value,
+            payload,
+            None if error is None else dict(error),
+            attempt,
+            fields,
+            now,
+            now,
+            now + timedelta(seconds=self._ttl(ttl)),
+        )
+        return _statuses.status_from_row(await driver.put_status(row))
+
+    async def get_status(self, id: str) -> TaskStatus | None:
+        """The task's status (from the task itself, live or archived), else its status record; None if neither."""
+        driver = await self._ready()
+        check_id(id, "status id")
+        for archived in (False, True):
+            with contextlib.suppress(errors.NotFound):
+                return _statuses.status_of(self._decoded(await driver.get(id, archived=archived)))
+        row = await driver.get_status(id)
+        return None if row is None else _statuses.status_from_row(row)
+
+    async def expire(self, id: str, ttl: float | timedelta) -> None:
+        """A status record now expires ``ttl`` from now; tasks follow the archive instead; unknown ids: no-op."""
+        driver = await self._ready()
+        await driver.expire_status(check_id(id, "status id"), self.now() + timedelta(seconds=self._ttl(ttl)))
+
+    async def list_statuses(
+        self,
+        state: StatusState | str | None = None,
+        queue: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[TaskStatus]:
+        """Statuses newest first, of live tasks and of status records; expired records are left out.
+
+        ``meta`` filters on keys (``{k: None}``: key present); a task's meta is its context plus queue and kind.
+        """
+        wanted = StatusState(state) if state is not None else None
+        if queue is not None:
+            check_queue(queue)
+        _limit(limit)
+        seq, record, tasks_done, records_done = (
+            _statuses.decode_cursor(cursor) if cursor is not None else (None, None, False, False)
+        )
+        filters = dict(meta) if meta else None
+        driver = await self._ready()
+        chunk = max(limit + 1, 64)
+
+        async def task_source() -> AsyncGenerator[tuple[TaskStatus, int], None]:
+            after = seq
+            while not tasks_done:
+                query = ListQuery(
+                    state=None if wanted is None else _statuses.STATUS_TO_TASK[wanted],
+                    queue=queue,
+                    after_seq=after,
+                    limit=chunk,
+                    descending=True,
+                )
+                rows = await driver.list_tasks(query)
+                for task in rows:
+                    status = _statuses.status_of(self._decoded(task))
+                    if _statuses.meta_matches(status.meta, filters):
+                        yield status, task.seq
+                if len(rows) < chunk:
+                    return
+                after = rows[-1].seq
+
+        async def record_source() -> AsyncGenerator[tuple[TaskStatus, tuple[int, str]], None]:
+            before = None if record is None else (_from_us(record[0]), record[1])
+            while not records_done:
+                rows = await driver.list_statuses(None if wanted is None else wanted.value, queue, before, chunk)
+                for row in rows:
+                    status = _statuses.status_from_row(row)
+                    if _statuses.meta_matches(status.meta, filters):
+                        yield status, (_to_us(row.created_at), row.id)
+                if len(rows) < chunk:
+                    return
+                before = (rows[-1].created_at, rows[-1].id)
+
+        tasks, records = task_source(), record_source()
+        head_t = await anext(tasks, None)
+        head_r = await anext(records, None)
+        items: builtins.list[TaskStatus] = []
+        last_seq, last_record = seq, record
+        while len(items) < limit and (head_t is not None or head_r is not None):
+            take_task = head_r is None or (
+                head_t is not None and (head_t[0].created_at, head_t[0].id) >= (head_r[0].created_at, head_r[0].id)
+            )
+            if take_task:
+                assert head_t is not None
+                items.append(head_t[0])
+                last_seq = head_t[1]
+                head_t = await anext(tasks, None)
+            else:
+                assert head_r is not None
+                items.append(head_r[0])
+                last_record = head_r[1]
+                head_r = await anext(records, None)
+        more = head_t is not None or head_r is not None
+        await tasks.aclose()
+        await records.aclose()
+        # The next page resumes each source after the last item taken from it; an exhausted source stays done.
+        next_cursor = _statuses.encode_cursor(last_seq, last_record, head_t is None, head_r is None) if more else None
+        return Page(items=items, next_cursor=next_cursor)
+
     # -- groups and chords (SPEC §4) ------------------------------------------------------------
 
     async def init_group(
@@ -611,6 +759,11 @@ class Store:
         when = check_aware(dispatched_at, "dispatched_at") if dispatched_at is not None else self.now()
         driver = await self._ready()
         return await driver.claim_chord(group_id, callback_id, when)
+
+    async def purge_statuses(self) -> int:
+        """Delete expired status records (the maintenance loop does this)."""
+        driver = await self._ready()
+        return await driver.purge_statuses()
 
     async def purge_groups(self) -> int:
         """Delete expired groups (the maintenance loop does this)."""

@@ -16,7 +16,17 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, transitions
-from ..backend import Change, Completion, GroupRow, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
+from ..backend import (
+    Change,
+    Completion,
+    GroupRow,
+    ListQuery,
+    NewRow,
+    Outcome,
+    RecurringRow,
+    StatusRow,
+    apply_in_order,
+)
 from ..clock import Clock
 from ..model import State, Task, WorkerHeartbeat
 
@@ -36,6 +46,7 @@ class MemoryDriver:
         self._recurring: dict[str, RecurringRow] = {}
         self._heartbeats: dict[str, WorkerHeartbeat] = {}
         self._groups: dict[str, GroupRow] = {}
+        self._statuses: dict[str, StatusRow] = {}
 
     @property
     def wake_key(self) -> Hashable:
@@ -210,6 +221,53 @@ class MemoryDriver:
                 return False
             self._recurring[recurring_id] = dataclasses.replace(row, next_at=next_at)
             return True
+
+    # -- status-only records --------------------------------------------------------------------
+
+    def _live_status(self, status_id: str) -> StatusRow | None:
+        row = self._statuses.get(status_id)
+        return row if row is not None and row.expires_at > self.clock.now() else None
+
+    async def put_status(self, row: StatusRow) -> StatusRow:
+        with self._lock:
+            old = self._live_status(row.id)
+            if old is not None:
+                row = dataclasses.replace(row, created_at=old.created_at)
+            self._statuses[row.id] = row
+            return row
+
+    async def get_status(self, status_id: str) -> StatusRow | None:
+        with self._lock:
+            return self._live_status(status_id)
+
+    async def expire_status(self, status_id: str, expires_at: datetime) -> None:
+        with self._lock:
+            row = self._live_status(status_id)
+            if row is not None:
+                self._statuses[status_id] = dataclasses.replace(row, expires_at=expires_at)
+
+    async def list_statuses(
+        self, state: str | None, queue: str | None, before: tuple[datetime, str] | None, limit: int
+    ) -> list[StatusRow]:
+        with self._lock:
+            now = self.clock.now()
+            rows = [
+                r
+                for r in self._statuses.values()
+                if r.expires_at > now
+                and (state is None or r.state == state)
+                and (queue is None or r.meta.get("queue") == queue)
+                and (before is None or (r.created_at, r.id) < before)
+            ]
+            return sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True)[:limit]
+
+    async def purge_statuses(self) -> int:
+        with self._lock:
+            now = self.clock.now()
+            old = [k for k, r in self._statuses.items() if r.expires_at <= now]
+            for key in old:
+                del self._statuses[key]
+            return len(old)
 
     # -- groups and chords ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
 from .suite_process import ProcessTests
 from .suite_schedule import ScheduleTests
+from .suite_statuses import StatusTests
 
 
 class ConformanceSuite(
@@ -32,6 +33,7 @@ class ConformanceSuite(
     ProcessTests,
     ScheduleTests,
     GroupTests,
+    StatusTests,
     SuiteBase,
 ):
     """Every behaviour and decision of SPEC §2–3, against one backend."""

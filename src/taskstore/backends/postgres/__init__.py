@@ -27,7 +27,17 @@ from typing import Any, cast
 
 from ... import errors, transitions
 from ..._wakeup import HUB
-from ...backend import Change, Completion, GroupRow, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
+from ...backend import (
+    Change,
+    Completion,
+    GroupRow,
+    ListQuery,
+    NewRow,
+    Outcome,
+    RecurringRow,
+    StatusRow,
+    apply_in_order,
+)
 from ...clock import Clock
 from ...model import (
     CLAIMABLE_STATES,
@@ -517,6 +527,47 @@ class PostgresDriver:
     async def advance_recurring(self, recurring_id: str, expected: datetime, next_at: datetime) -> bool:
         return await self._execute("advance_recurring", id=recurring_id, expected=expected, next_at=next_at) == 1
 
+    # -- status-only records --------------------------------------------------------------------
+
+    async def put_status(self, row: StatusRow) -> StatusRow:
+        queue = row.meta.get("queue")
+        stored = await self._fetchone(
+            "put_status",
+            id=row.id,
+            state=row.state,
+            payload=json.dumps(row.payload),
+            error=None if row.error is None else json.dumps(row.error),
+            attempt=row.attempt,
+            meta=json.dumps(row.meta),
+            queue=queue if isinstance(queue, str) else None,
+            at=row.updated_at,
+            expires_at=row.expires_at,
+        )
+        return _status(stored)
+
+    async def get_status(self, status_id: str) -> StatusRow | None:
+        row = await self._fetchone("get_status", id=status_id)
+        return None if row is None else _status(row)
+
+    async def expire_status(self, status_id: str, expires_at: datetime) -> None:
+        await self._execute("expire_status", id=status_id, expires_at=expires_at)
+
+    async def list_statuses(
+        self, state: str | None, queue: str | None, before: tuple[datetime, str] | None, limit: int
+    ) -> list[StatusRow]:
+        rows = await self._fetchall(
+            "list_statuses",
+            state=state,
+            queue=queue,
+            limit=limit,
+            before_at=None if before is None else before[0],
+            before_id=None if before is None else before[1],
+        )
+        return [_status(r) for r in rows]
+
+    async def purge_statuses(self) -> int:
+        return await self._execute("purge_statuses")
+
     # -- groups and chords ----------------------------------------------------------------------
 
     async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
@@ -578,6 +629,20 @@ def _recurring_row(r: Any) -> RecurringRow:
         args=bytes(r[3]) if r[3] is not None else b"null",
         skip_if_outstanding=bool(r[4]),
         next_at=r[5].astimezone(UTC),
+    )
+
+
+def _status(r: Any) -> StatusRow:
+    return StatusRow(
+        id=r[0],
+        state=r[1],
+        payload=r[2],
+        error=r[3],
+        attempt=r[4],
+        meta=dict(r[5]),
+        created_at=r[7].astimezone(UTC),
+        updated_at=r[8].astimezone(UTC),
+        expires_at=r[9].astimezone(UTC),
     )
 
 

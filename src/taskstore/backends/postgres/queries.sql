@@ -280,3 +280,31 @@ UPDATE {schema}.groups
 
 -- name: purge_groups
 DELETE FROM {schema}.groups WHERE expires_at <= {now}
+
+-- name: put_status
+INSERT INTO {schema}.statuses AS s (id, state, payload, error, attempt, meta, queue, created_at, updated_at, expires_at)
+VALUES (%(id)s, %(state)s, %(payload)s::jsonb, %(error)s::jsonb, %(attempt)s, %(meta)s::jsonb, %(queue)s,
+        %(at)s, %(at)s, %(expires_at)s)
+ON CONFLICT (id) DO UPDATE
+   SET state = excluded.state, payload = excluded.payload, error = excluded.error, attempt = excluded.attempt,
+       meta = excluded.meta, queue = excluded.queue, updated_at = excluded.updated_at,
+       expires_at = excluded.expires_at,
+       created_at = CASE WHEN s.expires_at > excluded.updated_at THEN s.created_at ELSE excluded.created_at END
+RETURNING *
+
+-- name: get_status
+SELECT * FROM {schema}.statuses WHERE id = %(id)s AND expires_at > {now}
+
+-- name: expire_status
+UPDATE {schema}.statuses SET expires_at = %(expires_at)s WHERE id = %(id)s AND expires_at > {now}
+
+-- name: list_statuses
+SELECT * FROM {schema}.statuses
+ WHERE expires_at > {now} AND (%(state)s::text IS NULL OR state = %(state)s)
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(before_at)s::timestamptz IS NULL OR (created_at, id) < (%(before_at)s, %(before_id)s::text))
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s
+
+-- name: purge_statuses
+DELETE FROM {schema}.statuses WHERE expires_at <= {now}

@@ -25,15 +25,25 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from ... import errors, transitions
-from ...backend import Change, Completion, GroupRow, ListQuery, NewRow, Outcome, RecurringRow, apply_in_order
+from ...backend import (
+    Change,
+    Completion,
+    GroupRow,
+    ListQuery,
+    NewRow,
+    Outcome,
+    RecurringRow,
+    StatusRow,
+    apply_in_order,
+)
 from ...clock import Clock
 from ...model import State, Task, WorkerHeartbeat
 from .._sql import load_queries, load_script
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _INSERT_CHUNK = 2_000
-_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql"}
+_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql"}
 Q = load_queries(__name__, "queries.sql")
 
 R = TypeVar("R")
@@ -500,6 +510,61 @@ class SQLiteDriver:
 
         return await self._run(advance)
 
+    # -- status-only records --------------------------------------------------------------------
+
+    async def put_status(self, row: StatusRow) -> StatusRow:
+        params = {
+            "id": row.id,
+            "state": row.state,
+            "payload": json.dumps(row.payload),
+            "error": None if row.error is None else json.dumps(row.error),
+            "attempt": row.attempt,
+            "meta": json.dumps(row.meta),
+            "queue": row.meta.get("queue") if isinstance(row.meta.get("queue"), str) else None,
+            "now": to_us(row.updated_at),
+            "expires_at": to_us(row.expires_at),
+        }
+
+        def put(conn: sqlite3.Connection) -> StatusRow:
+            with self._write(conn):
+                return _status(conn.execute(Q["put_status"], params).fetchone())
+
+        return await self._run(put)
+
+    async def get_status(self, status_id: str) -> StatusRow | None:
+        def get(conn: sqlite3.Connection) -> StatusRow | None:
+            row = conn.execute(Q["get_status"], (status_id, to_us(self.clock.now()))).fetchone()
+            return None if row is None else _status(row)
+
+        return await self._run(get)
+
+    async def expire_status(self, status_id: str, expires_at: datetime) -> None:
+        def expire(conn: sqlite3.Connection) -> None:
+            with self._write(conn):
+                conn.execute(Q["expire_status"], (to_us(expires_at), status_id, to_us(self.clock.now())))
+
+        await self._run(expire)
+
+    async def list_statuses(
+        self, state: str | None, queue: str | None, before: tuple[datetime, str] | None, limit: int
+    ) -> list[StatusRow]:
+        params = {
+            "now": to_us(self.clock.now()),
+            "state": state,
+            "queue": queue,
+            "limit": limit,
+            "before_at": None if before is None else to_us(before[0]),
+            "before_id": None if before is None else before[1],
+        }
+        return await self._run(lambda c: [_status(r) for r in c.execute(Q["list_statuses"], params)])
+
+    async def purge_statuses(self) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                return int(conn.execute(Q["purge_statuses"], (to_us(self.clock.now()),)).rowcount)
+
+        return await self._run(purge)
+
     # -- groups and chords ----------------------------------------------------------------------
 
     async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
@@ -601,6 +666,20 @@ class SQLiteDriver:
 def _recurring_row(r: Any) -> RecurringRow:
     return RecurringRow(
         id=r[0], schedule=r[1], template=r[2], args=r[3], skip_if_outstanding=bool(r[4]), next_at=from_us(r[5])
+    )
+
+
+def _status(r: Any) -> StatusRow:
+    return StatusRow(
+        id=r[0],
+        state=r[1],
+        payload=None if r[2] is None else json.loads(r[2]),
+        error=None if r[3] is None else json.loads(r[3]),
+        attempt=r[4],
+        meta=json.loads(r[5]),
+        created_at=from_us(r[7]),
+        updated_at=from_us(r[8]),
+        expires_at=from_us(r[9]),
     )
 
 

@@ -241,3 +241,30 @@ UPDATE groups SET chord_claimed = 1, chord_callback_id = :callback, chord_dispat
 
 -- name: purge_groups
 DELETE FROM groups WHERE expires_at <= ?
+
+-- name: put_status
+INSERT INTO statuses (id, state, payload, error, attempt, meta, queue, created_at, updated_at, expires_at)
+VALUES (:id, :state, :payload, :error, :attempt, :meta, :queue, :now, :now, :expires_at)
+ON CONFLICT (id) DO UPDATE
+   SET state = excluded.state, payload = excluded.payload, error = excluded.error, attempt = excluded.attempt,
+       meta = excluded.meta, queue = excluded.queue, updated_at = excluded.updated_at,
+       expires_at = excluded.expires_at,
+       created_at = CASE WHEN statuses.expires_at > excluded.updated_at THEN statuses.created_at
+                         ELSE excluded.created_at END
+RETURNING *
+
+-- name: get_status
+SELECT * FROM statuses WHERE id = ? AND expires_at > ?
+
+-- name: expire_status
+UPDATE statuses SET expires_at = ? WHERE id = ? AND expires_at > ?
+
+-- name: list_statuses
+SELECT * FROM statuses
+ WHERE expires_at > :now AND (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+   AND (:before_at IS NULL OR created_at < :before_at OR (created_at = :before_at AND id < :before_id))
+ ORDER BY created_at DESC, id DESC
+ LIMIT :limit
+
+-- name: purge_statuses
+DELETE FROM statuses WHERE expires_at <= ?

@@ -1,0 +1,118 @@
+"""Statuses of the result backend: set, get, expire and list (SPEC §4, §8)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from taskstore import Failure, FakeClock, StatusState, Store, errors
+
+from ._base import SuiteBase, claim_one, create, new
+
+
+class StatusTests(SuiteBase):
+    async def test_a_stored_task_is_its_own_status(self, store: Store) -> None:
+        (task,) = await create(store, context={"team": "ops"})
+        status = await store.get_status(task.id)
+        assert status is not None
+        assert (status.state, status.attempt) == (StatusState.QUEUED, 0)
+        assert status.meta == {"team": "ops", "queue": "q", "kind": "k"}
+        running = await claim_one(store)
+        assert (await store.get_status(task.id)).state is StatusState.RUNNING  # type: ignore[union-attr]
+        await store.mark_done(running, result={"ok": 1})
+        done = await store.get_status(task.id)
+        assert done is not None
+        assert (done.state, done.payload, done.attempt) == (StatusState.SUCCEEDED, {"ok": 1}, 1)
+
+    @pytest.mark.parametrize(("max_attempts", "expected"), [(2, StatusState.RETRIED), (1, StatusState.FAILED)])
+    async def test_failures_map_to_retried_or_failed(
+        self, store: Store, max_attempts: int, expected: StatusState
+    ) -> None:
+        (task,) = await create(store, max_attempts=max_attempts)
+        await store.mark_failed(await claim_one(store), Failure("Boom", "broke"))
+        status = await store.get_status(task.id)
+        assert status is not None
+        assert status.state is expected
+        assert status.error is not None
+        assert status.error["type"] == "Boom"
+
+    async def test_cancelled_and_archived_tasks_keep_their_status(self, store: Store, clock: FakeClock) -> None:
+        (task,) = await create(store)
+        await store.cancel(task.id)
+        assert (await store.get_status(task.id)).state is StatusState.CANCELLED  # type: ignore[union-attr]
+        await store.archive(before=clock.now())
+        assert (await store.get_status(task.id)).state is StatusState.CANCELLED  # type: ignore[union-attr]
+
+    async def test_set_status_keeps_a_record_for_unknown_ids(self, store: Store, clock: FakeClock) -> None:
+        first = await store.set_status("ext-1", StatusState.RUNNING, meta={"queue": "remote"}, ttl=60)
+        clock.advance(5)
+        second = await store.set_status("ext-1", "succeeded", payload=[1, 2], attempt=2, ttl=60)
+        assert second.created_at == first.created_at  # overwritten, created_at kept
+        assert second.updated_at == clock.now()
+        got = await store.get_status("ext-1")
+        assert got is not None
+        assert (got.state, got.payload, got.attempt, got.meta) == (StatusState.SUCCEEDED, [1, 2], 2, {})
+
+    async def test_status_records_expire_on_the_store_clock(self, store: Store, clock: FakeClock) -> None:
+        await store.set_status("ext", StatusState.QUEUED, ttl=10)
+        clock.advance(9)
+        assert await store.get_status("ext") is not None
+        clock.advance(1)
+        assert await store.get_status("ext") is None
+        assert (await store.list_statuses()).items == []
+
+    async def test_expire_resets_the_deadline(self, store: Store, clock: FakeClock) -> None:
+        await store.set_status("ext", StatusState.RUNNING, ttl=10)
+        await store.expire("ext", 100)
+        clock.advance(50)
+        assert await store.get_status("ext") is not None
+        await store.expire("ext", timedelta(seconds=1))
+        clock.advance(1)
+        assert await store.get_status("ext") is None
+        await store.expire("never-seen", 10)  # a no-op
+
+    async def test_a_task_in_the_store_cannot_be_given_another_status(self, store: Store) -> None:
+        (task,) = await create(store)
+        with pytest.raises(errors.InvalidTask):
+            await store.set_status(task.id, StatusState.SUCCEEDED)
+
+    async def test_bad_status_input_is_invalid(self, store: Store) -> None:
+        with pytest.raises(ValueError, match="sleeping"):
+            await store.set_status("x", "sleeping")
+        with pytest.raises(errors.InvalidTask):
+            await store.set_status("x", StatusState.RUNNING, payload=object())
+        with pytest.raises(errors.InvalidTask):
+            await store.set_status("x", StatusState.RUNNING, ttl=0)
+
+    async def test_list_statuses_newest_first_across_tasks_and_records(self, store: Store, clock: FakeClock) -> None:
+        await store.set_status("r1", StatusState.SUCCEEDED, meta={"queue": "q"})
+        clock.advance(1)
+        await store.create(new(id="t1"))
+        clock.advance(1)
+        await store.set_status("r2", StatusState.FAILED, meta={"queue": "other", "tag": "x"})
+        clock.advance(1)
+        await store.create(new(id="t2"))
+        assert [s.id for s in (await store.list_statuses()).items] == ["t2", "r2", "t1", "r1"]
+        assert [s.id for s in (await store.list_statuses(queue="q")).items] == ["t2", "t1", "r1"]
+        assert [s.id for s in (await store.list_statuses(state="queued")).items] == ["t2", "t1"]
+        assert [s.id for s in (await store.list_statuses(meta={"tag": None})).items] == ["r2"]
+        assert [s.id for s in (await store.list_statuses(meta={"tag": "y"})).items] == []
+
+    async def test_list_statuses_pages_with_a_cursor(self, store: Store, clock: FakeClock) -> None:
+        for i in range(7):
+            clock.advance(1)
+            if i % 2:
+                await store.set_status(f"r{i}", StatusState.RUNNING)
+            else:
+                await store.create(new(id=f"t{i}"))
+        seen, cursor = [], None
+        while True:
+            page = await store.list_statuses(limit=3, cursor=cursor)
+            seen += [s.id for s in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == ["t6", "r5", "t4", "r3", "t2", "r1", "t0"]
+        with pytest.raises(errors.InvalidTask):
+            await store.list_statuses(cursor="bogus")

@@ -228,6 +228,13 @@ class Statuses(Protocol):
 
     async def purge_statuses(self) -> int: ...
 
+    async def change_marker(self) -> Hashable | None:
+        """Something that changes whenever another process commits (None: no cheap way to tell).
+
+        Status watchers compare it between polls and read statuses again only when it moved.
+        """
+        ...
+
 
 class Groups(Protocol):
     async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -103,21 +102,22 @@ class TaskHandle(Generic[R]):
         ``TimeoutError`` when ``timeout`` seconds pass first (the task itself is not touched).
         """
         limit = None if timeout is None else as_seconds(timeout, "timeout")
-        deadline = None if limit is None else time.monotonic() + limit
-        pause = 0.005
-        while True:
+        task = await self.get()  # an unknown id is NotFound at once, not a long wait
+        if not task.state.is_terminal:
+            store = await self.app.store()
+            try:
+                async with asyncio.timeout(limit):
+                    async for status in store.watch(self.id):
+                        if status.state.is_terminal:
+                            break
+            except TimeoutError:
+                raise TimeoutError(f"task {self.id!r} did not finish within {limit:g}s") from None
             task = await self.get()
-            if task.state is State.DONE:
-                return cast(R, task.result.value if task.result is not None else None)
-            if task.state is State.DEAD:
-                raise TaskFailed(task)
-            if task.state is State.CANCELLED:
-                raise TaskCancelled(task)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {self.id!r} is still {task.state.value} after {limit:g}s")
-            wait = pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0.0))
-            await asyncio.sleep(wait)
-            pause = min(pause * 1.5, 0.25)
+        if task.state is State.DONE:
+            return cast(R, task.result.value if task.result is not None else None)
+        if task.state is State.DEAD:
+            raise TaskFailed(task)
+        raise TaskCancelled(task)
 
     def result_sync(self, timeout: float | timedelta | None = None) -> R:
         return self.app.run_sync(self.result(timeout))

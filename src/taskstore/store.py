@@ -180,7 +180,12 @@ class Store:
         return self._driver
 
     def _wake(self) -> None:
+        """New claimable work: wake this process's blocked claimers of the same database."""
         HUB.notify(self._driver.wake_key)
+
+    def _touched(self) -> None:
+        """Some task or status changed: wake this process's status watchers of the same database."""
+        HUB.notify(("status", self._driver.wake_key))
 
     # -- payloads -------------------------------------------------------------------------------
 
@@ -211,13 +216,16 @@ class Store:
     async def _apply_one(self, task_id_: str, change: Change) -> Task:
         driver = await self._ready()
         (outcome,) = await driver.apply([(task_id_, change)])
+        self._touched()
         return self._decoded(_raise_or(outcome))
 
     async def _apply_many(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
         if not changes:
             return []
         driver = await self._ready()
-        return [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in await driver.apply(changes)]
+        outcomes = await driver.apply(changes)
+        self._touched()
+        return [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -233,6 +241,7 @@ class Store:
         created = await driver.insert(rows, conn)
         if conn is None:
             self._wake()
+            self._touched()
         return created
 
     # -- read -----------------------------------------------------------------------------------
@@ -309,7 +318,10 @@ class Store:
         wait = as_seconds(block_for, "block_for")
         driver = await self._ready()
         if wait <= 0:
-            return [self._decoded(t) for t in await self._claim_batch(driver, worker_id, qs, limit)]
+            claimed = await self._claim_batch(driver, worker_id, qs, limit)
+            if claimed:
+                self._touched()
+            return [self._decoded(t) for t in claimed]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         # Subscribe before the first attempt, so a task created in between still wakes us.
@@ -333,6 +345,8 @@ class Store:
             raise
         finally:
             HUB.unsubscribe(driver.wake_key, waiter)
+        if got:
+            self._touched()
         return [self._decoded(t) for t in got]
 
     async def _claim_batch(
@@ -382,6 +396,7 @@ class Store:
                 raise errors.InvalidTask("ttl must be positive")
         driver = await self._ready()
         task = await driver.claim_task(id, worker_id, lease, lease_token())
+        self._touched()
         return self._decoded(task) if task is not None else None
 
     async def find_available(self, queues: str | Iterable[str] | None = None, limit: int = 10) -> builtins.list[Task]:
@@ -446,8 +461,11 @@ class Store:
         driver = await self._ready()
         if len({task_id for task_id, _ in changes}) < len(changes):  # repeats must see each other: general path
             outcomes = await driver.apply(changes)
+            self._touched()
             return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
-        return await driver.acknowledge([cast(Completion, change) for _, change in changes])
+        acks = await driver.acknowledge([cast(Completion, change) for _, change in changes])
+        self._touched()
+        return acks
 
     def _done_changes(
         self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]
@@ -515,6 +533,7 @@ class Store:
                 break
         if total:
             self._wake()
+            self._touched()
         return total
 
     async def archive(self, before: datetime | None = None, *, older_than: float | timedelta | None = None) -> int:
@@ -620,7 +639,9 @@ class Store:
             now,
             now + timedelta(seconds=self._ttl(ttl)),
         )
-        return _statuses.status_from_row(await driver.put_status(row))
+        stored = await driver.put_status(row)
+        self._touched()
+        return _statuses.status_from_row(stored)
 
     async def get_status(self, id: str) -> TaskStatus | None:
         """The task's status (from the task itself, live or archived), else its status record; None if neither."""
@@ -716,6 +737,38 @@ class Store:
         # The next page resumes each source after the last item taken from it; an exhausted source stays done.
         next_cursor = _statuses.encode_cursor(last_seq, last_record, head_t is None, head_r is None) if more else None
         return Page(items=items, next_cursor=next_cursor)
+
+    async def watch(self, id: str, *, poll_interval: float | None = None) -> AsyncGenerator[TaskStatus, None]:
+        """Yield the current status (if any), then every change, and end after a terminal status.
+
+        In this process every change wakes the watcher at once. Changes made by other processes are
+        found by polling: SQLite compares ``PRAGMA data_version`` first and reads only when the database
+        moved. Quick successive changes in another process may be merged; the first and the terminal
+        status are always delivered, in order.
+        """
+        check_id(id, "status id")
+        driver = await self._ready()
+        interval = self.poll_interval if poll_interval is None else as_seconds(poll_interval, "poll_interval")
+        key = ("status", driver.wake_key)
+        waiter = HUB.subscribe(key)
+        last: tuple[Any, ...] | None = None
+        marker: Any = object()
+        try:
+            while True:
+                current = await driver.change_marker()
+                if current is None or current != marker:
+                    marker = current
+                    status = await self.get_status(id)
+                    if status is not None:
+                        seen = (status.state, status.updated_at, status.attempt, status.payload, status.error)
+                        if seen != last:
+                            last = seen
+                            yield status
+                            if status.state.is_terminal:
+                                return
+                await waiter.wait(max(interval, 0.001))
+        finally:
+            HUB.unsubscribe(key, waiter)
 
     # -- groups and chords (SPEC §4) ------------------------------------------------------------
 

@@ -261,6 +261,9 @@ class MemoryDriver:
             ]
             return sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True)[:limit]
 
+    async def change_marker(self) -> Hashable | None:
+        return None  # one process: every change already wakes watchers in-process
+
     async def purge_statuses(self) -> int:
         with self._lock:
             now = self.clock.now()

@@ -21,7 +21,7 @@ from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
 from .suite_process import ProcessTests
 from .suite_schedule import ScheduleTests
-from .suite_statuses import StatusTests
+from .suite_statuses import StatusTests, WatchTests
 
 
 class ConformanceSuite(
@@ -34,6 +34,7 @@ class ConformanceSuite(
     ScheduleTests,
     GroupTests,
     StatusTests,
+    WatchTests,
     SuiteBase,
 ):
     """Every behaviour and decision of SPEC §2–3, against one backend."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from datetime import timedelta
 
 import pytest
 
-from taskstore import Failure, FakeClock, StatusState, Store, errors
+from taskstore import Failure, FakeClock, StatusState, Store, SystemClock, errors
 
-from ._base import SuiteBase, claim_one, create, new
+from ._base import MULTIPROCESS, OpenStore, SuiteBase, claim_one, create, new
 
 
 class StatusTests(SuiteBase):
@@ -116,3 +119,74 @@ class StatusTests(SuiteBase):
         assert seen == ["t6", "r5", "t4", "r3", "t2", "r1", "t0"]
         with pytest.raises(errors.InvalidTask):
             await store.list_statuses(cursor="bogus")
+
+
+class WatchTests(SuiteBase):
+    async def test_watch_yields_each_change_in_order_and_ends(self, store: Store) -> None:
+        (task,) = await create(store)
+        seen: list[StatusState] = []
+
+        async def watch() -> None:
+            async for status in store.watch(task.id):
+                seen.append(status.state)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.05)
+        running = await claim_one(store)
+        await asyncio.sleep(0.05)
+        await store.mark_done(running, result="ok")
+        await asyncio.wait_for(watcher, 5)
+        assert seen == [StatusState.QUEUED, StatusState.RUNNING, StatusState.SUCCEEDED]
+
+    async def test_watch_of_a_finished_task_yields_once(self, store: Store) -> None:
+        (task,) = await create(store)
+        await store.cancel(task.id)
+        statuses = [s async for s in store.watch(task.id)]
+        assert [s.state for s in statuses] == [StatusState.CANCELLED]
+
+    async def test_watch_waits_for_a_status_that_does_not_exist_yet(self, store: Store) -> None:
+        async def later() -> None:
+            await asyncio.sleep(0.1)
+            await store.set_status("ext", StatusState.RUNNING)
+            await asyncio.sleep(0.05)
+            await store.set_status("ext", StatusState.FAILED, error={"type": "X"})
+
+        feeding = asyncio.create_task(later())
+        states = [s.state async for s in store.watch("ext")]
+        await feeding
+        assert states == [StatusState.RUNNING, StatusState.FAILED]
+
+    async def test_a_watcher_in_another_process_sees_every_change(self, open_store: OpenStore, store_url: str) -> None:
+        self.need(MULTIPROCESS)
+        store = await open_store(clock=SystemClock())
+        task = await store.create(new(id="watched"))
+        watcher = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WATCHER, store_url, task.id, stdout=asyncio.subprocess.PIPE
+        )
+        await asyncio.sleep(1.0)  # the watcher is up and has seen "queued"
+        running = await claim_one(store)
+        await asyncio.sleep(0.5)
+        await store.report_in(running, data={"pct": 50})
+        await asyncio.sleep(0.5)
+        await store.mark_done(running, result=42)
+        out, _ = await asyncio.wait_for(watcher.communicate(), 30)
+        states = json.loads(out)
+        # Polling may merge quick changes, but never reorders them; first and last always arrive.
+        assert states[0] == "queued"
+        assert states[-1] == "succeeded"
+        assert "running" in states
+        order = ["queued", "running", "succeeded"]
+        assert [order.index(s) for s in states] == sorted(order.index(s) for s in states)
+
+
+_WATCHER = """
+import asyncio, json, sys
+import taskstore
+
+async def main(url, task_id):
+    async with taskstore.open(url) as store:
+        states = [s.state.value async for s in store.watch(task_id)]
+    print(json.dumps(states))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""

@@ -565,6 +565,9 @@ class PostgresDriver:
         )
         return [_status(r) for r in rows]
 
+    async def change_marker(self) -> Hashable | None:
+        return None  # watchers poll the status itself (a primary-key read)
+
     async def purge_statuses(self) -> int:
         return await self._execute("purge_statuses")
 

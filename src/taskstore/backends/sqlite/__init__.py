@@ -558,6 +558,14 @@ class SQLiteDriver:
         }
         return await self._run(lambda c: [_status(r) for r in c.execute(Q["list_statuses"], params)])
 
+    async def change_marker(self) -> Hashable | None:
+        """``PRAGMA data_version`` moves when another connection commits; ``total_changes`` when ours does."""
+
+        def marker(conn: sqlite3.Connection) -> Hashable:
+            return (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+
+        return await self._run(marker)
+
     async def purge_statuses(self) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             with self._write(conn):

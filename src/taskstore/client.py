@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
@@ -25,6 +25,7 @@ from . import errors
 from ._connect import default_url
 from ._connect import open as open_store
 from ._sync import LoopThread
+from .canvas import Chord, Group, Signature
 from .clock import Clock
 from .codec import Codec
 from .model import NewTask, RecurringTask, State, Task, as_seconds, check_queue
@@ -193,6 +194,10 @@ class TaskFunction(Generic[P, R]):
     def new_task(self, *args: P.args, **kwargs: P.kwargs) -> NewTask:
         """The ``NewTask`` that ``enqueue`` would create: for ``store.create_many`` or ``conn=``."""
         return self._new_task(_NO_OPTIONS, args, kwargs)
+
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
+        """This task with these arguments, to put in a group or a chord."""
+        return Signature(self, args, dict(kwargs))
 
     def _new_task(self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> NewTask:
         o = self.options_
@@ -365,6 +370,14 @@ class App:
         spec.to_recurring()  # validates the id, the schedule and the template now, not in a worker
         self.recurring_specs[id] = spec
         return spec
+
+    def group(self, *members: Signature[Any], ttl: float | timedelta | None = None) -> Group:
+        """Run the members in parallel and gather their results (``await group.enqueue()``)."""
+        return Group(self, members, ttl=ttl)
+
+    def chord(self, group: Group | Sequence[Signature[Any]], callback: Signature[Any]) -> Chord:
+        """When every member of ``group`` has succeeded, run ``callback(results, *args)`` exactly once."""
+        return Chord(self, group, callback)
 
     # -- the store ------------------------------------------------------------------------------
 

@@ -61,3 +61,20 @@ async def tick() -> None:
 
 if os.environ.get("WORKLOAD_RECURRING"):
     app.recurring("tick-every-second", every="1s", task=tick)
+
+
+@app.task(queue="chord", kind="work.member", max_attempts=5, retry=NO_WAIT, processing_timeout=1.0)
+async def member(i: int, slow: float = 0.0) -> int:
+    _record("member")
+    await asyncio.sleep(slow)
+    return i * 10
+
+
+@app.task(queue="chord", kind="work.chord_total", max_attempts=3, retry=NO_WAIT)
+async def chord_total(results: list[int], tag: str) -> int:
+    line = _record("chord_total")
+    path = os.environ.get("WORKLOAD_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps({**line, "kind": "chord_results", "tag": tag, "results": results}) + "\n")
+    return sum(results)

@@ -214,6 +214,30 @@ def build_app() -> typer.Typer:
         else:
             cli.task_detail(task)
 
+    @tasks.command("watch")
+    def tasks_watch(
+        task_id: Annotated[str, typer.Argument(metavar="ID")],
+        url: UrlOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Print a task's status now and at every change, until it finishes."""
+
+        async def follow(store: Store) -> None:
+            async for status in store.watch(task_id):
+                if as_json:
+                    sys.stdout.write(json.dumps(status.to_json(), ensure_ascii=False) + "\n")
+                    sys.stdout.flush()
+                else:
+                    when = f"{status.updated_at:%H:%M:%S}" if status.updated_at else ""
+                    detail = ""
+                    if status.error:
+                        detail = f"  {status.error.get('type', '')}: {status.error.get('message', '')}"
+                    elif status.payload is not None:
+                        detail = f"  {json.dumps(status.payload, ensure_ascii=False)[:200]}"
+                    cli.out.print(f"{when} {status.state.value} (attempt {status.attempt}){detail}", highlight=False)
+
+        cli.run(url, follow)
+
     @tasks.command("count")
     def tasks_count(
         url: UrlOption = None,

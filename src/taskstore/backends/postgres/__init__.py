@@ -118,7 +118,8 @@ class PostgresDriver:
         self._fixed = clock  # None: the database's now() decides
         self.clock: Clock = clock if clock is not None else DatabaseClock()
         self.notify = notify
-        self.channel = f"taskstore_{schema}"
+        self.channel = f"taskstore_{schema}"  # new claimable work
+        self.status_channel = f"taskstore_{schema}_status"  # a task or status changed (for watchers)
         self._pool_min, self._pool_max = pool_min, pool_max
         self._connect_timeout = connect_timeout
         self._migrate_on_open = migrate
@@ -254,10 +255,12 @@ class PostgresDriver:
             try:
                 async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.status_channel)))
                     pause = 0.1
                     HUB.notify(self._key)  # anything sent while we were away is found by a fresh claim
-                    async for _ in conn.notifies():
-                        HUB.notify(self._key)
+                    HUB.notify(("status", self._key))
+                    async for note in conn.notifies():
+                        HUB.notify(("status", self._key) if note.channel == self.status_channel else self._key)
             except asyncio.CancelledError:
                 raise
             except psycopg.Error as exc:
@@ -268,6 +271,11 @@ class PostgresDriver:
     async def _announce(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if self.notify:
             await conn.execute(self.q["notify"], {"channel": self.channel})
+
+    async def _announce_change(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Tell other processes' status watchers that something changed (delivered at commit)."""
+        if self.notify:
+            await conn.execute(self.q["notify"], {"channel": self.status_channel})
 
     # -- outbox ---------------------------------------------------------------------------------
 
@@ -436,6 +444,8 @@ class PostgresDriver:
         now = changes[0][1].updated_at if changes else None
         if now is not None and any(t.state in CLAIMABLE_STATES and t.run_at <= now for _, t in changes):
             await self._announce(conn)  # delivered at commit: other processes' claimers wake
+        if changes:
+            await self._announce_change(conn)
 
     async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
         if (
@@ -464,11 +474,16 @@ class PostgresDriver:
         """
         items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
         payload = json.dumps(items, separators=(",", ":"))
-        done: dict[str, Task | None]
-        if returning:
-            done = {r[1]: task_from_row(r) for r in await self._fetchall("complete_many", items=payload)}
-        else:
-            done = {r[0]: None for r in await self._fetchall("complete_many_ids", items=payload)}
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                self.q["complete_many" if returning else "complete_many_ids"], self._params(items=payload)
+            )
+            rows = await cur.fetchall()
+            if rows:
+                await self._announce_change(conn)  # one notification per batch, after it committed
+        done: dict[str, Task | None] = (
+            {r[1]: task_from_row(r) for r in rows} if returning else {r[0]: None for r in rows}
+        )
         outcomes: list[Outcome | None] = []
         for task_id, completion in changes:
             if task_id in done:
@@ -531,18 +546,23 @@ class PostgresDriver:
 
     async def put_status(self, row: StatusRow) -> StatusRow:
         queue = row.meta.get("queue")
-        stored = await self._fetchone(
-            "put_status",
-            id=row.id,
-            state=row.state,
-            payload=json.dumps(row.payload),
-            error=None if row.error is None else json.dumps(row.error),
-            attempt=row.attempt,
-            meta=json.dumps(row.meta),
-            queue=queue if isinstance(queue, str) else None,
-            at=row.updated_at,
-            expires_at=row.expires_at,
-        )
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                self.q["put_status"],
+                self._params(
+                    id=row.id,
+                    state=row.state,
+                    payload=json.dumps(row.payload),
+                    error=None if row.error is None else json.dumps(row.error),
+                    attempt=row.attempt,
+                    meta=json.dumps(row.meta),
+                    queue=queue if isinstance(queue, str) else None,
+                    at=row.updated_at,
+                    expires_at=row.expires_at,
+                ),
+            )
+            stored = await cur.fetchone()
+            await self._announce_change(conn)
         return _status(stored)
 
     async def get_status(self, status_id: str) -> StatusRow | None:

@@ -474,13 +474,10 @@ class PostgresDriver:
         """
         items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
         payload = json.dumps(items, separators=(",", ":"))
-        async with self._conn() as conn:
-            cur = await conn.execute(
-                self.q["complete_many" if returning else "complete_many_ids"], self._params(items=payload)
-            )
-            rows = await cur.fetchall()
-            if rows:
-                await self._announce_change(conn)  # one notification per batch, after it committed
+        channel = self.status_channel if self.notify else ""
+        rows = await self._fetchall(
+            "complete_many" if returning else "complete_many_ids", items=payload, status_channel=channel
+        )
         done: dict[str, Task | None] = (
             {r[1]: task_from_row(r) for r in rows} if returning else {r[0]: None for r in rows}
         )

@@ -129,7 +129,8 @@ UPDATE {schema}.tasks
  WHERE seq = %s AND version = %s
 
 -- A batch of completions in one fenced statement (the completer's hot path). It sets what
--- transitions.mark_done sets; rows whose lease does not match are left alone and read back.
+-- transitions.mark_done sets; rows whose lease does not match are left alone and read back. The same
+-- statement tells status watchers in other processes (one notification, delivered at commit).
 -- name: complete_many
 WITH clock AS (SELECT {now} AS now),
 batch AS (
@@ -142,7 +143,7 @@ UPDATE {schema}.tasks t
        result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
   FROM clock, batch
  WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
-RETURNING t.*
+RETURNING t.*, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: complete_many_ids
 WITH clock AS (SELECT {now} AS now),
@@ -156,7 +157,7 @@ UPDATE {schema}.tasks t
        result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
   FROM clock, batch
  WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
-RETURNING t.id
+RETURNING t.id, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: lock_timed_out
 SELECT *, {now} FROM {schema}.tasks

@@ -5,8 +5,9 @@
     handle = await chord.enqueue()
     summary = await handle.result(timeout=60)        # summarize(results, prefix="thumbs")
 
-Members carry the group's id; the worker records each member's final status in the group once its
-outcome is accepted (a member that runs twice counts once). When every member has succeeded, the
+Members carry the group's id; the worker records each member's final status in the group (a
+success just before its completion is written, so a worker dying in between makes the member run
+again rather than go missing; a member that runs twice counts once). When every member has succeeded, the
 callback is enqueued exactly once — its task id is derived from the group's, so however many
 workers see the group complete, one callback task exists — with the members' results, in member
 order, as its first argument. A member that ends ``dead`` leaves the group failed and visible, with

@@ -358,6 +358,11 @@ class Worker:
             if job.lost:
                 self.stats.lost += 1
                 return
+            if task.group_id is not None:
+                # Recorded before the completion is written: a worker that dies in between leaves the
+                # member to run again (it counts once), never a completed member missing from its group.
+                status = TaskStatus(task.id, StatusState.SUCCEEDED, payload=value, attempt=task.attempts)
+                await self._record_member(task, status)
             self._done.append((job, value))
             self._done_ready.set()
         finally:
@@ -528,12 +533,9 @@ class Worker:
                 "worker %s gave up recording %d completions; their leases will time out", self.worker_id, len(batch)
             )
             return
-        for (job, value), outcome in zip(batch, outcomes, strict=True):
+        for (job, _), outcome in zip(batch, outcomes, strict=True):
             if outcome is None:
                 self.stats.succeeded += 1
-                if job.task.group_id is not None:
-                    status = TaskStatus(job.task.id, StatusState.SUCCEEDED, payload=value, attempt=job.task.attempts)
-                    await self._record_member(job.task, status)
             else:
                 self.stats.lost += 1
                 log.warning("task %s: completion refused (%s): another worker's result stands", job.task.id, outcome)

@@ -11,29 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 import taskstore
 from taskstore import App, BinaryExponential, Failure, NewTask, State, TaskCancelled, TaskFailed, Worker, errors
 
 pytestmark = pytest.mark.asyncio
 FAST = BinaryExponential(base=0.01, cap=0.05)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        from ..postgres_server import new_schema, with_schema
-
-        return with_schema(request.getfixturevalue("postgres_db"), new_schema())
-    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'app.db'}"
-
-
-@pytest_asyncio.fixture
-async def app(url: str) -> AsyncIterator[App]:
-    the_app = App(url)
-    yield the_app
-    await the_app.aclose()
 
 
 async def settle(app: App, handle: Any, timeout: float = 10) -> Any:

@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from taskstore import App, BinaryExponential, StatusState, Worker
 from taskstore.canvas import ChordFailed
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        from ..postgres_server import new_schema, with_schema
-
-        return with_schema(request.getfixturevalue("postgres_db"), new_schema())
-    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'canvas.db'}"
-
-
-@pytest_asyncio.fixture
-async def app(url: str) -> AsyncIterator[App]:
-    the_app = App(url)
-    yield the_app
-    await the_app.aclose()
 
 
 async def test_a_chord_runs_its_callback_once_with_every_result(app: App) -> None:

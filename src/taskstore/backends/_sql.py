@@ -1,7 +1,9 @@
 """Named SQL queries kept in ``.sql`` files beside each backend, loaded once.
 
 A file holds blocks headed ``-- name: some_query``; the text up to the next header is the query.
-No SQL is built by string formatting: variable parts are bound parameters (or JSON arrays).
+A block whose name starts with ``_`` is a fragment, not a query: a query includes it as ``{name}``
+(without the underscore), so a statement shared by several queries is written once. No SQL is built
+from input: variable parts are bound parameters (or JSON arrays).
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ def load_queries(package: str, filename: str) -> dict[str, str]:
         if name in queries:
             raise RuntimeError(f"{filename}: query {name!r} is defined twice")
         queries[name] = body.strip()
-    return queries
+    fragments = {"{" + name[1:] + "}": text for name, text in queries.items() if name.startswith("_")}
+    composed = {}
+    for name, text in queries.items():
+        if name.startswith("_"):
+            continue
+        for placeholder, fragment in fragments.items():
+            text = text.replace(placeholder, fragment)
+        composed[name] = text
+    return composed
 
 
 def load_script(package: str, filename: str) -> str:

@@ -37,14 +37,9 @@ SELECT {now}
 -- Claims: one statement picks the rows (skipping rows other claimers hold) and claims them. It sets
 -- what transitions.claim sets; the lease token is 122 random bits. A test compares the two.
 
--- name: claim_queue
-WITH picked AS (
-    SELECT seq FROM {schema}.tasks
-     WHERE queue = %(queue)s AND state IN ('queued', 'failed') AND run_at <= {now}
-     ORDER BY priority DESC, run_at, seq
-     LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
-)
+-- Fragments (names starting with an underscore) are not queries: queries include them by name (see _sql.py).
+-- The claim of the rows a query's "picked" CTE chose.
+-- name: _claim_picked
 UPDATE {schema}.tasks t
    SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
        token = replace(gen_random_uuid()::text, '-', ''), claimed_at = {now},
@@ -54,6 +49,16 @@ UPDATE {schema}.tasks t
  WHERE t.seq = picked.seq
 RETURNING t.*
 
+-- name: claim_queue
+WITH picked AS (
+    SELECT seq FROM {schema}.tasks
+     WHERE queue = %(queue)s AND state IN ('queued', 'failed') AND run_at <= {now}
+     ORDER BY priority DESC, run_at, seq
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+{claim_picked}
+
 -- name: claim_any
 WITH picked AS (
     SELECT seq FROM {schema}.tasks
@@ -62,14 +67,7 @@ WITH picked AS (
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 )
-UPDATE {schema}.tasks t
-   SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
-       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = {now},
-       times_out_at = {now} + t.processing_timeout * interval '1 second',
-       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = {now}, version = t.version + 1
-  FROM picked
- WHERE t.seq = picked.seq
-RETURNING t.*
+{claim_picked}
 
 -- Several queues: each queue's claimable rows are read in index order, then merged.
 -- name: claim_queues
@@ -85,14 +83,7 @@ WITH candidates AS (
      ) c
 ),
 picked AS (SELECT seq FROM candidates ORDER BY priority DESC, run_at, seq LIMIT %(limit)s)
-UPDATE {schema}.tasks t
-   SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
-       token = replace(gen_random_uuid()::text, '-', ''), claimed_at = {now},
-       times_out_at = {now} + t.processing_timeout * interval '1 second',
-       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = {now}, version = t.version + 1
-  FROM picked
- WHERE t.seq = picked.seq
-RETURNING t.*
+{claim_picked}
 
 -- name: available_any
 SELECT * FROM {schema}.tasks
@@ -131,7 +122,7 @@ UPDATE {schema}.tasks
 -- A batch of completions in one fenced statement (the completer's hot path). It sets what
 -- transitions.mark_done sets; rows whose lease does not match are left alone and read back. The same
 -- statement tells status watchers in other processes (one notification, delivered at commit).
--- name: complete_many
+-- name: _complete_batch
 WITH clock AS (SELECT {now} AS now),
 batch AS (
     SELECT e->>0 AS id, e->>1 AS token, e->>2 AS worker_id, decode(e->>3, 'base64') AS value
@@ -143,20 +134,13 @@ UPDATE {schema}.tasks t
        result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
   FROM clock, batch
  WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
+
+-- name: complete_many
+{complete_batch}
 RETURNING t.*, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: complete_many_ids
-WITH clock AS (SELECT {now} AS now),
-batch AS (
-    SELECT e->>0 AS id, e->>1 AS token, e->>2 AS worker_id, decode(e->>3, 'base64') AS value
-      FROM jsonb_array_elements(%(items)s::jsonb) AS b(e)
-)
-UPDATE {schema}.tasks t
-   SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL, report_at = NULL,
-       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = batch.value,
-       result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
-  FROM clock, batch
- WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
+{complete_batch}
 RETURNING t.id, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: lock_timed_out

@@ -194,22 +194,20 @@ CREATE TEMP TABLE IF NOT EXISTS completion_stage (
 -- name: stage_completion
 INSERT INTO temp.completion_stage (id, token, worker_id, value) VALUES (?, ?, ?, ?)
 
--- name: complete_staged
+-- name: _complete_stage
 UPDATE tasks
    SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL,
        report_at = NULL, report_data = NULL, cancel_requested = 0, result_at = :now, result_value = s.value,
        result_failure = NULL, finished_at = :now, updated_at = :now, version = tasks.version + 1
   FROM temp.completion_stage AS s
  WHERE tasks.id = s.id AND tasks.state = 'claimed' AND tasks.token = s.token AND tasks.worker_id = s.worker_id
+
+-- name: complete_staged
+{complete_stage}
 RETURNING *
 
 -- name: complete_staged_ids
-UPDATE tasks
-   SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL,
-       report_at = NULL, report_data = NULL, cancel_requested = 0, result_at = :now, result_value = s.value,
-       result_failure = NULL, finished_at = :now, updated_at = :now, version = tasks.version + 1
-  FROM temp.completion_stage AS s
- WHERE tasks.id = s.id AND tasks.state = 'claimed' AND tasks.token = s.token AND tasks.worker_id = s.worker_id
+{complete_stage}
 RETURNING tasks.id
 
 -- name: clear_completion_stage

@@ -1,16 +1,132 @@
-"""Shared by every system's benchmark script: timing helpers and the JSON line each prints.
+"""The scenario runner every system's script shares; each script supplies only an adapter for its system.
 
-Each script runs one scenario against one fresh database and prints one JSON object on its last line.
-The scripts import nothing from taskstore except taskstore's own, so each peer runs in its own venv.
+A script runs one scenario against one fresh database and prints one JSON object on its last line:
+
+    python <system>_bench.py SCENARIO URL '{"n": 10000, ...}'
+
+Scenarios: ``enqueue`` (timed bulk enqueue of no-op tasks), ``fill`` (untimed bulk enqueue of one kind),
+``work`` (run the system's real worker until ``n`` handlers have finished or ``cap`` seconds pass),
+``latency`` (a worker here, a producer process enqueuing one task at a time on an open-loop schedule) and
+``produce`` (that producer). Scripts import nothing from the harness, so each peer runs in its own venv with
+only its own packages and psutil.
+
+Three handler kinds exist in every system: ``noop`` (returns), ``sleep`` (sleeps 1 ms: ``asyncio.sleep`` in
+async systems, ``time.sleep`` in thread or process workers) and ``timed`` (its payload is the wall-clock time
+the task was scheduled to be enqueued; the handler records how late it started).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import statistics
 import sys
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import psutil
+
+CHUNK = 10_000  # bulk enqueues go in calls of this many, for every system
+
+
+class Counter:
+    """What handlers report to. In-process by default; a system whose workers are processes supplies its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.done = 0
+        self.first_start: float | None = None
+        self.last_end: float | None = None
+        self.delays: list[float] = []
+
+    def start(self) -> None:
+        if self.first_start is None:
+            with self._lock:
+                if self.first_start is None:
+                    self.first_start = time.perf_counter()
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done += 1
+            self.last_end = time.perf_counter()
+
+    def timed(self, scheduled: float) -> None:
+        delay = time.time() - scheduled
+        with self._lock:
+            self.delays.append(delay)
+            self.done += 1
+
+    # A process-based counter overrides these to read what its worker processes wrote.
+    def read(self) -> tuple[int, float | None, float | None, list[float]]:
+        return self.done, self.first_start, self.last_end, self.delays
+
+
+COUNTER = Counter()
+
+
+def noop_handler(payload: float) -> None:
+    COUNTER.start()
+    COUNTER.finish()
+
+
+def sleep_handler_sync(payload: float) -> None:
+    COUNTER.start()
+    time.sleep(0.001)
+    COUNTER.finish()
+
+
+async def sleep_handler_async(payload: float) -> None:
+    COUNTER.start()
+    await asyncio.sleep(0.001)
+    COUNTER.finish()
+
+
+def timed_handler(payload: float) -> None:
+    COUNTER.timed(payload)
+
+
+class Adapter:
+    """One system. Methods are async; a sync system wraps its calls in ``asyncio.to_thread``."""
+
+    counter: Counter = COUNTER
+    drain_concurrency = 100  # the worker's concurrency for the no-op drains, where a scenario leaves it open
+    max_concurrency: int | None = None  # a system whose workers are processes draws a line here
+
+    def settings(self, concurrency: int) -> str:
+        raise NotImplementedError
+
+    async def open(self, url: str, install: bool) -> None:
+        raise NotImplementedError
+
+    async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
+        """The fastest documented way to enqueue many tasks at once."""
+        raise NotImplementedError
+
+    async def enqueue_one(self, kind: str, payload: float) -> None:
+        raise NotImplementedError
+
+    async def start_worker(self, concurrency: int) -> None:
+        raise NotImplementedError
+
+    async def stop_worker(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and every live descendant (worker processes, a producer)."""
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 def emit(**figures: Any) -> None:
@@ -18,20 +134,123 @@ def emit(**figures: Any) -> None:
     sys.stdout.flush()
 
 
-def quantiles_ms(delays: list[float]) -> tuple[float, float]:
-    qs = statistics.quantiles([d * 1000 for d in delays], n=100)
-    return qs[49], qs[98]
+async def enqueue_all(adapter: Adapter, kind: str, n: int) -> None:
+    for start in range(0, n, CHUNK):
+        await adapter.enqueue_bulk(kind, [float(i) for i in range(start, min(n, start + CHUNK))])
 
 
-class Stopwatch:
-    def __enter__(self) -> Stopwatch:
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.elapsed = time.perf_counter() - self.start
+async def wait_until(done: Callable[[], bool], deadline: float) -> None:
+    while not done() and time.perf_counter() < deadline:
+        await asyncio.sleep(0.002)
 
 
-def args() -> tuple[str, str, list[str]]:
-    """``script DSN SCENARIO [numbers…]``"""
-    return sys.argv[1], sys.argv[2], sys.argv[3:]
+async def scenario_work(adapter: Adapter, kind: str, n: int, concurrency: int | None, cap: float) -> dict[str, Any]:
+    concurrency = concurrency or adapter.drain_concurrency
+    if adapter.max_concurrency is not None and concurrency > adapter.max_concurrency:
+        return {"skipped": f"not run above {adapter.max_concurrency} worker processes on this machine"}
+    cpu0 = cpu_seconds()
+    await adapter.start_worker(concurrency)
+    await wait_until(lambda: adapter.counter.read()[0] >= n, time.perf_counter() + cap)
+    done, first, last, _ = adapter.counter.read()
+    cpu = cpu_seconds() - cpu0
+    await adapter.stop_worker()
+    elapsed = (last - first) if first is not None and last is not None and last > first else 0.0
+    return {
+        "rate": done / elapsed if elapsed else 0.0,
+        "done": done,
+        "elapsed_s": elapsed,
+        "capped": done < n,
+        "worker_cpu_s": cpu,
+        "settings": adapter.settings(concurrency),
+    }
+
+
+async def scenario_latency(
+    adapter: Adapter, script: str, url: str, rate: float, seconds: float, concurrency: int, wait: float
+) -> dict[str, Any]:
+    expected = int(rate * seconds)
+    await adapter.start_worker(concurrency)
+    await asyncio.sleep(0.5)
+    schedule_start = time.time() + 0.5  # the producer's first slot, in wall-clock time
+    params = json.dumps({"rate": rate, "seconds": seconds, "at": schedule_start})
+    producer = await asyncio.create_subprocess_exec(sys.executable, script, "produce", url, params)
+    await producer.wait()
+    await wait_until(lambda: adapter.counter.read()[0] >= expected, time.perf_counter() + wait)
+    _, _, _, delays = adapter.counter.read()
+    delays = list(delays)
+    now = time.time()
+    # A task that never started within the wait counts at least as late as now (so p99 is a lower bound then).
+    missing = [now - (schedule_start + i / rate) for i in range(len(delays), expected)]
+    await adapter.stop_worker()
+    ms = sorted(d * 1000 for d in delays + missing)
+    qs = statistics.quantiles(ms, n=100) if len(ms) > 1 else [ms[0] if ms else 0.0] * 99
+    return {
+        "p50_ms": qs[49],
+        "p99_ms": qs[98],
+        "started": len(delays),
+        "expected": expected,
+        "settings": adapter.settings(concurrency) + "; producer in another process",
+    }
+
+
+async def scenario_produce(adapter: Adapter, rate: float, seconds: float, at: float) -> dict[str, Any]:
+    """Open loop: each enqueue starts at its slot whether or not the ones before it have returned."""
+    pending: set[asyncio.Task[None]] = set()
+    late = 0
+    for i in range(int(rate * seconds)):
+        slot = at + i / rate
+        delay = slot - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.001:
+            late += 1
+        task = asyncio.create_task(adapter.enqueue_one("timed", slot))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    if pending:
+        await asyncio.gather(*pending)
+    return {"late_enqueues": late}
+
+
+def run(adapter: Adapter) -> None:
+    """``script SCENARIO URL PARAMS_JSON``: run one scenario and print its figures as the last line."""
+    scenario, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    script = sys.argv[0]
+
+    async def main() -> None:
+        await adapter.open(url, install=scenario != "produce")
+        try:
+            result: dict[str, Any]
+            if scenario == "enqueue":
+                started = time.perf_counter()
+                await enqueue_all(adapter, "noop", params["n"])
+                result = {"rate": params["n"] / (time.perf_counter() - started)}
+            elif scenario == "fill":
+                await enqueue_all(adapter, params["kind"], params["n"])
+                result = {}
+            elif scenario == "work":
+                result = await scenario_work(
+                    adapter, params["kind"], params["n"], params["concurrency"], params["cap"]
+                )
+            elif scenario == "latency":
+                result = await scenario_latency(
+                    adapter, script, url, params["rate"], params["seconds"], params["concurrency"], params["wait"]
+                )
+            elif scenario == "produce":
+                result = await scenario_produce(adapter, params["rate"], params["seconds"], params["at"])
+            else:
+                raise SystemExit(f"unknown scenario {scenario!r}")
+        finally:
+            await adapter.close()
+        emit(**result)
+
+    asyncio.run(main())
+
+
+def in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Wrap a blocking call of a sync system so the shared runner can await it."""
+
+    async def call(*args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    return call

@@ -1,0 +1,1 @@
+"""taskstore's benchmark harness: ``python -m bench [--quick]`` (see bench/harness.py)."""

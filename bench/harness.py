@@ -1,0 +1,194 @@
+"""taskstore side by side with the established Python task queues: one run, one machine, one workload.
+
+    python -m bench [--quick] [--systems taskstore-sqlite,huey,...]
+
+For every system whose server can be had (PostgreSQL and Redis are found or started as the tests do; a system
+whose server cannot be had is skipped with the reason), each scenario runs in a fresh store, one system at a
+time, each peer in its own virtual environment:
+
+1. bulk enqueue of no-op tasks with the system's fastest API;
+2. drain of no-op tasks through the system's real worker (CPU of the worker and the database, and the store's
+   size afterwards, are read around this run);
+3. 1 ms tasks at concurrency 10 and 100, against the ideal of concurrency / 1 ms;
+4. open-loop load at 500 and 2,000 tasks/s from a producer process: p50/p99 enqueue-to-start latency;
+5. drain throughput with a large backlog waiting, against the same drain with a small one.
+
+Results: bench/results/<date>[-quick].md (table with taskstore's ratio to the best peer), .png (chart) and
+.json (every figure). Not a test: it prints figures for a person to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import report
+from bench.servers import Backend, open_backends
+from bench.systems import SYSTEMS, System, prepare, version_of
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    enqueue: int
+    drain: int
+    sleep: dict[int, int]  # concurrency -> tasks
+    rates: tuple[int, ...]
+    seconds: float
+    wait: float  # after the producer stops, how long stragglers may take
+    backlog_big: int
+    backlog_small: int
+    backlog_drain: int
+    cap: float  # a worker run stops here even if it has not finished (rate over what it did)
+
+
+FULL = Plan(100_000, 50_000, {10: 20_000, 100: 50_000}, (500, 2_000), 10, 15, 1_000_000, 10_000, 10_000, 120)
+QUICK = Plan(10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000, 5_000, 5_000, 8)
+
+
+def child(system: System, scenario: str, url: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+    cmd = [system.python, str(system.path), scenario, url, json.dumps(params)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{scenario} ran past {timeout:.0f} s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        return {"error": f"{scenario} exited {proc.returncode}: {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def work(
+    system: System, backend: Backend, tag: str, kind: str, fill: int, n: int, concurrency: int | None, cap: float
+) -> dict[str, Any]:
+    """Fill a fresh store, then time the worker; the database's CPU is read around the worker's run only."""
+    url = backend.fresh(f"{system.key}-{tag}")
+    started = time.perf_counter()
+    filled = child(system, "fill", url, {"kind": kind, "n": fill}, timeout=3600)
+    if "error" in filled:
+        return filled
+    fill_s = time.perf_counter() - started
+    cpu0 = backend.server_cpu()
+    result = child(system, "work", url, {"kind": kind, "n": n, "concurrency": concurrency, "cap": cap}, cap + 120)
+    cpu1 = backend.server_cpu()
+    result["fill_s"] = fill_s
+    if cpu0 is not None and cpu1 is not None:
+        result["server_cpu_s"] = cpu1 - cpu0
+    if "error" not in result and "skipped" not in result:
+        result["size_bytes"] = backend.size(url)
+    return result
+
+
+def run_system(system: System, backend: Backend, plan: Plan) -> dict[str, dict[str, Any]]:
+    r: dict[str, dict[str, Any]] = {}
+
+    def show(name: str, text: str) -> None:
+        res = r[name]
+        line = res.get("error") or res.get("skipped") or text.format(**res)
+        print(f"  {name:<14} {line}{'  (stopped at the cap)' if res.get('capped') else ''}", flush=True)
+
+    r["enqueue"] = child(system, "enqueue", backend.fresh(f"{system.key}-enqueue"), {"n": plan.enqueue}, 1800)
+    show("enqueue", "{rate:,.0f} tasks/s")
+    r["drain"] = work(system, backend, "drain", "noop", plan.drain, plan.drain, None, plan.cap)
+    show("drain", "{rate:,.0f} tasks/s, worker CPU {worker_cpu_s:.1f} s, " + "{settings}")
+    for c, n in plan.sleep.items():
+        r[f"sleep{c}"] = work(system, backend, f"sleep{c}", "sleep", n, n, c, plan.cap)
+        show(f"sleep{c}", f"{{rate:,.0f}} tasks/s (ideal {c * 1000:,})")
+    for rate in plan.rates:
+        url = backend.fresh(f"{system.key}-latency{rate}")
+        params = {"rate": rate, "seconds": plan.seconds, "concurrency": 100, "wait": plan.wait}
+        r[f"latency{rate}"] = child(system, "latency", url, params, plan.seconds + plan.wait + 120)
+        show(f"latency{rate}", "p50 {p50_ms:.1f} ms, p99 {p99_ms:.1f} ms ({started:,} of {expected:,} started)")
+    r["backlog_small"] = work(
+        system, backend, "backlog-small", "noop", plan.backlog_small, plan.backlog_drain, None, plan.cap
+    )
+    show("backlog_small", f"{{rate:,.0f}} tasks/s with {plan.backlog_small:,} waiting")
+    r["backlog_big"] = work(
+        system, backend, "backlog-big", "noop", plan.backlog_big, plan.backlog_drain, None, plan.cap
+    )
+    show("backlog_big", f"{{rate:,.0f}} tasks/s with {plan.backlog_big:,} waiting (filled in {{fill_s:.0f}} s)")
+    return r
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "host": platform.node(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under 5 minutes")
+    parser.add_argument("--systems", default=",".join(s.key for s in SYSTEMS), help="comma-separated keys")
+    parser.add_argument("--out", type=Path, default=None, help="file stem for .md/.png/.json (default: by date)")
+    opts = parser.parse_args()
+    keys = [k.strip() for k in opts.systems.split(",") if k.strip()]
+    unknown = set(keys) - {s.key for s in SYSTEMS}
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(sorted(unknown))}; known: {', '.join(s.key for s in SYSTEMS)}")
+    systems = [s for s in SYSTEMS if s.key in keys]
+    plan = QUICK if opts.quick else FULL
+    started = time.perf_counter()
+    prepare(systems)
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if opts.quick else "full",
+        "machine": machine(),
+        "plan": asdict(plan),
+        "versions": {s.key: version_of(s) for s in systems},
+    }
+    m = info["machine"]
+    print(f"{m['host']}: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}", flush=True)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    with open_backends({s.backend for s in systems}) as (backends, missing):
+        info["servers"] = {name: f"{b.version}, {b.where}" for name, b in backends.items()}
+        info["missing"] = missing
+        for name, why in missing.items():
+            print(f"skipping every system on {name}: {why}", flush=True)
+        for name, where in info["servers"].items():
+            print(f"{name}: {where}", flush=True)
+        for system in systems:
+            if system.backend not in backends:
+                continue
+            print(f"{system.label} {info['versions'][system.key]}:", flush=True)
+            results[system.key] = run_system(system, backends[system.backend], plan)
+    info["elapsed_s"] = time.perf_counter() - started
+    stem = opts.out or RESULTS / (datetime.date.today().isoformat() + ("-quick" if opts.quick else ""))
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    document = {"info": info, "results": results}
+    Path(f"{stem}.json").write_text(json.dumps(document, indent=1) + "\n")
+    table = report.markdown(document, chart=Path(f"{stem}.png").name)
+    Path(f"{stem}.md").write_text(table)
+    report.chart(document, Path(f"{stem}.png"))
+    print()
+    print(table)
+    print(f"written: {stem}.md, {stem}.png, {stem}.json ({info['elapsed_s']:.0f} s in all)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

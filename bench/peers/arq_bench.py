@@ -1,0 +1,82 @@
+"""arq on Redis: the adapter for bench/peers/_common.py. Runs in arq's own venv.
+
+arq has no bulk enqueue; its fastest documented way is many ``enqueue_job`` calls in flight at once on one
+pool. The worker polls the queue every ``poll_delay`` (default 0.5 s; 10 ms here, for throughput and latency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import Adapter, noop_handler, run, sleep_handler_async, timed_handler
+from arq import Worker, create_pool
+from arq.connections import RedisSettings
+
+POLL = 0.01
+IN_FLIGHT = 100
+
+
+async def noop(ctx: dict[str, Any], p: float) -> None:
+    noop_handler(p)
+
+
+async def sleep(ctx: dict[str, Any], p: float) -> None:
+    await sleep_handler_async(p)
+
+
+async def timed(ctx: dict[str, Any], p: float) -> None:
+    timed_handler(p)
+
+
+class Arq(Adapter):
+    def settings(self, concurrency: int) -> str:
+        return (
+            f"Worker(max_jobs={concurrency}, poll_delay={POLL}); enqueue: enqueue_job, {IN_FLIGHT} in flight"
+        )
+
+    async def open(self, url: str, install: bool) -> None:
+        logging.getLogger("arq").setLevel(logging.WARNING)
+        self.settings_ = RedisSettings.from_dsn(url)
+        self.pool = await create_pool(self.settings_)
+
+    async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
+        gate = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(p: float) -> None:
+            async with gate:
+                await self.pool.enqueue_job(kind, p)
+
+        await asyncio.gather(*(one(p) for p in payloads))
+
+    async def enqueue_one(self, kind: str, payload: float) -> None:
+        await self.pool.enqueue_job(kind, payload)
+
+    async def start_worker(self, concurrency: int) -> None:
+        self.worker = Worker(
+            functions=[noop, sleep, timed],  # type: ignore[list-item]
+            redis_settings=self.settings_,
+            max_jobs=concurrency,
+            poll_delay=POLL,
+            handle_signals=False,
+        )
+        self.runner = asyncio.create_task(self.worker.async_run())
+
+    async def stop_worker(self) -> None:
+        self.runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.runner
+        await self.worker.close()
+
+    async def close(self) -> None:
+        await self.pool.aclose()
+
+
+if __name__ == "__main__":
+    run(Arq())

@@ -1,0 +1,217 @@
+"""The Markdown table and the PNG chart of one run, from the figures the harness wrote to JSON.
+
+``python -m bench.report bench/results/<stem>.json`` redraws both from a saved run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.systems import BACKEND_NAMES, SYSTEMS
+
+Results = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    scenario: str  # whose run a cell's marks (capped, lower bound, failed) come from
+    value: Callable[[Results], float | None]
+    higher_is_better: bool
+    fmt: str = "{:,.0f}"
+    chart: str | None = None  # panel title when the row is one of the charted figures
+
+
+def field(scenario: str, key: str) -> Callable[[Results], float | None]:
+    def get(r: Results) -> float | None:
+        value = r.get(scenario, {}).get(key)
+        return float(value) if isinstance(value, int | float) and value > 0 else None
+
+    return get
+
+
+def cpu_per_1000(r: Results) -> float | None:
+    d = r.get("drain", {})
+    if not d.get("done") or "server_cpu_s" not in d:
+        return None
+    return float((d["worker_cpu_s"] + d["server_cpu_s"]) / d["done"] * 1000)
+
+
+def size_mb(r: Results) -> float | None:
+    size = r.get("drain", {}).get("size_bytes")
+    return size / 1e6 if isinstance(size, int) and size > 0 else None
+
+
+def rows(plan: dict[str, Any]) -> list[Row]:
+    out = [
+        Row(f"bulk enqueue {plan['enqueue']:,} (tasks/s)", "enqueue", field("enqueue", "rate"), True, chart="bulk enqueue, tasks/s"),
+        Row(f"drain {plan['drain']:,} no-op (tasks/s)", "drain", field("drain", "rate"), True, chart="drain, tasks/s"),
+    ]
+    for c in plan["sleep"]:
+        chart = f"1 ms tasks at concurrency {c}, tasks/s" if c == 100 else None
+        out.append(Row(f"1 ms tasks, concurrency {c} (tasks/s; ideal {int(c) * 1000:,})", f"sleep{c}", field(f"sleep{c}", "rate"), True, chart=chart))
+    for rate in plan["rates"]:
+        for q in ("p50", "p99"):
+            chart = f"{q} latency at {rate:,}/s, ms" if q == "p99" and rate == max(plan["rates"]) else None
+            out.append(Row(f"latency {q} at {rate:,}/s (ms)", f"latency{rate}", field(f"latency{rate}", f"{q}_ms"), False, "{:,.1f}", chart))
+    out += [
+        Row(f"drain with {plan['backlog_small']:,} waiting (tasks/s)", "backlog_small", field("backlog_small", "rate"), True),
+        Row(
+            f"drain with {plan['backlog_big']:,} waiting (tasks/s)",
+            "backlog_big",
+            field("backlog_big", "rate"),
+            True,
+            chart=f"drain with {plan['backlog_big']:,} waiting, tasks/s",
+        ),
+        Row("CPU s per 1,000 tasks, worker + database", "drain", cpu_per_1000, False, "{:,.2f}", "CPU s per 1,000 tasks"),
+        Row(f"store size after the drain of {plan['drain']:,} (MB)", "drain", size_mb, False, "{:,.1f}"),
+    ]
+    return out
+
+
+def ratio(ours: list[float | None], theirs: list[float | None], higher_is_better: bool) -> str:
+    a = [v for v in ours if v is not None]
+    b = [v for v in theirs if v is not None]
+    if not a or not b:
+        return ""
+    mine, best = (max(a), max(b)) if higher_is_better else (min(a), min(b))
+    return f"{(mine / best if higher_is_better else best / mine):.2f}x"
+
+
+def cell(row: Row, r: Results) -> str:
+    value = row.value(r)
+    res = r.get(row.scenario, {})
+    if value is None:
+        return "skipped" if "skipped" in res else ("failed" if "error" in res else "—")
+    text = row.fmt.format(value)
+    if res.get("capped"):
+        text += "*"
+    if res.get("started", 0) < res.get("expected", 0):
+        text = "≥" + text
+    return text
+
+
+def markdown(document: dict[str, Any], chart: str | None = None) -> str:
+    info, results = document["info"], document["results"]
+    systems = [s for s in SYSTEMS if s.key in results]
+    ts = [s.key for s in systems if s.is_taskstore]
+    peers_on = {b: [s.key for s in systems if s.backend == b and not s.is_taskstore] for b in BACKEND_NAMES}
+    ts_on = {b: [s.key for s in systems if s.backend == b and s.is_taskstore] for b in BACKEND_NAMES}
+    groups = [
+        ("SQLite", ts_on["sqlite"], peers_on["sqlite"]),
+        ("PostgreSQL", ts_on["postgres"], peers_on["postgres"]),
+        ("vs Redis peers", ts, peers_on["redis"]),
+        ("overall", ts, [k for k in results if k not in ts]),
+    ]
+    groups = [g for g in groups if g[1] and g[2]]
+    m = info["machine"]
+    lines = [
+        f"# taskstore and its peers — {info['date']} ({info['mode']} run)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, Python {m['python']}.",
+        "Servers: " + "; ".join(f"{v}" for v in info["servers"].values()) + ".",
+        "Versions: " + ", ".join(f"{s.label.split(' (')[0]} {info['versions'][s.key]}" for s in systems) + ".",
+    ]
+    for name, why in info.get("missing", {}).items():
+        lines.append(f"Skipped every system on {BACKEND_NAMES[name]}: {why}.")
+    lines += [
+        "",
+        "| scenario | " + " | ".join(s.label for s in systems) + " | " + " | ".join(g[0] for g in groups) + " |",
+        "|---|" + "---:|" * (len(systems) + len(groups)),
+    ]
+    for row in rows(info["plan"]):
+        cells = [cell(row, results[s.key]) for s in systems]
+        ratios = [
+            ratio([row.value(results[k]) for k in mine], [row.value(results[k]) for k in theirs], row.higher_is_better)
+            for _, mine, theirs in groups
+        ]
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    lines += [
+        "",
+        "Ratio columns: taskstore's figure over the best peer's on the same backend (for the Redis peers and",
+        "'overall', taskstore's best backend), turned so that above 1.00x means taskstore is better: faster, less",
+        "late, less CPU, smaller. `*` = the run stopped at its cap of "
+        f"{info['plan']['cap']:.0f} s: the rate is over the tasks it finished. `≥` = some tasks had not started by",
+        f"the end of the wait ({info['plan']['wait']:.0f} s after the last enqueue): they count as late as that, so",
+        "the figure is a lower bound. Latency is from each task's scheduled enqueue time (open loop: the producer",
+        "does not wait for one enqueue before the next) to the start of its handler, with the handler in another",
+        "process. CPU: the worker process (and its children) plus the database server's processes, during the",
+        "drain; for SQLite the database runs inside the worker's process. Store size: what the queue's tables and",
+        "indexes take (PostgreSQL), the file and its WAL (SQLite), Redis's used memory over an empty server — each",
+        "system keeps finished tasks by its own default (taskstore keeps them until archived).",
+        "",
+        "Settings (drain):",
+        "",
+    ]
+    for s in systems:
+        settings = results[s.key].get("drain", {}).get("settings") or results[s.key].get("drain", {}).get("error")
+        lines.append(f"- {s.label}: {settings}")
+    plan = info["plan"]
+    lines += [
+        "",
+        f"Sizes: enqueue {plan['enqueue']:,}; drain {plan['drain']:,}; 1 ms tasks "
+        + ", ".join(f"{n:,} at concurrency {c}" for c, n in plan["sleep"].items())
+        + f"; latency over {plan['seconds']:g} s at each rate, worker concurrency 100; backlog drain of "
+        f"{plan['backlog_drain']:,} with {plan['backlog_small']:,} and with {plan['backlog_big']:,} waiting.",
+        f"Whole run: {info['elapsed_s'] / 60:.1f} minutes.",
+    ]
+    if chart:
+        lines += ["", f"![main figures]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def chart(document: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    info, results = document["info"], document["results"]
+    systems = [s for s in SYSTEMS if s.key in results]
+    charted = [row for row in rows(info["plan"]) if row.chart]
+    colours = {"sqlite": "#4c72b0", "postgres": "#55a868", "redis": "#c44e52"}
+    cols = 3
+    fig, axes = plt.subplots((len(charted) + cols - 1) // cols, cols, figsize=(16, 4.2 * ((len(charted) + 2) // 3)))
+    for ax, row in zip(axes.flat, charted, strict=False):
+        labels = [s.label.replace(" (", "\n(") for s in systems]
+        values = [row.value(results[s.key]) or 0.0 for s in systems]
+        bars = ax.barh(labels, values, color=[colours[s.backend] for s in systems])
+        for bar, s in zip(bars, systems, strict=True):
+            if s.is_taskstore:
+                bar.set_edgecolor("black")
+                bar.set_linewidth(2)
+        for bar, v in zip(bars, values, strict=True):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + (row.fmt.format(v) if v else "—"),
+                    va="center", fontsize=8)
+        ax.set_title(row.chart + (" (higher is better)" if row.higher_is_better else " (lower is better)"), fontsize=10)
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) / min(positive) > 50:
+            ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=8)
+        ax.margins(x=0.25)
+    for ax in list(axes.flat)[len(charted):]:
+        ax.axis("off")
+    m = info["machine"]
+    fig.suptitle(
+        f"taskstore and its peers, {info['date']} ({info['mode']}): {m['cores']} cores, {m['memory_gib']} GiB, "
+        f"Python {m['python']} — taskstore outlined",
+        fontsize=12,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1])
+    doc = json.loads(source.read_text())
+    stem = source.with_suffix("")
+    Path(f"{stem}.md").write_text(markdown(doc, chart=Path(f"{stem}.png").name))
+    chart(doc, Path(f"{stem}.png"))
+    print(Path(f"{stem}.md").read_text())

@@ -22,7 +22,7 @@ def bootstrap() -> None:
     if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
         print("installing taskstore and the harness into bench/.venvs/taskstore ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[bench]"], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-qq", "-e", f"{ROOT}[bench]"], check=True)
         stamp.touch()
     os.chdir(ROOT)
     os.execv(str(python), [str(python), "-m", "bench.harness", *sys.argv[1:]])

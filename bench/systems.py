@@ -46,7 +46,7 @@ SYSTEMS = [
     System("procrastinate", "procrastinate", "postgres", ("procrastinate==3.10.0",)),
     System("rq", "rq", "redis", ("rq==3.0.0",)),
     System("arq", "arq", "redis", ("arq==0.28.0",)),
-    System("saq", "saq", "redis", ("saq[redis]==0.26.4",)),
+    System("saq", "saq", "redis", ("saq[redis]==0.26.4", "typing_extensions>=4.0")),
 ]
 
 
@@ -61,7 +61,7 @@ def prepare(systems: list[System]) -> None:
             return
         print(f"creating a virtual environment for {system.script} ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *system.packages, "psutil>=5.9"]
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-qq", *system.packages, "psutil>=5.9"]
         subprocess.run(pip, check=True, stdout=subprocess.DEVNULL)
         stamp.write_text(wanted)
 

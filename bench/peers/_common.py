@@ -169,12 +169,17 @@ async def scenario_latency(
     adapter: Adapter, script: str, url: str, rate: float, seconds: float, concurrency: int, wait: float
 ) -> dict[str, Any]:
     expected = int(rate * seconds)
+    concurrency = min(concurrency, adapter.max_concurrency or concurrency)
     await adapter.start_worker(concurrency)
     await asyncio.sleep(0.5)
     schedule_start = time.time() + 0.5  # the producer's first slot, in wall-clock time
     params = json.dumps({"rate": rate, "seconds": seconds, "at": schedule_start})
-    producer = await asyncio.create_subprocess_exec(sys.executable, script, "produce", url, params)
-    await producer.wait()
+    producer = await asyncio.create_subprocess_exec(
+        sys.executable, script, "produce", url, params, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await producer.communicate()
+    lines = out.decode().strip().splitlines()
+    enqueue_figures = json.loads(lines[-1]) if producer.returncode == 0 and lines else {"producer_failed": True}
     await wait_until(lambda: adapter.counter.read()[0] >= expected, time.perf_counter() + wait)
     _, _, _, delays = adapter.counter.read()
     delays = list(delays)
@@ -182,13 +187,13 @@ async def scenario_latency(
     # A task that never started within the wait counts at least as late as now (so p99 is a lower bound then).
     missing = [now - (schedule_start + i / rate) for i in range(len(delays), expected)]
     await adapter.stop_worker()
-    ms = sorted(d * 1000 for d in delays + missing)
-    qs = statistics.quantiles(ms, n=100) if len(ms) > 1 else [ms[0] if ms else 0.0] * 99
+    p50, p99 = quantiles_ms(delays + missing)
     return {
-        "p50_ms": qs[49],
-        "p99_ms": qs[98],
+        "p50_ms": p50,
+        "p99_ms": p99,
         "started": len(delays),
         "expected": expected,
+        **enqueue_figures,
         "settings": adapter.settings(concurrency) + "; producer in another process",
     }
 
@@ -196,20 +201,30 @@ async def scenario_latency(
 async def scenario_produce(adapter: Adapter, rate: float, seconds: float, at: float) -> dict[str, Any]:
     """Open loop: each enqueue starts at its slot whether or not the ones before it have returned."""
     pending: set[asyncio.Task[None]] = set()
-    late = 0
+    took: list[float] = []  # from each task's slot to its enqueue call returning
+
+    async def enqueue(slot: float) -> None:
+        await adapter.enqueue_one("timed", slot)
+        took.append(time.time() - slot)
+
     for i in range(int(rate * seconds)):
         slot = at + i / rate
         delay = slot - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        elif delay < -0.001:
-            late += 1
-        task = asyncio.create_task(adapter.enqueue_one("timed", slot))
+        task = asyncio.create_task(enqueue(slot))
         pending.add(task)
         task.add_done_callback(pending.discard)
     if pending:
         await asyncio.gather(*pending)
-    return {"late_enqueues": late}
+    p50, p99 = quantiles_ms(took)
+    return {"enqueue_p50_ms": p50, "enqueue_p99_ms": p99}
+
+
+def quantiles_ms(seconds: list[float]) -> tuple[float, float]:
+    ms = sorted(d * 1000 for d in seconds)
+    qs = statistics.quantiles(ms, n=100) if len(ms) > 1 else [ms[0] if ms else 0.0] * 99
+    return qs[49], qs[98]
 
 
 def run(adapter: Adapter) -> None:
@@ -218,7 +233,8 @@ def run(adapter: Adapter) -> None:
     script = sys.argv[0]
 
     async def main() -> None:
-        await adapter.open(url, install=scenario != "produce")
+        # The schema is installed by the run that fills a fresh store, not again by the worker's run.
+        await adapter.open(url, install=scenario in {"enqueue", "fill", "latency"})
         try:
             result: dict[str, Any]
             if scenario == "enqueue":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 from datetime import timedelta
@@ -18,10 +17,15 @@ from pgqueuer.qm import QueueManager
 from pgqueuer.queries import Queries
 
 
+def batch(concurrency: int) -> int:
+    """pgqueuer wants max_concurrent_tasks to be at least twice the batch size."""
+    return max(1, min(concurrency // 2, 100))
+
+
 class Pgqueuer(Adapter):
     def settings(self, concurrency: int) -> str:
         return (
-            f"QueueManager.run(batch_size={min(concurrency, 100)}, max_concurrent_tasks={concurrency}), "
+            f"QueueManager.run(batch_size={batch(concurrency)}, max_concurrent_tasks={concurrency}), "
             "asyncpg; enqueue: Queries.enqueue with lists"
         )
 
@@ -40,7 +44,7 @@ class Pgqueuer(Adapter):
 
     async def start_worker(self, concurrency: int) -> None:
         self.worker_conn = await asyncpg.connect(self.url)
-        self.qm = qm = QueueManager(AsyncpgDriver(self.worker_conn))
+        self.qm = qm = QueueManager(Queries(AsyncpgDriver(self.worker_conn)))
 
         @qm.entrypoint("noop")
         async def noop(job: Job) -> None:
@@ -56,7 +60,7 @@ class Pgqueuer(Adapter):
 
         self.runner = asyncio.create_task(
             qm.run(
-                batch_size=min(concurrency, 100),
+                batch_size=batch(concurrency),
                 max_concurrent_tasks=concurrency,
                 dequeue_timeout=timedelta(seconds=1),
             )
@@ -64,8 +68,7 @@ class Pgqueuer(Adapter):
 
     async def stop_worker(self) -> None:
         self.qm.shutdown.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.runner, timeout=30)
+        await asyncio.wait_for(self.runner, timeout=30)  # a worker that died raises here
         await self.worker_conn.close()
 
     async def close(self) -> None:

@@ -20,6 +20,8 @@ import contextlib
 import json
 import logging
 import re
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -65,6 +67,12 @@ log = logging.getLogger("taskstore.postgres")
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
 _RAW = load_queries(__name__, "queries.sql")
+# A connection the pool hands out is checked with a round trip only if it has sat idle this long: one that
+# worked a moment ago almost always still works, and the check would double the cost of a single enqueue.
+# A connection that broke in between fails its statement, is discarded by the pool, and the caller sees
+# BackendUnavailable (the worker retries).
+CHECK_IF_IDLE_FOR = 1.0
+
 _NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
 
 
@@ -124,6 +132,7 @@ class PostgresDriver:
         self._connect_timeout = connect_timeout
         self._migrate_on_open = migrate
         self._pool: AsyncConnectionPool[Any] | None = None
+        self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
         info = psycopg.conninfo.conninfo_to_dict(conninfo)
         self._key = (
@@ -151,7 +160,7 @@ class PostgresDriver:
             min_size=self._pool_min,
             max_size=self._pool_max,
             kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
-            check=AsyncConnectionPool.check_connection,
+            check=self._check_connection,
             open=False,
             timeout=self._connect_timeout,
             name=f"taskstore-{self.schema}",
@@ -188,13 +197,20 @@ class PostgresDriver:
             raise errors.BackendUnavailable("the store is closed")
         try:
             async with self._pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    self._last_used[conn] = time.monotonic()
         except errors.TaskstoreError:
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise errors.BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
         except psycopg.Error as exc:
             raise errors.BackendUnavailable(f"PostgreSQL error: {exc}") from exc
+
+    async def _check_connection(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if time.monotonic() - self._last_used.get(conn, 0.0) > CHECK_IF_IDLE_FOR:
+            await AsyncConnectionPool.check_connection(conn)
 
     def _params(self, **params: Any) -> dict[str, Any]:
         params["now"] = self._fixed.now() if self._fixed is not None else None
@@ -300,7 +316,8 @@ class PostgresDriver:
                     n.group_id,
                 ]
             )
-        return self._params(rows=json.dumps(batch, separators=(",", ":")))
+        channel = self.channel if self.notify else ""
+        return self._params(rows=json.dumps(batch, separators=(",", ":")), channel=channel)
 
     def _created(self, rows: Sequence[NewRow], returned: Sequence[Any]) -> list[Task]:
         by_id = {r[1]: (r[0], r[2]) for r in returned}
@@ -321,9 +338,8 @@ class PostgresDriver:
         if conn is not None:
             return await self._insert_joined(rows, params, conn)
         try:
-            async with self._conn() as c, c.transaction():
+            async with self._conn() as c:  # one statement: atomic without a transaction block
                 returned = await (await c.execute(self.q["insert_tasks"], params)).fetchall()
-                await self._announce(c)
         except errors.BackendUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
@@ -336,18 +352,13 @@ class PostgresDriver:
 
     async def _insert_joined(self, rows: Sequence[NewRow], params: dict[str, Any], conn: Any) -> list[Task]:
         """Insert inside the caller's transaction (a savepoint keeps a failed batch from poisoning it)."""
-        notify = {"channel": self.channel}
         try:
             if isinstance(conn, psycopg.AsyncConnection):
                 async with conn.transaction():
                     returned = await (await conn.execute(self.q["insert_tasks"], params)).fetchall()
-                    if self.notify:
-                        await conn.execute(self.q["notify"], notify)
             elif isinstance(conn, psycopg.Connection):
                 with conn.transaction():
                     returned = conn.execute(self.q["insert_tasks"], params).fetchall()
-                    if self.notify:
-                        conn.execute(self.q["notify"], notify)
             else:
                 raise errors.ConfigError(
                     f"conn= must be a psycopg connection for this store, got {type(conn).__name__}"

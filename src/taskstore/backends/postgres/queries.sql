@@ -14,7 +14,9 @@ SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), nullif(r->4, 'null'), r->>5
        clock.now, clock.now, clock.now, 1, r->>11, r->>12
   FROM clock, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS batch(r, ord)
  ORDER BY batch.ord
-RETURNING seq, id, created_at
+-- The notification rides in the same statement (an uncorrelated subquery runs once), so a single enqueue is one
+-- round trip; it is delivered when the enqueuing transaction commits.
+RETURNING seq, id, created_at, (SELECT pg_notify(%(channel)s, '') WHERE %(channel)s <> '')::text
 
 -- name: notify
 SELECT pg_notify(%(channel)s, '')

@@ -20,55 +20,47 @@ Results = dict[str, dict[str, Any]]
 @dataclass(frozen=True)
 class Row:
     label: str
-    scenario: str  # whose run a cell's marks (capped, lower bound, failed) come from
-    value: Callable[[Results], float | None]
+    scenario: str  # the run a cell comes from, and its marks (capped, lower bound, failed)
+    metric: str | Callable[[dict[str, Any]], float | None]  # a key of that run's figures, or derived from them
     higher_is_better: bool
     fmt: str = "{:,.0f}"
     chart: str | None = None  # panel title when the row is one of the charted figures
 
-
-def field(scenario: str, key: str) -> Callable[[Results], float | None]:
-    def get(r: Results) -> float | None:
-        value = r.get(scenario, {}).get(key)
-        return float(value) if isinstance(value, int | float) and value > 0 else None
-
-    return get
+    def value(self, r: Results) -> float | None:
+        res = r.get(self.scenario, {})
+        v = self.metric(res) if callable(self.metric) else res.get(self.metric)
+        return float(v) if isinstance(v, int | float) and v > 0 else None
 
 
-def cpu_per_1000(r: Results) -> float | None:
-    d = r.get("drain", {})
-    if not d.get("done") or "server_cpu_s" not in d:
+def cpu_per_1000(drain: dict[str, Any]) -> float | None:
+    if not drain.get("done") or "server_cpu_s" not in drain:
         return None
-    return float((d["worker_cpu_s"] + d["server_cpu_s"]) / d["done"] * 1000)
+    return float((drain["worker_cpu_s"] + drain["server_cpu_s"]) / drain["done"] * 1000)
 
 
-def size_mb(r: Results) -> float | None:
-    size = r.get("drain", {}).get("size_bytes")
-    return size / 1e6 if isinstance(size, int) and size > 0 else None
+def size_mb(drain: dict[str, Any]) -> float | None:
+    size = drain.get("size_bytes")
+    return size / 1e6 if isinstance(size, int) else None
 
 
 def rows(plan: dict[str, Any]) -> list[Row]:
+    big = f"{plan['backlog_big']:,} waiting"
     out = [
-        Row(f"bulk enqueue {plan['enqueue']:,} (tasks/s)", "enqueue", field("enqueue", "rate"), True, chart="bulk enqueue, tasks/s"),
-        Row(f"drain {plan['drain']:,} no-op (tasks/s)", "drain", field("drain", "rate"), True, chart="drain, tasks/s"),
+        Row(f"bulk enqueue {plan['enqueue']:,} (tasks/s)", "enqueue", "rate", True, chart="bulk enqueue, tasks/s"),
+        Row(f"drain {plan['drain']:,} no-op (tasks/s)", "drain", "rate", True, chart="drain, tasks/s"),
     ]
     for c in plan["sleep"]:
-        chart = f"1 ms tasks at concurrency {c}, tasks/s" if c == 100 else None
-        out.append(Row(f"1 ms tasks, concurrency {c} (tasks/s; ideal {int(c) * 1000:,})", f"sleep{c}", field(f"sleep{c}", "rate"), True, chart=chart))
+        label = f"1 ms tasks, concurrency {c} (tasks/s; ideal {int(c) * 1000:,})"
+        chart = f"1 ms tasks at concurrency {c}, tasks/s" if int(c) == 100 else None
+        out.append(Row(label, f"sleep{c}", "rate", True, chart=chart))
     for rate in plan["rates"]:
         for q in ("p50", "p99"):
             chart = f"{q} latency at {rate:,}/s, ms" if q == "p99" and rate == max(plan["rates"]) else None
-            out.append(Row(f"latency {q} at {rate:,}/s (ms)", f"latency{rate}", field(f"latency{rate}", f"{q}_ms"), False, "{:,.1f}", chart))
+            out.append(Row(f"latency {q} at {rate:,}/s (ms)", f"latency{rate}", f"{q}_ms", False, "{:,.1f}", chart))
     out += [
-        Row(f"drain with {plan['backlog_small']:,} waiting (tasks/s)", "backlog_small", field("backlog_small", "rate"), True),
-        Row(
-            f"drain with {plan['backlog_big']:,} waiting (tasks/s)",
-            "backlog_big",
-            field("backlog_big", "rate"),
-            True,
-            chart=f"drain with {plan['backlog_big']:,} waiting, tasks/s",
-        ),
-        Row("CPU s per 1,000 tasks, worker + database", "drain", cpu_per_1000, False, "{:,.2f}", "CPU s per 1,000 tasks"),
+        Row(f"drain with {plan['backlog_small']:,} waiting (tasks/s)", "backlog_small", "rate", True),
+        Row(f"drain with {big} (tasks/s)", "backlog_big", "rate", True, chart=f"drain with {big}, tasks/s"),
+        Row("CPU s per 1,000 tasks, worker + database", "drain", cpu_per_1000, False, "{:,.2f}", "CPU s per 1,000"),
         Row(f"store size after the drain of {plan['drain']:,} (MB)", "drain", size_mb, False, "{:,.1f}"),
     ]
     return out
@@ -186,8 +178,13 @@ def chart(document: dict[str, Any], path: Path) -> None:
                 bar.set_edgecolor("black")
                 bar.set_linewidth(2)
         for bar, v in zip(bars, values, strict=True):
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + (row.fmt.format(v) if v else "—"),
-                    va="center", fontsize=8)
+            ax.text(
+                bar.get_width(),
+                bar.get_y() + bar.get_height() / 2,
+                " " + (row.fmt.format(v) if v else "—"),
+                va="center",
+                fontsize=8,
+            )
         ax.set_title(row.chart + (" (higher is better)" if row.higher_is_better else " (lower is better)"), fontsize=10)
         positive = [v for v in values if v > 0]
         if positive and max(positive) / min(positive) > 50:
@@ -195,7 +192,7 @@ def chart(document: dict[str, Any], path: Path) -> None:
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=8)
         ax.margins(x=0.25)
-    for ax in list(axes.flat)[len(charted):]:
+    for ax in list(axes.flat)[len(charted) :]:
         ax.axis("off")
     m = info["machine"]
     fig.suptitle(

@@ -148,9 +148,13 @@ async def scenario_work(adapter: Adapter, kind: str, n: int, concurrency: int | 
     concurrency = concurrency or adapter.drain_concurrency
     if adapter.max_concurrency is not None and concurrency > adapter.max_concurrency:
         return {"skipped": f"not run above {adapter.max_concurrency} worker processes on this machine"}
-    cpu0 = cpu_seconds()
     await adapter.start_worker(concurrency)
-    await wait_until(lambda: adapter.counter.read()[0] >= n, time.perf_counter() + cap)
+    deadline = time.perf_counter() + cap
+    # CPU is counted from the first task's start: what starting the worker (and its processes) costs is not
+    # charged per task.
+    await wait_until(lambda: adapter.counter.read()[1] is not None, deadline)
+    cpu0 = cpu_seconds()
+    await wait_until(lambda: adapter.counter.read()[0] >= n, deadline)
     done, first, last, _ = adapter.counter.read()
     cpu = cpu_seconds() - cpu0
     await adapter.stop_worker()
@@ -245,9 +249,7 @@ def run(adapter: Adapter) -> None:
                 await enqueue_all(adapter, params["kind"], params["n"])
                 result = {}
             elif scenario == "work":
-                result = await scenario_work(
-                    adapter, params["kind"], params["n"], params["concurrency"], params["cap"]
-                )
+                result = await scenario_work(adapter, params["kind"], params["n"], params["concurrency"], params["cap"])
             elif scenario == "latency":
                 result = await scenario_latency(
                     adapter, script, url, params["rate"], params["seconds"], params["concurrency"], params["wait"]

@@ -37,9 +37,7 @@ async def timed(ctx: dict[str, Any], p: float) -> None:
 
 class Arq(Adapter):
     def settings(self, concurrency: int) -> str:
-        return (
-            f"Worker(max_jobs={concurrency}, poll_delay={POLL}); enqueue: enqueue_job, {IN_FLIGHT} in flight"
-        )
+        return f"Worker(max_jobs={concurrency}, poll_delay={POLL}); enqueue: enqueue_job, {IN_FLIGHT} in flight"
 
     async def open(self, url: str, install: bool) -> None:
         logging.getLogger("arq").setLevel(logging.WARNING)

@@ -60,7 +60,7 @@ class Rq(Adapter):
     async def start_worker(self, concurrency: int) -> None:
         env = {**os.environ, "BENCH_REDIS_URL": self.url}
         self.workers = [
-            subprocess.Popen([sys.executable, __file__, "rqworker", self.url, "{}"], env=env)
+            subprocess.Popen([sys.executable, __file__, "rqworker", self.url, "{}"], env=env)  # noqa: ASYNC220
             for _ in range(concurrency)
         ]
 

@@ -17,7 +17,9 @@ from .errors import ConfigError
 from .store import Store
 
 DEFAULT_URL = "sqlite:///taskstore.db"
-SQLITE_CLAIM_POLL = 0.01
+# SQLite cannot notify another process: claimers and watchers there look every 5 ms (a cheap indexed query or
+# PRAGMA data_version; in-process writes wake them at once). ?poll_interval= trades latency for idle CPU.
+SQLITE_CLAIM_POLL = 0.005
 _STORE_OPTIONS: dict[str, Any] = {"poll_interval": float, "heartbeat_retention": float}
 _SQLITE_OPTIONS: dict[str, Any] = {**_STORE_OPTIONS, "busy_timeout": float, "synchronous": str}
 

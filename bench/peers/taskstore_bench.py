@@ -13,9 +13,17 @@ import taskstore
 from taskstore import NewTask, Worker
 
 
+def prefetch(concurrency: int) -> int:
+    """As many held ready as run: a slot that frees starts its next task without waiting for a claim."""
+    return int(os.environ.get("BENCH_TASKSTORE_PREFETCH", concurrency))
+
+
 class Taskstore(Adapter):
     def settings(self, concurrency: int) -> str:
-        return f"Worker(concurrency={concurrency}), async handlers; enqueue: Store.create_many"
+        return (
+            f"Worker(concurrency={concurrency}, prefetch={prefetch(concurrency)}), async handlers; "
+            "enqueue: Store.create_many"
+        )
 
     async def open(self, url: str, install: bool) -> None:
         self.app = app = taskstore.App(url)
@@ -42,7 +50,7 @@ class Taskstore(Adapter):
         await self.app.tasks[kind].enqueue(payload)
 
     async def start_worker(self, concurrency: int) -> None:
-        self.worker = Worker(self.app, ["bench"], concurrency, maintenance=False)
+        self.worker = Worker(self.app, ["bench"], concurrency, prefetch=prefetch(concurrency), maintenance=False)
         await self.worker.start()
 
     async def stop_worker(self) -> None:

@@ -355,6 +355,9 @@ def build_app() -> typer.Typer:
             list[str] | None, typer.Option("--queue", "-q", help="A queue to work (repeatable) [default: the App's]")
         ] = None,
         concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Tasks run at once.")] = 10,
+        prefetch: Annotated[
+            int, typer.Option(min=0, help="Claimed tasks held ready beyond the running ones (saves a round trip).")
+        ] = 0,
         url: UrlOption = None,
         grace: Annotated[str, typer.Option(help="On SIGTERM/SIGINT, how long running tasks may finish.")] = "30s",
         worker_id: Annotated[str | None, typer.Option("--worker-id", help="[default: host-pid-random]")] = None,
@@ -383,6 +386,7 @@ def build_app() -> typer.Typer:
                 the_app,
                 queue or None,
                 concurrency,
+                prefetch=prefetch,
                 worker_id=worker_id,
                 grace=parse_duration(grace).total_seconds(),
                 maintenance=maintenance,

@@ -319,6 +319,100 @@ async def test_concurrency_is_never_exceeded(app: App) -> None:
     assert peak == 5
 
 
+# -- prefetch --------------------------------------------------------------------------------------
+
+
+async def test_prefetch_holds_tasks_ready_but_never_runs_more_than_concurrency(app: App) -> None:
+    running, peak, gate = 0, 0, asyncio.Event()
+
+    @app.task(queue="q")
+    async def busy() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+
+    store = await app.store()
+    await store.create_many([busy.new_task() for _ in range(10)])
+    async with Worker(app, concurrency=2, prefetch=3, maintenance=False) as worker:
+        for _ in range(200):
+            if await store.count(state=State.CLAIMED) == 5 and running == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert await store.count(state=State.CLAIMED) == 5  # 2 running + 3 held ready, no more
+        assert worker.inflight == 5
+        gate.set()
+        while await store.count(state=State.DONE) < 10:
+            await asyncio.sleep(0.02)
+    assert peak == 2
+
+
+async def test_a_stopping_worker_gives_back_the_tasks_it_held_ready(app: App) -> None:
+    started = asyncio.Event()
+
+    @app.task(queue="q")
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    handles = [await forever.enqueue() for _ in range(3)]
+    worker = Worker(app, concurrency=1, prefetch=2, grace=0.2, maintenance=False)
+    await worker.start()
+    await asyncio.wait_for(started.wait(), 10)
+    store = await app.store()
+    for _ in range(200):
+        if await store.count(state=State.CLAIMED) == 3:
+            break
+        await asyncio.sleep(0.02)
+    await worker.stop()
+    for handle in handles:
+        task = await handle.get()
+        assert (task.state, task.attempts) == (State.QUEUED, 0)
+    assert worker.stats.released == 3
+
+
+async def test_a_held_task_keeps_its_lease_and_a_cancel_request_reaches_it(app: App) -> None:
+    ran: list[str] = []
+    release = asyncio.Event()
+
+    @app.task(queue="q", processing_timeout=0.6)
+    async def step(name: str) -> None:
+        ran.append(name)
+        if name == "first":
+            await release.wait()
+
+    first = await step.enqueue("first")
+    held = await step.enqueue("held")
+    cancelled = await step.enqueue("cancelled")
+    store = await app.store()
+    async with Worker(app, concurrency=1, prefetch=2, maintenance=False):
+        for _ in range(200):
+            if ran == ["first"] and await store.count(state=State.CLAIMED) == 3:
+                break
+            await asyncio.sleep(0.02)
+        await cancelled.cancel()
+        await asyncio.sleep(1.5)  # over two leases: only renewals keep the held tasks
+        await store.reap()
+        assert (await held.get()).state is State.CLAIMED
+        release.set()
+        assert await settle(app, first) is None
+        assert await settle(app, held) is None
+        with pytest.raises(TaskCancelled):
+            await settle(app, cancelled)
+    assert ran == ["first", "held"]
+    assert (await held.get()).attempts == 1
+
+
+async def test_prefetch_must_be_a_non_negative_int(app: App) -> None:
+    @app.task(queue="q")
+    async def noop() -> None:
+        return None
+
+    with pytest.raises(errors.ConfigError):
+        Worker(app, prefetch=-1)
+
+
 async def test_graceful_stop_releases_unfinished_tasks(app: App) -> None:
     started = asyncio.Event()
 

@@ -334,17 +334,16 @@ class PostgresDriver:
             if row.id in seen:
                 raise errors.AlreadyExists(row.id)
             seen.add(row.id)
-        params = self._insert_params(rows)
         if conn is not None:
-            return await self._insert_joined(rows, params, conn)
+            return await self._insert_joined(rows, self._insert_params(rows), conn)
         try:
             async with self._conn() as c:  # one statement: atomic without a transaction block
-                returned = await (await c.execute(self.q["insert_tasks"], params)).fetchall()
+                returned = await (await c.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
+                return self._created(rows, returned)
         except errors.BackendUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
             raise
-        return self._created(rows, returned)
 
     async def _first_taken(self, ids: list[str]) -> str:
         found = await self._fetchall("existing_ids", ids=ids)

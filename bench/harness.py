@@ -60,6 +60,7 @@ QUICK = Plan(10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000,
 
 def child(system: System, scenario: str, url: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
     cmd = [system.python, str(system.path), scenario, url, json.dumps(params)]
+    started = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -69,6 +70,7 @@ def child(system: System, scenario: str, url: str, params: dict[str, Any], timeo
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         return {"error": f"{scenario} exited {proc.returncode}: {tail}"}
     result: dict[str, Any] = json.loads(lines[-1])
+    result["wall_s"] = time.perf_counter() - started  # the whole child run, start-up included
     return result
 
 

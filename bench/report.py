@@ -177,21 +177,17 @@ def chart(document: dict[str, Any], path: Path) -> None:
             if s.is_taskstore:
                 bar.set_edgecolor("black")
                 bar.set_linewidth(2)
-        for bar, v in zip(bars, values, strict=True):
-            ax.text(
-                bar.get_width(),
-                bar.get_y() + bar.get_height() / 2,
-                " " + (row.fmt.format(v) if v else "—"),
-                va="center",
-                fontsize=8,
-            )
         ax.set_title(row.chart + (" (higher is better)" if row.higher_is_better else " (lower is better)"), fontsize=10)
         positive = [v for v in values if v > 0]
         if positive and max(positive) / min(positive) > 50:
             ax.set_xscale("log")
+        ax.margins(x=0.25)
+        left = ax.get_xlim()[0]
+        for bar, v in zip(bars, values, strict=True):
+            text = " " + row.fmt.format(v) if v else " — (not run or failed)"
+            ax.text(bar.get_width() if v else left, bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=8)
-        ax.margins(x=0.25)
     for ax in list(axes.flat)[len(charted) :]:
         ax.axis("off")
     m = info["machine"]

@@ -71,15 +71,17 @@ class Postgres(Backend):
     def __init__(self, admin_url: str, where: str) -> None:
         self.admin_url = admin_url
         self.where = where
+        self.postmaster: int | None = None
         with psycopg.connect(admin_url) as conn:
             row = conn.execute("SELECT current_setting('server_version'), pg_backend_pid()").fetchone()
-        assert row is not None
+            assert row is not None
+            # The postmaster is our backend's parent, read while the backend still exists (a server on
+            # another machine leaves it None: its CPU is then not counted).
+            with contextlib.suppress(psutil.Error):
+                parent = psutil.Process(row[1]).parent()
+                if parent is not None and "postgres" in parent.name():
+                    self.postmaster = parent.pid
         self.version = f"PostgreSQL {row[0]}"
-        self.postmaster: int | None = None
-        with contextlib.suppress(psutil.Error):
-            parent = psutil.Process(row[1]).parent()
-            if parent is not None and "postgres" in parent.name():
-                self.postmaster = parent.pid
 
     def fresh(self, tag: str) -> str:
         name = f"bench_{tag}".replace("-", "_")

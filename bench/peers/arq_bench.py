@@ -67,10 +67,12 @@ class Arq(Adapter):
         self.runner = asyncio.create_task(self.worker.async_run())
 
     async def stop_worker(self) -> None:
+        # close() cancels the jobs still running and gathers them: the CancelledError it raises then is theirs.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.worker.close()
         self.runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.runner
-        await self.worker.close()
 
     async def close(self) -> None:
         await self.pool.aclose()

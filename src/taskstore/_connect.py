@@ -17,9 +17,10 @@ from .errors import ConfigError
 from .store import Store
 
 DEFAULT_URL = "sqlite:///taskstore.db"
-# SQLite cannot notify another process: claimers and watchers there look every 5 ms (a cheap indexed query or
-# PRAGMA data_version; in-process writes wake them at once). ?poll_interval= trades latency for idle CPU.
-SQLITE_CLAIM_POLL = 0.005
+# SQLite cannot notify another process; each store watches the WAL-index header for other processes' commits
+# (backends/sqlite/_commits.py) and wakes its claimers and watchers. This poll of the database itself is only
+# the safety net, and what finds delayed tasks coming due.
+SQLITE_CLAIM_POLL = 0.05
 _STORE_OPTIONS: dict[str, Any] = {"poll_interval": float, "heartbeat_retention": float}
 _SQLITE_OPTIONS: dict[str, Any] = {**_STORE_OPTIONS, "busy_timeout": float, "synchronous": str}
 
@@ -110,7 +111,6 @@ def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | N
 
         opts = _options(url, options, _SQLITE_OPTIONS)
         facade = {k: opts.pop(k) for k in _STORE_OPTIONS if k in opts}
-        # Another process's commits are found by polling: a cheap indexed read, so poll often.
         facade.setdefault("poll_interval", SQLITE_CLAIM_POLL)
         return Store(SQLiteDriver(_sqlite_path(url), clock, **opts), codec=codec, url=url, **facade)
     if scheme in {"postgres", "postgresql"}:

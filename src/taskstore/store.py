@@ -741,10 +741,11 @@ class Store:
     async def watch(self, id: str, *, poll_interval: float | None = None) -> AsyncGenerator[TaskStatus, None]:
         """Yield the current status (if any), then every change, and end after a terminal status.
 
-        In this process every change wakes the watcher at once. Changes made by other processes are
-        found by polling: SQLite compares ``PRAGMA data_version`` first and reads only when the database
-        moved. Quick successive changes in another process may be merged; the first and the terminal
-        status are always delivered, in order.
+        In this process every change wakes the watcher at once. Another process's change wakes it through
+        the backend (PostgreSQL NOTIFY; SQLite's watch of its WAL-index header) or is found by polling every
+        ``poll_interval``; SQLite compares ``PRAGMA data_version`` first and reads only when the database
+        moved. Quick successive changes in another process may be merged; the first and the terminal status
+        are always delivered, in order.
         """
         check_id(id, "status id")
         driver = await self._ready()

@@ -12,6 +12,7 @@ All statements run on one connection owned by one thread, so the event loop neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import heapq
 import json
@@ -25,6 +26,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from ... import errors, transitions
+from ..._wakeup import HUB
 from ...backend import (
     Change,
     Completion,
@@ -39,6 +41,7 @@ from ...backend import (
 from ...clock import Clock
 from ...model import State, Task, WorkerHeartbeat
 from .._sql import load_queries, load_script
+from ._commits import watch_commits
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
 SCHEMA_VERSION = 4
@@ -69,6 +72,7 @@ class SQLiteDriver:
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._key = ("sqlite", os.path.realpath(path))
+        self._commits: asyncio.Task[None] | None = None
 
     @property
     def wake_key(self) -> Hashable:
@@ -84,8 +88,21 @@ class SQLiteDriver:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        self._commits = asyncio.get_running_loop().create_task(
+            watch_commits(self._key[1], self._committed), name="taskstore-sqlite-commits"
+        )
+
+    def _committed(self) -> None:
+        HUB.notify(self._key)
+        HUB.notify(("status", self._key))
 
     async def close(self) -> None:
+        commits, self._commits = self._commits, None
+        if commits is not None:
+            commits.cancel()
+            if commits.get_loop() is asyncio.get_running_loop():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await commits
         executor, self._executor = self._executor, None
         if executor is None:
             return

@@ -1,0 +1,46 @@
+"""The SQLite commit watcher: another connection's commit moves the WAL-index header; a read does not."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from taskstore.backends.sqlite._commits import watch_commits
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_commit_elsewhere_is_seen_and_a_read_is_not(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.db")
+    ours = sqlite3.connect(path, isolation_level=None)
+    ours.execute("PRAGMA journal_mode=WAL")
+    ours.execute("CREATE TABLE t (x INTEGER)")
+    seen = asyncio.Event()
+    calls = 0
+
+    def committed() -> None:
+        nonlocal calls
+        calls += 1
+        seen.set()
+
+    watcher = asyncio.create_task(watch_commits(path, committed, tick=0.001))
+    try:
+        other = sqlite3.connect(path, isolation_level=None)
+        await asyncio.sleep(0.05)
+        other.execute("SELECT count(*) FROM t").fetchone()  # a read leaves the header alone
+        await asyncio.sleep(0.05)
+        assert calls == 0
+        other.execute("INSERT INTO t VALUES (1)")
+        await asyncio.wait_for(seen.wait(), 2)
+        assert calls == 1
+        other.close()
+    finally:
+        watcher.cancel()
+        ours.close()
+
+
+async def test_without_a_shm_file_it_returns_and_the_store_keeps_polling(tmp_path: Path) -> None:
+    await asyncio.wait_for(watch_commits(str(tmp_path / "missing.db"), lambda: None), 1)

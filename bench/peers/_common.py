@@ -265,10 +265,12 @@ def run(adapter: Adapter) -> None:
     asyncio.run(main())
 
 
-def in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """Wrap a blocking call of a sync system so the shared runner can await it."""
+async def in_flight(call: Callable[[float], Awaitable[Any]], payloads: list[float], limit: int) -> None:
+    """Many single enqueues at once, at most ``limit`` in flight: the bulk path of a system without a bulk API."""
+    gate = asyncio.Semaphore(limit)
 
-    async def call(*args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
+    async def one(p: float) -> None:
+        async with gate:
+            await call(p)
 
-    return call
+    await asyncio.gather(*(one(p) for p in payloads))

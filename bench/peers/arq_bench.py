@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import Adapter, noop_handler, run, sleep_handler_async, timed_handler
+from _common import Adapter, in_flight, noop_handler, run, sleep_handler_async, timed_handler
 from arq import Worker, create_pool
 from arq.connections import RedisSettings
 
@@ -45,13 +45,7 @@ class Arq(Adapter):
         self.pool = await create_pool(self.settings_)
 
     async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
-        gate = asyncio.Semaphore(IN_FLIGHT)
-
-        async def one(p: float) -> None:
-            async with gate:
-                await self.pool.enqueue_job(kind, p)
-
-        await asyncio.gather(*(one(p) for p in payloads))
+        await in_flight(lambda p: self.pool.enqueue_job(kind, p), payloads, IN_FLIGHT)
 
     async def enqueue_one(self, kind: str, payload: float) -> None:
         await self.pool.enqueue_job(kind, payload)

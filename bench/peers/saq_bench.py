@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import Adapter, noop_handler, run, sleep_handler_async, timed_handler
+from _common import Adapter, in_flight, noop_handler, run, sleep_handler_async, timed_handler
 from saq import Queue, Worker
 
 IN_FLIGHT = 100
@@ -43,13 +43,7 @@ class Saq(Adapter):
         await self.queue.connect()
 
     async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
-        gate = asyncio.Semaphore(IN_FLIGHT)
-
-        async def one(p: float) -> None:
-            async with gate:
-                await self.queue.enqueue(kind, p=p)
-
-        await asyncio.gather(*(one(p) for p in payloads))
+        await in_flight(lambda p: self.queue.enqueue(kind, p=p), payloads, IN_FLIGHT)
 
     async def enqueue_one(self, kind: str, payload: float) -> None:
         await self.queue.enqueue(kind, p=payload)

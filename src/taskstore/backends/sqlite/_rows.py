@@ -9,12 +9,12 @@ from functools import lru_cache
 from typing import Any, cast
 
 from ...codec import dump_json
-from ...model import Claim, Failure, Report, Result, State, Task, trusted_task
+from ...model import State, Task
 from ...retry import DEFAULT_POLICY, RetryPolicy, policy_from_spec
+from .._columns import task_from_columns, update_columns
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_STATES = {s.value: s for s in State}
 
 
 def to_us(value: datetime) -> int:
@@ -37,10 +37,6 @@ def from_us(value: int) -> datetime:
             _recent.clear()
         found = _recent[value] = EPOCH + timedelta(microseconds=value)
     return found
-
-
-def _from_us_or_none(value: int | None) -> datetime | None:
-    return None if value is None else from_us(value)
 
 
 @lru_cache(maxsize=256)
@@ -87,76 +83,15 @@ def insert_params(task: Task, payload: bytes) -> tuple[Any, ...]:
 
 
 def task_from_row(r: Any) -> Task:
-    claim = None
-    if r[15] is not None:
-        report = (
-            Report(at=from_us(r[18]), data=None if r[19] is None else json.loads(r[19])) if r[18] is not None else None
-        )
-        claim = Claim(
-            task_id=r[1],
-            worker_id=r[14],
-            token=r[15],
-            claimed_at=from_us(r[16]),
-            times_out_at=from_us(r[17]),
-            last_report=report,
-        )
-    result = None
-    if r[21] is not None:
-        failure = None if r[23] is None else Failure.from_json(json.loads(r[23]))
-        result = Result(at=from_us(r[21]), value=r[22], failure=failure)
-    return trusted_task(
-        id=r[1],
-        queue=r[2],
-        kind=r[3],
-        args=r[4],
-        context=None if r[5] is None else json.loads(r[5]),
-        reference_id=r[6],
-        priority=r[7],
-        run_at=from_us(r[8]),
-        max_attempts=r[9],
-        attempts=r[10],
-        processing_timeout=r[11],
-        state=_STATES[r[13]],
-        claim=claim,
-        result=result,
-        created_at=from_us(r[24]),
-        updated_at=from_us(r[25]),
-        last_enqueued_at=from_us(r[26]),
-        finished_at=_from_us_or_none(r[27]),
-        version=r[28],
-        recurring_id=r[29],
-        group_id=r[30],
-        retry=_policy(r[12]),
-        cancel_requested=bool(r[20]),
-        seq=r[0],
-    )
+    return task_from_columns(r, from_us, json.loads, _same, _policy)
 
 
 def update_params(task: Task, old_version: int) -> tuple[Any, ...]:
-    c = task.claim
-    report = c.last_report if c is not None else None
-    res = task.result
-    return (
-        task.state.value,
-        task.attempts,
-        to_us(task.run_at),
-        None if c is None else c.worker_id,
-        None if c is None else c.token,
-        None if c is None else to_us(c.claimed_at),
-        None if c is None else to_us(c.times_out_at),
-        None if report is None else to_us(report.at),
-        None if report is None or report.data is None else dump_json(report.data, "report data"),
-        int(task.cancel_requested),
-        None if res is None else to_us(res.at),
-        None if res is None else res.value,
-        None if res is None or res.failure is None else dump_json(res.failure.to_json(), "failure"),
-        to_us(task.updated_at),
-        to_us(task.last_enqueued_at),
-        to_us_or_none(task.finished_at),
-        task.version,
-        task.seq,
-        old_version,
-    )
+    return update_columns(task, old_version, to_us)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def write_statement(old: Task, new: Task) -> tuple[str, tuple[Any, ...]]:

@@ -1,0 +1,97 @@
+"""The ``tasks`` table's column layout, shared by the SQL backends.
+
+SQLite and PostgreSQL keep the same columns in the same order; they differ only in how a value is stored
+(a timestamp as microseconds or ``timestamptz``, a JSON document as text or ``jsonb``, bytes as ``bytes`` or a
+buffer). Each backend passes its converters, and the mapping itself is written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ..codec import dump_json
+from ..model import Claim, Failure, Report, Result, State, Task, trusted_task
+from ..retry import RetryPolicy
+
+_STATES = {s.value: s for s in State}
+
+
+def task_from_columns(
+    r: Any,
+    time: Callable[[Any], datetime],
+    document: Callable[[Any], Any],
+    blob: Callable[[Any], bytes],
+    policy: Callable[[Any], RetryPolicy],
+) -> Task:
+    """A ``Task`` from a row in column order; ``document`` and ``blob`` are only called on non-NULL values."""
+    claim = None
+    if r[15] is not None:
+        report = None if r[18] is None else Report(at=time(r[18]), data=None if r[19] is None else document(r[19]))
+        claim = Claim(
+            task_id=r[1],
+            worker_id=r[14],
+            token=r[15],
+            claimed_at=time(r[16]),
+            times_out_at=time(r[17]),
+            last_report=report,
+        )
+    result = None
+    if r[21] is not None:
+        failure = None if r[23] is None else Failure.from_json(document(r[23]))
+        result = Result(at=time(r[21]), value=None if r[22] is None else blob(r[22]), failure=failure)
+    return trusted_task(
+        id=r[1],
+        queue=r[2],
+        kind=r[3],
+        args=None if r[4] is None else blob(r[4]),
+        context=None if r[5] is None else document(r[5]),
+        reference_id=r[6],
+        priority=r[7],
+        run_at=time(r[8]),
+        max_attempts=r[9],
+        attempts=r[10],
+        processing_timeout=r[11],
+        state=_STATES[r[13]],
+        claim=claim,
+        result=result,
+        created_at=time(r[24]),
+        updated_at=time(r[25]),
+        last_enqueued_at=time(r[26]),
+        finished_at=None if r[27] is None else time(r[27]),
+        version=r[28],
+        recurring_id=r[29],
+        group_id=r[30],
+        retry=policy(r[12]),
+        cancel_requested=bool(r[20]),
+        seq=r[0],
+    )
+
+
+def update_columns(task: Task, old_version: int, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The parameters of ``update_task``: every mutable column, then the row's seq and the version it had."""
+    c = task.claim
+    report = c.last_report if c is not None else None
+    res = task.result
+    return (
+        task.state.value,
+        task.attempts,
+        time(task.run_at),
+        None if c is None else c.worker_id,
+        None if c is None else c.token,
+        None if c is None else time(c.claimed_at),
+        None if c is None else time(c.times_out_at),
+        None if report is None else time(report.at),
+        None if report is None or report.data is None else dump_json(report.data, "report data"),
+        task.cancel_requested,
+        None if res is None else time(res.at),
+        None if res is None else res.value,
+        None if res is None or res.failure is None else dump_json(res.failure.to_json(), "failure"),
+        time(task.updated_at),
+        time(task.last_enqueued_at),
+        None if task.finished_at is None else time(task.finished_at),
+        task.version,
+        task.seq,
+        old_version,
+    )

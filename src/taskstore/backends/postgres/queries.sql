@@ -165,28 +165,29 @@ moved AS (
 )
 INSERT INTO {schema}.tasks_archive SELECT moved.*, clock.now FROM moved, clock
 
+-- A listing's filter: every condition is optional (NULL leaves it out); `after` is the keyset cursor.
+-- name: _list_filter
+ WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s)
+
 -- name: list_asc
 SELECT * FROM {schema}.tasks
- WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s) AND (%(after)s::bigint IS NULL OR seq > %(after)s)
+{list_filter} AND (%(after)s::bigint IS NULL OR seq > %(after)s)
  ORDER BY seq LIMIT %(limit)s
 
 -- name: list_desc
 SELECT * FROM {schema}.tasks
- WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s) AND (%(after)s::bigint IS NULL OR seq < %(after)s)
+{list_filter} AND (%(after)s::bigint IS NULL OR seq < %(after)s)
  ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: list_archived_asc
 SELECT * FROM {schema}.tasks_archive
- WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s) AND (%(after)s::bigint IS NULL OR seq > %(after)s)
+{list_filter} AND (%(after)s::bigint IS NULL OR seq > %(after)s)
  ORDER BY seq LIMIT %(limit)s
 
 -- name: list_archived_desc
 SELECT * FROM {schema}.tasks_archive
- WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s) AND (%(after)s::bigint IS NULL OR seq < %(after)s)
+{list_filter} AND (%(after)s::bigint IS NULL OR seq < %(after)s)
  ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: count

@@ -88,28 +88,29 @@ INSERT INTO tasks_archive SELECT *, ? FROM tasks WHERE seq IN (SELECT value FROM
 -- name: delete_archived
 DELETE FROM tasks WHERE seq IN (SELECT value FROM json_each(?))
 
+-- A listing's filter: every condition is optional (NULL leaves it out); `after` is the keyset cursor.
+-- name: _list_filter
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+   AND (:ready IS NULL OR run_at <= :ready)
+
 -- name: list_asc
 SELECT * FROM tasks
- WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
-   AND (:ready IS NULL OR run_at <= :ready) AND (:after IS NULL OR seq > :after)
+{list_filter} AND (:after IS NULL OR seq > :after)
  ORDER BY seq LIMIT :limit
 
 -- name: list_desc
 SELECT * FROM tasks
- WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
-   AND (:ready IS NULL OR run_at <= :ready) AND (:after IS NULL OR seq < :after)
+{list_filter} AND (:after IS NULL OR seq < :after)
  ORDER BY seq DESC LIMIT :limit
 
 -- name: list_archived_asc
 SELECT * FROM tasks_archive
- WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
-   AND (:ready IS NULL OR run_at <= :ready) AND (:after IS NULL OR seq > :after)
+{list_filter} AND (:after IS NULL OR seq > :after)
  ORDER BY seq LIMIT :limit
 
 -- name: list_archived_desc
 SELECT * FROM tasks_archive
- WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
-   AND (:ready IS NULL OR run_at <= :ready) AND (:after IS NULL OR seq < :after)
+{list_filter} AND (:after IS NULL OR seq < :after)
  ORDER BY seq DESC LIMIT :limit
 
 -- name: count

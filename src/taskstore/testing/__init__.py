@@ -17,6 +17,7 @@ from .suite_admin import AdminTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
 from .suite_groups import GroupTests
+from .suite_join import JoinTests
 from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
 from .suite_process import ProcessTests
@@ -31,6 +32,7 @@ class ConformanceSuite(
     AdminTests,
     MaintenanceTests,
     ProcessTests,
+    JoinTests,
     ScheduleTests,
     GroupTests,
     StatusTests,

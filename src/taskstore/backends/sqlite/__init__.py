@@ -61,6 +61,38 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+# The statement the standard library sends before the first write of a transaction, for each
+# ``isolation_level`` it accepts (legacy transaction control).
+_DRIVER_BEGIN = {
+    "": "BEGIN",
+    "DEFERRED": "BEGIN DEFERRED",
+    "IMMEDIATE": "BEGIN IMMEDIATE",
+    "EXCLUSIVE": "BEGIN EXCLUSIVE",
+}
+
+
+def _begin_caller_transaction(conn: sqlite3.Connection) -> None:
+    """Make sure ``conn`` is inside a transaction that only its owner ends.
+
+    A SAVEPOINT outside a transaction opens one that its RELEASE commits, and the caller's
+    rollback would then find nothing to undo. So an idle connection gets its transaction begun
+    the way the driver would begin it before the caller's own first write.
+    """
+    if conn.in_transaction:
+        return
+    autocommit = getattr(conn, "autocommit", None)  # Python 3.12+: True, False or LEGACY_TRANSACTION_CONTROL
+    level = conn.isolation_level
+    if autocommit is True or (autocommit is not False and level is None):
+        raise errors.ConfigError(
+            "conn= is in autocommit mode with no transaction open, so the tasks could not roll back with "
+            "anything: BEGIN a transaction on it first, or use sqlite3's default transactional mode"
+        )
+    begin = "BEGIN" if autocommit is False else _DRIVER_BEGIN.get((level or "").upper())
+    if begin is None:
+        raise errors.ConfigError(f"conn= has an isolation_level sqlite3 does not know: {level!r}")
+    conn.execute(begin)
+
+
 class SQLiteDriver:
     def __init__(self, path: str, clock: Clock, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
@@ -259,11 +291,12 @@ class SQLiteDriver:
         """
         if not isinstance(conn, sqlite3.Connection):
             raise errors.ConfigError(f"conn= must be a sqlite3.Connection for this store, got {type(conn).__name__}")
-        self._check_same_file(conn)
         now = self.clock.now()
         tasks = [transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=0) for row in rows]
         params = [(None, *insert_params(t, r.args)[1:]) for t, r in zip(tasks, rows, strict=True)]
         try:
+            self._check_same_file(conn)
+            _begin_caller_transaction(conn)
             conn.execute("SAVEPOINT taskstore_insert")
             try:
                 conn.executemany(Q["insert_task"], params)
@@ -280,6 +313,8 @@ class SQLiteDriver:
             if _is_busy(exc):
                 raise errors.BackendUnavailable(f"SQLite database {self.path!r} is locked: {exc}") from exc
             raise errors.BackendUnavailable(f"SQLite error in the caller's transaction: {exc}") from exc
+        except sqlite3.ProgrammingError as exc:  # closed, or used from another thread
+            raise errors.ConfigError(f"conn= cannot be used: {exc}") from exc
         return [t.replace(seq=seqs[t.id]) for t in tasks]
 
     def _check_same_file(self, conn: sqlite3.Connection) -> None:

@@ -165,10 +165,11 @@ class JoinTests(SuiteBase):
         assert await caller.orders() == (2 if begun else 1)
         assert sorted(t.id for t in (await store.list()).items) == ["ok-2", "taken"]
 
+    @_BEGUN
     async def test_a_failed_create_adds_nothing_to_the_transaction(
-        self, store: Store, caller_connections: CallerConnections
+        self, store: Store, caller_connections: CallerConnections, begun: bool
     ) -> None:
-        caller = await caller_connections.fresh()
+        caller = await self._open(caller_connections, begun)
         await store.create_many([new(id="ok-1"), new(id="taken")], conn=caller.conn)
         with pytest.raises(errors.AlreadyExists) as refused:
             await store.create_many([new(id="ok-2"), new(id="taken")], conn=caller.conn)

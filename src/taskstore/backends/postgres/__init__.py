@@ -55,6 +55,7 @@ from .._sql import load_queries
 try:
     import psycopg
     from psycopg import sql
+    from psycopg.pq import TransactionStatus
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise errors.ConfigError(
@@ -74,6 +75,31 @@ _RAW = load_queries(__name__, "queries.sql")
 CHECK_IF_IDLE_FOR = 1.0
 
 _NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
+
+
+def _check_joinable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Refuse a caller's connection whose transaction the tasks could not share."""
+    status = conn.info.transaction_status
+    if conn.closed:
+        raise errors.ConfigError("conn= is closed")
+    if status == TransactionStatus.INERROR:
+        raise errors.ConfigError("conn= is in a failed transaction (an earlier statement failed): roll it back first")
+    if status == TransactionStatus.IDLE and conn.autocommit:
+        raise errors.ConfigError(
+            "conn= is in autocommit mode with no transaction open, so the tasks could not roll back with "
+            "anything: enqueue inside `with conn.transaction():`, or turn autocommit off"
+        )
+
+
+async def _on_caller(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], query: sql.Composed, params: Any = None
+) -> list[Any]:
+    """One statement on the caller's connection, sync or async; its rows, if it returns any."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        cur = await conn.execute(query, params)
+        return await cur.fetchall() if cur.description is not None else []
+    sync_cur = conn.execute(query, params)
+    return sync_cur.fetchall() if sync_cur.description is not None else []
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -350,21 +376,33 @@ class PostgresDriver:
         return str(found[0][0]) if found else "?"
 
     async def _insert_joined(self, rows: Sequence[NewRow], params: dict[str, Any], conn: Any) -> list[Task]:
-        """Insert inside the caller's transaction (a savepoint keeps a failed batch from poisoning it)."""
+        """Insert inside the caller's transaction, which only the caller ends.
+
+        When the caller has not begun yet, the savepoint is the transaction's first statement and
+        psycopg sends its own BEGIN (with the connection's isolation level) before it, as it would
+        before the caller's first statement. (psycopg's ``conn.transaction()`` would commit there.)
+        The savepoint keeps a failed batch from poisoning the caller's transaction.
+        """
+        if not isinstance(conn, psycopg.Connection | psycopg.AsyncConnection):
+            raise errors.ConfigError(f"conn= must be a psycopg connection for this store, got {type(conn).__name__}")
+        _check_joinable(conn)
         try:
-            if isinstance(conn, psycopg.AsyncConnection):
-                async with conn.transaction():
-                    returned = await (await conn.execute(self.q["insert_tasks"], params)).fetchall()
-            elif isinstance(conn, psycopg.Connection):
-                with conn.transaction():
-                    returned = conn.execute(self.q["insert_tasks"], params).fetchall()
-            else:
-                raise errors.ConfigError(
-                    f"conn= must be a psycopg connection for this store, got {type(conn).__name__}"
-                )
+            await _on_caller(conn, self.q["join_savepoint"])
+            try:
+                returned = await _on_caller(conn, self.q["insert_tasks"], params)
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    await _on_caller(conn, self.q["join_rollback"])
+                    await _on_caller(conn, self.q["join_release"])
+                raise
+            await _on_caller(conn, self.q["join_release"])
         except psycopg.errors.UniqueViolation as exc:
-            taken = await self._first_taken([r.id for r in rows])
-            raise errors.AlreadyExists(taken) from exc
+            # Read on the caller's connection: the id may be taken by a row only its transaction sees.
+            taken = await _on_caller(conn, self.q["existing_ids"], self._params(ids=[r.id for r in rows]))
+            raise errors.AlreadyExists(str(taken[0][0]) if taken else "?") from exc
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+            where = f"(no schema {self.schema!r} with its tables)"
+            raise errors.ConfigError(f"conn= is not connected to this store's database {where}") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise errors.BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
         except psycopg.Error as exc:

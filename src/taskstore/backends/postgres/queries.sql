@@ -24,6 +24,17 @@ SELECT pg_notify(%(channel)s, '')
 -- name: existing_ids
 SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)s)
 
+-- A batch enqueued in the caller's transaction runs inside this savepoint, so a failed batch leaves the
+-- caller's transaction as it was.
+-- name: join_savepoint
+SAVEPOINT taskstore_insert
+
+-- name: join_release
+RELEASE SAVEPOINT taskstore_insert
+
+-- name: join_rollback
+ROLLBACK TO SAVEPOINT taskstore_insert
+
 -- name: get_task
 SELECT * FROM {schema}.tasks WHERE id = %(id)s
 

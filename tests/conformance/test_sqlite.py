@@ -25,10 +25,21 @@ class _Caller:
         self.conn.execute("INSERT INTO orders (item) VALUES ('book')")
 
     async def commit(self) -> None:
-        self.conn.commit()
+        self._end("COMMIT")
 
     async def rollback(self) -> None:
-        self.conn.rollback()
+        self._end("ROLLBACK")
+
+    def _end(self, how: str) -> None:
+        # Under Python 3.12's autocommit=True, commit() and rollback() do nothing: a transaction the
+        # application began with BEGIN is ended by its own statement.
+        if getattr(self.conn, "autocommit", None) is True:
+            if self.conn.in_transaction:
+                self.conn.execute(how)
+        elif how == "COMMIT":
+            self.conn.commit()
+        else:
+            self.conn.rollback()
 
     async def orders(self) -> int:
         with contextlib.closing(sqlite3.connect(self.path)) as other:

@@ -79,9 +79,9 @@ _NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
 
 def _check_joinable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     """Refuse a caller's connection whose transaction the tasks could not share."""
-    status = conn.info.transaction_status
     if conn.closed:
         raise errors.ConfigError("conn= is closed")
+    status = conn.info.transaction_status
     if status == TransactionStatus.INERROR:
         raise errors.ConfigError("conn= is in a failed transaction (an earlier statement failed): roll it back first")
     if status == TransactionStatus.IDLE and conn.autocommit:

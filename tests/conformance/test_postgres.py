@@ -36,6 +36,9 @@ class _Caller:
     async def rollback(self) -> None:
         await self._run(self.conn.rollback())
 
+    async def close(self) -> None:
+        await self._run(self.conn.close())
+
     async def orders(self) -> int:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as other:
             cur = await other.execute(sql.SQL("SELECT count(*) FROM {}").format(self.orders_table))
@@ -83,7 +86,7 @@ class _Callers:
 
     async def close(self) -> None:
         for caller in self.opened:
-            await caller._run(caller.conn.close())
+            await caller.close()
 
 
 class TestPostgres(ConformanceSuite):

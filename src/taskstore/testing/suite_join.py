@@ -36,6 +36,8 @@ class CallerConnection(Protocol):
     async def orders(self) -> int:
         """How many order rows are committed, read on another connection."""
 
+    async def close(self) -> None: ...
+
 
 class CallerConnections(Protocol):
     async def fresh(self) -> CallerConnection:
@@ -148,6 +150,13 @@ class JoinTests(SuiteBase):
         with pytest.raises(errors.ConfigError):
             await store.create(new(id="t1"), conn=caller.conn)
         await caller.rollback()
+        assert await store.count() == 0
+
+    async def test_a_closed_connection_is_refused(self, store: Store, caller_connections: CallerConnections) -> None:
+        caller = await caller_connections.fresh()
+        await caller.close()
+        with pytest.raises(errors.ConfigError):
+            await store.create(new(id="t1"), conn=caller.conn)
         assert await store.count() == 0
 
     @_BEGUN

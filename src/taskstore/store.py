@@ -607,17 +607,20 @@ class Store:
         id: str,
         state: StatusState | str,
         payload: Any = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | Mapping[str, Any] | None = None,
         attempt: int = 0,
         meta: Mapping[str, Any] | None = None,
         ttl: float | timedelta | None = None,
     ) -> TaskStatus:
         """Overwrite the status of a task the store does not hold (one run elsewhere), keeping its created_at.
 
+        ``error`` is a ``Failure`` (stored as its JSON, as a task's own failure is) or any JSON object.
         A task that lives in the store is its own status: setting one for it is ``InvalidTask``.
         """
         check_id(id, "status id")
         wanted = StatusState(state)
+        if isinstance(error, Failure):
+            error = error.to_json()
         fields = dict(meta or {})
         for value, what in ((payload, "status payload"), (error, "status error"), (fields, "status meta")):
             dump_json(value, what)

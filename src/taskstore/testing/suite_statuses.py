@@ -57,6 +57,15 @@ class StatusTests(SuiteBase):
         assert got is not None
         assert (got.state, got.payload, got.attempt, got.meta) == (StatusState.SUCCEEDED, [1, 2], 2, {})
 
+    async def test_set_status_takes_the_librarys_own_failure(self, store: Store) -> None:
+        failure = Failure("Timeout", "took too long", traceback="tb", retryable=False, data={"after": 30})
+        stored = await store.set_status("ext-f", StatusState.FAILED, error=failure, attempt=3)
+        got = await store.get_status("ext-f")
+        assert got is not None
+        for status in (stored, got):
+            assert status.error == failure.to_json()
+            assert Failure.from_json(status.error) == failure
+
     async def test_status_records_expire_on_the_store_clock(self, store: Store, clock: FakeClock) -> None:
         await store.set_status("ext", StatusState.QUEUED, ttl=10)
         clock.advance(9)

@@ -27,8 +27,13 @@ def load_queries(package: str, filename: str) -> dict[str, str]:
     for name, text in queries.items():
         if name.startswith("_"):
             continue
-        for placeholder, fragment in fragments.items():
-            text = text.replace(placeholder, fragment)
+        for _ in range(len(fragments) + 1):  # a fragment may include another: repeat until none is left
+            expanded = text
+            for placeholder, fragment in fragments.items():
+                expanded = expanded.replace(placeholder, fragment)
+            if expanded == text:
+                break
+            text = expanded
         composed[name] = text
     return composed
 

@@ -30,8 +30,18 @@ SELECT * FROM {schema}.tasks WHERE id = %(id)s
 -- name: get_archived
 SELECT * FROM {schema}.tasks_archive WHERE id = %(id)s ORDER BY seq DESC LIMIT 1
 
+-- Two rules for every statement that waits for row locks. Rows are locked in id order, so transactions
+-- locking overlapping sets never wait on each other in a cycle (a deadlock). The time is read once every
+-- row is locked (the count over the locked rows runs first): now() is when the transaction began, and a
+-- lease renewed after waiting for a lock must run from the renewal, not from before the wait.
+-- name: _now_after_locks
+(SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) FROM (SELECT count(*) FROM locked) AS every_row)
+
 -- name: lock_tasks
-SELECT *, {now} FROM {schema}.tasks WHERE id = ANY(%(ids)s) FOR UPDATE
+WITH locked AS MATERIALIZED (
+    SELECT * FROM {schema}.tasks WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+)
+SELECT locked.*, {now_after_locks} FROM locked
 
 -- name: current_time
 SELECT {now}
@@ -125,17 +135,23 @@ UPDATE {schema}.tasks
 -- transitions.mark_done sets; rows whose lease does not match are left alone and read back. The same
 -- statement tells status watchers in other processes (one notification, delivered at commit).
 -- name: _complete_batch
-WITH clock AS (SELECT {now} AS now),
-batch AS (
+WITH batch AS (
     SELECT e->>0 AS id, e->>1 AS token, e->>2 AS worker_id, decode(e->>3, 'base64') AS value
       FROM jsonb_array_elements(%(items)s::jsonb) AS b(e)
-)
+),
+locked AS MATERIALIZED (
+    SELECT t.seq, batch.value FROM {schema}.tasks t JOIN batch ON t.id = batch.id
+     WHERE t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
+     ORDER BY t.id
+       FOR UPDATE OF t
+),
+clock AS (SELECT {now_after_locks} AS now)
 UPDATE {schema}.tasks t
    SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL, report_at = NULL,
-       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = batch.value,
+       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = locked.value,
        result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
-  FROM clock, batch
- WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
+  FROM clock, locked
+ WHERE t.seq = locked.seq
 
 -- name: complete_many
 {complete_batch}

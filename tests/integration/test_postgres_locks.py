@@ -112,3 +112,31 @@ async def _wait_for_a_lock_wait(postgres_db: str) -> None:
                 return
             await asyncio.sleep(0.05)
     raise AssertionError("the renewal never waited for the row lock")
+
+
+async def test_keyset_listing_never_skips_a_row_committed_late(stores: tuple[Store, Store], postgres_db: str) -> None:
+    """A poller that pages on by the last seq it saw also gets a row whose seq was taken before, and
+    committed after, the rows it has seen (a longer transaction)."""
+    store, _ = stores
+    seen: list[str] = []
+    cursor: str | None = None
+
+    async def poll() -> None:
+        nonlocal cursor
+        while True:
+            page = await store.list(cursor=cursor, limit=1)
+            if not page.items:
+                return
+            seen.extend(t.id for t in page.items)
+            cursor = f"s{page.items[-1].seq}"
+
+    async with await psycopg.AsyncConnection.connect(postgres_db) as longer:
+        await longer.execute("SELECT 1")  # its transaction is open
+        late = await store.create(NewTask("q", "k", id="late"), conn=longer)
+        first = await store.create(NewTask("q", "k", id="first"))
+        second = await store.create(NewTask("q", "k", id="second"))
+        assert late.seq < first.seq < second.seq
+        await poll()
+        await longer.commit()
+    await poll()
+    assert seen == ["late", "first", "second"]

@@ -27,10 +27,14 @@ class _FailingCommits:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self.failures: list[sqlite3.Error] = []
+        self.rollback_failures: list[sqlite3.Error] = []
 
     def execute(self, statement: str, *args: Any) -> sqlite3.Cursor:
-        if statement.strip().upper() == "COMMIT" and self.failures:
+        verb = statement.strip().upper()
+        if verb == "COMMIT" and self.failures:
             raise self.failures.pop(0)
+        if verb == "ROLLBACK" and self.rollback_failures:
+            raise self.rollback_failures.pop(0)
         return self._conn.execute(statement, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -64,6 +68,18 @@ async def test_a_failed_commit_rolls_back_and_later_writes_work(store: Store) ->
     assert [t.id for t in claimed] == [kept.id]
     assert (await store.mark_done(claimed[0])).state.value == "done"
     assert await store.count() == 1
+
+
+async def test_a_rollback_that_fails_too_is_retried_before_the_next_statement(store: Store) -> None:
+    failing = _inject(store)
+    failing.failures.append(sqlite3.OperationalError("disk I/O error"))
+    failing.rollback_failures.append(sqlite3.OperationalError("disk I/O error"))
+    with pytest.raises(errors.BackendUnavailable, match="disk I/O error"):
+        await store.create(NewTask("q", "k", id="lost"))
+    with pytest.raises(errors.NotFound):
+        await store.get("lost")
+    await store.create(NewTask("q", "k", id="kept"))
+    assert [t.id for t in (await store.list()).items] == ["kept"]
 
 
 async def test_a_busy_commit_is_retried_from_a_clean_transaction(store: Store) -> None:

@@ -196,9 +196,16 @@ class SQLiteDriver:
             conn = self._conn
             if conn is None:
                 raise errors.BackendUnavailable("the store is closed")
-            return self._retrying(lambda: fn(conn))
+            return self._retrying(lambda: fn(self._out_of_transaction(conn)))
 
         return await self._call(call)
+
+    @staticmethod
+    def _out_of_transaction(conn: sqlite3.Connection) -> sqlite3.Connection:
+        """Every call starts outside a transaction; one left open by a failed ROLLBACK is rolled back now."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return conn
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:

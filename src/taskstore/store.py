@@ -306,6 +306,11 @@ class Store:
         *,
         archived: bool = False,
     ) -> Page[Task]:
+        """A page of tasks in enqueue order (``seq``); ``cursor`` is the previous page's ``next_cursor``.
+
+        Ascending, a page never passes a task that a transaction still open may yet commit (PostgreSQL
+        ends the page below it), so a poller that pages on from the last task it saw never skips one.
+        """
         query = ListQuery(
             state=State(state) if state is not None else None,
             queue=check_queue(queue) if queue is not None else None,
@@ -523,7 +528,8 @@ class Store:
             return
         database = self._driver.wake_key
         for id_ in ids:
-            FEED.publish((database, id_), StatusChange(None, None))
+            if FEED.watched((database, id_)):
+                FEED.publish((database, id_), StatusChange(None, None))
 
     def _done_changes(
         self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]

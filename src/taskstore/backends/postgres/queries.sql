@@ -223,6 +223,9 @@ SELECT * FROM {schema}.tasks
    AND seq < coalesce({seq_horizon}, 9223372036854775807)
  ORDER BY seq LIMIT %(limit)s
 
+-- A descending page (newest first, for people) has no horizon: that would need an upper bound of every open
+-- transaction's seqs, and would hide the newest rows while any insert is open. A row committed late above
+-- its cursor is missed there, as a row created after the listing began is.
 -- name: list_desc
 SELECT * FROM {schema}.tasks
 {list_filter} AND (%(after)s::bigint IS NULL OR seq < %(after)s)

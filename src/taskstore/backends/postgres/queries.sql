@@ -24,7 +24,8 @@ RETURNING seq, id, created_at, (SELECT pg_notify(%(channel)s, '') WHERE %(channe
 -- an insert announces a lower bound of the seqs it will take (the sequence's last value; the sequence
 -- caches nothing) as a shared advisory lock held to the end of its transaction, and beside it a marker
 -- lock naming this table, taken first: a listing that sees a bound also sees the marker telling whose it
--- is. An ascending listing stops below the lowest bound announced (see _seq_horizon).
+-- is. An ascending listing stops below the lowest bound announced (see _seq_horizon). Every statement that
+-- inserts into tasks must include this fragment, or its rows may be paged past while it is open.
 -- name: _announce_seqs
 marked AS MATERIALIZED (
     SELECT pg_advisory_xact_lock_shared(1414743380, {tasks_key}) AS done

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 from . import _recurring, _statuses, errors, transitions
+from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
 from .backend import Change, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome, StatusRow
@@ -119,6 +120,27 @@ def _decode_cursor(cursor: str) -> int:
     return int(cursor[1:])
 
 
+class _Delivered:
+    """What a watcher has yielded: a change is yielded once, and never one older than the last."""
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.seen: tuple[Any, ...] | None = None
+
+    def take(self, change: StatusChange) -> bool:
+        status = change.status
+        assert status is not None
+        if change.version is not None:
+            if self.version is not None and change.version <= self.version:
+                return False
+            self.version = change.version
+        seen = (status.state, status.updated_at, status.attempt, status.payload, status.error)
+        if seen == self.seen:
+            return False  # written again without a visible difference (a report_in on a frozen clock)
+        self.seen = seen
+        return True
+
+
 class Store:
     """A durable task store. Use ``async with taskstore.open(url) as store``."""
 
@@ -187,6 +209,20 @@ class Store:
         """Some task or status changed: wake this process's status watchers of the same database."""
         HUB.notify(("status", self._driver.wake_key))
 
+    def _publish(self, tasks: Iterable[Task], *, raw: bool = False) -> None:
+        """Hand each written task's status to this process's watchers of it, in order (see ``_feed``).
+
+        ``raw`` tasks still carry encoded payloads; they are decoded only when someone watches them.
+        """
+        if not FEED.active:
+            return
+        database = self._driver.wake_key
+        for task in tasks:
+            key = (database, task.id)
+            if FEED.watched(key):
+                shown = self._decoded(task) if raw else task
+                FEED.publish(key, StatusChange(task.version, _statuses.status_of(shown)))
+
     # -- payloads -------------------------------------------------------------------------------
 
     def _decoded(self, task: Task) -> Task:
@@ -217,7 +253,9 @@ class Store:
         driver = await self._ready()
         (outcome,) = await driver.apply([(task_id_, change)])
         self._touched()
-        return self._decoded(_raise_or(outcome))
+        task = self._decoded(_raise_or(outcome))
+        self._publish([task])
+        return task
 
     async def _apply_many(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
         if not changes:
@@ -225,7 +263,9 @@ class Store:
         driver = await self._ready()
         outcomes = await driver.apply(changes)
         self._touched()
-        return [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
+        decoded = [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
+        self._publish(o for o in decoded if isinstance(o, Task))
+        return decoded
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -242,6 +282,7 @@ class Store:
         if conn is None:
             self._wake()
             self._touched()
+            self._publish(created, raw=True)
         return created
 
     # -- read -----------------------------------------------------------------------------------
@@ -265,6 +306,11 @@ class Store:
         *,
         archived: bool = False,
     ) -> Page[Task]:
+        """A page of tasks in enqueue order (``seq``); ``cursor`` is the previous page's ``next_cursor``.
+
+        Ascending, a page never passes a task that a transaction still open may yet commit (PostgreSQL
+        ends the page below it), so a poller that pages on from the last task it saw never skips one.
+        """
         query = ListQuery(
             state=State(state) if state is not None else None,
             queue=check_queue(queue) if queue is not None else None,
@@ -321,6 +367,7 @@ class Store:
             claimed = await self._claim_batch(driver, worker_id, qs, limit)
             if claimed:
                 self._touched()
+                self._publish(claimed, raw=True)
             return [self._decoded(t) for t in claimed]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -347,6 +394,7 @@ class Store:
             HUB.unsubscribe(driver.wake_key, waiter)
         if got:
             self._touched()
+            self._publish(got, raw=True)
         return [self._decoded(t) for t in got]
 
     async def _claim_batch(
@@ -382,8 +430,9 @@ class Store:
             (lease.task_id, functools.partial(_unclaim_change, lease)) for lease in leases
         ]
         with contextlib.suppress(errors.TaskstoreError):
-            await self._driver.apply(changes)
+            outcomes = await self._driver.apply(changes)
             self._wake()
+            self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
 
     async def claim_task(self, id: str, worker_id: str, ttl: float | timedelta | None = None) -> Task | None:
         """Claim one specific task; ``None`` while it is not claimable (also for its current owner)."""
@@ -397,7 +446,11 @@ class Store:
         driver = await self._ready()
         task = await driver.claim_task(id, worker_id, lease, lease_token())
         self._touched()
-        return self._decoded(task) if task is not None else None
+        if task is None:
+            return None
+        decoded = self._decoded(task)
+        self._publish([decoded])
+        return decoded
 
     async def find_available(self, queues: str | Iterable[str] | None = None, limit: int = 10) -> builtins.list[Task]:
         driver = await self._ready()
@@ -462,10 +515,21 @@ class Store:
         if len({task_id for task_id, _ in changes}) < len(changes):  # repeats must see each other: general path
             outcomes = await driver.apply(changes)
             self._touched()
+            self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
             return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
         acks = await driver.acknowledge([cast(Completion, change) for _, change in changes])
         self._touched()
+        self._read_back([task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None])
         return acks
+
+    def _read_back(self, ids: Iterable[str]) -> None:
+        """These tasks changed, but no row came back: their watchers here read them from the store."""
+        if not FEED.active:
+            return
+        database = self._driver.wake_key
+        for id_ in ids:
+            if FEED.watched((database, id_)):
+                FEED.publish((database, id_), StatusChange(None, None))
 
     def _done_changes(
         self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]
@@ -607,17 +671,20 @@ class Store:
         id: str,
         state: StatusState | str,
         payload: Any = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | Mapping[str, Any] | None = None,
         attempt: int = 0,
         meta: Mapping[str, Any] | None = None,
         ttl: float | timedelta | None = None,
     ) -> TaskStatus:
         """Overwrite the status of a task the store does not hold (one run elsewhere), keeping its created_at.
 
+        ``error`` is a ``Failure`` (stored as its JSON, as a task's own failure is) or any JSON object.
         A task that lives in the store is its own status: setting one for it is ``InvalidTask``.
         """
         check_id(id, "status id")
         wanted = StatusState(state)
+        if isinstance(error, Failure):
+            error = error.to_json()
         fields = dict(meta or {})
         for value, what in ((payload, "status payload"), (error, "status error"), (fields, "status meta")):
             dump_json(value, what)
@@ -641,17 +708,25 @@ class Store:
         )
         stored = await driver.put_status(row)
         self._touched()
-        return _statuses.status_from_row(stored)
+        status = _statuses.status_from_row(stored)
+        if FEED.active:
+            FEED.publish((driver.wake_key, id), StatusChange(None, status))
+        return status
 
     async def get_status(self, id: str) -> TaskStatus | None:
         """The task's status (from the task itself, live or archived), else its status record; None if neither."""
         driver = await self._ready()
         check_id(id, "status id")
+        current = await self._current_status(driver, id)
+        return None if current is None else current.status
+
+    async def _current_status(self, driver: Driver, id: str) -> StatusChange | None:
         for archived in (False, True):
             with contextlib.suppress(errors.NotFound):
-                return _statuses.status_of(self._decoded(await driver.get(id, archived=archived)))
+                task = self._decoded(await driver.get(id, archived=archived))
+                return StatusChange(task.version, _statuses.status_of(task))
         row = await driver.get_status(id)
-        return None if row is None else _statuses.status_from_row(row)
+        return None if row is None else StatusChange(None, _statuses.status_from_row(row))
 
     async def expire(self, id: str, ttl: float | timedelta) -> None:
         """A status record now expires ``ttl`` from now; tasks follow the archive instead; unknown ids: no-op."""
@@ -741,35 +816,50 @@ class Store:
     async def watch(self, id: str, *, poll_interval: float | None = None) -> AsyncGenerator[TaskStatus, None]:
         """Yield the current status (if any), then every change, and end after a terminal status.
 
-        In this process every change wakes the watcher at once. Another process's change wakes it through
-        the backend (PostgreSQL NOTIFY; SQLite's watch of its WAL-index header) or is found by polling every
-        ``poll_interval``; SQLite compares ``PRAGMA data_version`` first and reads only when the database
-        moved. Quick successive changes in another process may be merged; the first and the terminal status
-        are always delivered, in order.
+        Every change made in this process (through any store on the same database) is delivered in the
+        order it was made, however slowly the consumer reads: each watcher has its own queue of them
+        (see ``_feed``). Another process's change wakes the watcher through the backend (PostgreSQL
+        NOTIFY; SQLite's watch of its WAL-index header) or is found by polling every ``poll_interval``;
+        SQLite compares ``PRAGMA data_version`` first and reads only when the database moved. Quick
+        successive changes made elsewhere may be merged; the first and the terminal status are always
+        delivered, and nothing is delivered out of order.
         """
         check_id(id, "status id")
         driver = await self._ready()
         interval = self.poll_interval if poll_interval is None else as_seconds(poll_interval, "poll_interval")
-        key = ("status", driver.wake_key)
-        waiter = HUB.subscribe(key)
-        last: tuple[Any, ...] | None = None
+        wake_key, feed_key = ("status", driver.wake_key), (driver.wake_key, id)
+        waiter = HUB.subscribe(wake_key)
+        feed = FEED.subscribe(feed_key, waiter)  # before the first read: no change made here is missed
+        delivered = _Delivered()
         marker: Any = object()
+        read_back = True
         try:
             while True:
-                current = await driver.change_marker()
-                if current is None or current != marker:
-                    marker = current
-                    status = await self.get_status(id)
-                    if status is not None:
-                        seen = (status.state, status.updated_at, status.attempt, status.payload, status.error)
-                        if seen != last:
-                            last = seen
-                            yield status
-                            if status.state.is_terminal:
-                                return
+                while feed.changes:
+                    change = feed.changes.popleft()
+                    if change.status is None:
+                        read_back = True
+                    elif delivered.take(change):
+                        yield change.status
+                        if change.status.state.is_terminal:
+                            return
+                moved = await driver.change_marker()
+                if read_back or moved is None or moved != marker:
+                    marker = moved
+                    current = await self._current_status(driver, id)
+                    if feed.changes:
+                        read_back = True  # changed here meanwhile: those changes first, in order, then read again
+                        continue
+                    read_back = False
+                    if current is not None and current.status is not None and delivered.take(current):
+                        yield current.status
+                        if current.status.state.is_terminal:
+                            return
+                        continue
                 await waiter.wait(max(interval, 0.001))
         finally:
-            HUB.unsubscribe(key, waiter)
+            FEED.unsubscribe(feed_key, feed)
+            HUB.unsubscribe(wake_key, waiter)
 
     # -- groups and chords (SPEC §4) ------------------------------------------------------------
 

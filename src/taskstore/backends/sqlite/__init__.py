@@ -45,6 +45,7 @@ from ._commits import watch_commits
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
 SCHEMA_VERSION = 4
+MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
 _MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql"}
 Q = load_queries(__name__, "queries.sql")
@@ -54,6 +55,16 @@ R = TypeVar("R")
 
 def _claim_order(task: Task) -> tuple[int, datetime, int]:
     return (-task.priority, task.run_at, task.seq)
+
+
+def _check_library() -> None:
+    """The queries use ``RETURNING`` (SQLite 3.35); an older library would fail on the first write."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        wanted = ".".join(map(str, MIN_SQLITE))
+        raise errors.ConfigError(
+            f"SQLite {sqlite3.sqlite_version} is too old: taskstore needs {wanted} or newer "
+            "(Python is linked against the system's libsqlite3; upgrade it or use a newer Python build)"
+        )
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -148,6 +159,7 @@ class SQLiteDriver:
             self._conn = None
 
     def _connect(self) -> None:
+        _check_library()
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise errors.ConfigError(f"directory {directory!r} for the SQLite database does not exist")
@@ -216,20 +228,30 @@ class SQLiteDriver:
             conn = self._conn
             if conn is None:
                 raise errors.BackendUnavailable("the store is closed")
-            return self._retrying(lambda: fn(conn))
+            return self._retrying(lambda: fn(self._out_of_transaction(conn)))
 
         return await self._call(call)
+
+    @staticmethod
+    def _out_of_transaction(conn: sqlite3.Connection) -> sqlite3.Connection:
+        """Every call starts outside a transaction; one left open by a failed ROLLBACK is rolled back now."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return conn
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
+            # Also for a failed COMMIT (busy, I/O error, disk full): SQLite then stays inside the
+            # transaction, and without this rollback every later BEGIN on the connection would fail.
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _write_back(self, conn: sqlite3.Connection, changes: Sequence[tuple[Task, Task]]) -> None:
         """The compare-and-set: each ``(old, new)`` row is written only if its version is still ``old``'s.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -31,6 +32,8 @@ from ... import errors, transitions
 from ..._wakeup import HUB
 from ...backend import (
     Change,
+    ChordArgs,
+    ChordRow,
     Completion,
     GroupRow,
     ListQuery,
@@ -50,6 +53,7 @@ from ...model import (
     WorkerHeartbeat,
 )
 from ...retry import DEFAULT_POLICY
+from .. import _groups
 from .._sql import load_queries
 
 try:
@@ -134,6 +138,7 @@ class PostgresDriver:
         self._pool: AsyncConnectionPool[Any] | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
+        self.chord_args: ChordArgs = _groups.no_chord_args
         info = psycopg.conninfo.conninfo_to_dict(conninfo)
         self._key = (
             "postgres",
@@ -423,6 +428,7 @@ class PostgresDriver:
             if changed is None:
                 return None
             await self._write_back(conn, [(task, changed)])
+            await self._settle(conn, _groups.ended_groups([(task, changed)]), now)
         return changed if changed.state is State.CLAIMED else None
 
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
@@ -465,6 +471,10 @@ class PostgresDriver:
         ):
             completed = await self._complete(cast(Sequence[tuple[str, Completion]], changes))
             return [o for o in completed if o is not None]
+        return await self._apply_locked(changes)
+
+    async def _apply_locked(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+        """Decide on the rows locked ``FOR UPDATE``, write back, and settle the groups of members ended."""
         ids = list(dict.fromkeys(task_id for task_id, _ in changes))
         async with self._conn() as conn, conn.transaction():
             rows = await (await conn.execute(self.q["lock_tasks"], self._params(ids=ids))).fetchall()
@@ -472,7 +482,9 @@ class PostgresDriver:
             now = rows[0][-1].astimezone(UTC) if rows else self.clock.now()
             original = dict(current)
             outcomes = apply_in_order(current, changes, now)
-            await self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
+            written = [(original[i], t) for i, t in current.items() if t is not original[i]]
+            await self._write_back(conn, written)
+            await self._settle(conn, _groups.ended_groups(written), now)
         return outcomes
 
     async def _complete(
@@ -488,21 +500,16 @@ class PostgresDriver:
         rows = await self._fetchall(
             "complete_many" if returning else "complete_many_ids", items=payload, status_channel=channel
         )
-        done: dict[str, Task | None] = (
+        done: dict[str, Outcome | None] = (
             {r[1]: task_from_row(r) for r in rows} if returning else {r[0]: None for r in rows}
         )
-        outcomes: list[Outcome | None] = []
-        for task_id, completion in changes:
-            if task_id in done:
-                outcomes.append(done[task_id])
-                continue
-            try:
-                task = await self.get(task_id)
-                transitions.check_lease(task, completion.lease)
-                outcomes.append(errors.NotClaimed(task_id, "the lease changed while completing"))
-            except errors.TaskstoreError as exc:
-                outcomes.append(exc)
-        return outcomes
+        # Left alone: a group's members (completed here with their group settled in the same
+        # transaction) and refusals, which the same path explains (NotFound, NotClaimed, NotOwned).
+        missed = [(task_id, c) for task_id, c in changes if task_id not in done]
+        if missed:
+            for (task_id, _), outcome in zip(missed, await self._apply_locked(missed), strict=True):
+                done[task_id] = outcome if isinstance(outcome, errors.TaskstoreError) or returning else None
+        return [done[task_id] for task_id, _ in changes]
 
     async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
         outcomes = await self._complete([(c.lease.task_id, c) for c in completions], returning=False)
@@ -521,6 +528,7 @@ class PostgresDriver:
                     reaped.append((task, changed))
             if reaped:
                 await self._write_back(conn, reaped)
+                await self._settle(conn, _groups.ended_groups(reaped), reaped[0][1].updated_at)
         return len(reaped)
 
     async def archive(self, before: datetime, limit: int) -> int:
@@ -600,19 +608,81 @@ class PostgresDriver:
 
     # -- groups and chords ----------------------------------------------------------------------
 
-    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
-        row = await self._fetchone(
-            "put_group", id=group_id, expected=expected, meta=json.dumps(meta), expires_at=expires_at
+    async def _with_members(self, conn: psycopg.AsyncConnection[Any], group: GroupRow) -> GroupRow:
+        live = await (await conn.execute(self.q["group_tasks"], {"id": group.id})).fetchall()
+        archived = await (await conn.execute(self.q["group_tasks_archived"], {"id": group.id})).fetchall()
+        members = _groups.in_order(group, map(task_from_row, live), map(task_from_row, archived))
+        return dataclasses.replace(group, members=members)
+
+    async def _settle(self, conn: psycopg.AsyncConnection[Any], group_ids: Sequence[str], now: datetime) -> None:
+        """Settle the groups of members just ended, in their transaction (``_groups.settle``).
+
+        The group rows are locked before the members are read, so of two transactions ending the last
+        two members the second waits for the first and then sees its commit: one of them fires.
+        """
+        if not group_ids:
+            return
+        rows = await (await conn.execute(self.q["lock_groups"], {"ids": list(group_ids)})).fetchall()
+        for row in rows:
+            settled = _groups.settle(await self._with_members(conn, _group(row)), now, self.chord_args)
+            if settled is None:
+                continue
+            g = settled.group
+            params = {
+                "id": g.id,
+                "expires_at": g.expires_at,
+                "at": now,
+                "claimed": g.chord_claimed,
+                "callback": g.chord_callback_id,
+                "dispatched_at": g.chord_dispatched_at,
+            }
+            await conn.execute(self.q["settle_group"], params)
+            callback = settled.callback
+            if callback is not None:
+                taken = await (await conn.execute(self.q["existing_ids"], {"ids": [callback.id]})).fetchone()
+                if taken is None:
+                    await conn.execute(self.q["insert_tasks"], self._insert_params([callback]))
+
+    async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
+        chord = group.callback
+        params = self._params(
+            id=group.id,
+            expected=group.expected,
+            meta=json.dumps(group.meta),
+            expires_at=group.expires_at,
+            member_ids=None if group.member_ids is None else json.dumps(list(group.member_ids)),
+            callback_id=None if chord is None else chord.id,
+            callback_template=None if chord is None else chord.template,
+            callback_args=None if chord is None else chord.args,
+            ttl=group.ttl,
         )
-        return _group(row)
+        try:
+            async with self._conn() as conn, conn.transaction():
+                await conn.execute(self.q["insert_group"], params)
+                returned = await (await conn.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
+        except errors.BackendUnavailable as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                if "groups_pkey" in str(exc.__cause__):
+                    raise errors.AlreadyExists(group.id) from exc
+                raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
+            raise
+        return self._created(rows, returned)
+
+    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
+        ttl = (expires_at - self.clock.now()).total_seconds()
+        async with self._conn() as conn:
+            params = self._params(id=group_id, expected=expected, meta=json.dumps(meta), expires_at=expires_at, ttl=ttl)
+            row = await (await conn.execute(self.q["put_group"], params)).fetchone()
+            return await self._with_members(conn, _group(row))
 
     async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
         row = await self._fetchone("add_group_result", id=group_id, member=member_id, status=json.dumps(status))
         return None if row is None else _group(row)
 
     async def get_group(self, group_id: str) -> GroupRow | None:
-        row = await self._fetchone("get_group", id=group_id)
-        return None if row is None else _group(row)
+        async with self._conn() as conn:
+            row = await (await conn.execute(self.q["get_group"], self._params(id=group_id))).fetchone()
+            return None if row is None else await self._with_members(conn, _group(row))
 
     async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
         return await self._execute("claim_chord", id=group_id, callback=callback_id, dispatched_at=dispatched_at) == 1
@@ -688,6 +758,9 @@ def _group(r: Any) -> GroupRow:
         created_at=r[7].astimezone(UTC),
         updated_at=r[8].astimezone(UTC),
         expires_at=r[9].astimezone(UTC),
+        member_ids=None if r[10] is None else tuple(r[10]),
+        callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=bytes(r[13])),
+        ttl=r[14],
     )
 
 

@@ -503,13 +503,39 @@ class PostgresDriver:
         done: dict[str, Outcome | None] = (
             {r[1]: task_from_row(r) for r in rows} if returning else {r[0]: None for r in rows}
         )
-        # Left alone: a group's members (completed here with their group settled in the same
-        # transaction) and refusals, which the same path explains (NotFound, NotClaimed, NotOwned).
         missed = [(task_id, c) for task_id, c in changes if task_id not in done]
         if missed:
-            for (task_id, _), outcome in zip(missed, await self._apply_locked(missed), strict=True):
-                done[task_id] = outcome if isinstance(outcome, errors.TaskstoreError) or returning else None
-        return [done[task_id] for task_id, _ in changes]
+            done.update(await self._complete_members(missed, returning))
+        outcomes: list[Outcome | None] = []
+        for task_id, completion in changes:
+            if task_id in done:
+                outcomes.append(done[task_id])
+                continue
+            try:
+                task = await self.get(task_id)
+                transitions.check_lease(task, completion.lease)
+                outcomes.append(errors.NotClaimed(task_id, "the lease changed while completing"))
+            except errors.TaskstoreError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _complete_members(
+        self, changes: Sequence[tuple[str, Completion]], returning: bool
+    ) -> dict[str, Outcome | None]:
+        """Complete the group members of a batch, fenced as ever, and settle their groups in the same transaction."""
+        items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
+        params = self._params(
+            items=json.dumps(items, separators=(",", ":")), status_channel=self.status_channel if self.notify else ""
+        )
+        async with self._conn() as conn, conn.transaction():
+            rows = await (await conn.execute(self.q["complete_members"], params)).fetchall()
+            if not rows:
+                return {}
+            tasks = [task_from_row(r) for r in rows]
+            await self._settle(
+                conn, sorted({t.group_id for t in tasks if t.group_id is not None}), rows[0][-2].astimezone(UTC)
+            )
+        return {t.id: t if returning else None for t in tasks}
 
     async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
         outcomes = await self._complete([(c.lease.task_id, c) for c in completions], returning=False)
@@ -608,40 +634,44 @@ class PostgresDriver:
 
     # -- groups and chords ----------------------------------------------------------------------
 
-    async def _with_members(self, conn: psycopg.AsyncConnection[Any], group: GroupRow) -> GroupRow:
-        live = await (await conn.execute(self.q["group_tasks"], {"id": group.id})).fetchall()
-        archived = await (await conn.execute(self.q["group_tasks_archived"], {"id": group.id})).fetchall()
-        members = _groups.in_order(group, map(task_from_row, live), map(task_from_row, archived))
-        return dataclasses.replace(group, members=members)
+    async def _members(self, conn: psycopg.AsyncConnection[Any], groups: Sequence[GroupRow]) -> list[GroupRow]:
+        """The groups with their member tasks, read for all of them at once."""
+        ids = [g.id for g in groups]
+        live = await (await conn.execute(self.q["group_tasks"], {"ids": ids})).fetchall()
+        archived = await (await conn.execute(self.q["group_tasks_archived"], {"ids": ids})).fetchall()
+        by_group: dict[str, tuple[list[Task], list[Task]]] = {i: ([], []) for i in ids}
+        for rows, side in ((live, 0), (archived, 1)):
+            for r in rows:
+                task = task_from_row(r)
+                by_group[cast(str, task.group_id)][side].append(task)
+        return [dataclasses.replace(g, members=_groups.in_order(g, *by_group[g.id])) for g in groups]
 
     async def _settle(self, conn: psycopg.AsyncConnection[Any], group_ids: Sequence[str], now: datetime) -> None:
         """Settle the groups of members just ended, in their transaction (``_groups.settle``).
 
-        The group rows are locked before the members are read, so of two transactions ending the last
-        two members the second waits for the first and then sees its commit: one of them fires.
+        The group rows are locked (in id order) before the members are read, so of two transactions
+        ending a group's last two members the second waits for the first and then sees its commit: one
+        of them fires. A batch settles all its groups in a handful of statements, whatever their number.
         """
         if not group_ids:
             return
-        rows = await (await conn.execute(self.q["lock_groups"], {"ids": list(group_ids)})).fetchall()
-        for row in rows:
-            settled = _groups.settle(await self._with_members(conn, _group(row)), now, self.chord_args)
-            if settled is None:
-                continue
-            g = settled.group
-            params = {
-                "id": g.id,
-                "expires_at": g.expires_at,
-                "at": now,
-                "claimed": g.chord_claimed,
-                "callback": g.chord_callback_id,
-                "dispatched_at": g.chord_dispatched_at,
-            }
-            await conn.execute(self.q["settle_group"], params)
-            callback = settled.callback
-            if callback is not None:
-                taken = await (await conn.execute(self.q["existing_ids"], {"ids": [callback.id]})).fetchone()
-                if taken is None:
-                    await conn.execute(self.q["insert_tasks"], self._insert_params([callback]))
+        locked = await (await conn.execute(self.q["lock_groups"], {"ids": list(group_ids)})).fetchall()
+        if not locked:
+            return
+        settled = [
+            _groups.settle(g, now, self.chord_args) for g in await self._members(conn, list(map(_group, locked)))
+        ]
+        changes = [s for s in settled if s is not None]
+        if not changes:
+            return
+        async with conn.cursor() as cur:
+            await cur.executemany(self.q["settle_group"], [_settle_params(s.group, now) for s in changes])
+        callbacks = [s.callback for s in changes if s.callback is not None]
+        if callbacks:
+            taken = await (await conn.execute(self.q["existing_ids"], {"ids": [c.id for c in callbacks]})).fetchall()
+            fresh = [c for c in callbacks if c.id not in {r[0] for r in taken}]
+            if fresh:
+                await conn.execute(self.q["insert_tasks"], self._insert_params(fresh))
 
     async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
         chord = group.callback
@@ -673,7 +703,7 @@ class PostgresDriver:
         async with self._conn() as conn:
             params = self._params(id=group_id, expected=expected, meta=json.dumps(meta), expires_at=expires_at, ttl=ttl)
             row = await (await conn.execute(self.q["put_group"], params)).fetchone()
-            return await self._with_members(conn, _group(row))
+            return (await self._members(conn, [_group(row)]))[0]
 
     async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
         row = await self._fetchone("add_group_result", id=group_id, member=member_id, status=json.dumps(status))
@@ -682,7 +712,7 @@ class PostgresDriver:
     async def get_group(self, group_id: str) -> GroupRow | None:
         async with self._conn() as conn:
             row = await (await conn.execute(self.q["get_group"], self._params(id=group_id))).fetchone()
-            return None if row is None else await self._with_members(conn, _group(row))
+            return None if row is None else (await self._members(conn, [_group(row)]))[0]
 
     async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
         return await self._execute("claim_chord", id=group_id, callback=callback_id, dispatched_at=dispatched_at) == 1
@@ -762,6 +792,17 @@ def _group(r: Any) -> GroupRow:
         callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=bytes(r[13])),
         ttl=r[14],
     )
+
+
+def _settle_params(g: GroupRow, now: datetime) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "expires_at": g.expires_at,
+        "at": now,
+        "claimed": g.chord_claimed,
+        "callback": g.chord_callback_id,
+        "dispatched_at": g.chord_dispatched_at,
+    }
 
 
 def _heartbeat_fields(h: WorkerHeartbeat) -> dict[str, Any]:

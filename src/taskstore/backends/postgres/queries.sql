@@ -136,15 +136,22 @@ UPDATE {schema}.tasks t
        result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
   FROM clock, batch
  WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
-   AND t.group_id IS NULL  -- a group's member completes on the locking path, which settles its group
 
+-- A group's members are left to complete_members, whose transaction settles their groups: only they pay.
 -- name: complete_many
 {complete_batch}
+   AND t.group_id IS NULL
 RETURNING t.*, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: complete_many_ids
 {complete_batch}
+   AND t.group_id IS NULL
 RETURNING t.id, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
+
+-- name: complete_members
+{complete_batch}
+   AND t.group_id IS NOT NULL
+RETURNING t.*, clock.now, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: lock_timed_out
 SELECT *, {now} FROM {schema}.tasks
@@ -278,10 +285,10 @@ SELECT * FROM {schema}.groups WHERE id = %(id)s AND {group_live}
 SELECT * FROM {schema}.groups WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
 
 -- name: group_tasks
-SELECT * FROM {schema}.tasks WHERE group_id = %(id)s
+SELECT * FROM {schema}.tasks WHERE group_id = ANY(%(ids)s)
 
 -- name: group_tasks_archived
-SELECT * FROM {schema}.tasks_archive WHERE group_id = %(id)s
+SELECT * FROM {schema}.tasks_archive WHERE group_id = ANY(%(ids)s)
 
 -- name: settle_group
 UPDATE {schema}.groups

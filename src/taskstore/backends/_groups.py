@@ -17,7 +17,7 @@ from typing import Any
 from .. import errors, transitions
 from ..backend import ChordArgs, ChordRow, GroupRow, NewRow
 from ..codec import dump_json
-from ..model import NewTask, State, Task
+from ..model import NewTask, Task
 from ..retry import policy_from_spec
 
 
@@ -92,9 +92,6 @@ def ended_groups(changes: Iterable[tuple[Task, Task]]) -> list[str]:
 
 def _ended(old: Task, new: Task) -> bool:
     return new.state.is_terminal and (not old.state.is_terminal or new.state is not old.state)
-
-
-UNFINISHED = tuple(s.value for s in State if not s.is_terminal)
 
 
 def no_chord_args(template: bytes, results: Sequence[bytes | None]) -> bytes:

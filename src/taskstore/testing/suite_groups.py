@@ -263,6 +263,17 @@ class MemberGroupTests(SuiteBase):
         assert sorted(callback.args["args"][0]) == list(range(24))
         assert await stores[0].count(queue="q") == 25
 
+    async def test_tasks_naming_an_init_group_are_its_members(self, store: Store) -> None:
+        await store.init_group("s", 2)
+        await store.create_many([task(0, group_id="s"), task(1, group_id="s")])
+        for t in await claim_all(store, 2):
+            await store.mark_done(t, t.args["args"][0])
+        group = await store.get_group("s")
+        assert group is not None
+        assert group.is_complete
+        assert sorted(status.payload for status in group.results.values()) == [0, 1]
+        assert await store.count(queue="q") == 2  # no chord: nothing enqueued
+
     async def test_bad_group_input_is_refused_and_stores_nothing(self, store: Store) -> None:
         with pytest.raises(errors.InvalidTask):
             await store.create_group("g", [])

@@ -19,7 +19,6 @@ group is kept while a member is unfinished, however long the backlog, and for it
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,10 +32,7 @@ from .model import GroupStatus, NewTask, StatusState, as_seconds
 if TYPE_CHECKING:
     from .client import App, TaskFunction, TaskHandle
 
-log = logging.getLogger("taskstore.canvas")
-
 R = TypeVar("R")
-CALLBACK_KEY = "chord.callback"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import functools
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,9 +20,10 @@ from . import _recurring, _statuses, errors, transitions
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
-from .backend import Change, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome, StatusRow
+from .backend import Change, ChordRow, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome, StatusRow
+from .backends._groups import template_json
 from .clock import Clock
-from .codec import Codec, JsonCodec, decode, dump_json, encode
+from .codec import Codec, JsonCodec, UndecodablePayload, decode, dump_json, encode
 from .model import (
     Claim,
     Failure,
@@ -78,21 +80,34 @@ def _raise_or(outcome: Outcome) -> Task:
     return outcome
 
 
-def _group_status(row: GroupRow) -> GroupStatus:
-    meta = dict(row.meta)
-    if row.chord_claimed:
-        meta["chord.claimed"] = True
-        meta["chord.callback_task_id"] = row.chord_callback_id
-        meta["chord.dispatched_at"] = None if row.chord_dispatched_at is None else row.chord_dispatched_at.isoformat()
-    return GroupStatus(
-        id=row.id,
-        expected=row.expected,
-        results={member: TaskStatus.from_json(status) for member, status in row.results.items()},
-        meta=meta,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        expires_at=row.expires_at,
-    )
+def _chord_args(codec: Codec, template: bytes, results: Sequence[bytes | None]) -> bytes:
+    """A chord callback's args: the members' results, in member order, before the template's own arguments.
+
+    Called by a driver inside the transaction that completes the last member, so it never raises:
+    a result that cannot be decoded or encoded again is passed as ``None`` rather than wedge the group.
+    """
+    call = codec.decode(template)
+    values = [None if r is None else decode(codec, r) for r in results]
+    values = [None if isinstance(v, UndecodablePayload) else v for v in values]
+    call = {"args": [values, *call.get("args", [])], "kwargs": dict(call.get("kwargs", {}))}
+    try:
+        return codec.encode(call)
+    except Exception:
+        call["args"][0] = [None] * len(values)
+        return codec.encode(call)
+
+
+def _chord_template(callback: NewTask) -> dict[str, Any]:
+    """A callback's own arguments, as ``{"args": [...], "kwargs": {...}}`` (the results go first at its call)."""
+    call = {} if callback.args is None else callback.args
+    if (
+        not isinstance(call, Mapping)
+        or set(call) - {"args", "kwargs"}
+        or not isinstance(call.get("args", []), list | tuple)
+        or not isinstance(call.get("kwargs", {}), Mapping)
+    ):
+        raise errors.InvalidTask('a chord callback\'s args must be None or {"args": [...], "kwargs": {...}}')
+    return {"args": list(call.get("args", [])), "kwargs": dict(call.get("kwargs", {}))}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -158,6 +173,7 @@ class Store:
         self._pending: set[asyncio.Future[Any]] = set()
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
+        driver.chord_args = functools.partial(_chord_args, self.codec)
         self.url = url
         self.poll_interval = poll_interval
         self._opened = False
@@ -874,7 +890,73 @@ class Store:
         dump_json(fields, "group meta")
         driver = await self._ready()
         row = await driver.put_group(id, expected, fields, self.now() + timedelta(seconds=self._ttl(ttl)))
-        return _group_status(row)
+        return self._group_status(row)
+
+    async def create_group(
+        self,
+        id: str,
+        members: Iterable[NewTask],
+        *,
+        callback: NewTask | None = None,
+        meta: Mapping[str, Any] | None = None,
+        ttl: float | timedelta | None = None,
+    ) -> builtins.list[Task]:
+        """Enqueue a group: its members and (for a chord) its callback's template, all or nothing.
+
+        Each member gets ``group_id=id`` (an id of its own defaults to ``"{id}:{index}"``). The group *is*
+        its members: when the last of them ends ``done`` — in the same transaction as that completion —
+        the callback is enqueued exactly once, with id ``callback.id`` or ``"{id}:callback"`` and the
+        members' results (in member order) as its first argument. Any member ending ``dead`` or
+        ``cancelled`` fails the group. The group is kept while a member is unfinished, then ``ttl`` more.
+        """
+        check_id(id, "group id")
+        news = builtins.list(members)
+        if not news:
+            raise errors.InvalidTask("a group needs at least one member")
+        for new in news:
+            if not isinstance(new, NewTask):
+                raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
+            if new.group_id not in (None, id):
+                raise errors.InvalidTask(f"member {new.id!r} names another group ({new.group_id!r})")
+        news = [
+            dataclasses.replace(new, id=f"{id}:{i}" if new.id is None else new.id, group_id=id)
+            for i, new in enumerate(news)
+        ]
+        fields = dict(meta or {})
+        dump_json(fields, "group meta")
+        seconds = self._ttl(ttl)
+        chord = None
+        if callback is not None:
+            if not isinstance(callback, NewTask):
+                raise errors.InvalidTask(f"expected a NewTask callback, got {type(callback).__name__}")
+            template = _chord_template(callback)
+            chord = ChordRow(
+                id=check_id(callback.id, "callback id") if callback.id is not None else f"{id}:callback",
+                template=template_json(callback),
+                args=encode(self.codec, template, "callback args"),
+            )
+        rows = self._rows(news)
+        now = self.now()
+        group = GroupRow(
+            id=id,
+            expected=len(rows),
+            results={},
+            meta=fields,
+            chord_claimed=False,
+            chord_callback_id=None,
+            chord_dispatched_at=None,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(seconds=seconds),
+            member_ids=tuple(r.id for r in rows),
+            callback=chord,
+            ttl=seconds,
+        )
+        driver = await self._ready()
+        created = await driver.insert_group(group, rows)
+        self._wake()
+        self._touched()
+        return created
 
     async def add_group_result(self, group_id: str, status: TaskStatus) -> GroupStatus | None:
         """Record a member's status (a member reported twice counts once); ``None`` if the group is gone."""
@@ -886,12 +968,34 @@ class Store:
         dump_json(document, "status")
         driver = await self._ready()
         row = await driver.add_group_result(group_id, status.id, document)
-        return None if row is None else _group_status(row)
+        return None if row is None else self._group_status(row)
 
     async def get_group(self, id: str) -> GroupStatus | None:
+        """The group: statuses recorded with ``add_group_result``, then its member tasks that have ended."""
         driver = await self._ready()
         row = await driver.get_group(check_id(id, "group id"))
-        return None if row is None else _group_status(row)
+        return None if row is None else self._group_status(row)
+
+    def _group_status(self, row: GroupRow) -> GroupStatus:
+        meta = dict(row.meta)
+        if row.chord_claimed:
+            meta["chord.claimed"] = True
+            meta["chord.callback_task_id"] = row.chord_callback_id
+            at = row.chord_dispatched_at
+            meta["chord.dispatched_at"] = None if at is None else at.isoformat()
+        results = {member: TaskStatus.from_json(status) for member, status in row.results.items()}
+        for task in row.members:
+            if task.state.is_terminal:
+                results[task.id] = _statuses.status_of(self._decoded(task))
+        return GroupStatus(
+            id=row.id,
+            expected=row.expected,
+            results=results,
+            meta=meta,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            expires_at=row.expires_at,
+        )
 
     async def claim_chord(
         self, group_id: str, callback_id: str | None = None, dispatched_at: datetime | None = None

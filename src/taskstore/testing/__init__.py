@@ -16,7 +16,7 @@ from ._base import JOIN_TRANSACTION, MULTIPROCESS, SHARED, SuiteBase
 from .suite_admin import AdminTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
-from .suite_groups import GroupTests
+from .suite_groups import GroupTests, MemberGroupTests
 from .suite_join import JoinTests
 from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
@@ -35,6 +35,7 @@ class ConformanceSuite(
     JoinTests,
     ScheduleTests,
     GroupTests,
+    MemberGroupTests,
     StatusTests,
     WatchTests,
     SuiteBase,

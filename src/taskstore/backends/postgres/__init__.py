@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -31,6 +32,8 @@ from ... import errors, transitions
 from ..._wakeup import HUB
 from ...backend import (
     Change,
+    ChordArgs,
+    ChordRow,
     Completion,
     GroupRow,
     ListQuery,
@@ -50,6 +53,7 @@ from ...model import (
     WorkerHeartbeat,
 )
 from ...retry import DEFAULT_POLICY
+from .. import _groups
 from .._sql import load_queries
 
 try:
@@ -160,6 +164,7 @@ class PostgresDriver:
         self._pool: AsyncConnectionPool[Any] | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
+        self.chord_args: ChordArgs = _groups.no_chord_args
         info = psycopg.conninfo.conninfo_to_dict(conninfo)
         self._key = (
             "postgres",
@@ -461,6 +466,7 @@ class PostgresDriver:
             if changed is None:
                 return None
             await self._write_back(conn, [(task, changed)])
+            await self._settle(conn, _groups.ended_groups([(task, changed)]), now)
         return changed if changed.state is State.CLAIMED else None
 
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
@@ -503,6 +509,10 @@ class PostgresDriver:
         ):
             completed = await self._complete(cast(Sequence[tuple[str, Completion]], changes))
             return [o for o in completed if o is not None]
+        return await self._apply_locked(changes)
+
+    async def _apply_locked(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+        """Decide on the rows locked ``FOR UPDATE``, write back, and settle the groups of members ended."""
         ids = list(dict.fromkeys(task_id for task_id, _ in changes))
         async with self._conn() as conn, conn.transaction():
             rows = await (await conn.execute(self.q["lock_tasks"], self._params(ids=ids))).fetchall()
@@ -510,7 +520,9 @@ class PostgresDriver:
             now = rows[0][-1].astimezone(UTC) if rows else self.clock.now()
             original = dict(current)
             outcomes = apply_in_order(current, changes, now)
-            await self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
+            written = [(original[i], t) for i, t in current.items() if t is not original[i]]
+            await self._write_back(conn, written)
+            await self._settle(conn, _groups.ended_groups(written), now)
         return outcomes
 
     async def _complete(
@@ -526,9 +538,12 @@ class PostgresDriver:
         rows = await self._fetchall(
             "complete_many" if returning else "complete_many_ids", items=payload, status_channel=channel
         )
-        done: dict[str, Task | None] = (
+        done: dict[str, Outcome | None] = (
             {r[1]: task_from_row(r) for r in rows} if returning else {r[0]: None for r in rows}
         )
+        missed = [(task_id, c) for task_id, c in changes if task_id not in done]
+        if missed:
+            done.update(await self._complete_members(missed, returning))
         outcomes: list[Outcome | None] = []
         for task_id, completion in changes:
             if task_id in done:
@@ -541,6 +556,24 @@ class PostgresDriver:
             except errors.TaskstoreError as exc:
                 outcomes.append(exc)
         return outcomes
+
+    async def _complete_members(
+        self, changes: Sequence[tuple[str, Completion]], returning: bool
+    ) -> dict[str, Outcome | None]:
+        """Complete the group members of a batch, fenced as ever, and settle their groups in the same transaction."""
+        items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
+        params = self._params(
+            items=json.dumps(items, separators=(",", ":")), status_channel=self.status_channel if self.notify else ""
+        )
+        async with self._conn() as conn, conn.transaction():
+            rows = await (await conn.execute(self.q["complete_members"], params)).fetchall()
+            if not rows:
+                return {}
+            tasks = [task_from_row(r) for r in rows]
+            await self._settle(
+                conn, sorted({t.group_id for t in tasks if t.group_id is not None}), rows[0][-2].astimezone(UTC)
+            )
+        return {t.id: t if returning else None for t in tasks}
 
     async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
         outcomes = await self._complete([(c.lease.task_id, c) for c in completions], returning=False)
@@ -559,6 +592,7 @@ class PostgresDriver:
                     reaped.append((task, changed))
             if reaped:
                 await self._write_back(conn, reaped)
+                await self._settle(conn, _groups.ended_groups(reaped), reaped[0][1].updated_at)
         return len(reaped)
 
     async def archive(self, before: datetime, limit: int) -> int:
@@ -638,19 +672,85 @@ class PostgresDriver:
 
     # -- groups and chords ----------------------------------------------------------------------
 
-    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
-        row = await self._fetchone(
-            "put_group", id=group_id, expected=expected, meta=json.dumps(meta), expires_at=expires_at
+    async def _members(self, conn: psycopg.AsyncConnection[Any], groups: Sequence[GroupRow]) -> list[GroupRow]:
+        """The groups with their member tasks, read for all of them at once."""
+        ids = [g.id for g in groups]
+        live = await (await conn.execute(self.q["group_tasks"], {"ids": ids})).fetchall()
+        archived = await (await conn.execute(self.q["group_tasks_archived"], {"ids": ids})).fetchall()
+        by_group: dict[str, tuple[list[Task], list[Task]]] = {i: ([], []) for i in ids}
+        for rows, side in ((live, 0), (archived, 1)):
+            for r in rows:
+                task = task_from_row(r)
+                by_group[cast(str, task.group_id)][side].append(task)
+        return [dataclasses.replace(g, members=_groups.in_order(g, *by_group[g.id])) for g in groups]
+
+    async def _settle(self, conn: psycopg.AsyncConnection[Any], group_ids: Sequence[str], now: datetime) -> None:
+        """Settle the groups of members just ended, in their transaction (``_groups.settle``).
+
+        The group rows are locked (in id order) before the members are read, so of two transactions
+        ending a group's last two members the second waits for the first and then sees its commit: one
+        of them fires. A batch settles all its groups in a handful of statements, whatever their number.
+        """
+        if not group_ids:
+            return
+        locked = await (await conn.execute(self.q["lock_groups"], {"ids": list(group_ids)})).fetchall()
+        if not locked:
+            return
+        settled = [
+            _groups.settle(g, now, self.chord_args) for g in await self._members(conn, list(map(_group, locked)))
+        ]
+        changes = [s for s in settled if s is not None]
+        if not changes:
+            return
+        async with conn.cursor() as cur:
+            await cur.executemany(self.q["settle_group"], [_settle_params(s.group, now) for s in changes])
+        callbacks = [s.callback for s in changes if s.callback is not None]
+        if callbacks:
+            taken = await (await conn.execute(self.q["existing_ids"], {"ids": [c.id for c in callbacks]})).fetchall()
+            fresh = [c for c in callbacks if c.id not in {r[0] for r in taken}]
+            if fresh:
+                await conn.execute(self.q["insert_tasks"], self._insert_params(fresh))
+
+    async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
+        chord = group.callback
+        params = self._params(
+            id=group.id,
+            expected=group.expected,
+            meta=json.dumps(group.meta),
+            expires_at=group.expires_at,
+            member_ids=None if group.member_ids is None else json.dumps(list(group.member_ids)),
+            callback_id=None if chord is None else chord.id,
+            callback_template=None if chord is None else chord.template,
+            callback_args=None if chord is None else chord.args,
+            ttl=group.ttl,
         )
-        return _group(row)
+        try:
+            async with self._conn() as conn, conn.transaction():
+                await conn.execute(self.q["insert_group"], params)
+                returned = await (await conn.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
+        except errors.BackendUnavailable as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                if "groups_pkey" in str(exc.__cause__):
+                    raise errors.AlreadyExists(group.id) from exc
+                raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
+            raise
+        return self._created(rows, returned)
+
+    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
+        ttl = (expires_at - self.clock.now()).total_seconds()
+        async with self._conn() as conn:
+            params = self._params(id=group_id, expected=expected, meta=json.dumps(meta), expires_at=expires_at, ttl=ttl)
+            row = await (await conn.execute(self.q["put_group"], params)).fetchone()
+            return (await self._members(conn, [_group(row)]))[0]
 
     async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
         row = await self._fetchone("add_group_result", id=group_id, member=member_id, status=json.dumps(status))
         return None if row is None else _group(row)
 
     async def get_group(self, group_id: str) -> GroupRow | None:
-        row = await self._fetchone("get_group", id=group_id)
-        return None if row is None else _group(row)
+        async with self._conn() as conn:
+            row = await (await conn.execute(self.q["get_group"], self._params(id=group_id))).fetchone()
+            return None if row is None else (await self._members(conn, [_group(row)]))[0]
 
     async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
         return await self._execute("claim_chord", id=group_id, callback=callback_id, dispatched_at=dispatched_at) == 1
@@ -726,7 +826,21 @@ def _group(r: Any) -> GroupRow:
         created_at=r[7].astimezone(UTC),
         updated_at=r[8].astimezone(UTC),
         expires_at=r[9].astimezone(UTC),
+        member_ids=None if r[10] is None else tuple(r[10]),
+        callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=bytes(r[13])),
+        ttl=r[14],
     )
+
+
+def _settle_params(g: GroupRow, now: datetime) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "expires_at": g.expires_at,
+        "at": now,
+        "claimed": g.chord_claimed,
+        "callback": g.chord_callback_id,
+        "dispatched_at": g.chord_dispatched_at,
+    }
 
 
 def _heartbeat_fields(h: WorkerHeartbeat) -> dict[str, Any]:

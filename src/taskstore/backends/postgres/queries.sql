@@ -195,13 +195,21 @@ UPDATE {schema}.tasks t
   FROM clock, locked
  WHERE t.seq = locked.seq
 
+-- A group's members are left to complete_members, whose transaction settles their groups: only they pay.
 -- name: complete_many
 {complete_batch}
+   AND t.group_id IS NULL
 RETURNING t.*, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: complete_many_ids
 {complete_batch}
+   AND t.group_id IS NULL
 RETURNING t.id, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
+
+-- name: complete_members
+{complete_batch}
+   AND t.group_id IS NOT NULL
+RETURNING t.*, clock.now, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: lock_timed_out
 SELECT *, {now} FROM {schema}.tasks
@@ -304,14 +312,21 @@ SELECT worker_id, queues, inflight, host, pid, version, started_at, timestamp, e
 DELETE FROM {schema}.worker_heartbeats WHERE timestamp < %(before)s
 
 -- name: put_group
-INSERT INTO {schema}.groups AS g (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at)
-VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s)
+INSERT INTO {schema}.groups AS g (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at, ttl)
+VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s, %(ttl)s)
 ON CONFLICT (id) DO UPDATE
    SET expected = excluded.expected, results = '{{}}', meta = excluded.meta, chord_claimed = false,
        chord_callback_id = NULL, chord_dispatched_at = NULL, updated_at = excluded.updated_at,
-       expires_at = excluded.expires_at,
+       expires_at = excluded.expires_at, member_ids = NULL, callback_id = NULL, callback_template = NULL,
+       callback_args = NULL, ttl = excluded.ttl,
        created_at = CASE WHEN g.expires_at > excluded.updated_at THEN g.created_at ELSE excluded.created_at END
 RETURNING *
+
+-- name: insert_group
+INSERT INTO {schema}.groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at,
+                             member_ids, callback_id, callback_template, callback_args, ttl)
+VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s, %(member_ids)s::jsonb,
+        %(callback_id)s, %(callback_template)s, %(callback_args)s, %(ttl)s)
 
 -- One statement, so concurrent members never lose each other's results.
 -- name: add_group_result
@@ -320,8 +335,29 @@ UPDATE {schema}.groups
  WHERE id = %(id)s AND expires_at > {now}
 RETURNING *
 
+-- A group lives until it expires, and past that while one of its members is unfinished.
+-- name: _group_live
+(groups.expires_at > {now} OR EXISTS (
+    SELECT 1 FROM {schema}.tasks t WHERE t.group_id = groups.id AND t.state IN ('queued', 'claimed', 'failed')))
+
 -- name: get_group
-SELECT * FROM {schema}.groups WHERE id = %(id)s AND expires_at > {now}
+SELECT * FROM {schema}.groups WHERE id = %(id)s AND {group_live}
+
+-- Settling takes the groups' rows in id order after the members' rows: every writer locks in that order.
+-- name: lock_groups
+SELECT * FROM {schema}.groups WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+
+-- name: group_tasks
+SELECT * FROM {schema}.tasks WHERE group_id = ANY(%(ids)s)
+
+-- name: group_tasks_archived
+SELECT * FROM {schema}.tasks_archive WHERE group_id = ANY(%(ids)s)
+
+-- name: settle_group
+UPDATE {schema}.groups
+   SET expires_at = %(expires_at)s, updated_at = %(at)s, chord_claimed = %(claimed)s,
+       chord_callback_id = %(callback)s, chord_dispatched_at = %(dispatched_at)s
+ WHERE id = %(id)s
 
 -- name: claim_chord
 UPDATE {schema}.groups
@@ -330,7 +366,7 @@ UPDATE {schema}.groups
  WHERE id = %(id)s AND NOT chord_claimed AND expires_at > {now}
 
 -- name: purge_groups
-DELETE FROM {schema}.groups WHERE expires_at <= {now}
+DELETE FROM {schema}.groups WHERE NOT {group_live}
 
 -- name: put_status
 INSERT INTO {schema}.statuses AS s (id, state, payload, error, attempt, meta, queue, created_at, updated_at, expires_at)

@@ -29,6 +29,8 @@ from ... import errors, transitions
 from ..._wakeup import HUB
 from ...backend import (
     Change,
+    ChordArgs,
+    ChordRow,
     Completion,
     GroupRow,
     ListQuery,
@@ -40,14 +42,15 @@ from ...backend import (
 )
 from ...clock import Clock
 from ...model import State, Task, WorkerHeartbeat
+from .. import _groups
 from .._sql import load_queries, load_script
 from ._commits import watch_commits
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
-_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql"}
+_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql", 5: "schema_5.sql"}
 Q = load_queries(__name__, "queries.sql")
 
 R = TypeVar("R")
@@ -116,6 +119,7 @@ class SQLiteDriver:
         self._executor: ThreadPoolExecutor | None = None
         self._key = ("sqlite", os.path.realpath(path))
         self._commits: asyncio.Task[None] | None = None
+        self.chord_args: ChordArgs = _groups.no_chord_args
 
     @property
     def wake_key(self) -> Hashable:
@@ -282,20 +286,24 @@ class SQLiteDriver:
         return await self._run(lambda c: self._insert_own(c, rows))
 
     def _insert_own(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
-        tasks: list[Task] = []
         with self._write(conn):
-            now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
-            base = conn.execute(Q["next_seq"]).fetchone()[0]
-            # Chunks keep the parameter lists small (fewer live objects for the garbage collector to
-            # walk); the transaction still covers the whole batch.
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                chunk = rows[start : start + _INSERT_CHUNK]
-                created = [
-                    transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=base + i)
-                    for i, row in enumerate(chunk, start=start + 1)
-                ]
-                self._insert_rows(conn, created, chunk)
-                tasks += created
+            return self._insert_in(conn, rows)
+
+    def _insert_in(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
+        """Insert inside the writer's open transaction."""
+        tasks: list[Task] = []
+        now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
+        base = conn.execute(Q["next_seq"]).fetchone()[0]
+        # Chunks keep the parameter lists small (fewer live objects for the garbage collector to
+        # walk); the transaction still covers the whole batch.
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            created = [
+                transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=base + i)
+                for i, row in enumerate(chunk, start=start + 1)
+            ]
+            self._insert_rows(conn, created, chunk)
+            tasks += created
         return tasks
 
     def _insert_rows(self, conn: sqlite3.Connection, tasks: Sequence[Task], rows: Sequence[NewRow]) -> None:
@@ -424,6 +432,7 @@ class SQLiteDriver:
                 if changed is None:
                     return None
                 self._write_back(conn, [(task, changed)])
+                self._settle(conn, _groups.ended_groups([(task, changed)]), now)
             return changed if changed.state is State.CLAIMED else None
 
         return await self._run(claim_one)
@@ -461,7 +470,9 @@ class SQLiteDriver:
                 current = {r[1]: task_from_row(r) for r in rows}
                 original = dict(current)
                 outcomes = apply_in_order(current, changes, now)
-                self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
+                written = [(original[i], t) for i, t in current.items() if t is not original[i]]
+                self._write_back(conn, written)
+                self._settle(conn, _groups.ended_groups(written), now)
             return outcomes
 
         return await self._run(apply)
@@ -475,14 +486,22 @@ class SQLiteDriver:
         """
         staged = [(c.lease.task_id, c.lease.token, c.lease.worker_id, c.value) for _, c in changes]
         with self._write(conn):
-            now_us = to_us(self.clock.now())
+            now = self.clock.now()
+            now_us = to_us(now)
             conn.executemany(Q["stage_completion"], staged)
             done: dict[str, Task | None]
             if returning:
-                done = {row[1]: task_from_row(row) for row in conn.execute(Q["complete_staged"], {"now": now_us})}
+                tasks = [task_from_row(row) for row in conn.execute(Q["complete_staged"], {"now": now_us})]
+                done = {t.id: t for t in tasks}
+                group_ids = {t.group_id for t in tasks}
             else:
-                done = {row[0]: None for row in conn.execute(Q["complete_staged_ids"], {"now": now_us})}
+                rows = conn.execute(Q["complete_staged_ids"], {"now": now_us}).fetchall()
+                done = {row[0]: None for row in rows}
+                group_ids = {row[1] for row in rows}
             conn.execute(Q["clear_completion_stage"])
+            group_ids.discard(None)
+            if group_ids:  # only members pay: their groups settle in this same transaction
+                self._settle(conn, sorted(cast(set[str], group_ids)), now)
             refused = self._refusals(conn, [(i, c) for i, c in changes if i not in done])
         return [done[task_id] if task_id in done else refused[task_id] for task_id, _ in changes]
 
@@ -527,6 +546,7 @@ class SQLiteDriver:
                     if changed is not None:
                         reaped.append((task, changed))
                 self._write_back(conn, reaped)
+                self._settle(conn, _groups.ended_groups(reaped), now)
             return len(reaped)
 
         return await self._run(reap)
@@ -649,17 +669,77 @@ class SQLiteDriver:
 
     # -- groups and chords ----------------------------------------------------------------------
 
+    def _with_members(self, conn: sqlite3.Connection, group: GroupRow) -> GroupRow:
+        live = [task_from_row(r) for r in conn.execute(Q["group_tasks"], (group.id,))]
+        archived = [task_from_row(r) for r in conn.execute(Q["group_tasks_archived"], (group.id,))]
+        return dataclasses.replace(group, members=_groups.in_order(group, live, archived))
+
+    def _settle(self, conn: sqlite3.Connection, group_ids: Sequence[str], now: datetime) -> None:
+        """Settle the groups of members just ended, inside the writer's transaction (``_groups.settle``)."""
+        for group_id in group_ids:
+            row = conn.execute(Q["lock_group"], (group_id,)).fetchone()
+            if row is None:
+                continue
+            settled = _groups.settle(self._with_members(conn, _group(row)), now, self.chord_args)
+            if settled is None:
+                continue
+            g = settled.group
+            params = {
+                "id": g.id,
+                "expires_at": to_us(g.expires_at),
+                "now": to_us(now),
+                "claimed": int(g.chord_claimed),
+                "callback": g.chord_callback_id,
+                "dispatched_at": None if g.chord_dispatched_at is None else to_us(g.chord_dispatched_at),
+            }
+            conn.execute(Q["settle_group"], params)
+            callback = settled.callback
+            if (
+                callback is not None
+                and conn.execute(Q["existing_ids"], (json.dumps([callback.id]),)).fetchone() is None
+            ):
+                seq = conn.execute(Q["next_seq"]).fetchone()[0] + 1
+                task = transitions.create(callback.new, task_id=callback.id, now=now, seq=seq)
+                self._insert_rows(conn, [task], [callback])
+                HUB.notify(self._key)
+
+    async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
+        chord = group.callback
+        params = {
+            "id": group.id,
+            "expected": group.expected,
+            "meta": json.dumps(group.meta),
+            "expires_at": to_us(group.expires_at),
+            "member_ids": None if group.member_ids is None else json.dumps(list(group.member_ids)),
+            "callback_id": None if chord is None else chord.id,
+            "callback_template": None if chord is None else chord.template,
+            "callback_args": None if chord is None else chord.args,
+            "ttl": group.ttl,
+        }
+
+        def insert(conn: sqlite3.Connection) -> list[Task]:
+            with self._write(conn):
+                try:
+                    conn.execute(Q["insert_group"], {**params, "now": to_us(self.clock.now())})
+                except sqlite3.IntegrityError as exc:
+                    raise errors.AlreadyExists(group.id) from exc
+                return self._insert_in(conn, rows)
+
+        return await self._run(insert)
+
     async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
         def put(conn: sqlite3.Connection) -> GroupRow:
             with self._write(conn):
+                now = self.clock.now()
                 params = {
                     "id": group_id,
                     "expected": expected,
                     "meta": json.dumps(meta),
-                    "now": to_us(self.clock.now()),
+                    "now": to_us(now),
                     "expires_at": to_us(expires_at),
+                    "ttl": (expires_at - now).total_seconds(),
                 }
-                return _group(conn.execute(Q["put_group"], params).fetchone())
+                return self._with_members(conn, _group(conn.execute(Q["put_group"], params).fetchone()))
 
         return await self._run(put)
 
@@ -679,8 +759,8 @@ class SQLiteDriver:
 
     async def get_group(self, group_id: str) -> GroupRow | None:
         def get(conn: sqlite3.Connection) -> GroupRow | None:
-            row = conn.execute(Q["get_group"], (group_id, to_us(self.clock.now()))).fetchone()
-            return None if row is None else _group(row)
+            row = conn.execute(Q["get_group"], {"id": group_id, "now": to_us(self.clock.now())}).fetchone()
+            return None if row is None else self._with_members(conn, _group(row))
 
         return await self._run(get)
 
@@ -700,7 +780,7 @@ class SQLiteDriver:
     async def purge_groups(self) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             with self._write(conn):
-                return int(conn.execute(Q["purge_groups"], (to_us(self.clock.now()),)).rowcount)
+                return int(conn.execute(Q["purge_groups"], {"now": to_us(self.clock.now())}).rowcount)
 
         return await self._run(purge)
 
@@ -777,6 +857,9 @@ def _group(r: Any) -> GroupRow:
         created_at=from_us(r[7]),
         updated_at=from_us(r[8]),
         expires_at=from_us(r[9]),
+        member_ids=None if r[10] is None else tuple(json.loads(r[10])),
+        callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=r[13]),
+        ttl=r[14],
     )
 
 

@@ -89,7 +89,7 @@ def test_default_url_comes_from_the_environment(tmp_path: Path) -> None:
     [
         (["enqueue", "mail", "send", "--args", "{bad"], 2, "not valid JSON"),
         (["enqueue", "Bad Queue", "send"], 1, "invalid queue name"),
-        (["tasks", "show", "missing"], 1, "not found"),
+        (["tasks", "show", "missing"], 1, "no taskstore store"),
         (["tasks", "ls", "--state", "weird"], 2, "is not one of"),
         (["archive", "--older-than", "soon"], 2, "not a duration"),
         (["bogus"], 2, "No such command"),

@@ -184,7 +184,13 @@ def test_read_only_commands_create_no_store(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE notes (body TEXT)")
     conn.close()
     for path in (missing, foreign):
-        for command in (["tasks", "ls"], ["tasks", "count"], ["tasks", "show", "x"], ["tasks", "watch", "x"], ["workers"]):
+        for command in (
+            ["tasks", "ls"],
+            ["tasks", "count"],
+            ["tasks", "show", "x"],
+            ["tasks", "watch", "x"],
+            ["workers"],
+        ):
             proc = cli(*command, "--url", f"sqlite:///{path}", ok=False)
             assert proc.returncode == 1, (command, proc.stderr)
             assert proc.stderr.strip().splitlines() == [f"error: no taskstore store at '{path}' (nothing was created)"]
@@ -283,4 +289,3 @@ def test_passwords_are_never_printed(postgres_db: str) -> None:
         assert proc.returncode == 1
         assert "s3cret" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
-

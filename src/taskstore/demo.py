@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from ._connect import redact
+from ._connect import default_url, redact
 from ._render import printable
 from .client import App
 from .context import current_task
@@ -174,10 +174,11 @@ def summarize(console: Console, snap: Snapshot, total: int, queue: str, url: str
         f"[green]{c[State.DONE]:,} done[/], [red]{c[State.DEAD]:,} dead[/]; "
         f"{max(retried, 0):,} failed attempts were retried."
     )
-    # The hints are printed, so they name the URL without its password; say where the password goes.
-    shown = printable(redact(url))
-    flag = "" if url == "sqlite:///taskstore.db" else f" --url '{shown}'"
-    console.print("\nLook further:" + (" (put your password where the URL shows ***)" if redact(url) != url else ""))
+    # The hints are printed, so they name the URL without its password (and not at all when it is the default,
+    # $TASKSTORE_URL included); say where the password goes.
+    flag = "" if url == default_url() else f" --url '{printable(redact(url))}'"
+    hidden = bool(flag) and redact(url) != url
+    console.print("\nLook further:" + (" (put your password where the URL shows ***)" if hidden else ""))
     for command in (
         f"taskstore tasks count --queue {queue}{flag}",
         f"taskstore tasks ls --state dead --queue {queue}{flag}",

@@ -100,3 +100,13 @@ def test_worker_logs_keep_one_record_on_one_line() -> None:
     record = logging.LogRecord("taskstore.worker", logging.WARNING, __file__, 1, "task %s failed", (NASTY,), None)
     line = _LogFormatter("%(levelname)s %(message)s").format(record)
     assert line == "WARNING task a\\x1b[2Jb\\x07c\\x9bd\\u202ee\\ud800f\\n failed"
+
+
+def test_the_demo_hints_need_no_url_when_it_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKSTORE_URL", "postgresql://u:s3cret@h/db")
+    out = io.StringIO()
+    summarize(
+        Console(file=out, width=200), Snapshot(dict.fromkeys(State, 0), 1.0), 0, "q", "postgresql://u:s3cret@h/db", []
+    )
+    assert "s3cret" not in out.getvalue()
+    assert "--url" not in out.getvalue()

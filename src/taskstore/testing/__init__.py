@@ -19,6 +19,7 @@ from .suite_create import CreateTests
 from .suite_groups import GroupTests
 from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
+from .suite_open import OpenTests
 from .suite_process import ProcessTests
 from .suite_schedule import ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
@@ -30,6 +31,7 @@ class ConformanceSuite(
     LeaseTests,
     AdminTests,
     MaintenanceTests,
+    OpenTests,
     ProcessTests,
     ScheduleTests,
     GroupTests,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -275,6 +276,21 @@ def test_postgres_connection_failures_are_one_line_and_quick(postgres_db: str, c
     assert "s3cret" not in proc.stderr
     assert "\x1b" not in proc.stderr
     assert elapsed < 30, elapsed  # the interpreter's start under load, plus at most connect_timeout
+
+
+def test_a_server_that_never_answers_is_given_up_on_after_connect_timeout() -> None:
+    with socket.socket() as silent:  # the handshake completes in the kernel; nothing ever replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        proc = cli("tasks", "ls", "--url", f"postgresql://x@127.0.0.1:{port}/db?connect_timeout=2", ok=False)
+        elapsed = time.monotonic() - started
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: cannot connect to PostgreSQL: no answer within 2s (connect_timeout)"
+    ]
+    assert 2 <= elapsed < 30, elapsed
 
 
 def test_passwords_are_never_printed(postgres_db: str) -> None:

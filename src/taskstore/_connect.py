@@ -53,7 +53,9 @@ def _strip_query(url: str, ours: dict[str, Any]) -> str:
     Re-encoding would change meaning: libpq takes ``+`` literally (``options=-c%20x%3D1`` must not become
     ``-c+x%3D1``), and an empty host (``postgresql:///db?host=/run/postgresql``) must keep its ``//``.
     """
-    scheme, _, rest = url.partition("://")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url  # not a URI: libpq says what is wrong with it
     rest, _, fragment = rest.partition("#")
     base, _, query = rest.partition("?")
     kept = [part for part in query.split("&") if part and unquote(part.partition("=")[0]) not in ours]
@@ -88,7 +90,7 @@ def redact(url: str) -> str:
         return repr(url)
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return scrub(url, url)
+        return url
     end = _authority_end(rest)
     authority, tail = rest[:end], rest[end:]
     userinfo, at, hosts = authority.rpartition("@")

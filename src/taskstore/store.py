@@ -1090,4 +1090,6 @@ class Store:
                 await self._release_shielded(pending)
 
     def __repr__(self) -> str:
-        return f"<taskstore.Store {self.url or type(self._driver).__name__}>"
+        from ._connect import redact  # _connect builds stores: imported late, only to print
+
+        return f"<taskstore.Store {redact(self.url) if self.url else type(self._driver).__name__}>"

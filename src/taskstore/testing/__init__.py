@@ -20,6 +20,7 @@ from .suite_groups import GroupTests, MemberGroupTests
 from .suite_join import JoinTests
 from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
+from .suite_open import OpenTests
 from .suite_process import ProcessTests
 from .suite_schedule import ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
@@ -31,6 +32,7 @@ class ConformanceSuite(
     LeaseTests,
     AdminTests,
     MaintenanceTests,
+    OpenTests,
     ProcessTests,
     JoinTests,
     ScheduleTests,

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import re
 import time
 import weakref
@@ -29,6 +30,7 @@ from importlib import resources
 from typing import Any, cast
 
 from ... import errors, transitions
+from ..._connect import scrub
 from ..._wakeup import HUB
 from ...backend import (
     Change,
@@ -79,6 +81,31 @@ _RAW = load_queries(__name__, "queries.sql")
 CHECK_IF_IDLE_FOR = 1.0
 
 _NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
+# Every decision reads timestamps back in UTC; appended after the user's own ``options=`` so that it wins.
+_SESSION_OPTIONS = "-c TimeZone=UTC"
+# A server that is starting, stopping or full may accept a retry; any other refusal (FATAL: role or database
+# does not exist, password authentication failed, no pg_hba.conf entry) or a missing password will not.
+_TRANSIENT_REFUSALS = ("starting up", "shutting down", "in recovery", "too many clients", "connection slots")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _permanent(exc: psycopg.OperationalError) -> bool:
+    text = str(exc)
+    if "fe_sendauth" in text:
+        return True
+    return "FATAL:" in text and not any(phrase in text for phrase in _TRANSIENT_REFUSALS)
+
+
+def _parse_conninfo(conninfo: str) -> dict[str, Any]:
+    """libpq's own reading of the URL (every form it accepts); its complaint, if any, as a ConfigError."""
+    try:
+        return psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        message = " ".join(str(exc).split())
+        raise errors.ConfigError(f"invalid PostgreSQL URL: {scrub(message, conninfo)}") from None
 
 
 def _check_joinable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
@@ -144,13 +171,16 @@ class PostgresDriver:
         pool_min: int = 2,
         pool_max: int = 10,
         notify: bool = True,
-        connect_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
         migrate: bool = True,
+        create: bool = True,
     ) -> None:
         if not isinstance(schema, str) or SCHEMA_NAME.fullmatch(schema) is None:
             raise errors.ConfigError(f"invalid schema name {schema!r}: use lower-case letters, digits and _")
         if pool_min < 1 or pool_max < pool_min:
             raise errors.ConfigError("pool sizes need 1 <= pool_min <= pool_max")
+        if not math.isfinite(connect_timeout) or connect_timeout <= 0:
+            raise errors.ConfigError(f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}")
         self.conninfo = conninfo
         self.schema = schema
         self._fixed = clock  # None: the database's now() decides
@@ -160,12 +190,18 @@ class PostgresDriver:
         self.status_channel = f"taskstore_{schema}_status"  # a task or status changed (for watchers)
         self._pool_min, self._pool_max = pool_min, pool_max
         self._connect_timeout = connect_timeout
-        self._migrate_on_open = migrate
+        self._create = create
+        self._migrate_on_open = migrate and create
         self._pool: AsyncConnectionPool[Any] | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
         self.chord_args: ChordArgs = _groups.no_chord_args
-        info = psycopg.conninfo.conninfo_to_dict(conninfo)
+        info = _parse_conninfo(conninfo)
+        # libpq counts whole seconds and treats less than 2 as 2; open() enforces the exact limit itself.
+        self._connect_kwargs: dict[str, Any] = {
+            "options": f"{info.get('options') or ''} {_SESSION_OPTIONS}".strip(),
+            "connect_timeout": max(2, math.ceil(connect_timeout)),
+        }
         self._key = (
             "postgres",
             str(info.get("host", "")),
@@ -186,11 +222,12 @@ class PostgresDriver:
     # -- connections ----------------------------------------------------------------------------
 
     async def open(self) -> None:
+        await self._first_connection()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.conninfo,
             min_size=self._pool_min,
             max_size=self._pool_max,
-            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+            kwargs={"autocommit": True, **self._connect_kwargs},
             check=self._check_connection,
             open=False,
             timeout=self._connect_timeout,
@@ -205,12 +242,45 @@ class PostgresDriver:
         try:
             if self._migrate_on_open:
                 await self.migrate()
+            elif not self._create and not (await self._fetchone("store_exists", schema=self.schema))[0]:
+                raise errors.ConfigError(f"no taskstore store in schema {self.schema!r} of this database")
             await self._measure_clock()
         except BaseException:
             await self.close()
             raise
         if self.notify:
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name="taskstore-listen")
+
+    async def _first_connection(self) -> None:
+        """Connect once before the pool does, so that a failure is reported with its cause, in one line.
+
+        The pool would retry any failure, logging each, until its timeout, then say only that it timed out.
+        Here a refusal no retry can change fails at once; a server that is down or starting is retried quietly
+        until ``connect_timeout``.
+        """
+        deadline = time.monotonic() + self._connect_timeout
+        pause = 0.1
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                conn = await asyncio.wait_for(
+                    psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, **self._connect_kwargs),
+                    max(left, 0.01),
+                )
+            except TimeoutError:
+                raise errors.BackendUnavailable(
+                    f"cannot connect to PostgreSQL: no answer within {self._connect_timeout:g}s (connect_timeout)"
+                ) from None
+            except psycopg.OperationalError as exc:
+                if _permanent(exc):
+                    raise errors.ConfigError(f"PostgreSQL refused the connection: {_one_line(exc)}") from None
+                if time.monotonic() + pause >= deadline:
+                    raise errors.BackendUnavailable(f"cannot connect to PostgreSQL: {_one_line(exc)}") from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            else:
+                await conn.close()
+                return
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -300,7 +370,9 @@ class PostgresDriver:
         pause = 0.1
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, **self._connect_kwargs
+                ) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.status_channel)))
                     pause = 0.1

@@ -88,6 +88,10 @@ SELECT locked.*, {now_after_locks} FROM locked
 -- name: current_time
 SELECT {now}
 
+-- A store exists once its first migration made the tasks table; a read-only open creates nothing.
+-- name: store_exists
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %(schema)s AND tablename = 'tasks')
+
 -- Claims: one statement picks the rows (skipping rows other claimers hold) and claims them. It sets
 -- what transitions.claim sets; the lease token is 122 random bits. A test compares the two.
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ... import errors, transitions
@@ -108,11 +109,20 @@ def _begin_caller_transaction(conn: sqlite3.Connection) -> None:
 
 
 class SQLiteDriver:
-    def __init__(self, path: str, clock: Clock, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str,
+        clock: Clock,
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+        create: bool = True,
+    ) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise errors.ConfigError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = path
         self.clock = clock
+        self.create = create
         self.busy_timeout = busy_timeout
         self._synchronous = synchronous.upper()
         self._conn: sqlite3.Connection | None = None
@@ -164,16 +174,30 @@ class SQLiteDriver:
 
     def _connect(self) -> None:
         _check_library()
+        if not self.create and not os.path.isfile(self.path):
+            raise self._no_store()
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise errors.ConfigError(f"directory {directory!r} for the SQLite database does not exist")
+        # Without create, mode=rw makes SQLite itself refuse to create the file (no race with a check).
+        target = self.path if self.create else f"{Path(os.path.abspath(self.path)).as_uri()}?mode=rw"
         try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                target, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, uri=not self.create
+            )
         except sqlite3.Error as exc:
+            if not self.create and not os.path.exists(self.path):
+                raise self._no_store() from None
             raise errors.BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._conn = conn
+        if not self.create and self._retrying(lambda: conn.execute("PRAGMA user_version").fetchone()[0]) == 0:
+            self._disconnect()
+            raise self._no_store()
         self._retrying(lambda: self._configure(conn))
         self._retrying(lambda: self._migrate(conn))
+
+    def _no_store(self) -> errors.ConfigError:
+        return errors.ConfigError(f"no taskstore store at {self.path!r} (nothing was created)")
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -140,3 +140,23 @@ async def test_keyset_listing_never_skips_a_row_committed_late(stores: tuple[Sto
         await longer.commit()
     await poll()
     assert seen == ["late", "first", "second"]
+
+
+async def test_a_transaction_enqueuing_one_by_one_announces_its_seqs_once(
+    stores: tuple[Store, Store], postgres_db: str
+) -> None:
+    """Its first bound is its lowest: one lock per transaction, not one per enqueue (thousands of tasks
+    enqueued one by one in a caller's transaction would otherwise fill the server's lock table)."""
+    store, _ = stores
+    async with await psycopg.AsyncConnection.connect(postgres_db) as caller:
+        for n in range(50):
+            await store.create(NewTask("q", "k", id=f"t{n}"), conn=caller)
+        cur = await caller.execute(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+        )
+        row = await cur.fetchone()
+        assert row is not None and row[0] <= 2
+        # Still announced: a listing stops below this transaction's seqs until it commits.
+        assert [t.id for t in (await store.list()).items] == []
+        await caller.commit()
+    assert len((await store.list()).items) == 50

@@ -26,12 +26,19 @@ RETURNING seq, id, created_at, (SELECT pg_notify(%(channel)s, '') WHERE %(channe
 -- lock naming this table, taken first: a listing that sees a bound also sees the marker telling whose it
 -- is. An ascending listing stops below the lowest bound announced (see _seq_horizon). Every statement that
 -- inserts into tasks must include this fragment, or its rows may be paged past while it is open.
+-- A transaction announces once per table (a transaction-local setting remembers it): its first bound is its
+-- lowest, and a caller enqueuing thousands of tasks one by one in one transaction must not take a lock each.
 -- name: _announce_seqs
 marked AS MATERIALIZED (
     SELECT pg_advisory_xact_lock_shared(1414743380, {tasks_key}) AS done
 ),
 announced AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock_shared(s.last_value) AS done FROM {schema}.tasks_seq_seq AS s, marked
+    SELECT CASE WHEN strpos(coalesce(current_setting('taskstore.announced', true), '') || ',', ',' || {tasks_key} || ',') = 0
+                THEN pg_advisory_xact_lock_shared(s.last_value)::text
+                     || set_config('taskstore.announced',
+                                   coalesce(current_setting('taskstore.announced', true), '') || ',' || {tasks_key}, true)
+           END AS done
+      FROM {schema}.tasks_seq_seq AS s, marked
 )
 
 -- The marker's second key: this table's oid, shifted into int4.

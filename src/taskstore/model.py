@@ -98,7 +98,8 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def _safe_str(exc: BaseException) -> str:
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's own ``__str__`` fails."""
     try:
         return str(exc)
     except Exception as broken:  # a handler's exception must not break the recording of its failure
@@ -140,7 +141,7 @@ class Failure:
 
     @classmethod
     def from_exception(cls, exc: BaseException, *, traceback: str | None = None) -> Failure:
-        return cls(type=type(exc).__qualname__, message=_safe_str(exc), traceback=traceback)
+        return cls(type=type(exc).__qualname__, message=exception_text(exc), traceback=traceback)
 
 
 @dataclass(frozen=True, slots=True)

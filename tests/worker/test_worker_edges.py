@@ -47,11 +47,16 @@ def _unprintable() -> None:
     raise Unprintable
 
 
+def _stop_iteration() -> None:
+    raise StopIteration  # an asyncio future cannot carry it: a naive hand-over from a thread hangs
+
+
 RAISERS: list[tuple[Callable[[], None], str, str]] = [
     (_exit, "SystemExit", "3"),
     (_interrupt, "KeyboardInterrupt", "KeyboardInterrupt"),
     (_fatal, "Fatal", "gone"),
     (_unprintable, "Unprintable", "__str__ raised RuntimeError"),
+    (_stop_iteration, "RuntimeError", "raised StopIteration"),  # as Python turns it in any coroutine
 ]
 
 

@@ -65,6 +65,7 @@ log = logging.getLogger("taskstore.worker")
 _RETRY_PAUSE = 0.5  # after the store could not be reached
 _MAX_RETRY_PAUSE = 2.0
 _FLUSH_TRIES = 10  # a completion the store refuses for another reason than being unreachable
+_FAILURE_TRIES = 3
 _LAST_FLUSH_MINIMUM = 3.0  # results that finished as the grace ran out still get this long to be written
 _CANCEL_WAIT = 3.0  # for handlers cancelled at the end of the grace to unwind
 
@@ -524,7 +525,8 @@ class Worker:
         if job.lost:
             self.stats.lost += 1
             return
-        for attempt in range(3):
+        refusals = 0
+        for attempt in itertools.count(1):
             try:
                 final = await self.store.mark_failed(job.claim, failure)
                 self.stats.failed += 1
@@ -538,9 +540,15 @@ class Worker:
                 self.stats.lost += 1
                 log.warning("task %s: failure not recorded, the lease was lost: %s", job.task.id, exc)
                 return
+            except errors.BackendUnavailable as exc:  # the lease is kept meanwhile: wait for the store
+                log.warning("task %s: could not record its failure (try %d): %s", job.task.id, attempt, exc)
             except errors.TaskstoreError as exc:
-                log.warning("task %s: could not record its failure (try %d): %s", job.task.id, attempt + 1, exc)
-                await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
+                refusals += 1
+                if refusals >= _FAILURE_TRIES:
+                    log.error("task %s: gave up recording its failure; its lease will time out: %s", job.task.id, exc)
+                    return
+                log.warning("task %s: could not record its failure (try %d): %s", job.task.id, attempt, exc)
+            await asyncio.sleep(min(_RETRY_PAUSE * attempt, _MAX_RETRY_PAUSE))
 
     async def _record_member(self, task: Task, status: TaskStatus) -> None:
         """A group member's outcome is in: record it, and fire its chord when the group is complete."""

@@ -272,3 +272,36 @@ async def test_stop_gives_up_on_unwritten_results_at_the_end_of_the_grace(
     await asyncio.wait_for(worker.stop(), 30)
     assert time.monotonic() - start < 15  # the grace and a bounded last flush, not forever
     assert (await handle.get()).state is State.CLAIMED  # its lease will time out and it runs again
+
+
+async def test_a_failure_waits_for_the_store_with_its_lease_kept(
+    memory_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = memory_app
+
+    @app.task(queue="q", processing_timeout=1.5, max_attempts=1)
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    store = await app.store()
+    refused, over = asyncio.Event(), asyncio.Event()
+    real = store.mark_failed
+
+    async def mark_failed(claim: Any, failure: Any) -> Any:
+        if not over.is_set():
+            refused.set()
+            raise errors.BackendUnavailable("the store is down (test)")
+        return await real(claim, failure)
+
+    monkeypatch.setattr(store, "mark_failed", mark_failed)
+    handle = await boom.enqueue()
+    async with Worker(app, maintenance=False):
+        await asyncio.wait_for(refused.wait(), 10)
+        await asyncio.sleep(5)  # an outage longer than a few fixed retries and a lease after them
+        assert await store.reap() == 0  # the lease was kept meanwhile
+        over.set()
+        with pytest.raises(TaskFailed) as caught:
+            await handle.result(timeout=10)
+    assert caught.value.failure is not None
+    assert caught.value.failure.message == "boom"
+    assert caught.value.task.attempts == 1

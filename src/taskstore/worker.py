@@ -163,6 +163,7 @@ class Worker:
         self._immediate: asyncio.Event
         self._quit_background: asyncio.Event
         self._last_flush: asyncio.Event  # the completer writes what is left, then ends
+        self._completer: asyncio.Task[None]
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -201,10 +202,11 @@ class Worker:
             await self._store.add_recurring(spec.to_recurring())
         await self._store.set_worker_heartbeat(self._heartbeat())  # visible from the moment start() returns
         spawn = asyncio.get_running_loop().create_task
+        self._completer = spawn(self._guard("completer", self._complete_loop), name="taskstore-completer")
         self._background = [
             spawn(self._guard("claimer", self._claim_loop), name="taskstore-claimer"),
             spawn(self._guard("heart-beat", self._beat_loop), name="taskstore-heartbeat"),
-            spawn(self._guard("completer", self._complete_loop), name="taskstore-completer"),
+            self._completer,
             spawn(self._guard("worker record", self._record_loop), name="taskstore-record"),
         ]
         if self._maintenance_on:
@@ -624,7 +626,7 @@ class Worker:
         """On stop, let the completer write what finished: within the grace, or a short minimum after it."""
         self._last_flush.set()
         self._done_ready.set()
-        completer = self._background[2]
+        completer = self._completer
         budget = 1.0 if self._immediate.is_set() else max(deadline - time.monotonic(), _LAST_FLUSH_MINIMUM)
         finished, _ = await asyncio.wait([completer], timeout=budget)
         if finished:

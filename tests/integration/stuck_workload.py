@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -19,6 +20,12 @@ NO_WAIT = BinaryExponential(base=0.0, cap=0.0)
 def forever(marker: str) -> None:
     Path(marker).touch()  # tells the test the handler has started
     time.sleep(3600)  # blocking code: no timeout, no cancellation reaches it
+
+
+@app.task(queue="stuck", kind="stuck.offloaded", max_attempts=3, retry=NO_WAIT, processing_timeout=1.0)
+async def offloaded(marker: str) -> None:
+    Path(marker).touch()
+    await asyncio.to_thread(time.sleep, 3600)  # cancelling the await leaves the loop's default executor busy
 
 
 @app.task(queue="stuck", kind="stuck.bounded", timeout=0.5, max_attempts=1)

@@ -21,7 +21,7 @@ import pytest
 import taskstore
 from taskstore import State
 
-from .stuck_workload import bounded, exits, forever, quick
+from .stuck_workload import bounded, exits, forever, offloaded, quick
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -105,14 +105,15 @@ def test_a_one_slot_worker_goes_on_past_stuck_and_exiting_sync_handlers(
     asyncio.run(scenario())
 
 
-def test_sigterm_exits_within_the_grace_and_releases_a_stuck_sync_handler(
-    url: str, start_worker: Callable[..., subprocess.Popen[str]], tmp_path: Path
+@pytest.mark.parametrize("handler", [forever, offloaded], ids=["sync", "to_thread"])
+def test_sigterm_exits_within_the_grace_and_releases_a_stuck_handler(
+    url: str, start_worker: Callable[..., subprocess.Popen[str]], tmp_path: Path, handler: Any
 ) -> None:
     marker = tmp_path / "started"
 
     async def scenario() -> None:
         async with taskstore.open(url) as store:
-            task = await store.create(forever.new_task(str(marker)))
+            task = await store.create(handler.new_task(str(marker)))
             proc = start_worker(concurrency=2, grace="1s")
 
             async def started() -> bool:

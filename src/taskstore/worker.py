@@ -82,6 +82,12 @@ class _Job:
     done: bool = False
 
 
+def _cancelled_by_worker() -> bool:
+    """Whether the running task was cancelled (lease lost, cancel request, stop), not the handler raising it."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @dataclass
 class WorkerStats:
     claimed: int = 0
@@ -409,8 +415,11 @@ class Worker:
             assert self._pipeline is not None
             try:
                 value = await self._pipeline(prepared)
-            except asyncio.CancelledError:
-                await self._after_cancel(job)
+            except asyncio.CancelledError as exc:
+                if _cancelled_by_worker():
+                    await self._after_cancel(job)
+                    return
+                await self._write_failure(job, self._failure_of(exc, prepared))  # the handler raised it itself
                 return
             except BaseException as exc:  # SystemExit, KeyboardInterrupt too: they end the attempt, not the worker
                 await self._write_failure(job, self._failure_of(exc, prepared))

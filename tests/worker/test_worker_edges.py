@@ -47,6 +47,10 @@ def _unprintable() -> None:
     raise Unprintable
 
 
+def _cancelled() -> None:
+    raise asyncio.CancelledError  # from inside the handler: nobody cancelled the worker's task
+
+
 def _stop_iteration() -> None:
     raise StopIteration  # an asyncio future cannot carry it: a naive hand-over from a thread hangs
 
@@ -56,6 +60,7 @@ RAISERS: list[tuple[Callable[[], None], str, str]] = [
     (_interrupt, "KeyboardInterrupt", "KeyboardInterrupt"),
     (_fatal, "Fatal", "gone"),
     (_unprintable, "Unprintable", "__str__ raised RuntimeError"),
+    (_cancelled, "CancelledError", "the handler raised CancelledError"),
     (_stop_iteration, "RuntimeError", "raised StopIteration"),  # as Python turns it in any coroutine
 ]
 

@@ -202,7 +202,7 @@ class Outage:
 async def test_a_finished_task_keeps_its_lease_until_its_completion_is_written(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    @app.task(queue="q", processing_timeout=0.9)
+    @app.task(queue="q", processing_timeout=3.0)
     async def quick() -> str:
         return "ok"
 
@@ -284,7 +284,7 @@ async def test_a_failure_waits_for_the_store_with_its_lease_kept(
 ) -> None:
     app = memory_app
 
-    @app.task(queue="q", processing_timeout=1.5, max_attempts=1)
+    @app.task(queue="q", processing_timeout=2.0, max_attempts=1)
     async def boom() -> None:
         raise RuntimeError("boom")
 
@@ -302,7 +302,7 @@ async def test_a_failure_waits_for_the_store_with_its_lease_kept(
     handle = await boom.enqueue()
     async with Worker(app, maintenance=False):
         await asyncio.wait_for(refused.wait(), 10)
-        await asyncio.sleep(5)  # an outage longer than a few fixed retries and a lease after them
+        await asyncio.sleep(6)  # an outage longer than a few fixed retries and a lease after them
         assert await store.reap() == 0  # the lease was kept meanwhile
         over.set()
         with pytest.raises(TaskFailed) as caught:

@@ -93,8 +93,10 @@ def _storable(value: Any) -> Any:
         return storable_text(value)
     if isinstance(value, dict):
         return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_storable(v) for v in value)
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, tuple):  # JSON makes it a list anyway; a named tuple is not rebuilt from an iterable
+        return tuple(_storable(v) for v in value)
     return value
 
 
@@ -102,7 +104,7 @@ def exception_text(exc: BaseException) -> str:
     """``str(exc)``, or a stand-in when the exception's own ``__str__`` fails."""
     try:
         return str(exc)
-    except Exception as broken:  # a handler's exception must not break the recording of its failure
+    except BaseException as broken:  # a handler's exception must not break the recording of its failure
         return f"<unprintable {type(exc).__qualname__}: its __str__ raised {type(broken).__qualname__}>"
 
 

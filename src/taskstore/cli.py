@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -148,11 +149,37 @@ def load_app(target: str) -> App:
     return found
 
 
+_EXIT_WATCHDOG = 3.0  # seconds from a stopped worker to a forced exit
+
+
 async def _run_worker(worker: Worker) -> None:
     try:
         await worker.run(install_signals=True)
     finally:
         await worker.app.aclose()
+        _exit_soon(1 if worker.forced else 0)
+
+
+def _exit_soon(code: int) -> None:
+    """Make sure the process ends a few seconds after its worker stopped, with ``code``.
+
+    By now the worker has written what finished and released the rest, so nothing is lost by ending.
+    Its own handler threads are daemons and never hold the exit, but a thread a handler started may:
+    ``asyncio.to_thread`` (``asyncio.run`` joins the loop's default executor) or a non-daemon thread
+    that never returns. Only the ``worker`` command arms this; it ends the process anyway.
+    """
+
+    def force() -> None:
+        held_by = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread())
+        logging.getLogger("taskstore.worker").warning(
+            "the worker stopped but stuck threads hold the exit (%s); exiting now", ", ".join(held_by)
+        )
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(_EXIT_WATCHDOG, force)
+    timer.daemon = True
+    timer.start()
 
 
 def _heartbeat_json(b: WorkerHeartbeat) -> dict[str, Any]:

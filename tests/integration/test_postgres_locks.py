@@ -155,7 +155,8 @@ async def test_a_transaction_enqueuing_one_by_one_announces_its_seqs_once(
             "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
         )
         row = await cur.fetchone()
-        assert row is not None and row[0] <= 2
+        assert row is not None
+        assert row[0] <= 2
         # Still announced: a listing stops below this transaction's seqs until it commits.
         assert [t.id for t in (await store.list()).items] == []
         await caller.commit()

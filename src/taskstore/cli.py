@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import errors
+from . import errors, limits
 from ._connect import default_url
 from ._connect import open as open_store
 from ._render import task_json
@@ -52,7 +52,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if match is None:
         raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not seconds <= limits.MAX_DURATION:  # also catches inf from a very long run of digits
+        raise typer.BadParameter(f"{text!r} is longer than the longest duration taskstore accepts (100 years)")
+    return timedelta(seconds=seconds)
 
 
 class _Cli:
@@ -284,6 +287,8 @@ def build_app() -> typer.Typer:
             payload = json.loads(args)
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--args is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise typer.BadParameter("--args is nested too deeply") from None
         wait = parse_duration(delay) if delay is not None else None
 
         async def create(store: Store) -> Task:
@@ -377,11 +382,11 @@ def build_app() -> typer.Typer:
         the_app = load_app(target)
         if url is not None:
             the_app.url = url
-        config = MaintenanceConfig(
-            archive_after=parse_duration(archive_after).total_seconds(),
-            reap_every=parse_duration(reap_every).total_seconds(),
-        )
         try:
+            config = MaintenanceConfig(
+                archive_after=parse_duration(archive_after).total_seconds(),
+                reap_every=parse_duration(reap_every).total_seconds(),
+            )
             w = Worker(
                 the_app,
                 queue or None,

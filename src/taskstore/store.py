@@ -66,6 +66,8 @@ def _queues(queues: str | Iterable[str] | None) -> list[str]:
         return []
     if isinstance(queues, str):
         return [check_queue(queues)]
+    if not isinstance(queues, Iterable):
+        raise errors.InvalidTask(f"queues must be a queue name or a list of them, got {queues!r}")
     return [check_queue(q) for q in queues]
 
 
@@ -78,13 +80,19 @@ def _json(value: Any, what: str) -> None:
     limits.json_text(dump_json(value, what), what)
 
 
-def _state(value: State | str | None) -> State | None:
-    if value is None or isinstance(value, State):
+def _state(value: State | str | None, *, optional: bool = True) -> State | None:
+    if isinstance(value, State) or (value is None and optional):
         return value
     try:
-        return State(value)
+        return State(cast(str, value))
     except ValueError:
         raise errors.InvalidTask(f"state must be one of {', '.join(s.value for s in State)}, got {value!r}") from None
+
+
+def _mapping(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    if value is not None and not isinstance(value, Mapping):
+        raise errors.InvalidTask(f"{what} must be a mapping (a JSON object), got {type(value).__name__}")
+    return dict(value or {})
 
 
 def _status_state(value: StatusState | str) -> StatusState:
@@ -551,7 +559,7 @@ class Store:
         """Compare-and-set on ``task.version``: writes ``state``, ``attempts`` and ``run_at``."""
         if not isinstance(task, Task):
             raise errors.InvalidTask(f"expected a Task, got {type(task).__name__}")
-        _state(task.state)
+        _state(task.state, optional=False)
         limits.integer(task.attempts, "attempts", 0)
         check_aware(task.run_at, "run_at")
         updated = await self._apply_one(check_id(task.id), lambda t, now: transitions.update(t, task, now=now))
@@ -645,7 +653,12 @@ class Store:
                 created = 1
             except errors.AlreadyExists:
                 pass  # another scheduler fired this slot first
-        await driver.advance_recurring(row.id, row.next_at, schedule.next_slot(slot))
+        try:
+            following = schedule.next_slot(slot)
+        except errors.InvalidTask as exc:  # its last slot (a cron year field) has fired
+            log.warning("recurring %r has no further slot and is parked: %s", row.id, exc)
+            following = limits.LATEST
+        await driver.advance_recurring(row.id, row.next_at, following)
         return created
 
     # -- statuses (SPEC §4) ---------------------------------------------------------------------
@@ -666,7 +679,9 @@ class Store:
         """
         check_id(id, "status id")
         wanted = _status_state(state)
-        fields = dict(meta or {})
+        fields = _mapping(meta, "status meta")
+        if error is not None:
+            _mapping(error, "status error")
         for value, what in ((payload, "status payload"), (error, "status error"), (fields, "status meta")):
             _json(value, what)
         limits.integer(attempt, "attempt", 0)
@@ -826,7 +841,7 @@ class Store:
         """Create a group expecting ``expected`` members, or re-initialise it (results and chord claim cleared)."""
         check_id(id, "group id")
         limits.integer(expected, "expected", 0)
-        fields = dict(meta or {})
+        fields = _mapping(meta, "group meta")
         _json(fields, "group meta")
         driver = await self._ready()
         row = await driver.put_group(id, expected, fields, self.now() + timedelta(seconds=self._ttl(ttl)))
@@ -838,6 +853,8 @@ class Store:
         if not isinstance(status, TaskStatus):
             raise errors.InvalidTask(f"expected a TaskStatus, got {type(status).__name__}")
         check_id(status.id, "status id")
+        _status_state(status.state)
+        limits.integer(status.attempt, "attempt", 0)
         document = status.to_json()
         _json(document, "status")
         driver = await self._ready()

@@ -22,6 +22,7 @@ from .suite_maintenance import MaintenanceTests
 from .suite_process import ProcessTests
 from .suite_schedule import ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
+from .suite_validation import ValidationTests
 
 
 class ConformanceSuite(
@@ -35,6 +36,7 @@ class ConformanceSuite(
     GroupTests,
     StatusTests,
     WatchTests,
+    ValidationTests,
     SuiteBase,
 ):
     """Every behaviour and decision of SPEC §2–3, against one backend."""

@@ -36,13 +36,12 @@ from datetime import datetime
 from typing import Any
 
 from . import errors, limits
-from .canvas import record_member
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
 from .context import _current
 from .maintenance import Maintenance, MaintenanceConfig
 from .middleware import CallNext, TaskContext, chain, logging_middleware, timeout_middleware
-from .model import Claim, Failure, State, StatusState, Task, TaskStatus, WorkerHeartbeat, check_queue
+from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue
 from .store import Store
 
 log = logging.getLogger("taskstore.worker")
@@ -392,11 +391,6 @@ class Worker:
             if job.lost:
                 self.stats.lost += 1
                 return
-            if task.group_id is not None:
-                # Recorded before the completion is written: a worker that dies in between leaves the
-                # member to run again (it counts once), never a completed member missing from its group.
-                status = TaskStatus(task.id, StatusState.SUCCEEDED, payload=value, attempt=task.attempts)
-                await self._record_member(task, status)
             self._done.append((job, value))
             self._done_ready.set()
         finally:
@@ -459,12 +453,8 @@ class Worker:
             self.stats.lost += 1
         elif job.cancel_requested:
             try:
-                final = await self.store.mark_cancelled(job.claim)
+                await self.store.mark_cancelled(job.claim)
                 self.stats.cancelled += 1
-                if final.group_id is not None:
-                    await self._record_member(
-                        final, TaskStatus(final.id, StatusState.CANCELLED, attempt=final.attempts)
-                    )
             except errors.TaskstoreError as exc:
                 log.warning("task %s: could not record its cancellation: %s", job.task.id, exc)
         # released (the worker is stopping): stop() gives it back with unclaim.
@@ -475,13 +465,8 @@ class Worker:
             return
         for attempt in range(3):
             try:
-                final = await self.store.mark_failed(job.claim, failure)
+                await self.store.mark_failed(job.claim, failure)
                 self.stats.failed += 1
-                if final.group_id is not None and final.state.is_terminal:
-                    state = StatusState.CANCELLED if final.state is State.CANCELLED else StatusState.FAILED
-                    await self._record_member(
-                        final, TaskStatus(final.id, state, error=failure.to_json(), attempt=final.attempts)
-                    )
                 return
             except errors.LeaseError as exc:
                 self.stats.lost += 1
@@ -490,13 +475,6 @@ class Worker:
             except errors.TaskstoreError as exc:
                 log.warning("task %s: could not record its failure (try %d): %s", job.task.id, attempt + 1, exc)
                 await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
-
-    async def _record_member(self, task: Task, status: TaskStatus) -> None:
-        """A group member's outcome is in: record it, and fire its chord when the group is complete."""
-        try:
-            await record_member(self.app, self.store, task, status)
-        except errors.TaskstoreError as exc:
-            log.warning("task %s: could not record it in group %s: %s", task.id, task.group_id, exc)
 
     # -- leases ---------------------------------------------------------------------------------
 

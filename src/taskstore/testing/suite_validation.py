@@ -277,6 +277,15 @@ class ValidationTests(SuiteBase):
             await call(store)
         await still_works(store, clock)
 
+    async def test_a_group_whose_callback_id_would_be_too_long_is_refused(self, store: Store, clock: FakeClock) -> None:
+        group_id = "g" * (limits.MAX_NAME_LENGTH - 2)  # its members' ids ("g…:0") fit; "g…:callback" would not
+        with pytest.raises(errors.InvalidTask, match="callback id"):
+            await store.create_group(group_id, [new()], callback=new(kind="cb"))
+        with pytest.raises(errors.InvalidTask, match="group meta"):
+            await store.create_group("g", [new()], meta=["not", "a", "mapping"])  # type: ignore[arg-type]
+        assert await store.count() == 0
+        await still_works(store, clock)
+
     # -- schedules --------------------------------------------------------------------------------
 
     @pytest.mark.parametrize("schedule", ["0 0 30 2 *", "@every 99999999999d", "@every 1e3s", "* * * * * 99"])

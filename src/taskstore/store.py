@@ -841,7 +841,7 @@ class Store:
         seq, record, tasks_done, records_done = (
             _statuses.decode_cursor(cursor) if cursor is not None else (None, None, False, False)
         )
-        filters = dict(meta) if meta else None
+        filters = _mapping(meta, "meta filter") or None
         driver = await self._ready()
         chunk = max(limit + 1, 64)
 

@@ -189,6 +189,19 @@ class ValidationTests(SuiteBase):
         with pytest.raises(errors.InvalidTask, match="cursor"):
             await store.list(cursor=cursor)
 
+    @pytest.mark.parametrize(
+        "cursor", ["st" + "9" * 30 + "|", "st|" + "9" * 25 + ":x", "st|1:a\x00", "st|1:", "st²|", "st 1|", 5]
+    )
+    async def test_a_status_cursor_out_of_range_is_refused(self, store: Store, cursor: Any) -> None:
+        await store.set_status("ext", StatusState.RUNNING)
+        with pytest.raises(errors.InvalidTask, match="cursor"):
+            await store.list_statuses(cursor=cursor)
+
+    @pytest.mark.parametrize("meta", [5, "key", ["key"]])
+    async def test_a_meta_filter_that_is_not_a_mapping_is_refused(self, store: Store, meta: Any) -> None:
+        with pytest.raises(errors.InvalidTask, match="meta"):
+            await store.list_statuses(meta=meta)
+
     @pytest.mark.parametrize("limit", [0, -1, 2**31, 2**63, True, 1.5])
     async def test_a_limit_out_of_range_is_refused(self, store: Store, limit: Any) -> None:
         with pytest.raises(errors.InvalidTask, match="limit"):
@@ -426,7 +439,11 @@ async def _read(store: Store, draw: Draw) -> None:
     await _refused_or_done(lambda: store.count(state=kwargs["state"], queue=kwargs["queue"]))
     await _refused_or_done(lambda: store.find_available(draw(queues), limit=kwargs["limit"]))
     statuses = v.anything(st.none(), st.sampled_from(list(StatusState)))
-    await _refused_or_done(lambda: store.list_statuses(draw(statuses), limit=kwargs["limit"], cursor=draw(v.texts)))
+    status_cursor = v.anything(st.builds(lambda t, at, rid: f"st{t}|{at}:{rid}", v.ints, v.ints, v.texts))
+    meta = v.anything(st.none(), st.dictionaries(v.texts, v.json_values, max_size=2))
+    await _refused_or_done(
+        lambda: store.list_statuses(draw(statuses), meta=draw(meta), limit=kwargs["limit"], cursor=draw(status_cursor))
+    )
 
 
 async def _by_id(store: Store, draw: Draw) -> None:

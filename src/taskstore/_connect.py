@@ -188,6 +188,10 @@ def open(
     url = url or default_url()
     if not isinstance(url, str):
         raise ConfigError(f"url must be a string, got {type(url).__name__}")
+    if clock is not None and not isinstance(clock, Clock):
+        raise ConfigError(f"clock must have a now() method (a taskstore.clock.Clock), got {type(clock).__name__}")
+    if codec is not None and not isinstance(codec, Codec):
+        raise ConfigError(f"codec must be a taskstore.codec.Codec (name, encode, decode), got {type(codec).__name__}")
     explicit_clock = clock  # PostgreSQL decides with the database's now() unless a clock is injected
     clock = clock or SystemClock()
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""

@@ -275,6 +275,12 @@ def test_a_url_no_backend_can_use_is_a_config_error(url: str, tmp_path: Path) ->
         taskstore.open(url)
 
 
+@pytest.mark.parametrize("options", [{"clock": "now"}, {"codec": "json"}, {"codec": object()}])
+def test_a_clock_or_codec_that_is_not_one_is_a_config_error(options: dict[str, Any]) -> None:
+    with pytest.raises(errors.ConfigError):
+        taskstore.open("memory://", **options)
+
+
 def test_recurring_ids_leave_room_for_the_slot() -> None:
     with pytest.raises(errors.InvalidTask):
         RecurringTask("r" * (limits.MAX_RECURRING_ID_LENGTH + 1), "@every 1s", NewTask("q", "k"))

@@ -11,6 +11,7 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from . import limits
 from .clock import Clock, SystemClock
 from .codec import Codec
 from .errors import ConfigError
@@ -21,8 +22,16 @@ DEFAULT_URL = "sqlite:///taskstore.db"
 # (backends/sqlite/_commits.py) and wakes its claimers and watchers. This poll of the database itself is only
 # the safety net, and what finds delayed tasks coming due.
 SQLITE_CLAIM_POLL = 0.05
-_STORE_OPTIONS: dict[str, Any] = {"poll_interval": float, "heartbeat_retention": float}
-_SQLITE_OPTIONS: dict[str, Any] = {**_STORE_OPTIONS, "busy_timeout": float, "synchronous": str}
+
+
+def _seconds(value: object) -> float:
+    """A duration option: finite seconds within ``limits`` (an endless busy or connect timeout hangs forever)."""
+    seconds = float(value) if isinstance(value, str) else value
+    return limits.duration(seconds, "a duration option", error=ConfigError)
+
+
+_STORE_OPTIONS: dict[str, Any] = {"poll_interval": _seconds, "heartbeat_retention": _seconds}
+_SQLITE_OPTIONS: dict[str, Any] = {**_STORE_OPTIONS, "busy_timeout": _seconds, "synchronous": str}
 
 
 def _flag(value: object) -> bool:
@@ -42,7 +51,7 @@ _POSTGRES_OPTIONS: dict[str, Any] = {
     "pool_min": int,
     "pool_max": int,
     "notify": _flag,
-    "connect_timeout": float,
+    "connect_timeout": _seconds,
     "migrate": _flag,
 }
 
@@ -122,7 +131,18 @@ def _sqlite_path(url: str) -> str:
     rest = url[len("sqlite://") :].split("?", 1)[0]
     if not rest.startswith("/") or rest == "/":
         raise ConfigError(f"SQLite URLs look like sqlite:///relative.db or sqlite:////absolute.db, not {redact(url)!r}")
-    return rest[1:]  # sqlite:///x.db -> "x.db", sqlite:////tmp/x.db -> "/tmp/x.db"
+    path = rest[1:]  # sqlite:///x.db -> "x.db", sqlite:////tmp/x.db -> "/tmp/x.db"
+    if "\x00" in path or not _encodable(path):
+        raise ConfigError(f"the SQLite path {path!r} has a NUL or a character with no UTF-8 form")
+    return path
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _options(
@@ -168,6 +188,10 @@ def open(
     url = url or default_url()
     if not isinstance(url, str):
         raise ConfigError(f"url must be a string, got {type(url).__name__}")
+    if clock is not None and not isinstance(clock, Clock):
+        raise ConfigError(f"clock must have a now() method (a taskstore.clock.Clock), got {type(clock).__name__}")
+    if codec is not None and not isinstance(codec, Codec):
+        raise ConfigError(f"codec must be a taskstore.codec.Codec (name, encode, decode), got {type(codec).__name__}")
     explicit_clock = clock  # PostgreSQL decides with the database's now() unless a clock is injected
     clock = clock or SystemClock()
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from . import limits
 from .backend import RecurringRow
 from .codec import Codec, decode, dump_json, encode
 from .errors import InvalidTask
@@ -31,7 +32,7 @@ def to_row(task: RecurringTask, codec: Codec, next_at: datetime) -> RecurringRow
     return RecurringRow(
         id=task.id,
         schedule=task.schedule,
-        template=dump_json(fields, "recurring template"),
+        template=limits.json_text(dump_json(fields, "recurring template"), "recurring template"),
         args=encode(codec, t.args, "recurring task args"),
         skip_if_outstanding=task.skip_if_outstanding,
         next_at=next_at,

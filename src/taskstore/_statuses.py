@@ -16,8 +16,11 @@ value, ``error`` its last failure, ``attempt`` its attempts and ``meta`` its con
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import limits
 from .backend import StatusRow
 from .errors import InvalidTask
 from .model import State, StatusState, Task, TaskStatus
@@ -77,15 +80,28 @@ def encode_cursor(task_seq: int | None, record: tuple[int, str] | None, tasks_do
 
 def decode_cursor(cursor: str) -> tuple[int | None, tuple[int, str] | None, bool, bool]:
     try:
-        if not cursor.startswith("st"):
+        if not isinstance(cursor, str) or not cursor.startswith("st"):
             raise ValueError
         t, r = cursor[2:].split("|", 1)
         tasks_done, records_done = t == "x", r == "x"
-        seq = None if t in ("", "x") else int(t)
+        seq = None if t in ("", "x") else _number(t, 0, 2**63 - 1)
         record = None
         if r not in ("", "x"):
             at, rid = r.split(":", 1)
-            record = (int(at), rid)
+            record = (_number(at, _EARLIEST_US, _LATEST_US), limits.name(rid, "status id"))
         return seq, record, tasks_done, records_done
-    except ValueError:
+    except ValueError:  # InvalidTask is one too
         raise InvalidTask(f"invalid status cursor {cursor!r}") from None
+
+
+# A cursor is caller input: its numbers must be plain digits that the store can compare and convert back.
+_NUMBER = re.compile(r"-?[0-9]{1,19}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EARLIEST_US = (limits.EARLIEST - _EPOCH) // timedelta(microseconds=1)
+_LATEST_US = (limits.LATEST - _EPOCH) // timedelta(microseconds=1)
+
+
+def _number(text: str, low: int, high: int) -> int:
+    if _NUMBER.fullmatch(text) is None or not low <= int(text) <= high:
+        raise ValueError(text)
+    return int(text)

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import errors
+from . import errors, limits
 from ._connect import default_url, redact
 from ._connect import open as open_store
 from ._render import json_text, printable, task_json
@@ -53,7 +53,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if match is None:
         raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not seconds <= limits.MAX_DURATION:  # also catches inf from a very long run of digits
+        raise typer.BadParameter(f"{text!r} is longer than the longest duration taskstore accepts (100 years)")
+    return timedelta(seconds=seconds)
 
 
 class _Cli:
@@ -442,11 +445,11 @@ def build_app() -> typer.Typer:
         the_app = load_app(target)
         if url is not None:
             the_app.url = url
-        config = MaintenanceConfig(
-            archive_after=parse_duration(archive_after).total_seconds(),
-            reap_every=parse_duration(reap_every).total_seconds(),
-        )
         try:
+            config = MaintenanceConfig(
+                archive_after=parse_duration(archive_after).total_seconds(),
+                reap_every=parse_duration(reap_every).total_seconds(),
+            )
             w = Worker(
                 the_app,
                 queue or None,

@@ -30,6 +30,7 @@ from .clock import Clock
 from .codec import Codec
 from .model import NewTask, RecurringTask, State, Task, as_seconds, check_queue
 from .retry import RetryPolicy
+from .schedule import parse_schedule
 from .store import Store
 
 if TYPE_CHECKING:
@@ -179,6 +180,8 @@ class TaskFunction(Generic[P, R]):
         if delay is not None and run_at is not None:
             raise errors.InvalidTask("give delay= or run_at=, not both")
         seconds = None if delay is None else as_seconds(delay, "delay")
+        if queue is not None:
+            check_queue(queue)  # an empty name must not fall back to the task's queue unnoticed
         call = CallOptions(
             delay=seconds, run_at=run_at, id=id, priority=priority, queue=queue, context=context, group_id=group_id
         )
@@ -317,9 +320,7 @@ class App:
             processing_timeout=processing_timeout,
             retry=retry,
         )
-        limit = None if timeout is None else as_seconds(timeout, "timeout")
-        if limit is not None and limit <= 0:
-            raise errors.InvalidTask("timeout must be positive")
+        limit = None if timeout is None else as_seconds(timeout, "timeout", positive=True)
         options = TaskOptions(
             queue=queue,
             kind=kind,
@@ -362,12 +363,16 @@ class App:
         if (cron is None) == (every is None):
             raise errors.InvalidTask("recurring() takes exactly one of cron= or every=")
         if every is not None:
-            seconds = every if isinstance(every, str) else f"{as_seconds(every, 'every'):g}s"
+            # Plain decimals: the @every syntax has no exponent, which "g" would write from 1e6 s up.
+            seconds = (
+                every if isinstance(every, str) else f"{as_seconds(every, 'every'):f}".rstrip("0").rstrip(".") + "s"
+            )
             schedule = f"@every {seconds}"
         else:
             schedule = cast(str, cron)
         spec = RecurringSpec(id, schedule, task, tuple(args), dict(kwargs or {}), skip_if_outstanding)
         spec.to_recurring()  # validates the id, the schedule and the template now, not in a worker
+        parse_schedule(schedule).next_slot(self.now())  # and that it fires at all (not "0 0 30 2 *")
         self.recurring_specs[id] = spec
         return spec
 

@@ -15,7 +15,8 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from .errors import TaskstoreError
+from . import limits
+from .errors import ConfigError, TaskstoreError
 from .store import Store
 
 log = logging.getLogger("taskstore.maintenance")
@@ -28,6 +29,15 @@ class MaintenanceConfig:
     archive_every: float = 60.0
     purge_every: float = 60.0
     recurring_poll: float = 1.0  # at most this long between looks at the schedules
+
+    def __post_init__(self) -> None:
+        # Every interval > 0 (a zero would spin the loop); archive_after may be 0 (archive at once).
+        for name in ("reap_every", "archive_every", "purge_every", "recurring_poll"):
+            value = limits.duration(getattr(self, name), name, positive=True, error=ConfigError)
+            object.__setattr__(self, name, value)
+        object.__setattr__(
+            self, "archive_after", limits.duration(self.archive_after, "archive_after", error=ConfigError)
+        )
 
 
 class Maintenance:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from . import limits
 from .errors import InvalidTask
 from .retry import RetryPolicy
 
@@ -18,7 +18,7 @@ DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_PROCESSING_TIMEOUT = 60.0
 
 QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
-MAX_ID_LENGTH = 255
+MAX_ID_LENGTH = limits.MAX_NAME_LENGTH
 
 
 class State(StrEnum):
@@ -47,18 +47,13 @@ CLAIMABLE_STATES = frozenset({State.QUEUED, State.FAILED})
 TERMINAL_STATES = _TERMINAL
 
 
-def as_seconds(value: float | timedelta, what: str) -> float:
-    """Durations are float seconds; a ``timedelta`` is accepted on input."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        raise InvalidTask(f"{what} must be a finite number of seconds, got {value!r}")
-    return float(seconds)
+def as_seconds(value: float | timedelta, what: str, *, positive: bool = False) -> float:
+    """Durations are float seconds; a ``timedelta`` is accepted on input. Bounds: see ``limits``."""
+    return limits.duration(value, what, positive=positive)
 
 
 def check_aware(value: datetime, what: str) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise InvalidTask(f"{what} must be a timezone-aware datetime, got {value!r}")
-    return value
+    return limits.instant(value, what)
 
 
 def check_queue(queue: object) -> str:
@@ -68,9 +63,14 @@ def check_queue(queue: object) -> str:
 
 
 def check_id(value: object, what: str = "id") -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-        raise InvalidTask(f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
-    return value
+    return limits.name(value, what)
+
+
+def check_kind(value: object) -> str:
+    kind = limits.name(value, "kind")
+    if not kind.strip():
+        raise InvalidTask("kind must be a non-empty string")
+    return kind
 
 
 def storable_text(text: str) -> str:
@@ -200,24 +200,16 @@ class NewTask:
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
-        if not isinstance(self.kind, str) or not self.kind.strip():
-            raise InvalidTask("kind must be a non-empty string")
+        check_kind(self.kind)
         if self.id is not None:
             check_id(self.id)
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
-            raise InvalidTask(f"priority must be an int, got {self.priority!r}")
-        if not -(2**31) <= self.priority < 2**31:
-            raise InvalidTask("priority must fit in 32 bits")
+        limits.integer(self.priority, "priority")
         if self.run_at is not None:
             check_aware(self.run_at, "run_at")
-        if self.max_attempts is not None and (
-            isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1
-        ):
-            raise InvalidTask(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
+        if self.max_attempts is not None:
+            limits.integer(self.max_attempts, "max_attempts", 1)
         if self.processing_timeout is not None:
-            seconds = as_seconds(self.processing_timeout, "processing_timeout")
-            if seconds <= 0:
-                raise InvalidTask("processing_timeout must be positive")
+            seconds = as_seconds(self.processing_timeout, "processing_timeout", positive=True)
             object.__setattr__(self, "processing_timeout", seconds)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise InvalidTask(f"retry must be a retry policy, got {self.retry!r}")
@@ -291,7 +283,7 @@ class RecurringTask:
     next_at: datetime | None = None  # set by the store: the next slot that will fire
 
     def __post_init__(self) -> None:
-        check_id(self.id, "recurring id")
+        limits.name(self.id, "recurring id", max_length=limits.MAX_RECURRING_ID_LENGTH)
         if not isinstance(self.template, NewTask):
             raise InvalidTask("a recurring task's template must be a NewTask")
         from .schedule import parse_schedule  # late: schedule imports model

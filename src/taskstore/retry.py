@@ -14,17 +14,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from . import limits
 from .errors import InvalidTask
 
 Rand = Callable[[], float]
 
-# Past this exponent every delay is capped anyway; it keeps 2**n finite for absurd attempt counts.
+# With base and cap at most limits.MAX_DURATION, base·2^62 is far past any cap yet far from float overflow.
 _MAX_EXPONENT = 62
 
 
 def _doubling(base: float, attempt: int, cap: float) -> float:
     exponent = min(max(attempt, 1) - 1, _MAX_EXPONENT)
     return min(math.ldexp(base, exponent), cap)
+
+
+def _bounded(seconds: float) -> float:
+    """A delay that ``now + delay`` can always represent, whatever the policy computed."""
+    return min(max(seconds, 0.0), limits.MAX_DURATION) if math.isfinite(seconds) else limits.MAX_DURATION
+
+
+def _seconds(value: object, what: str) -> float:
+    return limits.duration(value, f"{what} (seconds)")
+
+
+def _fraction(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidTask(f"{what} must be a number between 0 and 1, got {value!r}")
+    return float(value)
 
 
 @runtime_checkable
@@ -47,13 +63,14 @@ class Exponential:
     jitter: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < 0 or not 0 <= self.jitter <= 1:
-            raise InvalidTask("Exponential needs base >= 0, cap >= 0 and 0 <= jitter <= 1")
+        object.__setattr__(self, "base", _seconds(self.base, "Exponential base"))
+        object.__setattr__(self, "cap", _seconds(self.cap, "Exponential cap"))
+        object.__setattr__(self, "jitter", _fraction(self.jitter, "Exponential jitter"))
 
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
         full = _doubling(self.base, attempt, self.cap)
         r = (rand or random.random)()
-        return full - full * self.jitter * r
+        return _bounded(full - full * self.jitter * r)
 
     def to_spec(self) -> dict[str, Any]:
         return {"policy": "exponential", "base": self.base, "cap": self.cap, "jitter": self.jitter}
@@ -67,11 +84,11 @@ class BinaryExponential:
     cap: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < 0:
-            raise InvalidTask("BinaryExponential needs base >= 0 and cap >= 0")
+        object.__setattr__(self, "base", _seconds(self.base, "BinaryExponential base"))
+        object.__setattr__(self, "cap", _seconds(self.cap, "BinaryExponential cap"))
 
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
-        return _doubling(self.base, attempt, self.cap)
+        return _bounded(_doubling(self.base, attempt, self.cap))
 
     def to_spec(self) -> dict[str, Any]:
         return {"policy": "binary_exponential", "base": self.base, "cap": self.cap}
@@ -85,9 +102,10 @@ class Polynomial:
     """
 
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
-        r = max(attempt, 1) - 1
+        # Bounding r keeps r^4 a float for any attempt number; bounding the result keeps now + delay a datetime.
+        r = min(max(attempt, 1) - 1, limits.INT32_MAX)
         spread = min(int((rand or random.random)() * 30), 29)
-        return float(15 + r**4 + spread * (r + 1))
+        return _bounded(float(15 + r**4 + spread * (r + 1)))
 
     def to_spec(self) -> dict[str, Any]:
         return {"policy": "polynomial"}
@@ -96,9 +114,20 @@ class Polynomial:
 DEFAULT_POLICY: RetryPolicy = Exponential()
 
 
+def _within_bounds(key: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    high = 1.0 if key == "jitter" else limits.MAX_DURATION
+    return min(max(value, 0.0), high) if not math.isnan(value) else high
+
+
 def policy_from_spec(spec: Mapping[str, Any]) -> RetryPolicy:
-    """Rebuild a policy stored with a task; unknown policies are an ``InvalidTask`` error."""
-    params = {k: v for k, v in spec.items() if k != "policy"}
+    """Rebuild a policy stored with a task; unknown policies are an ``InvalidTask`` error.
+
+    Numbers are brought within today's bounds rather than refused: a task stored before the bounds
+    existed (a cap of ``inf``) must still be readable, or every claim that meets it would fail.
+    """
+    params = {k: _within_bounds(k, v) for k, v in spec.items() if k != "policy"}
     name = spec.get("policy")
     try:
         if name == "exponential":

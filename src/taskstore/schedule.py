@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
+from . import limits
 from .errors import InvalidTask
 
 _EVERY = re.compile(r"^@every\s+(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
@@ -32,15 +33,25 @@ class Schedule:
         if self.every is not None:
             seconds = (now - _EPOCH).total_seconds()
             return _EPOCH + timedelta(seconds=math.floor(seconds / self.every + 1e-9) * self.every)
-        slot: datetime = croniter(self.text, now + _TICK).get_prev(datetime)
-        return slot.astimezone(UTC)
+        return self._cron(now + _TICK, backwards=True)
 
     def next_slot(self, after: datetime) -> datetime:
         """The first slot strictly after ``after``."""
         if self.every is not None:
             return self.latest_slot(after) + timedelta(seconds=self.every)
-        slot: datetime = croniter(self.text, after).get_next(datetime)
-        return slot.astimezone(UTC)
+        return self._cron(after, backwards=False)
+
+    def _cron(self, start: datetime, *, backwards: bool) -> datetime:
+        # A valid expression may still never match (``0 0 30 2 *``, a year long past): that is bad
+        # input to the one schedule, never an untyped error in the scheduler that reads them all.
+        try:
+            it = croniter(self.text, start)
+            slot: datetime = it.get_prev(datetime) if backwards else it.get_next(datetime)
+            return limits.instant(slot.astimezone(UTC), "the schedule's slot")
+        except (CroniterError, ValueError, OverflowError) as exc:
+            raise InvalidTask(
+                f"schedule {self.text!r} has no slot {'before' if backwards else 'after'} {start.isoformat()}: {exc}"
+            ) from None
 
 
 def parse_schedule(text: str) -> Schedule:
@@ -52,12 +63,20 @@ def parse_schedule(text: str) -> Schedule:
         seconds = float(match.group(1)) * _UNIT[match.group(2)]
         if seconds < 0.01:
             raise InvalidTask(f"schedule {text!r}: the interval must be at least 10 ms")
+        limits.duration(seconds, f"schedule {text!r}: the interval")
         return Schedule(text, seconds)
     if text.startswith("@every"):
         raise InvalidTask(f"schedule {text!r}: write '@every 30s', '@every 5m', '@every 1h' …")
-    if not croniter.is_valid(text):
+    if not _valid_cron(text):
         raise InvalidTask(f"schedule {text!r} is not a valid cron expression")
     return Schedule(text, None)
+
+
+def _valid_cron(text: str) -> bool:
+    try:
+        return bool(croniter.is_valid(text))
+    except Exception:  # croniter's own validator may raise on some garbage instead of saying no
+        return False
 
 
 def slot_task_id(recurring_id: str, slot: datetime) -> str:

@@ -11,16 +11,29 @@ import builtins
 import contextlib
 import dataclasses
 import functools
+import logging
+import re
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
-from . import _recurring, _statuses, errors, transitions
+from . import _recurring, _statuses, errors, limits, transitions
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
-from .backend import Change, ChordRow, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome, StatusRow
+from .backend import (
+    Change,
+    ChordRow,
+    Completion,
+    Driver,
+    GroupRow,
+    ListQuery,
+    NewRow,
+    Outcome,
+    RecurringRow,
+    StatusRow,
+)
 from .backends._groups import template_json
 from .clock import Clock
 from .codec import Codec, JsonCodec, UndecodablePayload, decode, dump_json, encode
@@ -44,6 +57,8 @@ from .model import (
 )
 from .schedule import parse_schedule, slot_task_id
 
+log = logging.getLogger("taskstore.store")
+
 DEFAULT_CLAIM_POLL = 0.05
 DEFAULT_HEARTBEAT_RETENTION = 60.0
 DEFAULT_STATUS_TTL = 86400.0  # groups (and status-only records) live a day unless told otherwise
@@ -65,13 +80,57 @@ def _queues(queues: str | Iterable[str] | None) -> list[str]:
         return []
     if isinstance(queues, str):
         return [check_queue(queues)]
+    if not isinstance(queues, Iterable):
+        raise errors.InvalidTask(f"queues must be a queue name or a list of them, got {queues!r}")
     return [check_queue(q) for q in queues]
 
 
 def _limit(value: int, what: str = "limit") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise errors.InvalidTask(f"{what} must be an int >= 1, got {value!r}")
-    return value
+    return limits.integer(value, what, 1, limits.MAX_LIMIT)
+
+
+def _json(value: Any, what: str) -> None:
+    """JSON the store keeps as JSON (PostgreSQL ``jsonb``): encodable, and without NUL characters."""
+    limits.json_text(dump_json(value, what), what)
+
+
+def _state(value: State | str | None, *, optional: bool = True) -> State | None:
+    if isinstance(value, State) or (value is None and optional):
+        return value
+    try:
+        return State(cast(str, value))
+    except ValueError:
+        raise errors.InvalidTask(f"state must be one of {', '.join(s.value for s in State)}, got {value!r}") from None
+
+
+def _mapping(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    if value is not None and not isinstance(value, Mapping):
+        raise errors.InvalidTask(f"{what} must be a mapping (a JSON object), got {type(value).__name__}")
+    return dict(value or {})
+
+
+def _status_state(value: StatusState | str) -> StatusState:
+    try:
+        return StatusState(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in StatusState)
+        raise errors.InvalidTask(f"status state must be one of {choices}, got {value!r}") from None
+
+
+def _check_heartbeat(beat: WorkerHeartbeat) -> None:
+    check_id(beat.worker_id, "worker_id")
+    if isinstance(beat.queues, str) or not isinstance(beat.queues, Sequence):
+        raise errors.InvalidTask(f"heartbeat queues must be a list of queue names, got {beat.queues!r}")
+    for queue in beat.queues:
+        limits.name(queue, "heartbeat queue")
+    limits.integer(beat.inflight, "heartbeat inflight", 0)
+    limits.integer(beat.pid, "heartbeat pid", 0)
+    limits.name(beat.host, "heartbeat host", empty=True)
+    limits.name(beat.version, "heartbeat version", empty=True)
+    if beat.started_at is not None:
+        check_aware(beat.started_at, "heartbeat started_at")
+    if beat.extras is not None:
+        _json(beat.extras, "heartbeat extras")
 
 
 def _raise_or(outcome: Outcome) -> Task:
@@ -129,8 +188,11 @@ def _encode_cursor(task: Task) -> str:
     return f"s{task.seq}"
 
 
+_CURSOR = re.compile(r"s[0-9]{1,18}")  # a sequence number: 18 digits always fit a 64-bit integer
+
+
 def _decode_cursor(cursor: str) -> int:
-    if not isinstance(cursor, str) or not cursor.startswith("s") or not cursor[1:].isdigit():
+    if not isinstance(cursor, str) or _CURSOR.fullmatch(cursor) is None:
         raise errors.InvalidTask(f"invalid cursor {cursor!r}")
     return int(cursor[1:])
 
@@ -168,14 +230,16 @@ class Store:
         poll_interval: float = DEFAULT_CLAIM_POLL,
         heartbeat_retention: float = DEFAULT_HEARTBEAT_RETENTION,
     ) -> None:
-        self.heartbeat_retention = heartbeat_retention
+        self.heartbeat_retention = limits.duration(
+            heartbeat_retention, "heartbeat_retention", positive=True, error=errors.ConfigError
+        )
         self.status_ttl = DEFAULT_STATUS_TTL
         self._pending: set[asyncio.Future[Any]] = set()
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
         driver.chord_args = functools.partial(_chord_args, self.codec)
         self.url = url
-        self.poll_interval = poll_interval
+        self.poll_interval = limits.duration(poll_interval, "poll_interval", positive=True, error=errors.ConfigError)
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 
@@ -255,7 +319,7 @@ class Store:
             if not isinstance(new, NewTask):
                 raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
             if new.context is not None:
-                dump_json(new.context, "context")
+                _json(new.context, "context")
             try:
                 data = encode_(new.args)
             except Exception:
@@ -328,7 +392,7 @@ class Store:
         ends the page below it), so a poller that pages on from the last task it saw never skips one.
         """
         query = ListQuery(
-            state=State(state) if state is not None else None,
+            state=_state(state),
             queue=check_queue(queue) if queue is not None else None,
             ready_as_of=check_aware(ready_as_of, "ready_as_of") if ready_as_of is not None else None,
             after_seq=_decode_cursor(cursor) if cursor is not None else None,
@@ -343,12 +407,9 @@ class Store:
         return Page(items=items, next_cursor=_encode_cursor(items[-1]) if more and items else None)
 
     async def count(self, state: State | str | None = None, queue: str | None = None, *, archived: bool = False) -> int:
+        wanted, queue = _state(state), check_queue(queue) if queue is not None else None
         driver = await self._ready()
-        return await driver.count(
-            State(state) if state is not None else None,
-            check_queue(queue) if queue is not None else None,
-            archived,
-        )
+        return await driver.count(wanted, queue, archived)
 
     async def outstanding_count(self, recurring_id: str) -> int:
         """Tasks of one recurring id that are ``queued``, ``failed`` or ``claimed``."""
@@ -454,11 +515,7 @@ class Store:
         """Claim one specific task; ``None`` while it is not claimable (also for its current owner)."""
         check_id(id)
         check_id(worker_id, "worker_id")
-        lease = None
-        if ttl is not None:
-            lease = as_seconds(ttl, "ttl")
-            if lease <= 0:
-                raise errors.InvalidTask("ttl must be positive")
+        lease = None if ttl is None else as_seconds(ttl, "ttl", positive=True)
         driver = await self._ready()
         task = await driver.claim_task(id, worker_id, lease, lease_token())
         self._touched()
@@ -477,12 +534,8 @@ class Store:
     def _report_change(self, claim: Claim | Task, data: Any, extend_by: float | timedelta | None) -> tuple[str, Change]:
         lease = _lease_of(claim)
         if data is not None:
-            dump_json(data, "report data")
-        length = None
-        if extend_by is not None:
-            length = as_seconds(extend_by, "extend_by")
-            if length <= 0:
-                raise errors.InvalidTask("extend_by must be positive")
+            _json(data, "report data")
+        length = None if extend_by is None else as_seconds(extend_by, "extend_by", positive=True)
 
         def change(task: Task, now: datetime) -> Task:
             return transitions.report_in(task, lease, now=now, data=data, extend_by=length)
@@ -597,6 +650,9 @@ class Store:
         """Compare-and-set on ``task.version``: writes ``state``, ``attempts`` and ``run_at``."""
         if not isinstance(task, Task):
             raise errors.InvalidTask(f"expected a Task, got {type(task).__name__}")
+        _state(task.state, optional=False)
+        limits.integer(task.attempts, "attempts", 0)
+        check_aware(task.run_at, "run_at")
         updated = await self._apply_one(check_id(task.id), lambda t, now: transitions.update(t, task, now=now))
         self._wake()
         return updated
@@ -664,20 +720,36 @@ class Store:
         for row in await driver.list_recurring():
             if row.next_at > now:
                 continue
-            schedule = parse_schedule(row.schedule)
-            slot = schedule.latest_slot(now)
-            if not (row.skip_if_outstanding and await driver.outstanding_count(row.id) > 0):
-                new = _recurring.template_of(
-                    row, self.codec, id=slot_task_id(row.id, slot), run_at=slot, recurring_id=row.id
-                )
-                try:
-                    await driver.insert([NewRow(new=new, id=new.id or "", args=row.args)])
-                    created += 1
-                except errors.AlreadyExists:
-                    pass  # another scheduler fired this slot first
-            await driver.advance_recurring(row.id, row.next_at, schedule.next_slot(slot))
+            try:
+                created += await self._fire(driver, row, now)
+            except errors.InvalidTask as exc:
+                # One schedule that can no longer fire (no further cron slot, a template stored by an
+                # older version that today's checks refuse) must not stop the others: park it.
+                log.warning("recurring %r cannot fire and is parked: %s", row.id, exc)
+                await driver.advance_recurring(row.id, row.next_at, limits.LATEST)
         if created:
             self._wake()
+        return created
+
+    async def _fire(self, driver: Driver, row: RecurringRow, now: datetime) -> int:
+        schedule = parse_schedule(row.schedule)
+        slot = schedule.latest_slot(now)
+        created = 0
+        if not (row.skip_if_outstanding and await driver.outstanding_count(row.id) > 0):
+            new = _recurring.template_of(
+                row, self.codec, id=slot_task_id(row.id, slot), run_at=slot, recurring_id=row.id
+            )
+            try:
+                await driver.insert([NewRow(new=new, id=new.id or "", args=row.args)])
+                created = 1
+            except errors.AlreadyExists:
+                pass  # another scheduler fired this slot first
+        try:
+            following = schedule.next_slot(slot)
+        except errors.InvalidTask as exc:  # its last slot (a cron year field) has fired
+            log.warning("recurring %r has no further slot and is parked: %s", row.id, exc)
+            following = limits.LATEST
+        await driver.advance_recurring(row.id, row.next_at, following)
         return created
 
     # -- statuses (SPEC §4) ---------------------------------------------------------------------
@@ -698,14 +770,15 @@ class Store:
         A task that lives in the store is its own status: setting one for it is ``InvalidTask``.
         """
         check_id(id, "status id")
-        wanted = StatusState(state)
+        wanted = _status_state(state)
         if isinstance(error, Failure):
             error = error.to_json()
-        fields = dict(meta or {})
+        fields = _mapping(meta, "status meta")
+        if error is not None:
+            _mapping(error, "status error")
         for value, what in ((payload, "status payload"), (error, "status error"), (fields, "status meta")):
-            dump_json(value, what)
-        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
-            raise errors.InvalidTask(f"attempt must be an int >= 0, got {attempt!r}")
+            _json(value, what)
+        limits.integer(attempt, "attempt", 0)
         driver = await self._ready()
         with contextlib.suppress(errors.NotFound):
             await driver.get(id)
@@ -761,14 +834,14 @@ class Store:
 
         ``meta`` filters on keys (``{k: None}``: key present); a task's meta is its context plus queue and kind.
         """
-        wanted = StatusState(state) if state is not None else None
+        wanted = _status_state(state) if state is not None else None
         if queue is not None:
             check_queue(queue)
         _limit(limit)
         seq, record, tasks_done, records_done = (
             _statuses.decode_cursor(cursor) if cursor is not None else (None, None, False, False)
         )
-        filters = dict(meta) if meta else None
+        filters = _mapping(meta, "meta filter") or None
         driver = await self._ready()
         chunk = max(limit + 1, 64)
 
@@ -884,10 +957,9 @@ class Store:
     ) -> GroupStatus:
         """Create a group expecting ``expected`` members, or re-initialise it (results and chord claim cleared)."""
         check_id(id, "group id")
-        if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
-            raise errors.InvalidTask(f"expected must be an int >= 0, got {expected!r}")
-        fields = dict(meta or {})
-        dump_json(fields, "group meta")
+        limits.integer(expected, "expected", 0)
+        fields = _mapping(meta, "group meta")
+        _json(fields, "group meta")
         driver = await self._ready()
         row = await driver.put_group(id, expected, fields, self.now() + timedelta(seconds=self._ttl(ttl)))
         return self._group_status(row)
@@ -922,8 +994,8 @@ class Store:
             dataclasses.replace(new, id=f"{id}:{i}" if new.id is None else new.id, group_id=id)
             for i, new in enumerate(news)
         ]
-        fields = dict(meta or {})
-        dump_json(fields, "group meta")
+        fields = _mapping(meta, "group meta")
+        _json(fields, "group meta")
         seconds = self._ttl(ttl)
         chord = None
         if callback is not None:
@@ -931,7 +1003,7 @@ class Store:
                 raise errors.InvalidTask(f"expected a NewTask callback, got {type(callback).__name__}")
             template = _chord_template(callback)
             chord = ChordRow(
-                id=check_id(callback.id, "callback id") if callback.id is not None else f"{id}:callback",
+                id=check_id(f"{id}:callback" if callback.id is None else callback.id, "callback id"),
                 template=template_json(callback),
                 args=encode(self.codec, template, "callback args"),
             )
@@ -964,8 +1036,10 @@ class Store:
         if not isinstance(status, TaskStatus):
             raise errors.InvalidTask(f"expected a TaskStatus, got {type(status).__name__}")
         check_id(status.id, "status id")
+        _status_state(status.state)
+        limits.integer(status.attempt, "attempt", 0)
         document = status.to_json()
-        dump_json(document, "status")
+        _json(document, "status")
         driver = await self._ready()
         row = await driver.add_group_result(group_id, status.id, document)
         return None if row is None else self._group_status(row)
@@ -1019,10 +1093,7 @@ class Store:
         return await driver.purge_groups()
 
     def _ttl(self, ttl: float | timedelta | None) -> float:
-        seconds = self.status_ttl if ttl is None else as_seconds(ttl, "ttl")
-        if seconds <= 0:
-            raise errors.InvalidTask("ttl must be positive")
-        return seconds
+        return self.status_ttl if ttl is None else as_seconds(ttl, "ttl", positive=True)
 
     # -- worker heartbeats (SPEC §4) -------------------------------------------------------------
 
@@ -1030,9 +1101,7 @@ class Store:
         """Upsert a worker's heartbeat; its ``timestamp`` is set from the store's clock."""
         if not isinstance(heartbeat, WorkerHeartbeat):
             raise errors.InvalidTask(f"expected a WorkerHeartbeat, got {type(heartbeat).__name__}")
-        check_id(heartbeat.worker_id, "worker_id")
-        if heartbeat.extras is not None:
-            dump_json(heartbeat.extras, "heartbeat extras")
+        _check_heartbeat(heartbeat)
         driver = await self._ready()
         return await driver.put_heartbeat(heartbeat)
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import errors
+from . import errors, limits
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
@@ -109,10 +109,18 @@ class Worker:
         completion_linger: float = 0.002,
         heartbeat_every: float = 5.0,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise errors.ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise errors.ConfigError(f"prefetch must be an int >= 0, got {prefetch!r}")
+        bad = errors.ConfigError
+        limits.integer(concurrency, "concurrency", 1, limits.MAX_CONCURRENCY, error=bad)
+        limits.integer(prefetch, "prefetch", 0, limits.MAX_CONCURRENCY, error=bad)
+        if threads is not None:
+            limits.integer(threads, "threads", 1, limits.MAX_CONCURRENCY, error=bad)
+        limits.integer(completion_batch, "completion_batch", 1, limits.MAX_CONCURRENCY, error=bad)
+        grace = limits.duration(grace, "grace", error=bad)
+        claim_wait = limits.duration(claim_wait, "claim_wait", positive=True, error=bad)  # 0 would spin
+        completion_linger = limits.duration(completion_linger, "completion_linger", error=bad)
+        heartbeat_every = limits.duration(heartbeat_every, "heartbeat_every", positive=True, error=bad)
+        if worker_id is not None:
+            limits.name(worker_id, "worker_id", error=bad)
         chosen = sorted({t.queue for t in app.tasks.values()}) if queues is None else [check_queue(q) for q in queues]
         if not chosen:
             raise errors.ConfigError("the worker has no queues: register tasks on the App or pass queues=")

@@ -24,6 +24,7 @@ from .suite_open import OpenTests
 from .suite_process import ProcessTests
 from .suite_schedule import ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
+from .suite_validation import ValidationTests
 
 
 class ConformanceSuite(
@@ -40,6 +41,7 @@ class ConformanceSuite(
     MemberGroupTests,
     StatusTests,
     WatchTests,
+    ValidationTests,
     SuiteBase,
 ):
     """Every behaviour and decision of SPEC §2–3, against one backend."""

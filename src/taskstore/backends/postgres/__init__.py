@@ -398,7 +398,8 @@ class PostgresDriver:
 
     # -- outbox ---------------------------------------------------------------------------------
 
-    def _insert_params(self, rows: Sequence[NewRow]) -> dict[str, Any]:
+    def _insert_params(self, rows: Sequence[NewRow], now: datetime | None = None) -> dict[str, Any]:
+        """The insert's parameters; ``now`` stamps the rows with a time already read in this transaction."""
         batch = []
         for r in rows:
             n = r.new
@@ -420,7 +421,10 @@ class PostgresDriver:
                 ]
             )
         channel = self.channel if self.notify else ""
-        return self._params(rows=json.dumps(batch, separators=(",", ":")), channel=channel)
+        params = self._params(rows=json.dumps(batch, separators=(",", ":")), channel=channel)
+        if now is not None:
+            params["now"] = now
+        return params
 
     def _created(self, rows: Sequence[NewRow], returned: Sequence[Any]) -> list[Task]:
         by_id = {r[1]: (r[0], r[2]) for r in returned}
@@ -781,7 +785,8 @@ class PostgresDriver:
             taken = await (await conn.execute(self.q["existing_ids"], {"ids": [c.id for c in callbacks]})).fetchall()
             fresh = [c for c in callbacks if c.id not in {r[0] for r in taken}]
             if fresh:
-                await conn.execute(self.q["insert_tasks"], self._insert_params(fresh))
+                # Stamped with the time that ended the last member, so the callback is never older than it.
+                await conn.execute(self.q["insert_tasks"], self._insert_params(fresh, now))
 
     async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
         chord = group.callback

@@ -1,0 +1,431 @@
+"""The torture driver: real ``taskstore worker`` processes under load, and faults thrown at them.
+
+For a bounded time it enqueues a mix of tasks (``Mix``) and, at random moments, SIGKILLs a worker
+(and starts a replacement), SIGSTOPs one past its lease then SIGCONTs it (its late writes must be
+refused), and on PostgreSQL terminates every session and restarts the server when the test owns it.
+Then it lets the workers settle, reads every task, stops the workers with SIGTERM and hands the
+store's view, the handlers' write-ahead log and its own fault record to ``checker.check``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import taskstore
+from taskstore import NewTask, State, Task, errors
+
+from . import workload
+from .checker import ChordExpect, Expect, Fault, Final, Report, check, read_wal
+
+ROOT = Path(__file__).resolve().parents[2]
+STOP_FOR = workload.LEASE + 1.5  # a stopped worker wakes up after its leases have been reaped
+GRACE = 5.0
+
+DONE = Expect(frozenset({"done"}))
+FEATURES = frozenset({"exit", "sync_hang", "nul"})
+"""Scenarios that the current worker does not survive yet (issue 10 §2); ``Mix.features`` turns them on."""
+
+
+@dataclass(frozen=True)
+class Config:
+    backend: str
+    seconds: float = 20.0  # how long faults are thrown
+    settle: float = 60.0  # after that, how long every task has to finish
+    workers: int = 3
+    concurrency: int = 8
+    wave_every: float = 0.5
+    fault_every: tuple[float, float] = (0.5, 1.5)
+    seed: int = field(default_factory=lambda: random.randrange(1 << 30))
+    features: frozenset[str] = frozenset()
+    chords: int = 8
+    chord_size: int = 6
+
+
+class Workers:
+    """The worker processes: started through the real CLI, each logging to its own file."""
+
+    def __init__(self, url: str, workdir: Path, concurrency: int) -> None:
+        self.url = url
+        self.workdir = workdir
+        self.concurrency = concurrency
+        self.live: list[subprocess.Popen[bytes]] = []
+        self.all: list[subprocess.Popen[bytes]] = []
+        self.killed: set[int] = set()
+        self.stopped: set[int] = set()
+
+    def start(self) -> subprocess.Popen[bytes]:
+        n = len(self.all)
+        with open(self.workdir / f"worker-{n}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "taskstore",
+                    "worker",
+                    "tests.torture.workload:app",
+                    "--url",
+                    self.url,
+                    "--queue",
+                    workload.QUEUE,
+                    "--concurrency",
+                    str(self.concurrency),
+                    "--grace",
+                    f"{GRACE:g}s",
+                    "--reap-every",
+                    "0.5s",
+                    "--worker-id",
+                    f"torture-{n}",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "TORTURE_WAL_DIR": str(self.workdir)},
+            )
+        self.live.append(proc)
+        self.all.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.kill()
+        proc.wait()
+        self.killed.add(proc.pid)
+        self.live.remove(proc)
+        self.stopped.discard(proc.pid)
+
+    def crashed(self) -> list[subprocess.Popen[bytes]]:
+        """Workers that exited on their own: a worker must never die on a task's behalf."""
+        gone = [p for p in self.live if p.poll() is not None]
+        for proc in gone:
+            self.live.remove(proc)
+        return gone
+
+    def terminate_all(self, timeout: float) -> int:
+        """SIGTERM every live worker; returns how many did not exit within ``timeout`` (then killed)."""
+        for proc in self.live:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+        deadline = time.monotonic() + timeout
+        hung = 0
+        for proc in self.live:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                hung += 1
+                proc.kill()
+                proc.wait()
+        self.live.clear()
+        return hung
+
+    def kill_all(self) -> None:
+        for proc in self.all:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def log_tail(self, lines: int = 15) -> str:
+        out = []
+        for n, proc in enumerate(self.all):
+            text = (self.workdir / f"worker-{n}.log").read_text(errors="replace").splitlines()
+            interesting = [t for t in text if "Traceback" in t or "Error" in t or "ERROR" in t]
+            if interesting:
+                out.append(f"worker-{n} (pid {proc.pid}, rc {proc.returncode}): " + " | ".join(interesting[-lines:]))
+        return "\n".join(out)
+
+
+class Postgres:
+    """What the driver may do to PostgreSQL: cut every session, and restart a server it owns."""
+
+    def __init__(self, admin_url: str, restart: Callable[[], None] | None = None) -> None:
+        self.admin_url = admin_url  # a connection to the tasks' database, outside the store
+        self.restart = restart
+
+    def terminate_sessions(self) -> int:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as admin:
+            row = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+
+class GarbageCodec:
+    """Writes payloads no JSON decoder reads: the worker must dead-letter them, not crash."""
+
+    name = "garbage"
+
+    def encode(self, value: Any) -> bytes:
+        return b"\xff\xfe not json"
+
+    def decode(self, data: bytes) -> Any:
+        return data
+
+
+class Mix:
+    """The load: ids, what each task should end as, and the chords to check."""
+
+    def __init__(self, rng: random.Random, features: frozenset[str]) -> None:
+        self.rng = rng
+        self.features = features
+        self.expected: dict[str, Expect] = {}
+        self.chords: list[ChordExpect] = []
+        self._ids = itertools.count()
+
+    def _add(self, new: NewTask, expect: Expect) -> NewTask:
+        assert new.id is not None
+        self.expected[new.id] = expect
+        return new
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    def wave(self, size: int) -> list[NewTask]:
+        """A batch of ordinary and misbehaving tasks, each with the end it must reach."""
+        r = self.rng
+        out: list[NewTask] = []
+        for _ in range(size):
+            roll = r.random()
+            if roll < 0.55:
+                out.append(self._add(workload.work.options(id=self._id("work")).new_task(r.randint(5, 60)), DONE))
+            elif roll < 0.75:
+                new = workload.work_sync.options(id=self._id("sync")).new_task(r.randint(5, 60))
+                out.append(self._add(new, DONE))
+            elif roll < 0.85:
+                new = workload.flaky.options(id=self._id("flaky")).new_task(r.randint(2, 3))
+                out.append(self._add(new, DONE))
+            elif roll < 0.90:
+                dead = Expect(frozenset({"dead"}), frozenset({"ValueError", "timed_out"}))
+                out.append(self._add(workload.doomed.options(id=self._id("doomed")).new_task(), dead))
+            elif roll < 0.95:
+                new = workload.hang.options(id=self._id("hang")).new_task(4.0)
+                out.append(self._add(new, Expect(DONE.states, first_attempt_times_out=True)))
+            else:
+                out.extend(self._misbehaving())
+        return out
+
+    def _misbehaving(self) -> list[NewTask]:
+        out = []
+        if "exit" in self.features:
+            out.append(self._add(workload.exits.options(id=self._id("exit")).new_task(3), DONE))
+            out.append(self._add(workload.interrupts.options(id=self._id("interrupt")).new_task(), DONE))
+        if "sync_hang" in self.features:
+            new = workload.sync_hang.options(id=self._id("synchang")).new_task(5.0)
+            out.append(self._add(new, Expect(DONE.states, first_attempt_times_out=True)))
+        if "nul" in self.features:
+            out.append(self._add(workload.nul.options(id=self._id("nul")).new_task(), DONE))
+        return out
+
+    def bad_tasks(self, count: int) -> tuple[list[NewTask], list[NewTask]]:
+        """Tasks no handler can run: (stored with the JSON codec, stored undecodable)."""
+        plain, garbage = [], []
+        for _ in range(count):
+            unknown = NewTask(workload.QUEUE, "torture.no_such_kind", {"args": [], "kwargs": {}}, id=self._id("bad"))
+            plain.append(self._add(unknown, Expect(frozenset({"dead"}), frozenset({"UnknownTaskKind"}))))
+            shape = NewTask(workload.QUEUE, "torture.work", [1, 2], id=self._id("bad"))
+            plain.append(self._add(shape, Expect(frozenset({"dead"}), frozenset({"InvalidPayload"}))))
+            wrong = NewTask(workload.QUEUE, "torture.work", {"args": [], "kwargs": {"nope": 1}}, id=self._id("bad"))
+            plain.append(self._add(wrong, Expect(frozenset({"dead"}), frozenset({"InvalidArguments"}))))
+            undecodable = NewTask(workload.QUEUE, "torture.work", {"args": [1]}, id=self._id("bad"))
+            garbage.append(self._add(undecodable, Expect(frozenset({"dead"}), frozenset({"UndecodablePayload"}))))
+        return plain, garbage
+
+
+async def _retrying(what: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
+    """Call ``what`` until the store answers (the driver's own sessions are cut too)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await what()
+        except errors.BackendUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def _create(store: taskstore.Store, news: Sequence[NewTask]) -> None:
+    async def once() -> None:
+        # A batch whose commit landed but whose reply was lost comes back as AlreadyExists: it is in.
+        with contextlib.suppress(errors.AlreadyExists):
+            await store.create_many(news)
+
+    await _retrying(once)
+
+
+async def _enqueue_chords(url: str, mix: Mix, count: int, size: int) -> None:
+    workload.app.url = url
+    try:
+        for c in range(count):
+            members = [workload.member.s(i, mix.rng.randint(5, 80)) for i in range(size)]
+            handle = await workload.app.chord(members, workload.chord_total.s(tag=f"c{c}")).enqueue()
+            mix.chords.append(ChordExpect(f"c{c}", handle.callback, [i * 10 for i in range(size)]))
+            for member_id in handle.members:
+                mix.expected[member_id] = DONE
+            mix.expected[handle.callback] = DONE
+    finally:
+        await workload.app.aclose()
+        workload.app._store = None
+        workload.app.url = None
+
+
+async def _read_all(store: taskstore.Store) -> dict[str, Final]:
+    finals: dict[str, Final] = {}
+    cursor = None
+    while True:
+        page = await _retrying(functools.partial(store.list, cursor=cursor, limit=1000))
+        for task in page.items:
+            finals[task.id] = _final(task)
+        cursor = page.next_cursor
+        if cursor is None:
+            return finals
+
+
+def _final(task: Task) -> Final:
+    failure = task.result.failure if task.result is not None else None
+    return Final(
+        id=task.id,
+        kind=task.kind,
+        state=task.state.value,
+        attempts=task.attempts,
+        max_attempts=task.max_attempts,
+        value=task.result.value if task.result is not None else None,
+        failure_type=failure.type if failure is not None else None,
+        failure_message=failure.message if failure is not None else None,
+    )
+
+
+class Driver:
+    def __init__(self, config: Config, url: str, workdir: Path, postgres: Postgres | None = None) -> None:
+        self.config = config
+        self.url = url
+        self.workdir = workdir
+        self.postgres = postgres
+        self.rng = random.Random(config.seed)
+        self.mix = Mix(random.Random(config.seed + 1), config.features)
+        self.workers = Workers(url, workdir, config.concurrency)
+        self.faults: list[Fault] = []
+        self.crashes: list[str] = []
+        self._stops: set[asyncio.Task[None]] = set()
+        self._tried: set[str] = set()
+
+    async def run(self) -> Report:
+        try:
+            return await self._run()
+        finally:
+            for stop in self._stops:
+                stop.cancel()
+            self.workers.kill_all()
+
+    async def _run(self) -> Report:
+        cfg = self.config
+        async with taskstore.open(self.url) as store:
+            await _enqueue_chords(self.url, self.mix, cfg.chords, cfg.chord_size)
+            plain, garbage = self.mix.bad_tasks(3)
+            await _create(store, plain + self.mix.wave(200))
+            async with taskstore.open(self.url, codec=GarbageCodec()) as raw:
+                await raw.create_many(garbage)
+            for _ in range(cfg.workers):
+                self.workers.start()
+            await self._chaos(store)
+            await self._settle(store)
+            finals = await _read_all(store)
+        hung = self.workers.terminate_all(GRACE + 10.0)
+        runs, _ = read_wal(self.workdir)
+        return check(
+            finals, self.mix.expected, runs, self.faults, self.mix.chords, workers_stuck=hung, crashes=self.crashes
+        )
+
+    async def _chaos(self, store: taskstore.Store) -> None:
+        cfg = self.config
+        end = time.monotonic() + cfg.seconds
+        next_wave = next_fault = time.monotonic()
+        while (now := time.monotonic()) < end:
+            if now >= next_wave:
+                await _create(store, self.mix.wave(15))
+                next_wave = now + cfg.wave_every
+            if now >= next_fault:
+                await self._fault()
+                next_fault = now + self.rng.uniform(*cfg.fault_every)
+            self._replace_crashed()
+            await asyncio.sleep(0.05)
+
+    def _replace_crashed(self) -> None:
+        for proc in self.workers.crashed():
+            self.crashes.append(f"worker pid {proc.pid} exited on its own with code {proc.returncode}")
+            self.workers.start()
+
+    async def _fault(self) -> None:
+        choices = ["kill", "kill", "stop", "stop"]
+        if self.postgres is not None:
+            choices += ["pg_terminate"]
+            if self.postgres.restart is not None and sum(f.kind == "pg_restart" for f in self.faults) < 2:
+                choices += ["pg_restart"]
+        running = [p for p in self.workers.live if p.pid not in self.workers.stopped]
+        # Every kind once first, in a random order, so that even a short run throws each of them.
+        unused = sorted(set(choices) - {f.kind for f in self.faults} - self._tried)
+        kind = self.rng.choice(unused or choices)
+        self._tried.add(kind)
+        if kind == "kill" and running:
+            victim = self.rng.choice(running)
+            at = time.time()
+            self.workers.kill(victim)
+            self.faults.append(Fault("kill", at, at, victim.pid))
+            self.workers.start()
+        elif kind == "stop" and len(running) > 1:  # someone must be left to reap and take over
+            victim = self.rng.choice(running)
+            self.workers.stopped.add(victim.pid)
+            stop = asyncio.get_running_loop().create_task(self._stop(victim))
+            self._stops.add(stop)
+            stop.add_done_callback(self._stops.discard)
+        elif kind == "pg_terminate" and self.postgres is not None:
+            at = time.time()
+            await asyncio.to_thread(self.postgres.terminate_sessions)
+            # Writes that failed on a cut session are retried; a lease may run out meanwhile.
+            self.faults.append(Fault("pg_terminate", at, time.time() + workload.LEASE))
+        elif kind == "pg_restart" and self.postgres is not None and self.postgres.restart is not None:
+            at = time.time()
+            await asyncio.to_thread(self.postgres.restart)
+            self.faults.append(Fault("pg_restart", at, time.time() + 2 * workload.LEASE))
+
+    async def _stop(self, victim: subprocess.Popen[bytes]) -> None:
+        at = time.time()
+        victim.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(STOP_FOR)
+        finally:
+            if victim.poll() is None:
+                victim.send_signal(signal.SIGCONT)
+            self.workers.stopped.discard(victim.pid)
+            self.faults.append(Fault("stop", at, time.time(), victim.pid))
+
+    async def _settle(self, store: taskstore.Store) -> None:
+        """Faults stop; give every task the settle time to reach its end."""
+        while self._stops:
+            await asyncio.wait(set(self._stops))
+        while len(self.workers.live) < self.config.workers:
+            self.workers.start()
+        deadline = time.monotonic() + self.config.settle
+        while time.monotonic() < deadline:
+            self._replace_crashed()
+            waiting = 0
+            for state in (State.QUEUED, State.FAILED, State.CLAIMED):
+                waiting += await _retrying(functools.partial(store.count, state=state))
+            if waiting == 0:
+                return
+            await asyncio.sleep(0.2)

@@ -69,7 +69,11 @@ class Run:
 
 @dataclass(frozen=True)
 class Fault:
-    """Something the driver did: ``kill`` / ``stop`` one process, or ``pg_terminate`` / ``pg_restart``."""
+    """Something the driver did: ``kill`` / ``stop`` one process, or ``pg_terminate`` / ``pg_restart``.
+
+    ``until`` is the end of its reach, which the driver sets past the fault itself where its effects
+    outlast it (a resumed worker's claims, sessions that reconnect).
+    """
 
     kind: str
     at: float
@@ -94,6 +98,7 @@ class Report:
     stale: int = 0
     dup_unexplained: int = 0
     dup_explained: int = 0
+    late_ends: int = 0
     over_limit: int = 0
     unexpected: int = 0
     chords_ok: int = 0
@@ -121,7 +126,7 @@ class Report:
             f"dup_unexplained={self.dup_unexplained} stuck={self.stuck} crashed={self.crashed} "
             f"over_limit={self.over_limit} "
             f"unexpected={self.unexpected} chords={self.chords_ok}/{self.chords_total} "
-            f"(dup_explained={self.dup_explained} {faults})"
+            f"(dup_explained={self.dup_explained} late_ends={self.late_ends} {faults})"
         )
 
     def note(self, problem: str) -> None:
@@ -222,6 +227,8 @@ def _check_stale(report: Report, final: Final, runs: Sequence[Run]) -> None:
         token, attempt = m["token"], int(m["attempt"])
     else:
         return
+    # Runs that returned but are not the accepted one: the fencing had something to refuse.
+    report.late_ends += sum(1 for r in runs if r.outcome == "end" and r.token != token)
     if attempt != final.attempts or not any(r.token == token and r.attempt == attempt for r in runs):
         report.stale += 1
         report.note(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
+import json
 import os
 import random
 import signal
@@ -31,7 +33,7 @@ from . import workload
 from .checker import ChordExpect, Expect, Fault, Final, Report, check, read_wal
 
 ROOT = Path(__file__).resolve().parents[2]
-STOP_FOR = workload.LEASE + 1.5  # a stopped worker wakes up after its leases have been reaped
+STOP_FOR = 2 * workload.LEASE  # a stopped worker wakes up after its leases have been reaped and taken over
 GRACE = 5.0
 
 DONE = Expect(frozenset({"done"}))
@@ -47,6 +49,7 @@ class Config:
     workers: int = 3
     concurrency: int = 8
     wave_every: float = 0.5
+    wave_size: int = 30  # enough to keep every worker busy, so a fault always hits running tasks
     fault_every: tuple[float, float] = (0.5, 1.5)
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
     features: frozenset[str] = frozenset()
@@ -142,7 +145,7 @@ class Workers:
         out = []
         for n, proc in enumerate(self.all):
             text = (self.workdir / f"worker-{n}.log").read_text(errors="replace").splitlines()
-            interesting = [t for t in text if "Traceback" in t or "Error" in t or "ERROR" in t]
+            interesting = [t for t in text if "Traceback" in t or " ERROR " in t or " CRITICAL " in t]
             if interesting:
                 out.append(f"worker-{n} (pid {proc.pid}, rc {proc.returncode}): " + " | ".join(interesting[-lines:]))
         return "\n".join(out)
@@ -202,8 +205,14 @@ class Mix:
         out: list[NewTask] = []
         for _ in range(size):
             roll = r.random()
-            if roll < 0.55:
+            if roll < 0.50:
                 out.append(self._add(workload.work.options(id=self._id("work")).new_task(r.randint(5, 60)), DONE))
+            elif roll < 0.62:
+                # Long enough that a stopped worker's run and its rescuer's overlap: a stale write's chance.
+                # A thread that is stopped mid-sleep returns as soon as it resumes, often before the
+                # worker's heart-beat finds the lease lost, so its completion reaches the store.
+                fn = self.rng.choice([workload.work, workload.work_sync])
+                out.append(self._add(fn.options(id=self._id("slow")).new_task(r.randint(500, 2500)), DONE))
             elif roll < 0.75:
                 new = workload.work_sync.options(id=self._id("sync")).new_task(r.randint(5, 60))
                 out.append(self._add(new, DONE))
@@ -342,14 +351,23 @@ class Driver:
                 await raw.create_many(garbage)
             for _ in range(cfg.workers):
                 self.workers.start()
+            await self._until_working()
             await self._chaos(store)
             await self._settle(store)
             finals = await _read_all(store)
         hung = self.workers.terminate_all(GRACE + 10.0)
+        with open(self.workdir / "faults.jsonl", "w") as out:  # for a post-mortem next to the WAL
+            out.writelines(json.dumps(dataclasses.asdict(f)) + "\n" for f in self.faults)
         runs, _ = read_wal(self.workdir)
         return check(
             finals, self.mix.expected, runs, self.faults, self.mix.chords, workers_stuck=hung, crashes=self.crashes
         )
+
+    async def _until_working(self, timeout: float = 60.0) -> None:
+        """Faults start once every first worker has run a task (imports take seconds under load)."""
+        deadline = time.monotonic() + timeout
+        while len(self._working(self.workers.live)) < len(self.workers.live) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
 
     async def _chaos(self, store: taskstore.Store) -> None:
         cfg = self.config
@@ -357,7 +375,11 @@ class Driver:
         next_wave = next_fault = time.monotonic()
         while (now := time.monotonic()) < end:
             if now >= next_wave:
-                await _create(store, self.mix.wave(15))
+                # Keep the workers busy but the queue short: a reaped task goes behind the backlog, and
+                # behind a long one its stopped worker would wake up before anyone took it over.
+                backlog = await _retrying(functools.partial(store.count, state=State.QUEUED))
+                if backlog < cfg.workers * cfg.concurrency:
+                    await _create(store, self.mix.wave(cfg.wave_size))
                 next_wave = now + cfg.wave_every
             if now >= next_fault:
                 await self._fault()
@@ -371,24 +393,25 @@ class Driver:
             self.workers.start()
 
     async def _fault(self) -> None:
-        choices = ["kill", "kill", "stop", "stop"]
+        # Stops weigh double: a stale write needs a stopped worker, and a killed one takes seconds to replace.
+        choices = ["kill", "stop", "stop"]
         if self.postgres is not None:
             choices += ["pg_terminate"]
             if self.postgres.restart is not None and sum(f.kind == "pg_restart" for f in self.faults) < 2:
                 choices += ["pg_restart"]
-        running = [p for p in self.workers.live if p.pid not in self.workers.stopped]
+        running = self._working([p for p in self.workers.live if p.pid not in self.workers.stopped])
         # Every kind once first, in a random order, so that even a short run throws each of them.
         unused = sorted(set(choices) - {f.kind for f in self.faults} - self._tried)
         kind = self.rng.choice(unused or choices)
         self._tried.add(kind)
         if kind == "kill" and running:
-            victim = self.rng.choice(running)
+            victim = self._victim(running)
             at = time.time()
             self.workers.kill(victim)
             self.faults.append(Fault("kill", at, at, victim.pid))
             self.workers.start()
         elif kind == "stop" and len(running) > 1:  # someone must be left to reap and take over
-            victim = self.rng.choice(running)
+            victim = self._victim(running)
             self.workers.stopped.add(victim.pid)
             stop = asyncio.get_running_loop().create_task(self._stop(victim))
             self._stops.add(stop)
@@ -403,6 +426,31 @@ class Driver:
             await asyncio.to_thread(self.postgres.restart)
             self.faults.append(Fault("pg_restart", at, time.time() + 2 * workload.LEASE))
 
+    def _victim(self, running: Sequence[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        """A worker in the middle of a long task if there is one, else one that has run something.
+
+        Stopped mid-run, a worker resumes with a result in hand for a task another worker now holds:
+        the stale write the fencing must refuse. A worker still starting up is never chosen: on a
+        loaded machine that takes seconds, and faults on it would test nothing.
+        """
+        busy = [p for p in running if self._runs_slow_task(p.pid)]
+        return self.rng.choice(busy or self._working(running))
+
+    def _working(self, procs: Sequence[subprocess.Popen[bytes]]) -> list[subprocess.Popen[bytes]]:
+        return [p for p in procs if (self.workdir / f"wal-{p.pid}.jsonl").exists()]
+
+    def _runs_slow_task(self, pid: int) -> bool:
+        path = self.workdir / f"wal-{pid}.jsonl"
+        if not path.exists():
+            return False
+        open_runs: set[str] = set()
+        for raw in path.read_bytes().splitlines():
+            with contextlib.suppress(ValueError):
+                line = json.loads(raw)
+                if line["id"].startswith("slow-"):
+                    (open_runs.add if line["ev"] == "start" else open_runs.discard)(line["token"])
+        return bool(open_runs)
+
     async def _stop(self, victim: subprocess.Popen[bytes]) -> None:
         at = time.time()
         victim.send_signal(signal.SIGSTOP)
@@ -412,7 +460,9 @@ class Driver:
             if victim.poll() is None:
                 victim.send_signal(signal.SIGCONT)
             self.workers.stopped.discard(victim.pid)
-            self.faults.append(Fault("stop", at, time.time(), victim.pid))
+            # Its reach: a handler that logs its start just after SIGCONT may hold a claim taken before
+            # SIGSTOP, long expired; a lease after the resume, its run is no longer the stop's doing.
+            self.faults.append(Fault("stop", at, time.time() + workload.LEASE, victim.pid))
 
     async def _settle(self, store: taskstore.Store) -> None:
         """Faults stop; give every task the settle time to reach its end."""

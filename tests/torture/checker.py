@@ -79,6 +79,7 @@ class Fault:
     at: float
     until: float
     pid: int | None = None  # None: it hit every process
+    shared: bool = False  # it hit its process, and through it every other (a lock it may hold)
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,7 @@ def _explained(run: Run, after: Run, expect: Expect, faults: Sequence[Fault]) ->
     if run.outcome == "fail" or (expect.first_attempt_times_out and run.attempt == 1):
         return True
     for fault in faults:
-        if fault.pid is not None and fault.pid != run.pid:
+        if fault.pid is not None and fault.pid != run.pid and not fault.shared:
             continue
         # The fault must land between this run's start and the next one's (a stop that ends before the
         # run started could not have touched it).

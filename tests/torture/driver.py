@@ -481,7 +481,10 @@ class Driver:
             self.workers.stopped.discard(victim.pid)
             # Its reach: a handler that logs its start just after SIGCONT may hold a claim taken before
             # SIGSTOP, long expired; a lease after the resume, its run is no longer the stop's doing.
-            self.faults.append(Fault("stop", at, time.time() + workload.LEASE, victim.pid))
+            # On SQLite the stopped process may hold the one write lock: every worker's writes wait,
+            # lease renewals too, so the stop reaches every process.
+            shared = self.config.backend == "sqlite"
+            self.faults.append(Fault("stop", at, time.time() + workload.LEASE, victim.pid, shared))
 
     async def _settle(self, store: taskstore.Store) -> None:
         """Faults stop; give every task the settle time to reach its end."""

@@ -70,6 +70,8 @@ def test_a_rerun_needs_a_fault_or_a_failure_to_explain_it() -> None:
     assert other_pid.dup_unexplained == 1
     too_early = check({"a": done("a", "t2", 2)}, {"a": DONE}, runs, [Fault("kill", 0.5, 0.5, pid=10)])
     assert too_early.dup_unexplained == 1
+    lock_holder = Fault("stop", 1.2, 4.0, pid=99, shared=True)
+    assert check({"a": done("a", "t2", 2)}, {"a": DONE}, runs, [lock_holder]).dup_unexplained == 0
     everyone = check({"a": done("a", "t2", 2)}, {"a": DONE}, runs, [Fault("pg_terminate", 1.2, 4.0)])
     assert everyone.dup_unexplained == 0
     failed = [run("a", 1, "t1", 10, 1.0, "fail"), run("a", 2, "t2", 11, 2.0)]

@@ -163,14 +163,20 @@ class WatchTests(SuiteBase):
         watcher = await asyncio.create_subprocess_exec(
             sys.executable, "-c", _WATCHER, store_url, task.id, stdout=asyncio.subprocess.PIPE
         )
-        await asyncio.sleep(1.0)  # the watcher is up and has seen "queued"
+        assert watcher.stdout is not None
+        lines = watcher.stdout
+
+        async def next_state() -> str:
+            return str(json.loads(await asyncio.wait_for(lines.readline(), 30) or b'"<ended>"'))
+
+        # Each change is waited for, not slept on: on a loaded machine the watcher takes seconds to start.
+        states = [await next_state()]
         running = await claim_one(store)
-        await asyncio.sleep(0.5)
+        states.append(await next_state())
         await store.report_in(running, data={"pct": 50})
-        await asyncio.sleep(0.5)
         await store.mark_done(running, result=42)
         out, _ = await asyncio.wait_for(watcher.communicate(), 30)
-        states = json.loads(out)
+        states += [json.loads(line) for line in out.splitlines() if line.strip()]
         # Polling may merge quick changes, but never reorders them; first and last always arrive.
         assert states[0] == "queued"
         assert states[-1] == "succeeded"
@@ -185,8 +191,8 @@ import taskstore
 
 async def main(url, task_id):
     async with taskstore.open(url) as store:
-        states = [s.state.value async for s in store.watch(task_id)]
-    print(json.dumps(states))
+        async for status in store.watch(task_id):
+            print(json.dumps(status.state.value), flush=True)
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """

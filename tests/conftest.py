@@ -28,6 +28,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--torture-seed", type=int, default=None, help="replay a torture run's random choices")
     group.addoption(
         "--torture-features",
-        default="",
-        help="comma-separated scenarios to add to the torture load: exit, sync_hang, nul (or all)",
+        default=None,
+        help="comma-separated torture scenarios: exit, sync_hang, nul, chord_faults, or all [default: nul]",
     )

@@ -152,14 +152,17 @@ async def nul() -> dict[str, Any]:
     return _outcome()
 
 
-@app.task(queue=QUEUE, kind="torture.member", max_attempts=10, retry=FAST_RETRY, processing_timeout=LEASE)
+# Chords go first (priority): on PostgreSQL the database faults wait until they fired (driver.FEATURES).
+@app.task(queue=QUEUE, kind="torture.member", max_attempts=10, retry=FAST_RETRY, processing_timeout=LEASE, priority=10)
 async def member(i: int, ms: int) -> dict[str, Any]:
     _wal("start")
     await asyncio.sleep(ms / 1000)
     return _outcome(value=i * 10)
 
 
-@app.task(queue=QUEUE, kind="torture.chord_total", max_attempts=10, retry=FAST_RETRY, processing_timeout=LEASE)
+@app.task(
+    queue=QUEUE, kind="torture.chord_total", max_attempts=10, retry=FAST_RETRY, processing_timeout=LEASE, priority=10
+)
 async def chord_total(results: list[Any], tag: str) -> dict[str, Any]:
     _wal("start")
     values = [r.get("value") if isinstance(r, dict) else r for r in results]

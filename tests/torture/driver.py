@@ -43,7 +43,8 @@ DEFAULT_FEATURES = frozenset({"nul"})
 current code (issue 10 §1, §2), so only ``nul`` runs by default:
 
 - ``exit``: handlers that call ``sys.exit`` or raise ``KeyboardInterrupt`` (the worker dies or hangs);
-- ``sync_hang``: a sync handler past its timeout (it keeps its worker slot);
+- ``sync_hang``: a sync handler past its timeout (it keeps its worker slot, and its thread keeps the
+  worker from exiting on SIGTERM);
 - ``nul``: failure text with a NUL byte and a lone surrogate (PostgreSQL cannot store it);
 - ``chord_faults``: PostgreSQL sessions cut while chord members complete (a member's group result is
   lost with its session, and the callback never comes). Without it the database faults wait until
@@ -245,7 +246,8 @@ class Mix:
             out.append(self._add(workload.exits.options(id=self._id("exit")).new_task(3), DONE))
             out.append(self._add(workload.interrupts.options(id=self._id("interrupt")).new_task(), DONE))
         if "sync_hang" in self.features:
-            new = workload.sync_hang.options(id=self._id("synchang")).new_task(5.0)
+            # Still asleep when the workers get SIGTERM: they must exit within the grace all the same.
+            new = workload.sync_hang.options(id=self._id("synchang")).new_task(120.0)
             out.append(self._add(new, Expect(DONE.states, first_attempt_times_out=True)))
         if "nul" in self.features:
             out.append(self._add(workload.nul.options(id=self._id("nul")).new_task(), DONE))

@@ -100,6 +100,7 @@ class Report:
     dup_unexplained: int = 0
     dup_explained: int = 0
     late_ends: int = 0
+    start_failures: int = 0  # workers that exited at start, unable to open the store (not a violation)
     over_limit: int = 0
     unexpected: int = 0
     chords_ok: int = 0
@@ -127,7 +128,8 @@ class Report:
             f"dup_unexplained={self.dup_unexplained} stuck={self.stuck} crashed={self.crashed} "
             f"over_limit={self.over_limit} "
             f"unexpected={self.unexpected} chords={self.chords_ok}/{self.chords_total} "
-            f"(dup_explained={self.dup_explained} late_ends={self.late_ends} {faults})"
+            f"(dup_explained={self.dup_explained} late_ends={self.late_ends} "
+            f"start_failures={self.start_failures} {faults})"
         )
 
     def note(self, problem: str) -> None:

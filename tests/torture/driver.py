@@ -342,6 +342,7 @@ class Driver:
         self.workers = Workers(url, workdir, config.concurrency)
         self.faults: list[Fault] = []
         self.crashes: list[str] = []
+        self.start_failures = 0
         self._stops: set[asyncio.Task[None]] = set()
         self._tried: set[str] = set()
         self._chords_pending: list[ChordExpect] = []
@@ -373,9 +374,11 @@ class Driver:
         with open(self.workdir / "faults.jsonl", "w") as out:  # for a post-mortem next to the WAL
             out.writelines(json.dumps(dataclasses.asdict(f)) + "\n" for f in self.faults)
         runs, _ = read_wal(self.workdir)
-        return check(
+        report = check(
             finals, self.mix.expected, runs, self.faults, self.mix.chords, workers_stuck=hung, crashes=self.crashes
         )
+        report.start_failures = self.start_failures
+        return report
 
     async def _until_working(self, timeout: float = 60.0) -> None:
         """Faults start once every first worker has run a task (imports take seconds under load)."""
@@ -403,7 +406,12 @@ class Driver:
 
     def _replace_crashed(self) -> None:
         for proc in self.workers.crashed():
-            self.crashes.append(f"worker pid {proc.pid} exited on its own with code {proc.returncode}")
+            if proc.returncode == 1 and not self._working([proc]):
+                # It could not open the store (started while the database was down or its sessions cut)
+                # and said so: a worker that fails fast at start is not one that died on a task.
+                self.start_failures += 1
+            else:
+                self.crashes.append(f"worker pid {proc.pid} exited on its own with code {proc.returncode}")
             self.workers.start()
 
     async def _fault(self, store: taskstore.Store) -> None:

@@ -39,13 +39,13 @@ GRACE = 5.0
 DONE = Expect(frozenset({"done"}))
 FEATURES = frozenset({"exit", "sync_hang", "nul", "chord_faults"})
 DEFAULT_FEATURES = frozenset({"nul"})
-"""Scenarios beyond the default load, named by ``--torture-features``; all but ``nul`` break the
+"""Scenarios beyond the base load, named by ``--torture-features``. All but ``nul`` break the
 current code (issue 10 §1, §2), so only ``nul`` runs by default:
 
 - ``exit``: handlers that call ``sys.exit`` or raise ``KeyboardInterrupt`` (the worker dies or hangs);
 - ``sync_hang``: a sync handler past its timeout (it keeps its worker slot, and its thread keeps the
   worker from exiting on SIGTERM);
-- ``nul``: failure text with a NUL byte and a lone surrogate (PostgreSQL cannot store it);
+- ``nul``: failure text with a NUL byte and a lone surrogate, which PostgreSQL cannot store as is;
 - ``chord_faults``: PostgreSQL sessions cut while chord members complete (a member's group result is
   lost with its session, and the callback never comes). Without it the database faults wait until
   every chord has fired; worker kills and stops hit the chords either way.

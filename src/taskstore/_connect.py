@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote
 
 from .clock import Clock, SystemClock
 from .codec import Codec
@@ -48,11 +48,70 @@ _POSTGRES_OPTIONS: dict[str, Any] = {
 
 
 def _strip_query(url: str, ours: dict[str, Any]) -> str:
-    """The URL without taskstore's own options; libpq options (sslmode=…) stay."""
-    parts = urlsplit(url)
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
-    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
-    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment))
+    """The URL without taskstore's own options; everything else is left byte for byte as libpq reads it.
+
+    Re-encoding would change meaning: libpq takes ``+`` literally (``options=-c%20x%3D1`` must not become
+    ``-c+x%3D1``), and an empty host (``postgresql:///db?host=/run/postgresql``) must keep its ``//``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url  # not a URI: libpq says what is wrong with it
+    rest, _, fragment = rest.partition("#")
+    base, _, query = rest.partition("?")
+    kept = [part for part in query.split("&") if part and unquote(part.partition("=")[0]) not in ours]
+    scheme = "postgresql" if scheme.lower() == "postgres" else scheme
+    return f"{scheme}://{base}" + (f"?{'&'.join(kept)}" if kept else "") + (f"#{fragment}" if fragment else "")
+
+
+def _authority_end(rest: str) -> int:
+    return min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+
+
+def secrets_in(url: str) -> list[str]:
+    """The passwords a URL carries (``user:PASSWORD@`` and ``?password=``), raw and decoded."""
+    _, sep, rest = url.partition("://")
+    found: list[str] = []
+    if not sep:
+        return found
+    userinfo, at, _ = rest[: _authority_end(rest)].rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.partition(":")[2])
+    query = rest.partition("?")[2].partition("#")[0]
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if unquote(key).lower() == "password":
+            found.append(value)
+    return [form for raw in found if raw for form in {raw, unquote(raw)}]
+
+
+def redact(url: str) -> str:
+    """The URL fit to print: a password (``user:PASSWORD@`` or ``?password=``) becomes ``***``."""
+    if not isinstance(url, str):
+        return repr(url)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = _authority_end(rest)
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    path, q, query = tail.partition("?")
+    if q:
+        query, h, fragment = query.partition("#")
+        parts = [
+            f"{part.partition('=')[0]}=***" if unquote(part.partition("=")[0]).lower() == "password" else part
+            for part in query.split("&")
+        ]
+        tail = f"{path}?{'&'.join(parts)}{h}{fragment}"
+    return f"{scheme}://{authority}{tail}"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (say, a driver's error message) with any password of ``url`` replaced by ``***``."""
+    for secret in sorted(secrets_in(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def default_url() -> str:
@@ -62,7 +121,7 @@ def default_url() -> str:
 def _sqlite_path(url: str) -> str:
     rest = url[len("sqlite://") :].split("?", 1)[0]
     if not rest.startswith("/") or rest == "/":
-        raise ConfigError(f"SQLite URLs look like sqlite:///relative.db or sqlite:////absolute.db, not {url!r}")
+        raise ConfigError(f"SQLite URLs look like sqlite:///relative.db or sqlite:////absolute.db, not {redact(url)!r}")
     return rest[1:]  # sqlite:///x.db -> "x.db", sqlite:////tmp/x.db -> "/tmp/x.db"
 
 
@@ -74,7 +133,9 @@ def _options(
     With ``url_passthrough`` unknown URL parameters belong to the driver (libpq's ``sslmode=``…).
     """
     merged: dict[str, Any] = {
-        k: v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True) if not url_passthrough or k in allowed
+        k: v
+        for k, v in parse_qsl(url.partition("?")[2].partition("#")[0], keep_blank_values=True)
+        if not url_passthrough or k in allowed
     }
     merged.update(given)
     unknown = sorted(set(merged) - set(allowed))
@@ -86,14 +147,23 @@ def _options(
     try:
         return {k: allowed[k](v) for k, v in merged.items()}
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad option value in {url!r}: {exc}") from exc
+        raise ConfigError(f"bad option value in {redact(url)!r}: {scrub(str(exc), url)}") from exc
 
 
-def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | None = None, **options: Any) -> Store:
+def open(
+    url: str | None = None,
+    *,
+    clock: Clock | None = None,
+    codec: Codec | None = None,
+    create: bool = True,
+    **options: Any,
+) -> Store:
     """A store for ``url``; use it as ``async with taskstore.open(url) as store``.
 
-    ``memory://`` (one process), ``sqlite:///relative.db`` / ``sqlite:////absolute.db``.
-    Options come as keyword arguments or URL query parameters; unknown ones are errors.
+    ``memory://`` (one process), ``sqlite:///relative.db`` / ``sqlite:////absolute.db``, ``postgresql://…``
+    (every URI form libpq accepts). Options come as keyword arguments or URL query parameters; unknown ones
+    are errors. With ``create=False`` opening creates nothing: no file, no schema; where no store exists yet
+    it raises ``ConfigError`` (what read-only tools want).
     """
     url = url or default_url()
     if not isinstance(url, str):
@@ -112,7 +182,7 @@ def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | N
         opts = _options(url, options, _SQLITE_OPTIONS)
         facade = {k: opts.pop(k) for k in _STORE_OPTIONS if k in opts}
         facade.setdefault("poll_interval", SQLITE_CLAIM_POLL)
-        return Store(SQLiteDriver(_sqlite_path(url), clock, **opts), codec=codec, url=url, **facade)
+        return Store(SQLiteDriver(_sqlite_path(url), clock, create=create, **opts), codec=codec, url=url, **facade)
     if scheme in {"postgres", "postgresql"}:
         from .backends.postgres import PostgresDriver
 
@@ -121,7 +191,8 @@ def open(url: str | None = None, *, clock: Clock | None = None, codec: Codec | N
         # With LISTEN/NOTIFY a blocked claim wakes at once; the poll only finds delayed tasks coming due.
         facade.setdefault("poll_interval", 0.25 if opts.get("notify", True) else 0.05)
         conninfo = _strip_query(url, _POSTGRES_OPTIONS)
-        return Store(PostgresDriver(conninfo, explicit_clock, **opts), codec=codec, url=url, **facade)
+        driver = PostgresDriver(conninfo, explicit_clock, create=create, **opts)
+        return Store(driver, codec=codec, url=url, **facade)
     if scheme in {"redis", "rediss"}:
         raise ConfigError(f"the {scheme} backend is not available in this version of taskstore yet")
-    raise ConfigError(f"unsupported store URL {url!r}: use memory://, sqlite:///path.db")
+    raise ConfigError(f"unsupported store URL {redact(url)!r}: use memory://, sqlite:///path.db or postgresql://…")

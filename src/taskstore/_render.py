@@ -1,13 +1,40 @@
-"""Plain-JSON views of taskstore values, for ``--json`` output and logs."""
+"""Plain-JSON views of taskstore values, for ``--json`` output and logs, and text safe to print.
+
+Task data is whatever a producer put there: it is shown as text, never interpreted. ``printable``
+writes every character a terminal would act on (C0/C1 controls such as ESC, bidi overrides that reorder
+what is shown, lone surrogates that cannot be encoded) as a visible escape.
+"""
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 from datetime import datetime
 from typing import Any
 
 from .codec import UndecodablePayload
 from .model import Claim, Failure, Result, Task
+
+# Controls (C0, DEL, C1), bidi embeddings/overrides/isolates and marks, and lone surrogates.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# After json.dumps (which escapes C0 itself), what is left to escape can only sit inside JSON strings.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with every character a terminal would act on written as a visible escape (``\\x1b``)."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def json_text(value: Any, *, indent: int | None = 2) -> str:
+    """JSON for scripts: non-ASCII text kept readable, but nothing a terminal would act on left raw."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _time(value: datetime | None) -> str | None:

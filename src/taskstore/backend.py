@@ -99,8 +99,27 @@ class StatusRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ChordRow:
+    """A chord's callback, stored with its group: the task's id, its template as JSON, its encoded args."""
+
+    id: str
+    template: str
+    args: bytes
+
+
+# Builds a callback's encoded args from its template's encoded args and the members' encoded results.
+ChordArgs = Callable[[bytes, Sequence[bytes | None]], bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class GroupRow:
-    """A stored group: member statuses as JSON objects by member id, and the chord's claim if any."""
+    """A stored group, and its member tasks as they stand.
+
+    ``results`` holds statuses recorded with ``add_group_result`` (tasks run elsewhere); ``members``
+    are the store's own tasks of the group (live or archived), in member order: their states are the
+    group's. ``member_ids`` and ``callback`` are set for a group enqueued with its members (a chord
+    has a callback); ``ttl`` is how long the group is kept once its last member has finished.
+    """
 
     id: str
     expected: int
@@ -112,6 +131,10 @@ class GroupRow:
     created_at: datetime
     updated_at: datetime
     expires_at: datetime
+    member_ids: tuple[str, ...] | None = None
+    callback: ChordRow | None = None
+    ttl: float | None = None
+    members: tuple[Task, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +260,20 @@ class Statuses(Protocol):
 
 
 class Groups(Protocol):
+    """Groups, and the chords that fire from their members' completions.
+
+    Whenever a write ends a task that has a ``group_id`` (``apply``, ``acknowledge``, ``reap``,
+    ``claim_task``), the driver settles that group in the same transaction (see ``_groups.settle``):
+    once no member is unfinished it keeps the group ``ttl`` longer, and when every member is ``done``
+    it claims the chord and inserts the callback, built with ``chord_args``, exactly once.
+    """
+
+    chord_args: ChordArgs
+
+    async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
+        """Insert a new group and its member tasks in one transaction (``AlreadyExists`` for a taken id)."""
+        ...
+
     async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
         """Create or re-initialise a group: no results, no chord claim."""
         ...
@@ -245,13 +282,17 @@ class Groups(Protocol):
         """Record one member's status atomically (a member again replaces itself); None if missing or expired."""
         ...
 
-    async def get_group(self, group_id: str) -> GroupRow | None: ...
+    async def get_group(self, group_id: str) -> GroupRow | None:
+        """The group with its members; None if missing, or expired with no member unfinished."""
+        ...
 
     async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
         """Compare-and-set: True for exactly one caller of a live group."""
         ...
 
-    async def purge_groups(self) -> int: ...
+    async def purge_groups(self) -> int:
+        """Delete expired groups; a group with an unfinished member is kept."""
+        ...
 
 
 class Heartbeats(Protocol):

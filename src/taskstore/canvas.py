@@ -5,20 +5,20 @@
     handle = await chord.enqueue()
     summary = await handle.result(timeout=60)        # summarize(results, prefix="thumbs")
 
-Members carry the group's id; the worker records each member's final status in the group (a
-success just before its completion is written, so a worker dying in between makes the member run
-again rather than go missing; a member that runs twice counts once). When every member has succeeded, the
-callback is enqueued exactly once — its task id is derived from the group's, so however many
-workers see the group complete, one callback task exists — with the members' results, in member
-order, as its first argument. A member that ends ``dead`` leaves the group failed and visible, with
-no callback.
+A group *is* its member tasks (each carries the group's id): there is no second record of their
+outcomes to keep in step. The group, its members and the chord's callback template are enqueued in
+one transaction (``Store.create_group``). The backend settles the group inside the transaction that
+ends a member — the fenced completion, the reaper, a take-over or an admin's cancel — so when the
+last member is ``done`` the callback is inserted then, exactly once (its id is derived from the
+group's), with the members' results in member order as its first argument. A completion refused
+to a stale worker changes nothing, so it cannot fire the chord. A member that ends ``dead`` or
+``cancelled`` fails the group at once: ``ChordHandle.result()`` raises ``ChordFailed`` naming it. The
+group is kept while a member is unfinished, however long the backlog, and for its ``ttl`` after.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,16 +27,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import errors
 from ._ids import task_id
-from .model import GroupStatus, NewTask, StatusState, Task, TaskStatus, as_seconds
-from .store import Store
+from .model import GroupStatus, NewTask, StatusState, as_seconds
 
 if TYPE_CHECKING:
     from .client import App, TaskFunction, TaskHandle
 
-log = logging.getLogger("taskstore.canvas")
-
 R = TypeVar("R")
-CALLBACK_KEY = "chord.callback"
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,7 @@ class ChordHandle(GroupHandle):
         """The callback's result (raises ``TaskFailed`` … as ``TaskHandle.result``).
 
         While the members run the callback does not exist yet; this waits for it, then for its result.
-        A member that went dead means the callback never comes: that raises ``ChordFailed`` at once.
+        A member that ended ``dead`` or ``cancelled`` means the callback never comes: ``ChordFailed``.
         """
         limit = None if timeout is None else as_seconds(timeout, "timeout")
         deadline = None if limit is None else time.monotonic() + limit
@@ -96,7 +92,7 @@ class ChordHandle(GroupHandle):
                 break
             except errors.NotFound:
                 group = await store.get_group(self.id)
-                if group is not None and any(s.state is StatusState.FAILED for s in group.results.values()):
+                if group is not None and _failed_members(group):
                     raise ChordFailed(group) from None
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"chord {self.id!r}: the callback was not enqueued within {limit:g}s")
@@ -106,13 +102,18 @@ class ChordHandle(GroupHandle):
         return await self.app.handle(self.callback).result(timeout=left)
 
 
+def _failed_members(group: GroupStatus) -> list[str]:
+    return sorted(k for k, s in group.results.items() if s.state in (StatusState.FAILED, StatusState.CANCELLED))
+
+
 class ChordFailed(errors.TaskstoreError):
-    """A member of the chord's group went ``dead``: the callback will not run."""
+    """A member of the chord's group ended ``dead`` or ``cancelled``: the callback will not run."""
 
     def __init__(self, group: GroupStatus) -> None:
         self.group = group
-        failed = sorted(k for k, s in group.results.items() if s.state is StatusState.FAILED)
-        super().__init__(f"chord {group.id!r}: member(s) {', '.join(failed)} failed; the callback will not run")
+        self.members = _failed_members(group)
+        ended = ", ".join(f"{k} ({group.results[k].state.value})" for k in self.members)
+        super().__init__(f"chord {group.id!r}: member(s) {ended} did not succeed; the callback will not run")
 
 
 class Group:
@@ -123,16 +124,16 @@ class Group:
         self.members = list(members)
         self.ttl = ttl
 
-    async def _start(self, meta: dict[str, Any]) -> tuple[Store, str, list[str]]:
+    async def _start(self, callback: Signature[Any] | None) -> tuple[str, list[str]]:
         store = await self.app.store()
         gid = task_id()
-        await store.init_group(gid, len(self.members), meta=meta, ttl=self.ttl)
         news = [sig.new_task(id=member_id(gid, i), group_id=gid) for i, sig in enumerate(self.members)]
-        created = await store.create_many(news)
-        return store, gid, [t.id for t in created]
+        template = None if callback is None else callback.new_task(id=callback_id(gid))
+        created = await store.create_group(gid, news, callback=template, ttl=self.ttl)
+        return gid, [t.id for t in created]
 
     async def enqueue(self) -> GroupHandle:
-        _, gid, ids = await self._start({})
+        gid, ids = await self._start(None)
         return GroupHandle(self.app, gid, ids)
 
 
@@ -143,34 +144,5 @@ class Chord:
         self.app = app
 
     async def enqueue(self) -> ChordHandle:
-        spec = {"kind": self.callback.task.kind, "args": list(self.callback.args), "kwargs": dict(self.callback.kwargs)}
-        _, gid, ids = await self.group._start({CALLBACK_KEY: spec})
+        gid, ids = await self.group._start(self.callback)
         return ChordHandle(self.app, gid, ids, callback=callback_id(gid))
-
-
-async def record_member(app: App, store: Store, task: Task, status: TaskStatus) -> None:
-    """Record a finished member's status in its group; fire the chord when every member succeeded."""
-    group_id = task.group_id
-    if group_id is None:
-        return
-    group = await store.add_group_result(group_id, status)
-    if group is None or not group.is_complete or group.meta.get("chord.claimed"):
-        return
-    spec = group.meta.get(CALLBACK_KEY)
-    if not isinstance(spec, dict):
-        return
-    if any(s.state is not StatusState.SUCCEEDED for s in group.results.values()):
-        return  # a failed member: the group stays failed and visible, no callback
-    handler = app.tasks.get(spec.get("kind", ""))
-    if handler is None:
-        log.error("chord %s: callback kind %r is not registered in this worker's App", group_id, spec.get("kind"))
-        return
-    results = [
-        group.results[member_id(group_id, i)].payload
-        for i in range(group.expected)
-        if member_id(group_id, i) in group.results
-    ]
-    callback = Signature(handler, tuple(spec.get("args", ())), dict(spec.get("kwargs", {})))
-    with contextlib.suppress(errors.AlreadyExists):  # another worker saw it complete first: one callback exists
-        await store.create(callback.new_task(id=callback_id(group_id), extra_args=[results]))
-    await store.claim_chord(group_id, callback_id(group_id))

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -23,9 +24,9 @@ from rich.table import Table
 from rich.text import Text
 
 from . import errors
-from ._connect import default_url
+from ._connect import default_url, redact
 from ._connect import open as open_store
-from ._render import task_json
+from ._render import json_text, printable, task_json
 from .client import App
 from .model import NewTask, State, Task, WorkerHeartbeat
 from .store import Store
@@ -61,9 +62,11 @@ class _Cli:
         self.out = Console(width=None if sys.stdout.isatty() else 200)
         self.err = Console(stderr=True, soft_wrap=True)
 
-    def run(self, url: str | None, action: Callable[[Store], Awaitable[R]]) -> R:
+    def run(self, url: str | None, action: Callable[[Store], Awaitable[R]], *, create: bool = True) -> R:
+        """Open the store, run ``action``; a command that only reads passes ``create=False`` (makes no store)."""
+
         async def go() -> R:
-            async with open_store(url or default_url()) as store:
+            async with open_store(url or default_url(), create=create) as store:
                 return await action(store)
 
         try:
@@ -72,11 +75,15 @@ class _Cli:
             self.fail(exc)
 
     def fail(self, exc: Exception, code: int = 1) -> NoReturn:
-        self.err.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False)
+        _error_line(str(exc), console=self.err)
         raise typer.Exit(code)
 
+    def say(self, *parts: str) -> None:
+        """A line for people; its parts are data (ids, kinds, messages), printed as text, never as markup."""
+        self.out.print(Text(printable("".join(parts))), highlight=False)
+
     def print_json(self, value: Any) -> None:
-        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(value) + "\n")
 
     def tasks_table(self, tasks: list[Task]) -> None:
         table = Table(show_lines=False, header_style="bold")
@@ -84,9 +91,9 @@ class _Cli:
             table.add_column(column, no_wrap=column != "kind", overflow="fold")
         for t in tasks:
             table.add_row(
-                t.id,
-                t.queue,
-                t.kind,
+                _text(t.id),
+                _text(t.queue),
+                _text(t.kind),
                 _state_text(t),
                 f"{t.attempts}/{t.max_attempts}",
                 str(t.priority),
@@ -100,9 +107,19 @@ class _Cli:
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for key, value in task_json(task).items():
-            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            table.add_row(key, _state_text(task) if key == "state" else shown)
+            shown = value if isinstance(value, str) else json_text(value, indent=None)
+            table.add_row(key, _state_text(task) if key == "state" else _text(shown))
         self.out.print(table)
+
+
+class _LogFormatter(logging.Formatter):
+    """Log records carry task data (ids, kinds, handlers' messages): a record stays one line, controls escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join(printable(line) for line in super().formatException(ei).splitlines())
 
 
 _STATE_STYLE = {
@@ -132,11 +149,37 @@ def load_app(target: str) -> App:
     return found
 
 
+_EXIT_WATCHDOG = 3.0  # seconds from a stopped worker to a forced exit
+
+
 async def _run_worker(worker: Worker) -> None:
     try:
         await worker.run(install_signals=True)
     finally:
         await worker.app.aclose()
+        _exit_soon(1 if worker.forced else 0)
+
+
+def _exit_soon(code: int) -> None:
+    """Make sure the process ends a few seconds after its worker stopped, with ``code``.
+
+    By now the worker has written what finished and released the rest, so nothing is lost by ending.
+    Its own handler threads are daemons and never hold the exit, but a thread a handler started may:
+    ``asyncio.to_thread`` (``asyncio.run`` joins the loop's default executor) or a non-daemon thread
+    that never returns. Only the ``worker`` command arms this; it ends the process anyway.
+    """
+
+    def force() -> None:
+        held_by = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread())
+        logging.getLogger("taskstore.worker").warning(
+            "the worker stopped but stuck threads hold the exit (%s); exiting now", ", ".join(held_by)
+        )
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(_EXIT_WATCHDOG, force)
+    timer.daemon = True
+    timer.start()
 
 
 def _heartbeat_json(b: WorkerHeartbeat) -> dict[str, Any]:
@@ -153,8 +196,20 @@ def _heartbeat_json(b: WorkerHeartbeat) -> dict[str, Any]:
     }
 
 
-def _state_text(task: Task) -> str:
-    return f"[{_STATE_STYLE[task.state]}]{task.state.value}[/]"
+def _state_text(task: Task) -> Text:
+    return Text(task.state.value, style=_STATE_STYLE[task.state])
+
+
+def _text(value: object) -> Text:
+    """A table cell holding data: shown as it is, never parsed as markup, controls escaped."""
+    return Text(printable(value))
+
+
+def _error_line(message: str, *suffix: str, console: Console | None = None) -> None:
+    """One line on stderr: the message's own line breaks and controls are escaped, never acted on."""
+    line = printable(" ".join(message.split()))
+    out = console or Console(stderr=True, soft_wrap=True)
+    out.print(Text.assemble(("error: ", "red"), line, *suffix), highlight=False)
 
 
 def _state(value: str | None) -> State | None:
@@ -191,7 +246,9 @@ def build_app() -> typer.Typer:
         """List tasks, oldest first."""
         wanted = _state(state)
         page = cli.run(
-            url, lambda s: s.list(state=wanted, queue=queue, limit=limit, descending=newest, archived=archived)
+            url,
+            lambda s: s.list(state=wanted, queue=queue, limit=limit, descending=newest, archived=archived),
+            create=False,
         )
         if as_json:
             cli.print_json({"items": [task_json(t) for t in page.items], "next_cursor": page.next_cursor})
@@ -208,7 +265,7 @@ def build_app() -> typer.Typer:
         as_json: JsonOption = False,
     ) -> None:
         """Show one task in full."""
-        task = cli.run(url, lambda s: s.get_archived(task_id) if archived else s.get(task_id))
+        task = cli.run(url, lambda s: s.get_archived(task_id) if archived else s.get(task_id), create=False)
         if as_json:
             cli.print_json(task_json(task))
         else:
@@ -218,14 +275,18 @@ def build_app() -> typer.Typer:
     def tasks_watch(
         task_id: Annotated[str, typer.Argument(metavar="ID")],
         url: UrlOption = None,
+        wait: Annotated[bool, typer.Option("--wait", help="If there is no such task yet, wait for it.")] = False,
         as_json: JsonOption = False,
     ) -> None:
         """Print a task's status now and at every change, until it finishes."""
 
         async def follow(store: Store) -> None:
+            # An unknown id is far more often a typo than a task yet to come: waiting is asked for.
+            if not wait and await store.get_status(task_id) is None:
+                raise errors.NotFound(task_id)
             async for status in store.watch(task_id):
                 if as_json:
-                    sys.stdout.write(json.dumps(status.to_json(), ensure_ascii=False) + "\n")
+                    sys.stdout.write(json_text(status.to_json(), indent=None) + "\n")
                     sys.stdout.flush()
                 else:
                     when = f"{status.updated_at:%H:%M:%S}" if status.updated_at else ""
@@ -234,9 +295,9 @@ def build_app() -> typer.Typer:
                         detail = f"  {status.error.get('type', '')}: {status.error.get('message', '')}"
                     elif status.payload is not None:
                         detail = f"  {json.dumps(status.payload, ensure_ascii=False)[:200]}"
-                    cli.out.print(f"{when} {status.state.value} (attempt {status.attempt}){detail}", highlight=False)
+                    cli.say(f"{when} {status.state.value} (attempt {status.attempt}){detail}")
 
-        cli.run(url, follow)
+        cli.run(url, follow, create=False)
 
     @tasks.command("count")
     def tasks_count(
@@ -252,7 +313,7 @@ def build_app() -> typer.Typer:
         async def counts(store: Store) -> dict[str, int]:
             return {s.value: await store.count(state=s, queue=queue) for s in states}
 
-        result = cli.run(url, counts)
+        result = cli.run(url, counts, create=False)
         if as_json:
             cli.print_json(result if wanted is None else {"count": result[wanted.value]})
             return
@@ -284,6 +345,8 @@ def build_app() -> typer.Typer:
             payload = json.loads(args)
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--args is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise typer.BadParameter("--args is nested too deeply") from None
         wait = parse_duration(delay) if delay is not None else None
 
         async def create(store: Store) -> Task:
@@ -299,7 +362,7 @@ def build_app() -> typer.Typer:
         if as_json:
             cli.print_json(task_json(task))
         else:
-            cli.out.print(f"enqueued {task.id} on {task.queue} ({task.kind})")
+            cli.say(f"enqueued {task.id} on {task.queue} ({task.kind})")
 
     @app.command("cancel")
     def cancel(
@@ -310,9 +373,9 @@ def build_app() -> typer.Typer:
         if as_json:
             cli.print_json(task_json(task))
         elif task.state is State.CLAIMED:
-            cli.out.print(f"{task.id} is running: cancel requested")
+            cli.say(f"{task.id} is running: cancel requested")
         else:
-            cli.out.print(f"{task.id} is {task.state.value}")
+            cli.say(f"{task.id} is {task.state.value}")
 
     @app.command("retry")
     def retry(
@@ -323,7 +386,7 @@ def build_app() -> typer.Typer:
         if as_json:
             cli.print_json(task_json(task))
         else:
-            cli.out.print(f"{task.id} is {task.state.value}")
+            cli.say(f"{task.id} is {task.state.value}")
 
     @app.command("reap")
     def reap(url: UrlOption = None, as_json: JsonOption = False) -> None:
@@ -346,7 +409,7 @@ def build_app() -> typer.Typer:
         if as_json:
             cli.print_json({"archived": n})
         else:
-            cli.out.print(f"archived {n} task{'s' if n != 1 else ''} finished more than {older_than} ago")
+            cli.say(f"archived {n} task{'s' if n != 1 else ''} finished more than {older_than} ago")
 
     @app.command("worker")
     def worker(
@@ -373,7 +436,9 @@ def build_app() -> typer.Typer:
         level = getattr(logging, log_level.upper(), None)
         if not isinstance(level, int):
             raise typer.BadParameter(f"{log_level!r} is not a log level")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
         the_app = load_app(target)
         if url is not None:
             the_app.url = url
@@ -402,14 +467,14 @@ def build_app() -> typer.Typer:
         """Create or upgrade the store's schema (opening a store does it too; this does only that)."""
 
         async def upgrade(store: Store) -> str:
-            return f"schema of {store.url} is up to date"
+            return f"schema of {redact(store.url)} is up to date"
 
-        cli.out.print(cli.run(url, upgrade))
+        cli.say(cli.run(url, upgrade))
 
     @app.command("workers")
     def workers(url: UrlOption = None, as_json: JsonOption = False) -> None:
         """List live workers (those that wrote a heartbeat within the last minute)."""
-        beats = cli.run(url, lambda s: s.list_worker_heartbeats())
+        beats = cli.run(url, lambda s: s.list_worker_heartbeats(), create=False)
         if as_json:
             cli.print_json([_heartbeat_json(b) for b in beats])
             return
@@ -421,10 +486,10 @@ def build_app() -> typer.Typer:
             table.add_column(column, no_wrap=column != "queues")
         for b in beats:
             table.add_row(
-                b.worker_id,
-                ", ".join(b.queues),
+                _text(b.worker_id),
+                _text(", ".join(b.queues)),
                 str(b.inflight),
-                b.host,
+                _text(b.host),
                 str(b.pid),
                 f"{b.started_at:%Y-%m-%d %H:%M:%S}" if b.started_at else "",
                 f"{b.timestamp:%H:%M:%S}" if b.timestamp else "",
@@ -456,6 +521,13 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=argv, prog_name="taskstore", standalone_mode=False)
     except (typer.Exit, typer.Abort) as exc:
         sys.exit(getattr(exc, "exit_code", 130))
+    except errors.TaskstoreError as exc:
+        _error_line(str(exc))
+        sys.exit(1)
+    except OverflowError as exc:
+        # Only a user's number reaches this far (a duration of millennia, a date past year 9999).
+        _error_line(f"a value is out of range: {exc}")
+        sys.exit(2)
     except Exception as exc:
         # Typer's parser errors (click's UsageError family) carry format_message and exit_code;
         # typer now vendors click, so they are recognised by shape rather than by import.
@@ -466,9 +538,6 @@ def main(argv: list[str] | None = None) -> None:
         else:
             ctx = getattr(exc, "ctx", None)
             where = f" (try '{ctx.command_path} --help')" if ctx is not None else ""
-            message = " ".join(str(exc.format_message()).split())
-            Console(stderr=True, soft_wrap=True).print(
-                Text.assemble(("error: ", "red"), message, where), highlight=False
-            )
+            _error_line(str(exc.format_message()), where)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import errors
-from ._connect import default_url
+from ._connect import default_url, redact
 from ._connect import open as open_store
 from ._sync import LoopThread
 from .canvas import Chord, Group, Signature
@@ -423,7 +423,7 @@ class App:
         return TaskHandle(self, task_id)
 
     def __repr__(self) -> str:
-        return f"<taskstore.App {self.url or default_url()} tasks={len(self.tasks)}>"
+        return f"<taskstore.App {redact(self.url or default_url())} tasks={len(self.tasks)}>"
 
 
 class _Decorator:

@@ -17,7 +17,10 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from ._connect import default_url, redact
+from ._render import printable
 from .client import App
 from .context import current_task
 from .model import NewTask, State
@@ -120,7 +123,15 @@ async def run_demo(
     queue = f"demo-{time.strftime('%H%M%S')}-{random.randrange(16**3):03x}"
     store = await app.store()
     news = plan(app, queue, total, random.Random())
-    console.print(f"[bold]taskstore demo[/] on [cyan]{url}[/]: enqueuing {total:,} tasks on queue [cyan]{queue}[/]")
+    console.print(
+        Text.assemble(
+            ("taskstore demo", "bold"),
+            " on ",
+            (printable(redact(url)), "cyan"),
+            f": enqueuing {total:,} tasks on queue ",
+            (queue, "cyan"),
+        )
+    )
     t0 = time.perf_counter()
     await store.create_many(news)
     console.print(
@@ -163,8 +174,11 @@ def summarize(console: Console, snap: Snapshot, total: int, queue: str, url: str
         f"[green]{c[State.DONE]:,} done[/], [red]{c[State.DEAD]:,} dead[/]; "
         f"{max(retried, 0):,} failed attempts were retried."
     )
-    flag = "" if url == "sqlite:///taskstore.db" else f" --url '{url}'"
-    console.print("\nLook further:")
+    # The hints are printed, so they name the URL without its password (and not at all when it is the default,
+    # $TASKSTORE_URL included); say where the password goes.
+    flag = "" if url == default_url() else f" --url '{printable(redact(url))}'"
+    hidden = bool(flag) and redact(url) != url
+    console.print("\nLook further:" + (" (put your password where the URL shows ***)" if hidden else ""))
     for command in (
         f"taskstore tasks count --queue {queue}{flag}",
         f"taskstore tasks ls --state dead --queue {queue}{flag}",
@@ -173,4 +187,4 @@ def summarize(console: Console, snap: Snapshot, total: int, queue: str, url: str
         f"taskstore retry ID{flag}                 (run a dead task again)",
         f"taskstore archive --older-than 0s{flag}  (move finished tasks to the archive)",
     ):
-        console.print(f"  [cyan]{command}[/]", highlight=False)
+        console.print(Text(f"  {command}", style="cyan"), highlight=False)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaskstoreError
-from .model import Task
+from .model import Task, exception_text
 
 if TYPE_CHECKING:
     from .client import TaskFunction
@@ -63,7 +63,7 @@ async def logging_middleware(ctx: TaskContext, call_next: CallNext) -> Any:
         value = await call_next(ctx)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit and the like fail the attempt too (the worker catches them)
         log.warning(
             "task %s (%s) attempt %d failed after %.3fs: %s: %s",
             ctx.task.id,
@@ -71,7 +71,7 @@ async def logging_middleware(ctx: TaskContext, call_next: CallNext) -> Any:
             ctx.task.attempts,
             time.perf_counter() - start,
             type(exc).__qualname__,
-            exc,
+            exception_text(exc),  # formatted now: a __str__ that fails must not break the log record
         )
         raise
     if log.isEnabledFor(logging.DEBUG):

@@ -73,15 +73,60 @@ def check_id(value: object, what: str = "id") -> str:
     return value
 
 
+def storable_text(text: str) -> str:
+    """``text`` with what no backend can store made visible: NUL as ``\\x00``, a lone surrogate as ``\\udXXX``.
+
+    PostgreSQL refuses NUL in text and jsonb, and UTF-8 cannot encode a lone surrogate (bytes decoded
+    with ``surrogateescape``); both reach failure text from real handlers and must not orphan a task.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, tuple):  # JSON makes it a list anyway; a named tuple is not rebuilt from an iterable
+        return tuple(_storable(v) for v in value)
+    return value
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's own ``__str__`` fails."""
+    try:
+        return str(exc)
+    except BaseException as broken:  # a handler's exception must not break the recording of its failure
+        return f"<unprintable {type(exc).__qualname__}: its __str__ raised {type(broken).__qualname__}>"
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Why an attempt failed."""
+    """Why an attempt failed.
+
+    Its text is made storable when the Failure is made (see ``storable_text``), so every backend
+    stores, and returns, the same text.
+    """
 
     type: str
     message: str = ""
     traceback: str | None = None
     retryable: bool = True
     data: Any = None
+
+    def __post_init__(self) -> None:
+        for name in ("type", "message", "traceback", "data"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _storable(value))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,7 +143,7 @@ class Failure:
 
     @classmethod
     def from_exception(cls, exc: BaseException, *, traceback: str | None = None) -> Failure:
-        return cls(type=type(exc).__qualname__, message=str(exc), traceback=traceback)
+        return cls(type=type(exc).__qualname__, message=exception_text(exc), traceback=traceback)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import functools
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -16,11 +17,13 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 from . import _recurring, _statuses, errors, transitions
+from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
-from .backend import Change, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome, StatusRow
+from .backend import Change, ChordRow, Completion, Driver, GroupRow, ListQuery, NewRow, Outcome, StatusRow
+from .backends._groups import template_json
 from .clock import Clock
-from .codec import Codec, JsonCodec, decode, dump_json, encode
+from .codec import Codec, JsonCodec, UndecodablePayload, decode, dump_json, encode
 from .model import (
     Claim,
     Failure,
@@ -77,21 +80,34 @@ def _raise_or(outcome: Outcome) -> Task:
     return outcome
 
 
-def _group_status(row: GroupRow) -> GroupStatus:
-    meta = dict(row.meta)
-    if row.chord_claimed:
-        meta["chord.claimed"] = True
-        meta["chord.callback_task_id"] = row.chord_callback_id
-        meta["chord.dispatched_at"] = None if row.chord_dispatched_at is None else row.chord_dispatched_at.isoformat()
-    return GroupStatus(
-        id=row.id,
-        expected=row.expected,
-        results={member: TaskStatus.from_json(status) for member, status in row.results.items()},
-        meta=meta,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        expires_at=row.expires_at,
-    )
+def _chord_args(codec: Codec, template: bytes, results: Sequence[bytes | None]) -> bytes:
+    """A chord callback's args: the members' results, in member order, before the template's own arguments.
+
+    Called by a driver inside the transaction that completes the last member, so it never raises:
+    a result that cannot be decoded or encoded again is passed as ``None`` rather than wedge the group.
+    """
+    call = codec.decode(template)
+    values = [None if r is None else decode(codec, r) for r in results]
+    values = [None if isinstance(v, UndecodablePayload) else v for v in values]
+    call = {"args": [values, *call.get("args", [])], "kwargs": dict(call.get("kwargs", {}))}
+    try:
+        return codec.encode(call)
+    except Exception:
+        call["args"][0] = [None] * len(values)
+        return codec.encode(call)
+
+
+def _chord_template(callback: NewTask) -> dict[str, Any]:
+    """A callback's own arguments, as ``{"args": [...], "kwargs": {...}}`` (the results go first at its call)."""
+    call = {} if callback.args is None else callback.args
+    if (
+        not isinstance(call, Mapping)
+        or set(call) - {"args", "kwargs"}
+        or not isinstance(call.get("args", []), list | tuple)
+        or not isinstance(call.get("kwargs", {}), Mapping)
+    ):
+        raise errors.InvalidTask('a chord callback\'s args must be None or {"args": [...], "kwargs": {...}}')
+    return {"args": list(call.get("args", [])), "kwargs": dict(call.get("kwargs", {}))}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -119,6 +135,27 @@ def _decode_cursor(cursor: str) -> int:
     return int(cursor[1:])
 
 
+class _Delivered:
+    """What a watcher has yielded: a change is yielded once, and never one older than the last."""
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.seen: tuple[Any, ...] | None = None
+
+    def take(self, change: StatusChange) -> bool:
+        status = change.status
+        assert status is not None
+        if change.version is not None:
+            if self.version is not None and change.version <= self.version:
+                return False
+            self.version = change.version
+        seen = (status.state, status.updated_at, status.attempt, status.payload, status.error)
+        if seen == self.seen:
+            return False  # written again without a visible difference (a report_in on a frozen clock)
+        self.seen = seen
+        return True
+
+
 class Store:
     """A durable task store. Use ``async with taskstore.open(url) as store``."""
 
@@ -136,6 +173,7 @@ class Store:
         self._pending: set[asyncio.Future[Any]] = set()
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
+        driver.chord_args = functools.partial(_chord_args, self.codec)
         self.url = url
         self.poll_interval = poll_interval
         self._opened = False
@@ -187,6 +225,20 @@ class Store:
         """Some task or status changed: wake this process's status watchers of the same database."""
         HUB.notify(("status", self._driver.wake_key))
 
+    def _publish(self, tasks: Iterable[Task], *, raw: bool = False) -> None:
+        """Hand each written task's status to this process's watchers of it, in order (see ``_feed``).
+
+        ``raw`` tasks still carry encoded payloads; they are decoded only when someone watches them.
+        """
+        if not FEED.active:
+            return
+        database = self._driver.wake_key
+        for task in tasks:
+            key = (database, task.id)
+            if FEED.watched(key):
+                shown = self._decoded(task) if raw else task
+                FEED.publish(key, StatusChange(task.version, _statuses.status_of(shown)))
+
     # -- payloads -------------------------------------------------------------------------------
 
     def _decoded(self, task: Task) -> Task:
@@ -217,7 +269,9 @@ class Store:
         driver = await self._ready()
         (outcome,) = await driver.apply([(task_id_, change)])
         self._touched()
-        return self._decoded(_raise_or(outcome))
+        task = self._decoded(_raise_or(outcome))
+        self._publish([task])
+        return task
 
     async def _apply_many(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
         if not changes:
@@ -225,7 +279,9 @@ class Store:
         driver = await self._ready()
         outcomes = await driver.apply(changes)
         self._touched()
-        return [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
+        decoded = [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
+        self._publish(o for o in decoded if isinstance(o, Task))
+        return decoded
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -242,6 +298,7 @@ class Store:
         if conn is None:
             self._wake()
             self._touched()
+            self._publish(created, raw=True)
         return created
 
     # -- read -----------------------------------------------------------------------------------
@@ -265,6 +322,11 @@ class Store:
         *,
         archived: bool = False,
     ) -> Page[Task]:
+        """A page of tasks in enqueue order (``seq``); ``cursor`` is the previous page's ``next_cursor``.
+
+        Ascending, a page never passes a task that a transaction still open may yet commit (PostgreSQL
+        ends the page below it), so a poller that pages on from the last task it saw never skips one.
+        """
         query = ListQuery(
             state=State(state) if state is not None else None,
             queue=check_queue(queue) if queue is not None else None,
@@ -321,6 +383,7 @@ class Store:
             claimed = await self._claim_batch(driver, worker_id, qs, limit)
             if claimed:
                 self._touched()
+                self._publish(claimed, raw=True)
             return [self._decoded(t) for t in claimed]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -347,6 +410,7 @@ class Store:
             HUB.unsubscribe(driver.wake_key, waiter)
         if got:
             self._touched()
+            self._publish(got, raw=True)
         return [self._decoded(t) for t in got]
 
     async def _claim_batch(
@@ -382,8 +446,9 @@ class Store:
             (lease.task_id, functools.partial(_unclaim_change, lease)) for lease in leases
         ]
         with contextlib.suppress(errors.TaskstoreError):
-            await self._driver.apply(changes)
+            outcomes = await self._driver.apply(changes)
             self._wake()
+            self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
 
     async def claim_task(self, id: str, worker_id: str, ttl: float | timedelta | None = None) -> Task | None:
         """Claim one specific task; ``None`` while it is not claimable (also for its current owner)."""
@@ -397,7 +462,11 @@ class Store:
         driver = await self._ready()
         task = await driver.claim_task(id, worker_id, lease, lease_token())
         self._touched()
-        return self._decoded(task) if task is not None else None
+        if task is None:
+            return None
+        decoded = self._decoded(task)
+        self._publish([decoded])
+        return decoded
 
     async def find_available(self, queues: str | Iterable[str] | None = None, limit: int = 10) -> builtins.list[Task]:
         driver = await self._ready()
@@ -462,10 +531,21 @@ class Store:
         if len({task_id for task_id, _ in changes}) < len(changes):  # repeats must see each other: general path
             outcomes = await driver.apply(changes)
             self._touched()
+            self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
             return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
         acks = await driver.acknowledge([cast(Completion, change) for _, change in changes])
         self._touched()
+        self._read_back([task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None])
         return acks
+
+    def _read_back(self, ids: Iterable[str]) -> None:
+        """These tasks changed, but no row came back: their watchers here read them from the store."""
+        if not FEED.active:
+            return
+        database = self._driver.wake_key
+        for id_ in ids:
+            if FEED.watched((database, id_)):
+                FEED.publish((database, id_), StatusChange(None, None))
 
     def _done_changes(
         self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]
@@ -607,17 +687,20 @@ class Store:
         id: str,
         state: StatusState | str,
         payload: Any = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | Mapping[str, Any] | None = None,
         attempt: int = 0,
         meta: Mapping[str, Any] | None = None,
         ttl: float | timedelta | None = None,
     ) -> TaskStatus:
         """Overwrite the status of a task the store does not hold (one run elsewhere), keeping its created_at.
 
+        ``error`` is a ``Failure`` (stored as its JSON, as a task's own failure is) or any JSON object.
         A task that lives in the store is its own status: setting one for it is ``InvalidTask``.
         """
         check_id(id, "status id")
         wanted = StatusState(state)
+        if isinstance(error, Failure):
+            error = error.to_json()
         fields = dict(meta or {})
         for value, what in ((payload, "status payload"), (error, "status error"), (fields, "status meta")):
             dump_json(value, what)
@@ -641,17 +724,25 @@ class Store:
         )
         stored = await driver.put_status(row)
         self._touched()
-        return _statuses.status_from_row(stored)
+        status = _statuses.status_from_row(stored)
+        if FEED.active:
+            FEED.publish((driver.wake_key, id), StatusChange(None, status))
+        return status
 
     async def get_status(self, id: str) -> TaskStatus | None:
         """The task's status (from the task itself, live or archived), else its status record; None if neither."""
         driver = await self._ready()
         check_id(id, "status id")
+        current = await self._current_status(driver, id)
+        return None if current is None else current.status
+
+    async def _current_status(self, driver: Driver, id: str) -> StatusChange | None:
         for archived in (False, True):
             with contextlib.suppress(errors.NotFound):
-                return _statuses.status_of(self._decoded(await driver.get(id, archived=archived)))
+                task = self._decoded(await driver.get(id, archived=archived))
+                return StatusChange(task.version, _statuses.status_of(task))
         row = await driver.get_status(id)
-        return None if row is None else _statuses.status_from_row(row)
+        return None if row is None else StatusChange(None, _statuses.status_from_row(row))
 
     async def expire(self, id: str, ttl: float | timedelta) -> None:
         """A status record now expires ``ttl`` from now; tasks follow the archive instead; unknown ids: no-op."""
@@ -741,35 +832,50 @@ class Store:
     async def watch(self, id: str, *, poll_interval: float | None = None) -> AsyncGenerator[TaskStatus, None]:
         """Yield the current status (if any), then every change, and end after a terminal status.
 
-        In this process every change wakes the watcher at once. Another process's change wakes it through
-        the backend (PostgreSQL NOTIFY; SQLite's watch of its WAL-index header) or is found by polling every
-        ``poll_interval``; SQLite compares ``PRAGMA data_version`` first and reads only when the database
-        moved. Quick successive changes in another process may be merged; the first and the terminal status
-        are always delivered, in order.
+        Every change made in this process (through any store on the same database) is delivered in the
+        order it was made, however slowly the consumer reads: each watcher has its own queue of them
+        (see ``_feed``). Another process's change wakes the watcher through the backend (PostgreSQL
+        NOTIFY; SQLite's watch of its WAL-index header) or is found by polling every ``poll_interval``;
+        SQLite compares ``PRAGMA data_version`` first and reads only when the database moved. Quick
+        successive changes made elsewhere may be merged; the first and the terminal status are always
+        delivered, and nothing is delivered out of order.
         """
         check_id(id, "status id")
         driver = await self._ready()
         interval = self.poll_interval if poll_interval is None else as_seconds(poll_interval, "poll_interval")
-        key = ("status", driver.wake_key)
-        waiter = HUB.subscribe(key)
-        last: tuple[Any, ...] | None = None
+        wake_key, feed_key = ("status", driver.wake_key), (driver.wake_key, id)
+        waiter = HUB.subscribe(wake_key)
+        feed = FEED.subscribe(feed_key, waiter)  # before the first read: no change made here is missed
+        delivered = _Delivered()
         marker: Any = object()
+        read_back = True
         try:
             while True:
-                current = await driver.change_marker()
-                if current is None or current != marker:
-                    marker = current
-                    status = await self.get_status(id)
-                    if status is not None:
-                        seen = (status.state, status.updated_at, status.attempt, status.payload, status.error)
-                        if seen != last:
-                            last = seen
-                            yield status
-                            if status.state.is_terminal:
-                                return
+                while feed.changes:
+                    change = feed.changes.popleft()
+                    if change.status is None:
+                        read_back = True
+                    elif delivered.take(change):
+                        yield change.status
+                        if change.status.state.is_terminal:
+                            return
+                moved = await driver.change_marker()
+                if read_back or moved is None or moved != marker:
+                    marker = moved
+                    current = await self._current_status(driver, id)
+                    if feed.changes:
+                        read_back = True  # changed here meanwhile: those changes first, in order, then read again
+                        continue
+                    read_back = False
+                    if current is not None and current.status is not None and delivered.take(current):
+                        yield current.status
+                        if current.status.state.is_terminal:
+                            return
+                        continue
                 await waiter.wait(max(interval, 0.001))
         finally:
-            HUB.unsubscribe(key, waiter)
+            FEED.unsubscribe(feed_key, feed)
+            HUB.unsubscribe(wake_key, waiter)
 
     # -- groups and chords (SPEC §4) ------------------------------------------------------------
 
@@ -784,7 +890,73 @@ class Store:
         dump_json(fields, "group meta")
         driver = await self._ready()
         row = await driver.put_group(id, expected, fields, self.now() + timedelta(seconds=self._ttl(ttl)))
-        return _group_status(row)
+        return self._group_status(row)
+
+    async def create_group(
+        self,
+        id: str,
+        members: Iterable[NewTask],
+        *,
+        callback: NewTask | None = None,
+        meta: Mapping[str, Any] | None = None,
+        ttl: float | timedelta | None = None,
+    ) -> builtins.list[Task]:
+        """Enqueue a group: its members and (for a chord) its callback's template, all or nothing.
+
+        Each member gets ``group_id=id`` (an id of its own defaults to ``"{id}:{index}"``). The group *is*
+        its members: when the last of them ends ``done`` — in the same transaction as that completion —
+        the callback is enqueued exactly once, with id ``callback.id`` or ``"{id}:callback"`` and the
+        members' results (in member order) as its first argument. Any member ending ``dead`` or
+        ``cancelled`` fails the group. The group is kept while a member is unfinished, then ``ttl`` more.
+        """
+        check_id(id, "group id")
+        news = builtins.list(members)
+        if not news:
+            raise errors.InvalidTask("a group needs at least one member")
+        for new in news:
+            if not isinstance(new, NewTask):
+                raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
+            if new.group_id not in (None, id):
+                raise errors.InvalidTask(f"member {new.id!r} names another group ({new.group_id!r})")
+        news = [
+            dataclasses.replace(new, id=f"{id}:{i}" if new.id is None else new.id, group_id=id)
+            for i, new in enumerate(news)
+        ]
+        fields = dict(meta or {})
+        dump_json(fields, "group meta")
+        seconds = self._ttl(ttl)
+        chord = None
+        if callback is not None:
+            if not isinstance(callback, NewTask):
+                raise errors.InvalidTask(f"expected a NewTask callback, got {type(callback).__name__}")
+            template = _chord_template(callback)
+            chord = ChordRow(
+                id=check_id(callback.id, "callback id") if callback.id is not None else f"{id}:callback",
+                template=template_json(callback),
+                args=encode(self.codec, template, "callback args"),
+            )
+        rows = self._rows(news)
+        now = self.now()
+        group = GroupRow(
+            id=id,
+            expected=len(rows),
+            results={},
+            meta=fields,
+            chord_claimed=False,
+            chord_callback_id=None,
+            chord_dispatched_at=None,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(seconds=seconds),
+            member_ids=tuple(r.id for r in rows),
+            callback=chord,
+            ttl=seconds,
+        )
+        driver = await self._ready()
+        created = await driver.insert_group(group, rows)
+        self._wake()
+        self._touched()
+        return created
 
     async def add_group_result(self, group_id: str, status: TaskStatus) -> GroupStatus | None:
         """Record a member's status (a member reported twice counts once); ``None`` if the group is gone."""
@@ -796,12 +968,34 @@ class Store:
         dump_json(document, "status")
         driver = await self._ready()
         row = await driver.add_group_result(group_id, status.id, document)
-        return None if row is None else _group_status(row)
+        return None if row is None else self._group_status(row)
 
     async def get_group(self, id: str) -> GroupStatus | None:
+        """The group: statuses recorded with ``add_group_result``, then its member tasks that have ended."""
         driver = await self._ready()
         row = await driver.get_group(check_id(id, "group id"))
-        return None if row is None else _group_status(row)
+        return None if row is None else self._group_status(row)
+
+    def _group_status(self, row: GroupRow) -> GroupStatus:
+        meta = dict(row.meta)
+        if row.chord_claimed:
+            meta["chord.claimed"] = True
+            meta["chord.callback_task_id"] = row.chord_callback_id
+            at = row.chord_dispatched_at
+            meta["chord.dispatched_at"] = None if at is None else at.isoformat()
+        results = {member: TaskStatus.from_json(status) for member, status in row.results.items()}
+        for task in row.members:
+            if task.state.is_terminal:
+                results[task.id] = _statuses.status_of(self._decoded(task))
+        return GroupStatus(
+            id=row.id,
+            expected=row.expected,
+            results=results,
+            meta=meta,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            expires_at=row.expires_at,
+        )
 
     async def claim_chord(
         self, group_id: str, callback_id: str | None = None, dispatched_at: datetime | None = None
@@ -896,4 +1090,6 @@ class Store:
                 await self._release_shielded(pending)
 
     def __repr__(self) -> str:
-        return f"<taskstore.Store {self.url or type(self._driver).__name__}>"
+        from ._connect import redact  # _connect builds stores: imported late, only to print
+
+        return f"<taskstore.Store {redact(self.url) if self.url else type(self._driver).__name__}>"

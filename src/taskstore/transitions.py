@@ -9,6 +9,7 @@ Each transition returns a new ``Task`` with ``version`` incremented and ``update
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -295,6 +296,18 @@ def update(stored: Task, wanted: Task, *, now: datetime) -> Task:
     return _touch(stored, now, **changes)
 
 
+def settle_group(expected: int, states: Sequence[State]) -> tuple[bool, bool]:
+    """A group is its members: ``(finished, succeeded)`` from their states, in member order.
+
+    Finished once no member is unfinished; succeeded (its chord may fire) once all ``expected``
+    members are ``done``. A member ``dead`` or ``cancelled`` fails the group at once, but the group
+    is only finished when the others have ended too (a manual retry may still revive the failed one).
+    """
+    finished = all(state.is_terminal for state in states)
+    succeeded = finished and len(states) == expected and all(state is State.DONE for state in states)
+    return finished, succeeded
+
+
 __all__ = [
     "cancel",
     "check_lease",
@@ -308,6 +321,7 @@ __all__ = [
     "reap",
     "report_in",
     "retry",
+    "settle_group",
     "take_over",
     "unclaim",
     "update",

@@ -3,15 +3,19 @@
 One worker is one event loop with these background tasks, all owned by the ``Worker``:
 
 - the claimer claims up to the free capacity (never more than it can run) and starts each task;
-- each task runs through the middleware chain: async handlers on the loop, sync ones in a thread pool;
+- each task runs through the middleware chain: async handlers on the loop, sync ones on threads that
+  grow past any a handler never gives back (see ``_threads``);
 - the heart-beat renews every in-flight lease in one batched ``report_in_many`` well before it times
   out; a lease found lost (reaped, taken over) cancels its handler and its outcome is not written,
   and a cancel request cancels the handler and records ``cancelled``;
 - the completer writes successes in batches with ``mark_done_many`` (failures are written at once);
+  a finished task keeps its lease renewed until its completion is written, and on stop the completer
+  writes what finished within the grace;
 - maintenance (reaper, archiver, recurring scheduler) and the worker's own heartbeat record.
 
-A handler never crashes the worker: whatever it raises becomes the attempt's failure. Unknown kinds
-and undecodable payloads go to ``dead`` with a clear failure.
+A handler never crashes the worker: whatever it raises (``SystemExit`` and ``KeyboardInterrupt``
+included) becomes the attempt's failure. Unknown kinds and undecodable payloads go to ``dead`` with a
+clear failure.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import itertools
 import logging
 import os
 import signal
@@ -30,24 +35,28 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from . import errors
-from .canvas import record_member
+from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
 from .context import _current
 from .maintenance import Maintenance, MaintenanceConfig
 from .middleware import CallNext, TaskContext, chain, logging_middleware, timeout_middleware
-from .model import Claim, Failure, State, StatusState, Task, TaskStatus, WorkerHeartbeat, check_queue
+from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue, exception_text
 from .store import Store
 
 log = logging.getLogger("taskstore.worker")
 
 _RETRY_PAUSE = 0.5  # after the store could not be reached
+_MAX_RETRY_PAUSE = 2.0
+_FLUSH_TRIES = 10  # a completion the store refuses for another reason than being unreachable
+_FAILURE_TRIES = 3
+_LAST_FLUSH_MINIMUM = 3.0  # results that finished as the grace ran out still get this long to be written
+_CANCEL_WAIT = 3.0  # for handlers cancelled at the end of the grace to unwind
 
 
 @dataclass(eq=False)
@@ -62,6 +71,12 @@ class _Job:
     done: bool = False
 
 
+def _cancelled_by_worker() -> bool:
+    """Whether the running task was cancelled (lease lost, cancel request, stop), not the handler raising it."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @dataclass
 class WorkerStats:
     claimed: int = 0
@@ -70,6 +85,7 @@ class WorkerStats:
     lost: int = 0
     cancelled: int = 0
     released: int = 0
+    abandoned: int = 0  # sync handlers still running on a thread after their attempt ended
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -114,13 +130,18 @@ class Worker:
         self.completion_linger = completion_linger
         self.heartbeat_every = heartbeat_every
         self.stats = WorkerStats()
-        self._threads = ThreadPoolExecutor(max_workers=threads or concurrency, thread_name_prefix="taskstore-task")
+        self._threads = HandlerThreads(keep=threads or concurrency)
+        # ``threads`` below ``concurrency`` caps the sync handlers running at once; an abandoned thread
+        # gives its place back.
+        self._thread_cap = threads if threads is not None and threads < concurrency else None
+        self._thread_slots: asyncio.Semaphore | None = None
         self._maintenance_on = maintenance
         self._maintenance_config = maintenance_config
         self._jobs: dict[str, _Job] = {}  # every task this worker holds a lease on: running or waiting
         self._waiting: collections.deque[_Job] = collections.deque()  # claimed, not yet started (prefetch)
         self._running = 0
         self._done: list[tuple[_Job, Any]] = []
+        self._flushing: list[tuple[_Job, Any]] = []  # the batch the completer is writing
         self._background: list[asyncio.Task[None]] = []
         self._signatures: dict[str, inspect.Signature | None] = {}
         self._pipeline: CallNext | None = None
@@ -136,6 +157,8 @@ class Worker:
         self._stop_requested: asyncio.Event
         self._immediate: asyncio.Event
         self._quit_background: asyncio.Event
+        self._last_flush: asyncio.Event  # the completer writes what is left, then ends
+        self._completer: asyncio.Task[None]
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -164,6 +187,9 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self._immediate = asyncio.Event()
         self._quit_background = asyncio.Event()
+        self._last_flush = asyncio.Event()
+        if self._thread_cap is not None:
+            self._thread_slots = asyncio.Semaphore(self._thread_cap)
         self._store = await self.app.store()
         self._started_at = self._store.now()
         self._pipeline = chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
@@ -171,10 +197,11 @@ class Worker:
             await self._store.add_recurring(spec.to_recurring())
         await self._store.set_worker_heartbeat(self._heartbeat())  # visible from the moment start() returns
         spawn = asyncio.get_running_loop().create_task
+        self._completer = spawn(self._guard("completer", self._complete_loop), name="taskstore-completer")
         self._background = [
             spawn(self._guard("claimer", self._claim_loop), name="taskstore-claimer"),
             spawn(self._guard("heart-beat", self._beat_loop), name="taskstore-heartbeat"),
-            spawn(self._guard("completer", self._complete_loop), name="taskstore-completer"),
+            self._completer,
             spawn(self._guard("worker record", self._record_loop), name="taskstore-record"),
         ]
         if self._maintenance_on:
@@ -211,14 +238,17 @@ class Worker:
         claimer = self._background[0]
         with contextlib.suppress(asyncio.CancelledError):
             await claimer  # it returns within claim_wait; tasks it claims meanwhile are released
-        await self._drain(self.grace if grace is None else grace)
+        grace = self.grace if grace is None else grace
+        deadline = time.monotonic() + grace
+        await self._drain(grace)
+        await self._write_last_results(deadline)
         self._quit_background.set()
         self._done_ready.set()
         self._beat_wake.set()
         for task in self._background[1:]:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, timeout=max(self.claim_wait, 5.0))
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()
         with contextlib.suppress(errors.TaskstoreError):
             await self.store.set_worker_heartbeat(self._heartbeat(stopping=True))
         s = self.stats
@@ -246,7 +276,12 @@ class Worker:
             if job.runner is not None:
                 job.runner.cancel()
         if left:
-            await asyncio.gather(*(j.runner for j in left if j.runner is not None), return_exceptions=True)
+            runners = [j.runner for j in left if j.runner is not None]
+            if runners:
+                # A handler that swallows its cancellation must not hold the stop: its task is released anyway.
+                _, stuck = await asyncio.wait(runners, timeout=_CANCEL_WAIT)
+                if stuck:
+                    log.warning("worker %s: %d handler(s) ignored their cancellation", self.worker_id, len(stuck))
             outcomes = await asyncio.gather(*(self.store.unclaim(j.claim) for j in left), return_exceptions=True)
             released = sum(1 for o in outcomes if isinstance(o, Task))
             self.stats.released += released
@@ -369,10 +404,13 @@ class Worker:
             assert self._pipeline is not None
             try:
                 value = await self._pipeline(prepared)
-            except asyncio.CancelledError:
-                await self._after_cancel(job)
+            except asyncio.CancelledError as exc:
+                if _cancelled_by_worker():
+                    await self._after_cancel(job)
+                    return
+                await self._write_failure(job, self._failure_of(exc, prepared))  # the handler raised it itself
                 return
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt too: they end the attempt, not the worker
                 await self._write_failure(job, self._failure_of(exc, prepared))
                 return
             if value is not None:
@@ -384,11 +422,6 @@ class Worker:
             if job.lost:
                 self.stats.lost += 1
                 return
-            if task.group_id is not None:
-                # Recorded before the completion is written: a worker that dies in between leaves the
-                # member to run again (it counts once), never a completed member missing from its group.
-                status = TaskStatus(task.id, StatusState.SUCCEEDED, payload=value, attempt=task.attempts)
-                await self._record_member(task, status)
             self._done.append((job, value))
             self._done_ready.set()
         finally:
@@ -417,11 +450,15 @@ class Worker:
         args, kwargs = payload.get("args", []), payload.get("kwargs", {})
         return TaskContext(task=task, handler=handler, args=args, kwargs=kwargs, worker_id=self.worker_id)
 
-    def _failure_of(self, exc: Exception, ctx: TaskContext) -> Failure:
+    def _failure_of(self, exc: BaseException, ctx: TaskContext) -> Failure:
         """The attempt's failure. Arguments that do not fit the handler are not worth a retry.
 
         The signature is checked only after a TypeError, so a good call costs no binding.
         """
+        if not isinstance(exc, Exception):
+            text = exception_text(exc)
+            message = f"the handler raised {type(exc).__qualname__}" + (f": {text}" if text else "")
+            return Failure(type=type(exc).__qualname__, message=message, traceback=traceback.format_exc())
         if isinstance(exc, TypeError):
             signature = self._signature(ctx.handler)
             if signature is not None:
@@ -429,7 +466,7 @@ class Worker:
                     signature.bind(*ctx.args, **ctx.kwargs)
                 except TypeError as mismatch:
                     return Failure("InvalidArguments", f"{ctx.handler.kind}: {mismatch}", retryable=False)
-        return Failure(type=type(exc).__qualname__, message=str(exc), traceback=traceback.format_exc())
+        return Failure.from_exception(exc, traceback=traceback.format_exc())
 
     def _signature(self, handler: TaskFunction[Any, Any]) -> inspect.Signature | None:
         if handler.kind not in self._signatures:
@@ -444,19 +481,33 @@ class Worker:
         if ctx.handler.is_async:
             return await fn(*ctx.args, **ctx.kwargs)
         call = functools.partial(contextvars.copy_context().run, fn, *ctx.args, **ctx.kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        if self._thread_slots is None:
+            return await self._in_thread(call, ctx)
+        async with self._thread_slots:
+            return await self._in_thread(call, ctx)
+
+    async def _in_thread(self, call: Callable[[], Any], ctx: TaskContext) -> Any:
+        future = self._threads.run(call)
+        try:
+            return await outcome_of(future)
+        except asyncio.CancelledError:
+            if future.cancelled():  # timed out, lost, cancelled or released while its thread still runs
+                self.stats.abandoned += 1
+                log.warning(
+                    "task %s: its sync handler still runs after the attempt ended; its thread is abandoned "
+                    "(%d so far) and its outcome will be discarded",
+                    ctx.task.id,
+                    self.stats.abandoned,
+                )
+            raise
 
     async def _after_cancel(self, job: _Job) -> None:
         if job.lost:
             self.stats.lost += 1
         elif job.cancel_requested:
             try:
-                final = await self.store.mark_cancelled(job.claim)
+                await self.store.mark_cancelled(job.claim)
                 self.stats.cancelled += 1
-                if final.group_id is not None:
-                    await self._record_member(
-                        final, TaskStatus(final.id, StatusState.CANCELLED, attempt=final.attempts)
-                    )
             except errors.TaskstoreError as exc:
                 log.warning("task %s: could not record its cancellation: %s", job.task.id, exc)
         # released (the worker is stopping): stop() gives it back with unclaim.
@@ -465,37 +516,36 @@ class Worker:
         if job.lost:
             self.stats.lost += 1
             return
-        for attempt in range(3):
+        refusals = 0
+        for attempt in itertools.count(1):
             try:
-                final = await self.store.mark_failed(job.claim, failure)
+                await self.store.mark_failed(job.claim, failure)
                 self.stats.failed += 1
-                if final.group_id is not None and final.state.is_terminal:
-                    state = StatusState.CANCELLED if final.state is State.CANCELLED else StatusState.FAILED
-                    await self._record_member(
-                        final, TaskStatus(final.id, state, error=failure.to_json(), attempt=final.attempts)
-                    )
                 return
             except errors.LeaseError as exc:
                 self.stats.lost += 1
                 log.warning("task %s: failure not recorded, the lease was lost: %s", job.task.id, exc)
                 return
+            except errors.BackendUnavailable as exc:  # the lease is kept meanwhile: wait for the store
+                log.warning("task %s: could not record its failure (try %d): %s", job.task.id, attempt, exc)
             except errors.TaskstoreError as exc:
-                log.warning("task %s: could not record its failure (try %d): %s", job.task.id, attempt + 1, exc)
-                await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
-
-    async def _record_member(self, task: Task, status: TaskStatus) -> None:
-        """A group member's outcome is in: record it, and fire its chord when the group is complete."""
-        try:
-            await record_member(self.app, self.store, task, status)
-        except errors.TaskstoreError as exc:
-            log.warning("task %s: could not record it in group %s: %s", task.id, task.group_id, exc)
+                refusals += 1
+                if refusals >= _FAILURE_TRIES:
+                    log.error("task %s: gave up recording its failure; its lease will time out: %s", job.task.id, exc)
+                    return
+                log.warning("task %s: could not record its failure (try %d): %s", job.task.id, attempt, exc)
+            await asyncio.sleep(min(_RETRY_PAUSE * attempt, _MAX_RETRY_PAUSE))
 
     # -- leases ---------------------------------------------------------------------------------
+
+    def _held(self) -> list[_Job]:
+        """Every task whose lease this worker keeps: running, waiting, or finished with its result unwritten."""
+        return [*self._jobs.values(), *(j for j, _ in self._done), *(j for j, _ in self._flushing)]
 
     async def _beat_loop(self) -> None:
         while not self._quit_background.is_set():
             now = time.monotonic()
-            due = [j for j in self._jobs.values() if j.beat_at <= now and not (j.lost or j.done or j.released)]
+            due = [j for j in self._held() if j.beat_at <= now and not (j.lost or j.released)]
             if due:
                 try:
                     outcomes = await self.store.report_in_many([j.claim for j in due])
@@ -504,9 +554,11 @@ class Worker:
                     outcomes = []
                     for j in due:
                         j.beat_at = now + _RETRY_PAUSE
+                still_held = set(self._held())  # one finished meanwhile: its renewal's refusal means nothing
                 for job, outcome in zip(due, outcomes, strict=False):
-                    self._renewed(job, outcome, now)
-            upcoming = [j.beat_at for j in self._jobs.values() if not (j.lost or j.done or j.released)]
+                    if job in still_held:
+                        self._renewed(job, outcome, now)
+            upcoming = [j.beat_at for j in self._held() if not (j.lost or j.released)]
             wait = min(upcoming) - time.monotonic() if upcoming else 1.0
             self._beat_wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -533,35 +585,61 @@ class Worker:
     async def _complete_loop(self) -> None:
         while True:
             if not self._done:
-                if self._quit_background.is_set():
+                if self._last_flush.is_set():
                     return
                 self._done_ready.clear()  # no await between the check and the wait: no lost wake-up
                 await self._done_ready.wait()
                 continue
-            if len(self._done) < self.completion_batch and not self._quit_background.is_set():
+            if len(self._done) < self.completion_batch and not self._last_flush.is_set():
                 await asyncio.sleep(self.completion_linger)  # let a batch gather
             batch, self._done = self._done[: self.completion_batch], self._done[self.completion_batch :]
-            await self._flush(batch)
+            self._flushing = batch  # the heart-beat keeps these leases until the write is in
+            try:
+                await self._flush(batch)
+            finally:
+                self._flushing = []
+
+    async def _write_last_results(self, deadline: float) -> None:
+        """On stop, let the completer write what finished: within the grace, or a short minimum after it."""
+        self._last_flush.set()
+        self._done_ready.set()
+        completer = self._completer
+        budget = 1.0 if self._immediate.is_set() else max(deadline - time.monotonic(), _LAST_FLUSH_MINIMUM)
+        finished, _ = await asyncio.wait([completer], timeout=budget)
+        if finished:
+            return
+        unwritten = len(self._done) + len(self._flushing)
+        completer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await completer
+        log.error(
+            "worker %s stopped before it could record %d finished task(s); they run again once their leases time out",
+            self.worker_id,
+            unwritten,
+        )
 
     async def _flush(self, batch: list[tuple[_Job, Any]]) -> None:
-        for attempt in range(10):
+        refusals = 0
+        for attempt in itertools.count(1):
             try:
                 outcomes = await self.store.acknowledge_many([(job.claim, value) for job, value in batch])
                 break
+            except errors.BackendUnavailable as exc:
+                problem: errors.TaskstoreError = exc  # the leases are kept meanwhile: wait for the store
             except errors.TaskstoreError as exc:
-                log.warning(
-                    "worker %s could not record %d completions (try %d): %s",
-                    self.worker_id,
-                    len(batch),
-                    attempt + 1,
-                    exc,
-                )
-                await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
-        else:
-            log.error(
-                "worker %s gave up recording %d completions; their leases will time out", self.worker_id, len(batch)
+                problem, refusals = exc, refusals + 1
+                if refusals >= _FLUSH_TRIES:
+                    log.error(
+                        "worker %s gave up recording %d completions (%s); their leases will time out",
+                        self.worker_id,
+                        len(batch),
+                        exc,
+                    )
+                    return
+            log.warning(
+                "worker %s could not record %d completions (try %d): %s", self.worker_id, len(batch), attempt, problem
             )
-            return
+            await asyncio.sleep(min(_RETRY_PAUSE * attempt, _MAX_RETRY_PAUSE))
         for (job, _), outcome in zip(batch, outcomes, strict=True):
             if outcome is None:
                 self.stats.succeeded += 1
@@ -587,6 +665,7 @@ class Worker:
                 "concurrency": self.concurrency,
                 "succeeded": s.succeeded,
                 "failed": s.failed,
+                "abandoned_threads": s.abandoned,
                 "stopping": stopping or self._stop_requested.is_set(),
             },
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,18 +14,78 @@ import pytest
 from taskstore.testing import JOIN_TRANSACTION, MULTIPROCESS, SHARED, ConformanceSuite
 
 
-class _Transaction:
-    def __init__(self, path: Path) -> None:
-        self.conn: Any = sqlite3.connect(path)  # the standard library's default: implicit transactions
-        self.conn.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, item TEXT)")
-        self.conn.commit()
-        self.conn.execute("INSERT INTO orders (item) VALUES ('book')")  # opens the business transaction
+class _Caller:
+    """An application's own ``sqlite3`` connection, with an ``orders`` table for its business writes."""
 
-    def commit(self) -> None:
-        self.conn.commit()
+    def __init__(self, path: Path, **options: Any) -> None:
+        self.path = path
+        self.conn: Any = sqlite3.connect(path, **options)
 
-    def rollback(self) -> None:
-        self.conn.rollback()
+    async def write(self) -> None:
+        self.conn.execute("INSERT INTO orders (item) VALUES ('book')")
+
+    async def commit(self) -> None:
+        self._end("COMMIT")
+
+    async def rollback(self) -> None:
+        self._end("ROLLBACK")
+
+    def _end(self, how: str) -> None:
+        # Under Python 3.12's autocommit=True, commit() and rollback() do nothing: a transaction the
+        # application began with BEGIN is ended by its own statement.
+        if getattr(self.conn, "autocommit", None) is True:
+            if self.conn.in_transaction:
+                self.conn.execute(how)
+        elif how == "COMMIT":
+            self.conn.commit()
+        else:
+            self.conn.rollback()
+
+    async def close(self) -> None:
+        self.conn.close()
+
+    async def orders(self) -> int:
+        with contextlib.closing(sqlite3.connect(self.path)) as other:
+            return int(other.execute("SELECT count(*) FROM orders").fetchone()[0])
+
+
+class _Callers:
+    """The connections of one flavor: the standard library's implicit transactions (the default
+    ``isolation_level=""``, or ``"IMMEDIATE"``), or Python 3.12's PEP 249 mode (``autocommit=False``)."""
+
+    def __init__(self, path: Path, flavor: str) -> None:
+        self.path = path
+        self.flavor = flavor
+        self.opened: list[_Caller] = []
+
+    def _open(self, path: Path | None = None, **options: Any) -> _Caller:
+        caller = _Caller(path or self.path, **options)
+        self.opened.append(caller)
+        return caller
+
+    async def fresh(self) -> _Caller:
+        if self.flavor == "pep249":
+            return self._open(autocommit=False)
+        return self._open(isolation_level="IMMEDIATE" if self.flavor == "immediate" else "")
+
+    async def autocommit(self, *, begun: bool) -> _Caller:
+        caller = self._open(autocommit=True) if self.flavor == "pep249" else self._open(isolation_level=None)
+        if begun:
+            caller.conn.execute("BEGIN")
+        return caller
+
+    async def aborted(self) -> None:
+        return None  # a failed statement never poisons an SQLite transaction
+
+    async def elsewhere(self) -> _Caller:
+        other = self.path.with_name("other.db")
+        with contextlib.closing(sqlite3.connect(other)) as setup:
+            setup.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, item TEXT)")
+        return self._open(other)
+
+    def close(self) -> None:
+        for caller in self.opened:
+            caller.conn.close()  # closing twice is harmless
 
 
 class TestSQLite(ConformanceSuite):
@@ -37,12 +99,17 @@ class TestSQLite(ConformanceSuite):
     def store_url(self, db_path: Path) -> str:
         return f"sqlite:///{db_path}"
 
-    @pytest.fixture
-    def caller_transaction(self, db_path: Path, store: Any) -> Iterator[_Transaction]:
-        # ``store`` first: the schema exists before the application's connection opens.
-        tx = _Transaction(db_path)
-        yield tx
-        tx.conn.close()
+    @pytest.fixture(params=["implicit", "immediate", "pep249"])
+    def caller_connections(self, request: pytest.FixtureRequest, db_path: Path, store: Any) -> Iterator[_Callers]:
+        # ``store`` first: the schema exists before the application's connections open.
+        if request.param == "pep249" and sys.version_info < (3, 12):
+            pytest.skip("sqlite3's autocommit attribute is new in Python 3.12")
+        with contextlib.closing(sqlite3.connect(db_path)) as setup:
+            setup.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)")
+            setup.commit()
+        callers = _Callers(db_path, request.param)
+        yield callers
+        callers.close()
 
 
 @pytest.mark.asyncio

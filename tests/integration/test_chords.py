@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -72,6 +73,58 @@ def test_a_chord_whose_worker_dies_on_the_last_member_fires_once(url: str, tmp_p
         assert totals[0]["results"] == [i * 10 for i in range(20)]
         assert task.result is not None
         assert task.result.value == sum(i * 10 for i in range(20))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        workers.stop_all()
+
+
+def test_a_stalled_workers_late_member_result_fires_nothing(url: str, tmp_path: Path) -> None:
+    # Issue 10 §1 (a): the member's lease is reaped while its worker is stopped, another worker takes it
+    # over, and the stale one resumes and finishes it. Its refused completion must not fire the chord:
+    # the callback comes from the accepted completion, in the same transaction, and runs once.
+    workers = Workers(url, tmp_path / "executions.jsonl")
+
+    async def scenario() -> None:
+        (callback,) = await _enqueue_chords(url, 1, 3, slow_last=2.5)
+        group_id = callback.rsplit(":", 1)[0]
+        members = [f"{group_id}:{i}" for i in range(3)]
+        stalled = workers.start("chord", concurrency=3, worker_id="stalled")
+        async with taskstore.open(url) as store:
+
+            async def only_the_slow_member_left() -> bool:
+                states = [(await store.get(m)).state for m in members]
+                return states == [State.DONE, State.DONE, State.CLAIMED]
+
+            await wait_until(only_the_slow_member_left, 30, "the fast members to finish")
+            stalled.send_signal(signal.SIGSTOP)  # it can neither finish nor renew its 1 s lease
+            await asyncio.sleep(1.5)
+            assert await store.reap() == 1
+            workers.start("chord", concurrency=3, worker_id="rescuer")
+
+            async def taken_over() -> bool:
+                task = await store.get(members[2])
+                return task.claim is not None and task.claim.worker_id == "rescuer"
+
+            await wait_until(taken_over, 30, "the rescuer to take the member over")
+            stalled.send_signal(signal.SIGCONT)  # it wakes believing it still holds the member
+
+            async def callback_done() -> bool:
+                try:
+                    return (await store.get(callback)).state is State.DONE
+                except taskstore.errors.NotFound:
+                    return False
+
+            await wait_until(callback_done, 60, "the callback to run")
+            await asyncio.sleep(1.0)
+            last = await store.get(members[2])
+            task = await store.get(callback)
+        assert last.finished_at is not None
+        assert task.created_at >= last.finished_at  # not enqueued while the member was still running
+        totals = [r for r in workers.executions() if r["kind"] == "chord_results"]
+        assert len(totals) == 1, totals
+        assert totals[0]["results"] == [0, 10, 20]
 
     try:
         asyncio.run(scenario())

@@ -111,6 +111,43 @@ def test_tasks_exist_exactly_for_committed_business_transactions(
     asyncio.run(scenario())
 
 
+def test_enqueue_as_the_first_statement_of_a_sync_transaction_runs_only_if_committed(
+    postgres_db: str, url: str, schema: str, workers: Workers
+) -> None:
+    """The reported Django case: inside ``atomic()`` (autocommit off, nothing executed yet) the enqueue
+    comes first, through the sync facade, and the business write after it."""
+    app = taskstore.App(url)
+    try:
+        store = app.run_sync(app.store())
+        orders = sql.Identifier(schema, "orders")
+        with psycopg.connect(postgres_db) as conn:
+            conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(orders))
+            conn.commit()
+            workers.start("work", concurrency=10)
+            for i in range(200):
+                app.run_sync(store.create(step.options(id=f"order-{i}").new_task(i), conn=conn))
+                conn.execute(sql.SQL("INSERT INTO {} (id) VALUES (%s)").format(orders), (i,))
+                if i % 2:
+                    conn.rollback()
+                else:
+                    conn.commit()
+    finally:
+        app.close()
+
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+
+            async def all_done() -> bool:
+                return await _count(store, State.DONE) == 100
+
+            await wait_until(all_done, 60, "the committed orders' tasks to run")
+            assert await store.count() == 100
+
+    asyncio.run(scenario())
+    ran = {e["id"] for e in workers.executions()}
+    assert ran == {f"order-{i}" for i in range(0, 200, 2)}
+
+
 def test_a_transaction_that_rolls_back_leaves_no_task_and_wakes_nobody(url: str, postgres_db: str) -> None:
     async def scenario() -> None:
         async with taskstore.open(url) as store:

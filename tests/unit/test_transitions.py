@@ -101,3 +101,18 @@ def test_cancel_of_a_claimed_task_twice_writes_once() -> None:
 def test_task_replace_rejects_unknown_fields() -> None:
     with pytest.raises(TypeError):
         fresh().replace(colour="blue")
+
+
+@pytest.mark.parametrize(
+    ("states", "decision"),
+    [
+        ([State.DONE, State.DONE, State.DONE], (True, True)),
+        ([State.DONE, State.CLAIMED, State.DONE], (False, False)),
+        ([State.DONE, State.FAILED, State.DONE], (False, False)),  # waiting for a retry: not over yet
+        ([State.DONE, State.DEAD, State.QUEUED], (False, False)),  # failed, but a member still runs
+        ([State.DONE, State.CANCELLED, State.DONE], (True, False)),
+        ([State.DONE, State.DONE], (True, False)),  # a member missing: never fires
+    ],
+)
+def test_a_group_is_settled_by_its_members_states(states: list[State], decision: tuple[bool, bool]) -> None:
+    assert transitions.settle_group(3, states) == decision

@@ -21,16 +21,30 @@ def load_queries(package: str, filename: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise RuntimeError(f"{filename}: query {name!r} is defined twice")
-        queries[name] = body.strip()
+        queries[name] = _without_trailing_comments(body)
     fragments = {"{" + name[1:] + "}": text for name, text in queries.items() if name.startswith("_")}
     composed = {}
     for name, text in queries.items():
         if name.startswith("_"):
             continue
-        for placeholder, fragment in fragments.items():
-            text = text.replace(placeholder, fragment)
+        for _ in range(len(fragments) + 1):  # a fragment may include another: repeat until none is left
+            expanded = text
+            for placeholder, fragment in fragments.items():
+                expanded = expanded.replace(placeholder, fragment)
+            if expanded == text:
+                break
+            text = expanded
         composed[name] = text
     return composed
+
+
+def _without_trailing_comments(body: str) -> str:
+    """A block's text without the comment lines that end it: they introduce the next block (and would
+    swallow the rest of the line where a fragment is included mid-statement)."""
+    lines = body.strip().splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("--")):
+        lines.pop()
+    return "\n".join(lines).strip()
 
 
 def load_script(package: str, filename: str) -> str:

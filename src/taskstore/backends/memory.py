@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, transitions
+from .._wakeup import HUB
 from ..backend import (
     Change,
+    ChordArgs,
     Completion,
     GroupRow,
     ListQuery,
@@ -29,6 +31,7 @@ from ..backend import (
 )
 from ..clock import Clock
 from ..model import State, Task, WorkerHeartbeat
+from . import _groups
 
 
 def _claim_order(task: Task) -> tuple[int, datetime, int]:
@@ -47,6 +50,7 @@ class MemoryDriver:
         self._heartbeats: dict[str, WorkerHeartbeat] = {}
         self._groups: dict[str, GroupRow] = {}
         self._statuses: dict[str, StatusRow] = {}
+        self.chord_args: ChordArgs = _groups.no_chord_args
 
     @property
     def wake_key(self) -> Hashable:
@@ -64,19 +68,22 @@ class MemoryDriver:
         if conn is not None:
             raise errors.ConfigError("the memory backend has no transactions to join (conn= must be None)")
         with self._lock:
-            now = self.clock.now()
-            seen: set[str] = set()
-            for row in rows:
-                if row.id in self._tasks or row.id in seen:
-                    raise errors.AlreadyExists(row.id)
-                seen.add(row.id)
-            created = [
-                transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=next(self._seq))
-                for row in rows
-            ]
-            for task, row in zip(created, rows, strict=True):
-                self._tasks[task.id] = task.replace(args=row.args)  # kept encoded, as a database keeps it
-            return created
+            return self._insert(rows)
+
+    def _insert(self, rows: Sequence[NewRow]) -> list[Task]:
+        """All-or-nothing insert; the caller holds the lock."""
+        now = self.clock.now()
+        seen: set[str] = set()
+        for row in rows:
+            if row.id in self._tasks or row.id in seen:
+                raise errors.AlreadyExists(row.id)
+            seen.add(row.id)
+        created = [
+            transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=next(self._seq)) for row in rows
+        ]
+        for task, row in zip(created, rows, strict=True):
+            self._tasks[task.id] = task.replace(args=row.args)  # kept encoded, as a database keeps it
+        return created
 
     async def get(self, task_id: str, *, archived: bool = False) -> Task:
         with self._lock:
@@ -144,10 +151,12 @@ class MemoryDriver:
             task = self._tasks.get(task_id)
             if task is None:
                 raise errors.NotFound(task_id)
-            changed = transitions.take_over(task, worker_id=worker_id, token=token, now=self.clock.now(), lease=ttl)
+            now = self.clock.now()
+            changed = transitions.take_over(task, worker_id=worker_id, token=token, now=now, lease=ttl)
             if changed is None:
                 return None
             self._tasks[task_id] = changed
+            self._settle([(task, changed)], now)
             return changed if changed.state is State.CLAIMED else None
 
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
@@ -162,7 +171,14 @@ class MemoryDriver:
 
     async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
         with self._lock:
-            return apply_in_order(self._tasks, changes, self.clock.now())
+            now = self.clock.now()
+            before = {task_id: self._tasks.get(task_id) for task_id, _ in changes}
+            outcomes = apply_in_order(self._tasks, changes, now)
+            self._settle(
+                [(old, self._tasks[i]) for i, old in before.items() if old is not None and self._tasks[i] is not old],
+                now,
+            )
+            return outcomes
 
     async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
         outcomes = await self.apply([(c.lease.task_id, c) for c in completions])
@@ -180,6 +196,7 @@ class MemoryDriver:
                 changed = transitions.reap(task, now=now)
                 if changed is not None:
                     self._tasks[task.id] = changed
+                    self._settle([(task, changed)], now)
                     reaped += 1
             return reaped
 
@@ -274,9 +291,48 @@ class MemoryDriver:
 
     # -- groups and chords ----------------------------------------------------------------------
 
+    def _with_members(self, group: GroupRow) -> GroupRow:
+        if group.member_ids is not None:
+            live = [t for t in map(self._tasks.get, group.member_ids) if t is not None and t.group_id == group.id]
+        else:
+            live = [t for t in self._tasks.values() if t.group_id == group.id]
+        archived = [t for t in self._archive if t.group_id == group.id]
+        return dataclasses.replace(group, members=_groups.in_order(group, live, archived))
+
     def _live_group(self, group_id: str) -> GroupRow | None:
+        """A group lives until it expires, and past that while a member is unfinished."""
         group = self._groups.get(group_id)
-        return group if group is not None and group.expires_at > self.clock.now() else None
+        if group is None:
+            return None
+        group = self._with_members(group)
+        if group.expires_at > self.clock.now() or any(not t.state.is_terminal for t in group.members):
+            return group
+        return None
+
+    def _settle(self, changes: Sequence[tuple[Task, Task]], now: datetime) -> None:
+        """Settle the groups of members this write ended, under the same lock (see ``_groups.settle``)."""
+        for group_id in _groups.ended_groups(changes):
+            group = self._groups.get(group_id)
+            if group is None:
+                continue
+            settled = _groups.settle(self._with_members(group), now, self.chord_args)
+            if settled is None:
+                continue
+            self._groups[group_id] = dataclasses.replace(settled.group, members=())
+            callback = settled.callback
+            if callback is not None and callback.id not in self._tasks:
+                created = transitions.create(callback.new, task_id=callback.id, now=now, seq=next(self._seq))
+                self._tasks[callback.id] = created.replace(args=callback.args)
+                HUB.notify(self._key)
+
+    async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
+        with self._lock:
+            if group.id in self._groups:
+                raise errors.AlreadyExists(group.id)
+            now = self.clock.now()
+            created = self._insert(rows)
+            self._groups[group.id] = dataclasses.replace(group, created_at=now, updated_at=now)
+            return created
 
     async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
         with self._lock:
@@ -293,9 +349,10 @@ class MemoryDriver:
                 old.created_at if old is not None else now,
                 now,
                 expires_at,
+                ttl=(expires_at - now).total_seconds(),
             )
             self._groups[group_id] = row
-            return row
+            return self._with_members(row)
 
     async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
         with self._lock:
@@ -303,7 +360,7 @@ class MemoryDriver:
             if group is None:
                 return None
             row = dataclasses.replace(group, results={**group.results, member_id: status}, updated_at=self.clock.now())
-            self._groups[group_id] = row
+            self._groups[group_id] = dataclasses.replace(row, members=())
             return row
 
     async def get_group(self, group_id: str) -> GroupRow | None:
@@ -321,13 +378,13 @@ class MemoryDriver:
                 chord_callback_id=callback_id,
                 chord_dispatched_at=dispatched_at,
                 updated_at=self.clock.now(),
+                members=(),
             )
             return True
 
     async def purge_groups(self) -> int:
         with self._lock:
-            now = self.clock.now()
-            old = [k for k, g in self._groups.items() if g.expires_at <= now]
+            old = [k for k in self._groups if self._live_group(k) is None]
             for key in old:
                 del self._groups[key]
             return len(old)

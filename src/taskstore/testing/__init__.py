@@ -16,9 +16,11 @@ from ._base import JOIN_TRANSACTION, MULTIPROCESS, SHARED, SuiteBase
 from .suite_admin import AdminTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
-from .suite_groups import GroupTests
+from .suite_groups import GroupTests, MemberGroupTests
+from .suite_join import JoinTests
 from .suite_lease import LeaseTests
 from .suite_maintenance import MaintenanceTests
+from .suite_open import OpenTests
 from .suite_process import ProcessTests
 from .suite_schedule import ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
@@ -30,9 +32,12 @@ class ConformanceSuite(
     LeaseTests,
     AdminTests,
     MaintenanceTests,
+    OpenTests,
     ProcessTests,
+    JoinTests,
     ScheduleTests,
     GroupTests,
+    MemberGroupTests,
     StatusTests,
     WatchTests,
     SuiteBase,

@@ -183,6 +183,20 @@ class LeaseTests(SuiteBase):
         assert failed.result is not None and failed.result.failure == failure
         assert (await store.get(task.id)).result == failed.result
 
+    @pytest.mark.parametrize(("odd", "escaped"), [("a\x00b", "a\\x00b"), ("a\ud800b", "a\\ud800b")])
+    async def test_failure_text_no_backend_can_store_is_escaped(self, store: Store, odd: str, escaped: str) -> None:
+        # NUL bytes and lone surrogates come from real handlers (C libraries, bytes decoded with
+        # surrogateescape); PostgreSQL stores neither and UTF-8 cannot encode a surrogate.
+        await create(store)
+        task = await claim_one(store)
+        failed = await store.mark_failed(task, Failure(odd, odd, traceback=odd, data={odd: [odd]}))
+        assert failed.state is State.FAILED
+        stored = (await store.get(task.id)).result
+        assert stored is not None and stored.failure is not None
+        assert stored == failed.result
+        assert (stored.failure.type, stored.failure.message, stored.failure.traceback) == (escaped, escaped, escaped)
+        assert stored.failure.data == {escaped: [escaped]}
+
     async def test_mark_failed_accepts_an_exception(self, store: Store) -> None:
         await create(store)
         task = await claim_one(store)

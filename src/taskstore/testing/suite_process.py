@@ -1,4 +1,4 @@
-"""Several OS processes on one store, joining a caller's transaction, and payload codecs."""
+"""Several OS processes on one store, and payload codecs."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
-from taskstore import NewTask, State, Store, SystemClock, Task, UndecodablePayload, errors
+from taskstore import NewTask, State, Store, SystemClock, Task, UndecodablePayload
 
-from ._base import JOIN_TRANSACTION, MULTIPROCESS, OpenStore, SuiteBase, create, new
+from ._base import MULTIPROCESS, OpenStore, SuiteBase, create, new
 
 # A claimer process: claims in batches until the queue stays empty, completes what it claimed,
 # and prints the ids it got as one JSON list.
@@ -61,22 +60,7 @@ async def _python(*args: str) -> str:
     return out.decode()
 
 
-class CallerTransaction(Protocol):
-    """A backend's own connection with an open transaction, as an application would hold it."""
-
-    conn: Any
-
-    def commit(self) -> None: ...
-
-    def rollback(self) -> None: ...
-
-
 class ProcessTests(SuiteBase):
-    @pytest.fixture
-    def caller_transaction(self) -> Iterator[CallerTransaction]:
-        self.need(JOIN_TRANSACTION)
-        raise NotImplementedError("backends with the join_transaction capability provide this fixture")
-
     # -- several processes ----------------------------------------------------------------------
 
     async def test_four_processes_never_share_a_task(self, open_store: OpenStore, store_url: str) -> None:
@@ -101,40 +85,6 @@ class ProcessTests(SuiteBase):
         await producer
         assert [t.id for t in got] == ["from-another-process"]
         assert time.monotonic() - start < 10
-
-    # -- joining the caller's transaction -------------------------------------------------------
-
-    async def test_create_many_in_a_rolled_back_transaction_leaves_nothing(
-        self, store: Store, caller_transaction: CallerTransaction
-    ) -> None:
-        self.need(JOIN_TRANSACTION)
-        created = await store.create_many([new(id="t1"), new(id="t2")], conn=caller_transaction.conn)
-        assert [t.id for t in created] == ["t1", "t2"]
-        caller_transaction.rollback()
-        assert await store.count() == 0
-        with pytest.raises(errors.NotFound):
-            await store.get("t1")
-
-    async def test_create_many_in_a_transaction_exists_after_commit_only(
-        self, store: Store, caller_transaction: CallerTransaction
-    ) -> None:
-        self.need(JOIN_TRANSACTION)
-        await store.create_many([new(id="t1"), new(id="t2")], conn=caller_transaction.conn)
-        assert await store.find_available(limit=10) == []
-        assert await store.count() == 0
-        caller_transaction.commit()
-        assert await store.count() == 2
-        assert [t.id for t in await store.claim("w", limit=5)] == ["t1", "t2"]
-
-    async def test_a_failed_create_many_in_a_transaction_adds_nothing_to_it(
-        self, store: Store, caller_transaction: CallerTransaction
-    ) -> None:
-        self.need(JOIN_TRANSACTION)
-        await store.create_many([new(id="ok-1"), new(id="taken")], conn=caller_transaction.conn)
-        with pytest.raises(errors.AlreadyExists):
-            await store.create_many([new(id="ok-2"), new(id="taken")], conn=caller_transaction.conn)
-        caller_transaction.commit()
-        assert sorted(t.id for t in (await store.list()).items) == ["ok-1", "taken"]
 
     # -- codecs ---------------------------------------------------------------------------------
 

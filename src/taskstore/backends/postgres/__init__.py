@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
+import math
 import re
 import time
 import weakref
@@ -28,9 +30,12 @@ from importlib import resources
 from typing import Any, cast
 
 from ... import errors, transitions
+from ..._connect import scrub
 from ..._wakeup import HUB
 from ...backend import (
     Change,
+    ChordArgs,
+    ChordRow,
     Completion,
     GroupRow,
     ListQuery,
@@ -50,11 +55,13 @@ from ...model import (
     WorkerHeartbeat,
 )
 from ...retry import DEFAULT_POLICY
+from .. import _groups
 from .._sql import load_queries
 
 try:
     import psycopg
     from psycopg import sql
+    from psycopg.pq import TransactionStatus
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise errors.ConfigError(
@@ -74,6 +81,56 @@ _RAW = load_queries(__name__, "queries.sql")
 CHECK_IF_IDLE_FOR = 1.0
 
 _NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
+# Every decision reads timestamps back in UTC; appended after the user's own ``options=`` so that it wins.
+_SESSION_OPTIONS = "-c TimeZone=UTC"
+# A server that is starting, stopping or full may accept a retry; any other refusal (FATAL: role or database
+# does not exist, password authentication failed, no pg_hba.conf entry) or a missing password will not.
+_TRANSIENT_REFUSALS = ("starting up", "shutting down", "in recovery", "too many clients", "connection slots")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _permanent(exc: psycopg.OperationalError) -> bool:
+    text = str(exc)
+    if "fe_sendauth" in text:
+        return True
+    return "FATAL:" in text and not any(phrase in text for phrase in _TRANSIENT_REFUSALS)
+
+
+def _parse_conninfo(conninfo: str) -> dict[str, Any]:
+    """libpq's own reading of the URL (every form it accepts); its complaint, if any, as a ConfigError."""
+    try:
+        return psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        message = " ".join(str(exc).split())
+        raise errors.ConfigError(f"invalid PostgreSQL URL: {scrub(message, conninfo)}") from None
+
+
+def _check_joinable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Refuse a caller's connection whose transaction the tasks could not share."""
+    if conn.closed:
+        raise errors.ConfigError("conn= is closed")
+    status = conn.info.transaction_status
+    if status == TransactionStatus.INERROR:
+        raise errors.ConfigError("conn= is in a failed transaction (an earlier statement failed): roll it back first")
+    if status == TransactionStatus.IDLE and conn.autocommit:
+        raise errors.ConfigError(
+            "conn= is in autocommit mode with no transaction open, so the tasks could not roll back with "
+            "anything: enqueue inside `with conn.transaction():`, or turn autocommit off"
+        )
+
+
+async def _on_caller(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], query: sql.Composed, params: Any = None
+) -> list[Any]:
+    """One statement on the caller's connection, sync or async; its rows, if it returns any."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        cur = await conn.execute(query, params)
+        return await cur.fetchall() if cur.description is not None else []
+    sync_cur = conn.execute(query, params)
+    return sync_cur.fetchall() if sync_cur.description is not None else []
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -114,13 +171,16 @@ class PostgresDriver:
         pool_min: int = 2,
         pool_max: int = 10,
         notify: bool = True,
-        connect_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
         migrate: bool = True,
+        create: bool = True,
     ) -> None:
         if not isinstance(schema, str) or SCHEMA_NAME.fullmatch(schema) is None:
             raise errors.ConfigError(f"invalid schema name {schema!r}: use lower-case letters, digits and _")
         if pool_min < 1 or pool_max < pool_min:
             raise errors.ConfigError("pool sizes need 1 <= pool_min <= pool_max")
+        if not math.isfinite(connect_timeout) or connect_timeout <= 0:
+            raise errors.ConfigError(f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}")
         self.conninfo = conninfo
         self.schema = schema
         self._fixed = clock  # None: the database's now() decides
@@ -130,11 +190,18 @@ class PostgresDriver:
         self.status_channel = f"taskstore_{schema}_status"  # a task or status changed (for watchers)
         self._pool_min, self._pool_max = pool_min, pool_max
         self._connect_timeout = connect_timeout
-        self._migrate_on_open = migrate
+        self._create = create
+        self._migrate_on_open = migrate and create
         self._pool: AsyncConnectionPool[Any] | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
-        info = psycopg.conninfo.conninfo_to_dict(conninfo)
+        self.chord_args: ChordArgs = _groups.no_chord_args
+        info = _parse_conninfo(conninfo)
+        # libpq counts whole seconds and treats less than 2 as 2; open() enforces the exact limit itself.
+        self._connect_kwargs: dict[str, Any] = {
+            "options": f"{info.get('options') or ''} {_SESSION_OPTIONS}".strip(),
+            "connect_timeout": max(2, math.ceil(connect_timeout)),
+        }
         self._key = (
             "postgres",
             str(info.get("host", "")),
@@ -155,11 +222,12 @@ class PostgresDriver:
     # -- connections ----------------------------------------------------------------------------
 
     async def open(self) -> None:
+        await self._first_connection()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.conninfo,
             min_size=self._pool_min,
             max_size=self._pool_max,
-            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+            kwargs={"autocommit": True, **self._connect_kwargs},
             check=self._check_connection,
             open=False,
             timeout=self._connect_timeout,
@@ -174,12 +242,45 @@ class PostgresDriver:
         try:
             if self._migrate_on_open:
                 await self.migrate()
+            elif not self._create and not (await self._fetchone("store_exists", schema=self.schema))[0]:
+                raise errors.ConfigError(f"no taskstore store in schema {self.schema!r} of this database")
             await self._measure_clock()
         except BaseException:
             await self.close()
             raise
         if self.notify:
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name="taskstore-listen")
+
+    async def _first_connection(self) -> None:
+        """Connect once before the pool does, so that a failure is reported with its cause, in one line.
+
+        The pool would retry any failure, logging each, until its timeout, then say only that it timed out.
+        Here a refusal no retry can change fails at once; a server that is down or starting is retried quietly
+        until ``connect_timeout``.
+        """
+        deadline = time.monotonic() + self._connect_timeout
+        pause = 0.1
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                conn = await asyncio.wait_for(
+                    psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, **self._connect_kwargs),
+                    max(left, 0.01),
+                )
+            except TimeoutError:
+                raise errors.BackendUnavailable(
+                    f"cannot connect to PostgreSQL: no answer within {self._connect_timeout:g}s (connect_timeout)"
+                ) from None
+            except psycopg.OperationalError as exc:
+                if _permanent(exc):
+                    raise errors.ConfigError(f"PostgreSQL refused the connection: {_one_line(exc)}") from None
+                if time.monotonic() + pause >= deadline:
+                    raise errors.BackendUnavailable(f"cannot connect to PostgreSQL: {_one_line(exc)}") from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            else:
+                await conn.close()
+                return
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -269,7 +370,9 @@ class PostgresDriver:
         pause = 0.1
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, **self._connect_kwargs
+                ) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.status_channel)))
                     pause = 0.1
@@ -350,21 +453,33 @@ class PostgresDriver:
         return str(found[0][0]) if found else "?"
 
     async def _insert_joined(self, rows: Sequence[NewRow], params: dict[str, Any], conn: Any) -> list[Task]:
-        """Insert inside the caller's transaction (a savepoint keeps a failed batch from poisoning it)."""
+        """Insert inside the caller's transaction, which only the caller ends.
+
+        When the caller has not begun yet, the savepoint is the transaction's first statement and
+        psycopg sends its own BEGIN (with the connection's isolation level) before it, as it would
+        before the caller's first statement. (psycopg's ``conn.transaction()`` would commit there.)
+        The savepoint keeps a failed batch from poisoning the caller's transaction.
+        """
+        if not isinstance(conn, psycopg.Connection | psycopg.AsyncConnection):
+            raise errors.ConfigError(f"conn= must be a psycopg connection for this store, got {type(conn).__name__}")
+        _check_joinable(conn)
         try:
-            if isinstance(conn, psycopg.AsyncConnection):
-                async with conn.transaction():
-                    returned = await (await conn.execute(self.q["insert_tasks"], params)).fetchall()
-            elif isinstance(conn, psycopg.Connection):
-                with conn.transaction():
-                    returned = conn.execute(self.q["insert_tasks"], params).fetchall()
-            else:
-                raise errors.ConfigError(
-                    f"conn= must be a psycopg connection for this store, got {type(conn).__name__}"
-                )
+            await _on_caller(conn, self.q["join_savepoint"])
+            try:
+                returned = await _on_caller(conn, self.q["insert_tasks"], params)
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    await _on_caller(conn, self.q["join_rollback"])
+                    await _on_caller(conn, self.q["join_release"])
+                raise
+            await _on_caller(conn, self.q["join_release"])
         except psycopg.errors.UniqueViolation as exc:
-            taken = await self._first_taken([r.id for r in rows])
-            raise errors.AlreadyExists(taken) from exc
+            # Read on the caller's connection: the id may be taken by a row only its transaction sees.
+            taken = await _on_caller(conn, self.q["existing_ids"], self._params(ids=[r.id for r in rows]))
+            raise errors.AlreadyExists(str(taken[0][0]) if taken else "?") from exc
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+            where = f"(no schema {self.schema!r} with its tables)"
+            raise errors.ConfigError(f"conn= is not connected to this store's database {where}") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise errors.BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
         except psycopg.Error as exc:
@@ -423,6 +538,7 @@ class PostgresDriver:
             if changed is None:
                 return None
             await self._write_back(conn, [(task, changed)])
+            await self._settle(conn, _groups.ended_groups([(task, changed)]), now)
         return changed if changed.state is State.CLAIMED else None
 
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
@@ -465,6 +581,10 @@ class PostgresDriver:
         ):
             completed = await self._complete(cast(Sequence[tuple[str, Completion]], changes))
             return [o for o in completed if o is not None]
+        return await self._apply_locked(changes)
+
+    async def _apply_locked(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+        """Decide on the rows locked ``FOR UPDATE``, write back, and settle the groups of members ended."""
         ids = list(dict.fromkeys(task_id for task_id, _ in changes))
         async with self._conn() as conn, conn.transaction():
             rows = await (await conn.execute(self.q["lock_tasks"], self._params(ids=ids))).fetchall()
@@ -472,7 +592,9 @@ class PostgresDriver:
             now = rows[0][-1].astimezone(UTC) if rows else self.clock.now()
             original = dict(current)
             outcomes = apply_in_order(current, changes, now)
-            await self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
+            written = [(original[i], t) for i, t in current.items() if t is not original[i]]
+            await self._write_back(conn, written)
+            await self._settle(conn, _groups.ended_groups(written), now)
         return outcomes
 
     async def _complete(
@@ -488,9 +610,12 @@ class PostgresDriver:
         rows = await self._fetchall(
             "complete_many" if returning else "complete_many_ids", items=payload, status_channel=channel
         )
-        done: dict[str, Task | None] = (
+        done: dict[str, Outcome | None] = (
             {r[1]: task_from_row(r) for r in rows} if returning else {r[0]: None for r in rows}
         )
+        missed = [(task_id, c) for task_id, c in changes if task_id not in done]
+        if missed:
+            done.update(await self._complete_members(missed, returning))
         outcomes: list[Outcome | None] = []
         for task_id, completion in changes:
             if task_id in done:
@@ -503,6 +628,24 @@ class PostgresDriver:
             except errors.TaskstoreError as exc:
                 outcomes.append(exc)
         return outcomes
+
+    async def _complete_members(
+        self, changes: Sequence[tuple[str, Completion]], returning: bool
+    ) -> dict[str, Outcome | None]:
+        """Complete the group members of a batch, fenced as ever, and settle their groups in the same transaction."""
+        items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
+        params = self._params(
+            items=json.dumps(items, separators=(",", ":")), status_channel=self.status_channel if self.notify else ""
+        )
+        async with self._conn() as conn, conn.transaction():
+            rows = await (await conn.execute(self.q["complete_members"], params)).fetchall()
+            if not rows:
+                return {}
+            tasks = [task_from_row(r) for r in rows]
+            await self._settle(
+                conn, sorted({t.group_id for t in tasks if t.group_id is not None}), rows[0][-2].astimezone(UTC)
+            )
+        return {t.id: t if returning else None for t in tasks}
 
     async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
         outcomes = await self._complete([(c.lease.task_id, c) for c in completions], returning=False)
@@ -521,6 +664,7 @@ class PostgresDriver:
                     reaped.append((task, changed))
             if reaped:
                 await self._write_back(conn, reaped)
+                await self._settle(conn, _groups.ended_groups(reaped), reaped[0][1].updated_at)
         return len(reaped)
 
     async def archive(self, before: datetime, limit: int) -> int:
@@ -600,19 +744,85 @@ class PostgresDriver:
 
     # -- groups and chords ----------------------------------------------------------------------
 
-    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
-        row = await self._fetchone(
-            "put_group", id=group_id, expected=expected, meta=json.dumps(meta), expires_at=expires_at
+    async def _members(self, conn: psycopg.AsyncConnection[Any], groups: Sequence[GroupRow]) -> list[GroupRow]:
+        """The groups with their member tasks, read for all of them at once."""
+        ids = [g.id for g in groups]
+        live = await (await conn.execute(self.q["group_tasks"], {"ids": ids})).fetchall()
+        archived = await (await conn.execute(self.q["group_tasks_archived"], {"ids": ids})).fetchall()
+        by_group: dict[str, tuple[list[Task], list[Task]]] = {i: ([], []) for i in ids}
+        for rows, side in ((live, 0), (archived, 1)):
+            for r in rows:
+                task = task_from_row(r)
+                by_group[cast(str, task.group_id)][side].append(task)
+        return [dataclasses.replace(g, members=_groups.in_order(g, *by_group[g.id])) for g in groups]
+
+    async def _settle(self, conn: psycopg.AsyncConnection[Any], group_ids: Sequence[str], now: datetime) -> None:
+        """Settle the groups of members just ended, in their transaction (``_groups.settle``).
+
+        The group rows are locked (in id order) before the members are read, so of two transactions
+        ending a group's last two members the second waits for the first and then sees its commit: one
+        of them fires. A batch settles all its groups in a handful of statements, whatever their number.
+        """
+        if not group_ids:
+            return
+        locked = await (await conn.execute(self.q["lock_groups"], {"ids": list(group_ids)})).fetchall()
+        if not locked:
+            return
+        settled = [
+            _groups.settle(g, now, self.chord_args) for g in await self._members(conn, list(map(_group, locked)))
+        ]
+        changes = [s for s in settled if s is not None]
+        if not changes:
+            return
+        async with conn.cursor() as cur:
+            await cur.executemany(self.q["settle_group"], [_settle_params(s.group, now) for s in changes])
+        callbacks = [s.callback for s in changes if s.callback is not None]
+        if callbacks:
+            taken = await (await conn.execute(self.q["existing_ids"], {"ids": [c.id for c in callbacks]})).fetchall()
+            fresh = [c for c in callbacks if c.id not in {r[0] for r in taken}]
+            if fresh:
+                await conn.execute(self.q["insert_tasks"], self._insert_params(fresh))
+
+    async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
+        chord = group.callback
+        params = self._params(
+            id=group.id,
+            expected=group.expected,
+            meta=json.dumps(group.meta),
+            expires_at=group.expires_at,
+            member_ids=None if group.member_ids is None else json.dumps(list(group.member_ids)),
+            callback_id=None if chord is None else chord.id,
+            callback_template=None if chord is None else chord.template,
+            callback_args=None if chord is None else chord.args,
+            ttl=group.ttl,
         )
-        return _group(row)
+        try:
+            async with self._conn() as conn, conn.transaction():
+                await conn.execute(self.q["insert_group"], params)
+                returned = await (await conn.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
+        except errors.BackendUnavailable as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                if "groups_pkey" in str(exc.__cause__):
+                    raise errors.AlreadyExists(group.id) from exc
+                raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
+            raise
+        return self._created(rows, returned)
+
+    async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
+        ttl = (expires_at - self.clock.now()).total_seconds()
+        async with self._conn() as conn:
+            params = self._params(id=group_id, expected=expected, meta=json.dumps(meta), expires_at=expires_at, ttl=ttl)
+            row = await (await conn.execute(self.q["put_group"], params)).fetchone()
+            return (await self._members(conn, [_group(row)]))[0]
 
     async def add_group_result(self, group_id: str, member_id: str, status: dict[str, Any]) -> GroupRow | None:
         row = await self._fetchone("add_group_result", id=group_id, member=member_id, status=json.dumps(status))
         return None if row is None else _group(row)
 
     async def get_group(self, group_id: str) -> GroupRow | None:
-        row = await self._fetchone("get_group", id=group_id)
-        return None if row is None else _group(row)
+        async with self._conn() as conn:
+            row = await (await conn.execute(self.q["get_group"], self._params(id=group_id))).fetchone()
+            return None if row is None else (await self._members(conn, [_group(row)]))[0]
 
     async def claim_chord(self, group_id: str, callback_id: str | None, dispatched_at: datetime) -> bool:
         return await self._execute("claim_chord", id=group_id, callback=callback_id, dispatched_at=dispatched_at) == 1
@@ -688,7 +898,21 @@ def _group(r: Any) -> GroupRow:
         created_at=r[7].astimezone(UTC),
         updated_at=r[8].astimezone(UTC),
         expires_at=r[9].astimezone(UTC),
+        member_ids=None if r[10] is None else tuple(r[10]),
+        callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=bytes(r[13])),
+        ttl=r[14],
     )
+
+
+def _settle_params(g: GroupRow, now: datetime) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "expires_at": g.expires_at,
+        "at": now,
+        "claimed": g.chord_claimed,
+        "callback": g.chord_callback_id,
+        "dispatched_at": g.chord_dispatched_at,
+    }
 
 
 def _heartbeat_fields(h: WorkerHeartbeat) -> dict[str, Any]:

@@ -5,18 +5,56 @@
 -- A batch travels as one JSON array (payloads in base64), parsed once into jsonb: far
 -- cheaper per task than thirteen bound text arrays. Rows keep the batch's order, so seq does too.
 -- name: insert_tasks
-WITH clock AS (SELECT {now} AS now)
+WITH clock AS (SELECT {now} AS now),
+{announce_seqs}
 INSERT INTO {schema}.tasks (id, queue, kind, args, context, reference_id, priority, run_at, max_attempts, attempts,
                             processing_timeout, retry, state, created_at, updated_at, last_enqueued_at, version,
                             recurring_id, group_id)
 SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), nullif(r->4, 'null'), r->>5, (r->>6)::int,
        coalesce((r->>7)::timestamptz, clock.now), (r->>8)::int, 0, (r->>9)::float8, nullif(r->10, 'null'), 'queued',
        clock.now, clock.now, clock.now, 1, r->>11, r->>12
-  FROM clock, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS batch(r, ord)
+  FROM clock, announced, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS batch(r, ord)
  ORDER BY batch.ord
 -- The notification rides in the same statement (an uncorrelated subquery runs once), so a single enqueue is one
 -- round trip; it is delivered when the enqueuing transaction commits.
 RETURNING seq, id, created_at, (SELECT pg_notify(%(channel)s, '') WHERE %(channel)s <> '')::text
+
+-- Listing in seq order must never page past a seq that a transaction still open may yet commit: that row
+-- would be skipped. Rows of open transactions are invisible, but locks are not. So before it takes any seq,
+-- an insert announces a lower bound of the seqs it will take (the sequence's last value; the sequence
+-- caches nothing) as a shared advisory lock held to the end of its transaction, and beside it a marker
+-- lock naming this table, taken first: a listing that sees a bound also sees the marker telling whose it
+-- is. An ascending listing stops below the lowest bound announced (see _seq_horizon). Every statement that
+-- inserts into tasks must include this fragment, or its rows may be paged past while it is open.
+-- A transaction announces once per table (a transaction-local setting remembers it): its first bound is its
+-- lowest, and a caller enqueuing thousands of tasks one by one in one transaction must not take a lock each.
+-- name: _announce_seqs
+marked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock_shared(1414743380, {tasks_key}) AS done
+),
+announced AS MATERIALIZED (
+    SELECT CASE WHEN strpos(coalesce(current_setting('taskstore.announced', true), '') || ',', ',' || {tasks_key} || ',') = 0
+                THEN pg_advisory_xact_lock_shared(s.last_value)::text
+                     || set_config('taskstore.announced',
+                                   coalesce(current_setting('taskstore.announced', true), '') || ',' || {tasks_key}, true)
+           END AS done
+      FROM {schema}.tasks_seq_seq AS s, marked
+)
+
+-- The marker's second key: this table's oid, shifted into int4.
+-- name: _tasks_key
+(('{schema}.tasks'::regclass::oid::bigint - 2147483648)::int)
+
+-- The lowest seq an open transaction may still commit (NULL: none). Read in the listing's own statement,
+-- so after its snapshot: an insert that announces later takes seqs above every row the listing can see.
+-- Another bigint advisory lock in ShareLock mode held by an inserting transaction only lowers the horizon.
+-- name: _seq_horizon
+(SELECT min((bound.classid::bigint << 32) | bound.objid::bigint)
+   FROM pg_locks AS bound JOIN pg_locks AS marker USING (virtualtransaction)
+  WHERE bound.locktype = 'advisory' AND bound.objsubid = 1 AND bound.mode = 'ShareLock'
+    AND marker.locktype = 'advisory' AND marker.objsubid = 2 AND marker.classid = 1414743380
+    AND marker.objid = {tasks_key}::oid AND bound.database = marker.database
+    AND marker.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
 
 -- name: notify
 SELECT pg_notify(%(channel)s, '')
@@ -24,17 +62,42 @@ SELECT pg_notify(%(channel)s, '')
 -- name: existing_ids
 SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)s)
 
+-- A batch enqueued in the caller's transaction runs inside this savepoint, so a failed batch leaves the
+-- caller's transaction as it was.
+-- name: join_savepoint
+SAVEPOINT taskstore_insert
+
+-- name: join_release
+RELEASE SAVEPOINT taskstore_insert
+
+-- name: join_rollback
+ROLLBACK TO SAVEPOINT taskstore_insert
+
 -- name: get_task
 SELECT * FROM {schema}.tasks WHERE id = %(id)s
 
 -- name: get_archived
 SELECT * FROM {schema}.tasks_archive WHERE id = %(id)s ORDER BY seq DESC LIMIT 1
 
+-- Two rules for every statement that waits for row locks. Rows are locked in id order, so transactions
+-- locking overlapping sets never wait on each other in a cycle (a deadlock). The time is read once every
+-- row is locked (the count over the locked rows runs first): now() is when the transaction began, and a
+-- lease renewed after waiting for a lock must run from the renewal, not from before the wait.
+-- name: _now_after_locks
+(SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) FROM (SELECT count(*) FROM locked) AS every_row)
+
 -- name: lock_tasks
-SELECT *, {now} FROM {schema}.tasks WHERE id = ANY(%(ids)s) FOR UPDATE
+WITH locked AS MATERIALIZED (
+    SELECT * FROM {schema}.tasks WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+)
+SELECT locked.*, {now_after_locks} FROM locked
 
 -- name: current_time
 SELECT {now}
+
+-- A store exists once its first migration made the tasks table; a read-only open creates nothing.
+-- name: store_exists
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %(schema)s AND tablename = 'tasks')
 
 -- Claims: one statement picks the rows (skipping rows other claimers hold) and claims them. It sets
 -- what transitions.claim sets; the lease token is 122 random bits. A test compares the two.
@@ -125,25 +188,39 @@ UPDATE {schema}.tasks
 -- transitions.mark_done sets; rows whose lease does not match are left alone and read back. The same
 -- statement tells status watchers in other processes (one notification, delivered at commit).
 -- name: _complete_batch
-WITH clock AS (SELECT {now} AS now),
-batch AS (
+WITH batch AS (
     SELECT e->>0 AS id, e->>1 AS token, e->>2 AS worker_id, decode(e->>3, 'base64') AS value
       FROM jsonb_array_elements(%(items)s::jsonb) AS b(e)
-)
+),
+locked AS MATERIALIZED (
+    SELECT t.seq, batch.value FROM {schema}.tasks t JOIN batch ON t.id = batch.id
+     WHERE t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
+     ORDER BY t.id
+       FOR UPDATE OF t
+),
+clock AS (SELECT {now_after_locks} AS now)
 UPDATE {schema}.tasks t
    SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL, report_at = NULL,
-       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = batch.value,
+       report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = locked.value,
        result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
-  FROM clock, batch
- WHERE t.id = batch.id AND t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
+  FROM clock, locked
+ WHERE t.seq = locked.seq
 
+-- A group's members are left to complete_members, whose transaction settles their groups: only they pay.
 -- name: complete_many
 {complete_batch}
+   AND t.group_id IS NULL
 RETURNING t.*, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: complete_many_ids
 {complete_batch}
+   AND t.group_id IS NULL
 RETURNING t.id, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
+
+-- name: complete_members
+{complete_batch}
+   AND t.group_id IS NOT NULL
+RETURNING t.*, clock.now, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
 
 -- name: lock_timed_out
 SELECT *, {now} FROM {schema}.tasks
@@ -170,11 +247,16 @@ INSERT INTO {schema}.tasks_archive SELECT moved.*, clock.now FROM moved, clock
  WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
    AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s)
 
+-- An ascending page ends below the seqs open transactions may still commit (see _announce_seqs).
 -- name: list_asc
 SELECT * FROM {schema}.tasks
 {list_filter} AND (%(after)s::bigint IS NULL OR seq > %(after)s)
+   AND seq < coalesce({seq_horizon}, 9223372036854775807)
  ORDER BY seq LIMIT %(limit)s
 
+-- A descending page (newest first, for people) has no horizon: that would need an upper bound of every open
+-- transaction's seqs, and would hide the newest rows while any insert is open. A row committed late above
+-- its cursor is missed there, as a row created after the listing began is.
 -- name: list_desc
 SELECT * FROM {schema}.tasks
 {list_filter} AND (%(after)s::bigint IS NULL OR seq < %(after)s)
@@ -241,14 +323,21 @@ SELECT worker_id, queues, inflight, host, pid, version, started_at, timestamp, e
 DELETE FROM {schema}.worker_heartbeats WHERE timestamp < %(before)s
 
 -- name: put_group
-INSERT INTO {schema}.groups AS g (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at)
-VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s)
+INSERT INTO {schema}.groups AS g (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at, ttl)
+VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s, %(ttl)s)
 ON CONFLICT (id) DO UPDATE
    SET expected = excluded.expected, results = '{{}}', meta = excluded.meta, chord_claimed = false,
        chord_callback_id = NULL, chord_dispatched_at = NULL, updated_at = excluded.updated_at,
-       expires_at = excluded.expires_at,
+       expires_at = excluded.expires_at, member_ids = NULL, callback_id = NULL, callback_template = NULL,
+       callback_args = NULL, ttl = excluded.ttl,
        created_at = CASE WHEN g.expires_at > excluded.updated_at THEN g.created_at ELSE excluded.created_at END
 RETURNING *
+
+-- name: insert_group
+INSERT INTO {schema}.groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at,
+                             member_ids, callback_id, callback_template, callback_args, ttl)
+VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s, %(member_ids)s::jsonb,
+        %(callback_id)s, %(callback_template)s, %(callback_args)s, %(ttl)s)
 
 -- One statement, so concurrent members never lose each other's results.
 -- name: add_group_result
@@ -257,8 +346,29 @@ UPDATE {schema}.groups
  WHERE id = %(id)s AND expires_at > {now}
 RETURNING *
 
+-- A group lives until it expires, and past that while one of its members is unfinished.
+-- name: _group_live
+(groups.expires_at > {now} OR EXISTS (
+    SELECT 1 FROM {schema}.tasks t WHERE t.group_id = groups.id AND t.state IN ('queued', 'claimed', 'failed')))
+
 -- name: get_group
-SELECT * FROM {schema}.groups WHERE id = %(id)s AND expires_at > {now}
+SELECT * FROM {schema}.groups WHERE id = %(id)s AND {group_live}
+
+-- Settling takes the groups' rows in id order after the members' rows: every writer locks in that order.
+-- name: lock_groups
+SELECT * FROM {schema}.groups WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+
+-- name: group_tasks
+SELECT * FROM {schema}.tasks WHERE group_id = ANY(%(ids)s)
+
+-- name: group_tasks_archived
+SELECT * FROM {schema}.tasks_archive WHERE group_id = ANY(%(ids)s)
+
+-- name: settle_group
+UPDATE {schema}.groups
+   SET expires_at = %(expires_at)s, updated_at = %(at)s, chord_claimed = %(claimed)s,
+       chord_callback_id = %(callback)s, chord_dispatched_at = %(dispatched_at)s
+ WHERE id = %(id)s
 
 -- name: claim_chord
 UPDATE {schema}.groups
@@ -267,7 +377,7 @@ UPDATE {schema}.groups
  WHERE id = %(id)s AND NOT chord_claimed AND expires_at > {now}
 
 -- name: purge_groups
-DELETE FROM {schema}.groups WHERE expires_at <= {now}
+DELETE FROM {schema}.groups WHERE NOT {group_live}
 
 -- name: put_status
 INSERT INTO {schema}.statuses AS s (id, state, payload, error, attempt, meta, queue, created_at, updated_at, expires_at)

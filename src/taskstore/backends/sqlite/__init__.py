@@ -23,12 +23,15 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ... import errors, transitions
 from ..._wakeup import HUB
 from ...backend import (
     Change,
+    ChordArgs,
+    ChordRow,
     Completion,
     GroupRow,
     ListQuery,
@@ -40,13 +43,15 @@ from ...backend import (
 )
 from ...clock import Clock
 from ...model import State, Task, WorkerHeartbeat
+from .. import _groups
 from .._sql import load_queries, load_script
 from ._commits import watch_commits
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
-_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql"}
+_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql", 5: "schema_5.sql"}
 Q = load_queries(__name__, "queries.sql")
 
 R = TypeVar("R")
@@ -56,23 +61,75 @@ def _claim_order(task: Task) -> tuple[int, datetime, int]:
     return (-task.priority, task.run_at, task.seq)
 
 
+def _check_library() -> None:
+    """The queries use ``RETURNING`` (SQLite 3.35); an older library would fail on the first write."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        wanted = ".".join(map(str, MIN_SQLITE))
+        raise errors.ConfigError(
+            f"SQLite {sqlite3.sqlite_version} is too old: taskstore needs {wanted} or newer "
+            "(Python is linked against the system's libsqlite3; upgrade it or use a newer Python build)"
+        )
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
 
 
+# The statement the standard library sends before the first write of a transaction, for each
+# ``isolation_level`` it accepts (legacy transaction control).
+_DRIVER_BEGIN = {
+    "": "BEGIN",
+    "DEFERRED": "BEGIN DEFERRED",
+    "IMMEDIATE": "BEGIN IMMEDIATE",
+    "EXCLUSIVE": "BEGIN EXCLUSIVE",
+}
+
+
+def _begin_caller_transaction(conn: sqlite3.Connection) -> None:
+    """Make sure ``conn`` is inside a transaction that only its owner ends.
+
+    A SAVEPOINT outside a transaction opens one that its RELEASE commits, and the caller's
+    rollback would then find nothing to undo. So an idle connection gets its transaction begun
+    the way the driver would begin it before the caller's own first write.
+    """
+    if conn.in_transaction:
+        return
+    autocommit = getattr(conn, "autocommit", None)  # Python 3.12+: True, False or LEGACY_TRANSACTION_CONTROL
+    level = conn.isolation_level
+    if autocommit is True or (autocommit is not False and level is None):
+        raise errors.ConfigError(
+            "conn= is in autocommit mode with no transaction open, so the tasks could not roll back with "
+            "anything: BEGIN a transaction on it first, or use sqlite3's default transactional mode"
+        )
+    begin = "BEGIN" if autocommit is False else _DRIVER_BEGIN.get((level or "").upper())
+    if begin is None:
+        raise errors.ConfigError(f"conn= has an isolation_level sqlite3 does not know: {level!r}")
+    conn.execute(begin)
+
+
 class SQLiteDriver:
-    def __init__(self, path: str, clock: Clock, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str,
+        clock: Clock,
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+        create: bool = True,
+    ) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise errors.ConfigError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = path
         self.clock = clock
+        self.create = create
         self.busy_timeout = busy_timeout
         self._synchronous = synchronous.upper()
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._key = ("sqlite", os.path.realpath(path))
         self._commits: asyncio.Task[None] | None = None
+        self.chord_args: ChordArgs = _groups.no_chord_args
 
     @property
     def wake_key(self) -> Hashable:
@@ -116,16 +173,31 @@ class SQLiteDriver:
             self._conn = None
 
     def _connect(self) -> None:
+        _check_library()
+        if not self.create and not os.path.isfile(self.path):
+            raise self._no_store()
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise errors.ConfigError(f"directory {directory!r} for the SQLite database does not exist")
+        # Without create, mode=rw makes SQLite itself refuse to create the file (no race with a check).
+        target = self.path if self.create else f"{Path(os.path.abspath(self.path)).as_uri()}?mode=rw"
         try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                target, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, uri=not self.create
+            )
         except sqlite3.Error as exc:
+            if not self.create and not os.path.exists(self.path):
+                raise self._no_store() from None
             raise errors.BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._conn = conn
+        if not self.create and self._retrying(lambda: conn.execute("PRAGMA user_version").fetchone()[0]) == 0:
+            self._disconnect()
+            raise self._no_store()
         self._retrying(lambda: self._configure(conn))
         self._retrying(lambda: self._migrate(conn))
+
+    def _no_store(self) -> errors.ConfigError:
+        return errors.ConfigError(f"no taskstore store at {self.path!r} (nothing was created)")
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -184,20 +256,30 @@ class SQLiteDriver:
             conn = self._conn
             if conn is None:
                 raise errors.BackendUnavailable("the store is closed")
-            return self._retrying(lambda: fn(conn))
+            return self._retrying(lambda: fn(self._out_of_transaction(conn)))
 
         return await self._call(call)
+
+    @staticmethod
+    def _out_of_transaction(conn: sqlite3.Connection) -> sqlite3.Connection:
+        """Every call starts outside a transaction; one left open by a failed ROLLBACK is rolled back now."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return conn
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
+            # Also for a failed COMMIT (busy, I/O error, disk full): SQLite then stays inside the
+            # transaction, and without this rollback every later BEGIN on the connection would fail.
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _write_back(self, conn: sqlite3.Connection, changes: Sequence[tuple[Task, Task]]) -> None:
         """The compare-and-set: each ``(old, new)`` row is written only if its version is still ``old``'s.
@@ -228,20 +310,24 @@ class SQLiteDriver:
         return await self._run(lambda c: self._insert_own(c, rows))
 
     def _insert_own(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
-        tasks: list[Task] = []
         with self._write(conn):
-            now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
-            base = conn.execute(Q["next_seq"]).fetchone()[0]
-            # Chunks keep the parameter lists small (fewer live objects for the garbage collector to
-            # walk); the transaction still covers the whole batch.
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                chunk = rows[start : start + _INSERT_CHUNK]
-                created = [
-                    transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=base + i)
-                    for i, row in enumerate(chunk, start=start + 1)
-                ]
-                self._insert_rows(conn, created, chunk)
-                tasks += created
+            return self._insert_in(conn, rows)
+
+    def _insert_in(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
+        """Insert inside the writer's open transaction."""
+        tasks: list[Task] = []
+        now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
+        base = conn.execute(Q["next_seq"]).fetchone()[0]
+        # Chunks keep the parameter lists small (fewer live objects for the garbage collector to
+        # walk); the transaction still covers the whole batch.
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            created = [
+                transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=base + i)
+                for i, row in enumerate(chunk, start=start + 1)
+            ]
+            self._insert_rows(conn, created, chunk)
+            tasks += created
         return tasks
 
     def _insert_rows(self, conn: sqlite3.Connection, tasks: Sequence[Task], rows: Sequence[NewRow]) -> None:
@@ -259,11 +345,12 @@ class SQLiteDriver:
         """
         if not isinstance(conn, sqlite3.Connection):
             raise errors.ConfigError(f"conn= must be a sqlite3.Connection for this store, got {type(conn).__name__}")
-        self._check_same_file(conn)
         now = self.clock.now()
         tasks = [transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=0) for row in rows]
         params = [(None, *insert_params(t, r.args)[1:]) for t, r in zip(tasks, rows, strict=True)]
         try:
+            self._check_same_file(conn)
+            _begin_caller_transaction(conn)
             conn.execute("SAVEPOINT taskstore_insert")
             try:
                 conn.executemany(Q["insert_task"], params)
@@ -280,6 +367,8 @@ class SQLiteDriver:
             if _is_busy(exc):
                 raise errors.BackendUnavailable(f"SQLite database {self.path!r} is locked: {exc}") from exc
             raise errors.BackendUnavailable(f"SQLite error in the caller's transaction: {exc}") from exc
+        except sqlite3.ProgrammingError as exc:  # closed, or used from another thread
+            raise errors.ConfigError(f"conn= cannot be used: {exc}") from exc
         return [t.replace(seq=seqs[t.id]) for t in tasks]
 
     def _check_same_file(self, conn: sqlite3.Connection) -> None:
@@ -367,6 +456,7 @@ class SQLiteDriver:
                 if changed is None:
                     return None
                 self._write_back(conn, [(task, changed)])
+                self._settle(conn, _groups.ended_groups([(task, changed)]), now)
             return changed if changed.state is State.CLAIMED else None
 
         return await self._run(claim_one)
@@ -404,7 +494,9 @@ class SQLiteDriver:
                 current = {r[1]: task_from_row(r) for r in rows}
                 original = dict(current)
                 outcomes = apply_in_order(current, changes, now)
-                self._write_back(conn, [(original[i], t) for i, t in current.items() if t is not original[i]])
+                written = [(original[i], t) for i, t in current.items() if t is not original[i]]
+                self._write_back(conn, written)
+                self._settle(conn, _groups.ended_groups(written), now)
             return outcomes
 
         return await self._run(apply)
@@ -418,14 +510,22 @@ class SQLiteDriver:
         """
         staged = [(c.lease.task_id, c.lease.token, c.lease.worker_id, c.value) for _, c in changes]
         with self._write(conn):
-            now_us = to_us(self.clock.now())
+            now = self.clock.now()
+            now_us = to_us(now)
             conn.executemany(Q["stage_completion"], staged)
             done: dict[str, Task | None]
             if returning:
-                done = {row[1]: task_from_row(row) for row in conn.execute(Q["complete_staged"], {"now": now_us})}
+                tasks = [task_from_row(row) for row in conn.execute(Q["complete_staged"], {"now": now_us})]
+                done = {t.id: t for t in tasks}
+                group_ids = {t.group_id for t in tasks}
             else:
-                done = {row[0]: None for row in conn.execute(Q["complete_staged_ids"], {"now": now_us})}
+                rows = conn.execute(Q["complete_staged_ids"], {"now": now_us}).fetchall()
+                done = {row[0]: None for row in rows}
+                group_ids = {row[1] for row in rows}
             conn.execute(Q["clear_completion_stage"])
+            group_ids.discard(None)
+            if group_ids:  # only members pay: their groups settle in this same transaction
+                self._settle(conn, sorted(cast(set[str], group_ids)), now)
             refused = self._refusals(conn, [(i, c) for i, c in changes if i not in done])
         return [done[task_id] if task_id in done else refused[task_id] for task_id, _ in changes]
 
@@ -470,6 +570,7 @@ class SQLiteDriver:
                     if changed is not None:
                         reaped.append((task, changed))
                 self._write_back(conn, reaped)
+                self._settle(conn, _groups.ended_groups(reaped), now)
             return len(reaped)
 
         return await self._run(reap)
@@ -592,17 +693,77 @@ class SQLiteDriver:
 
     # -- groups and chords ----------------------------------------------------------------------
 
+    def _with_members(self, conn: sqlite3.Connection, group: GroupRow) -> GroupRow:
+        live = [task_from_row(r) for r in conn.execute(Q["group_tasks"], (group.id,))]
+        archived = [task_from_row(r) for r in conn.execute(Q["group_tasks_archived"], (group.id,))]
+        return dataclasses.replace(group, members=_groups.in_order(group, live, archived))
+
+    def _settle(self, conn: sqlite3.Connection, group_ids: Sequence[str], now: datetime) -> None:
+        """Settle the groups of members just ended, inside the writer's transaction (``_groups.settle``)."""
+        for group_id in group_ids:
+            row = conn.execute(Q["lock_group"], (group_id,)).fetchone()
+            if row is None:
+                continue
+            settled = _groups.settle(self._with_members(conn, _group(row)), now, self.chord_args)
+            if settled is None:
+                continue
+            g = settled.group
+            params = {
+                "id": g.id,
+                "expires_at": to_us(g.expires_at),
+                "now": to_us(now),
+                "claimed": int(g.chord_claimed),
+                "callback": g.chord_callback_id,
+                "dispatched_at": None if g.chord_dispatched_at is None else to_us(g.chord_dispatched_at),
+            }
+            conn.execute(Q["settle_group"], params)
+            callback = settled.callback
+            if (
+                callback is not None
+                and conn.execute(Q["existing_ids"], (json.dumps([callback.id]),)).fetchone() is None
+            ):
+                seq = conn.execute(Q["next_seq"]).fetchone()[0] + 1
+                task = transitions.create(callback.new, task_id=callback.id, now=now, seq=seq)
+                self._insert_rows(conn, [task], [callback])
+                HUB.notify(self._key)
+
+    async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:
+        chord = group.callback
+        params = {
+            "id": group.id,
+            "expected": group.expected,
+            "meta": json.dumps(group.meta),
+            "expires_at": to_us(group.expires_at),
+            "member_ids": None if group.member_ids is None else json.dumps(list(group.member_ids)),
+            "callback_id": None if chord is None else chord.id,
+            "callback_template": None if chord is None else chord.template,
+            "callback_args": None if chord is None else chord.args,
+            "ttl": group.ttl,
+        }
+
+        def insert(conn: sqlite3.Connection) -> list[Task]:
+            with self._write(conn):
+                try:
+                    conn.execute(Q["insert_group"], {**params, "now": to_us(self.clock.now())})
+                except sqlite3.IntegrityError as exc:
+                    raise errors.AlreadyExists(group.id) from exc
+                return self._insert_in(conn, rows)
+
+        return await self._run(insert)
+
     async def put_group(self, group_id: str, expected: int, meta: dict[str, Any], expires_at: datetime) -> GroupRow:
         def put(conn: sqlite3.Connection) -> GroupRow:
             with self._write(conn):
+                now = self.clock.now()
                 params = {
                     "id": group_id,
                     "expected": expected,
                     "meta": json.dumps(meta),
-                    "now": to_us(self.clock.now()),
+                    "now": to_us(now),
                     "expires_at": to_us(expires_at),
+                    "ttl": (expires_at - now).total_seconds(),
                 }
-                return _group(conn.execute(Q["put_group"], params).fetchone())
+                return self._with_members(conn, _group(conn.execute(Q["put_group"], params).fetchone()))
 
         return await self._run(put)
 
@@ -622,8 +783,8 @@ class SQLiteDriver:
 
     async def get_group(self, group_id: str) -> GroupRow | None:
         def get(conn: sqlite3.Connection) -> GroupRow | None:
-            row = conn.execute(Q["get_group"], (group_id, to_us(self.clock.now()))).fetchone()
-            return None if row is None else _group(row)
+            row = conn.execute(Q["get_group"], {"id": group_id, "now": to_us(self.clock.now())}).fetchone()
+            return None if row is None else self._with_members(conn, _group(row))
 
         return await self._run(get)
 
@@ -643,7 +804,7 @@ class SQLiteDriver:
     async def purge_groups(self) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             with self._write(conn):
-                return int(conn.execute(Q["purge_groups"], (to_us(self.clock.now()),)).rowcount)
+                return int(conn.execute(Q["purge_groups"], {"now": to_us(self.clock.now())}).rowcount)
 
         return await self._run(purge)
 
@@ -720,6 +881,9 @@ def _group(r: Any) -> GroupRow:
         created_at=from_us(r[7]),
         updated_at=from_us(r[8]),
         expires_at=from_us(r[9]),
+        member_ids=None if r[10] is None else tuple(json.loads(r[10])),
+        callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=r[13]),
+        ttl=r[14],
     )
 
 

@@ -209,29 +209,55 @@ RETURNING *
 
 -- name: complete_staged_ids
 {complete_stage}
-RETURNING tasks.id
+RETURNING tasks.id, tasks.group_id
 
 -- name: clear_completion_stage
 DELETE FROM temp.completion_stage
 
 -- name: put_group
-INSERT INTO groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at)
-VALUES (:id, :expected, '{}', :meta, 0, :now, :now, :expires_at)
+INSERT INTO groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at, ttl)
+VALUES (:id, :expected, '{}', :meta, 0, :now, :now, :expires_at, :ttl)
 ON CONFLICT (id) DO UPDATE
    SET expected = excluded.expected, results = '{}', meta = excluded.meta, chord_claimed = 0,
        chord_callback_id = NULL, chord_dispatched_at = NULL, updated_at = excluded.updated_at,
-       expires_at = excluded.expires_at,
+       expires_at = excluded.expires_at, member_ids = NULL, callback_id = NULL, callback_template = NULL,
+       callback_args = NULL, ttl = excluded.ttl,
        created_at = CASE WHEN groups.expires_at > excluded.updated_at THEN groups.created_at
                          ELSE excluded.created_at END
 RETURNING *
+
+-- name: insert_group
+INSERT INTO groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at, member_ids,
+                    callback_id, callback_template, callback_args, ttl)
+VALUES (:id, :expected, '{}', :meta, 0, :now, :now, :expires_at, :member_ids, :callback_id, :callback_template,
+        :callback_args, :ttl)
 
 -- name: add_group_result
 UPDATE groups SET results = json_set(results, '$.' || json_quote(:member), json(:status)), updated_at = :now
  WHERE id = :id AND expires_at > :now
 RETURNING *
 
+-- A group lives until it expires, and past that while one of its members is unfinished.
+-- name: _group_live
+(groups.expires_at > :now OR EXISTS (
+    SELECT 1 FROM tasks WHERE tasks.group_id = groups.id AND tasks.state IN ('queued', 'claimed', 'failed')))
+
 -- name: get_group
-SELECT * FROM groups WHERE id = ? AND expires_at > ?
+SELECT * FROM groups WHERE id = :id AND {group_live}
+
+-- name: lock_group
+SELECT * FROM groups WHERE id = ?
+
+-- name: group_tasks
+SELECT * FROM tasks WHERE group_id = ?
+
+-- name: group_tasks_archived
+SELECT * FROM tasks_archive WHERE group_id = ?
+
+-- name: settle_group
+UPDATE groups SET expires_at = :expires_at, updated_at = :now, chord_claimed = :claimed,
+       chord_callback_id = :callback, chord_dispatched_at = :dispatched_at
+ WHERE id = :id
 
 -- name: claim_chord
 UPDATE groups SET chord_claimed = 1, chord_callback_id = :callback, chord_dispatched_at = :dispatched_at,
@@ -239,7 +265,7 @@ UPDATE groups SET chord_claimed = 1, chord_callback_id = :callback, chord_dispat
  WHERE id = :id AND chord_claimed = 0 AND expires_at > :now
 
 -- name: purge_groups
-DELETE FROM groups WHERE expires_at <= ?
+DELETE FROM groups WHERE NOT {group_live}
 
 -- name: put_status
 INSERT INTO statuses (id, state, payload, error, attempt, meta, queue, created_at, updated_at, expires_at)

@@ -28,6 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--torture-seed", type=int, default=None, help="replay a torture run's random choices")
     group.addoption(
         "--torture-features",
-        default=None,
-        help="comma-separated torture scenarios: exit, sync_hang, nul, chord_faults, or all [default: nul]",
+        default="all",
+        help="torture scenarios on top of the base load: comma-separated exit, sync_hang, nul, chord_faults; "
+        "all (the default) or none",
     )

@@ -200,7 +200,7 @@ def check(
             report.lost += 1
             report.note(f"{task_id}: missing from the store")
             continue
-        _check_state(report, final, expect)
+        _check_state(report, final, expect, task_runs, faults)
         _check_stale(report, final, task_runs)
         _check_limit(report, final, task_runs)
         _check_duplicates(report, final, expect, task_runs, faults)
@@ -209,13 +209,15 @@ def check(
     return report
 
 
-def _check_state(report: Report, final: Final, expect: Expect) -> None:
+def _check_state(report: Report, final: Final, expect: Expect, runs: Sequence[Run], faults: Sequence[Fault]) -> None:
     if final.state in ("queued", "failed"):
         report.lost += 1
         report.note(f"{final.id} ({final.kind}): still {final.state} after the settle")
     elif final.state == "claimed":
         report.stuck += 1
         report.note(f"{final.id} ({final.kind}): still claimed after the settle")
+    elif _worn_out(final, runs, faults):
+        pass  # the retry limit doing its job: a fault cut every attempt
     elif final.state not in expect.states or (final.state == "dead" and final.failure_type not in expect.failure_types):
         report.unexpected += 1
         report.note(f"{final.id} ({final.kind}): ended {final.state} ({final.failure_type}: {final.failure_message})")
@@ -267,14 +269,25 @@ def _check_duplicates(
 def _explained(run: Run, after: Run, expect: Expect, faults: Sequence[Fault]) -> bool:
     if run.outcome == "fail" or (expect.first_attempt_times_out and run.attempt == 1):
         return True
-    for fault in faults:
-        if fault.pid is not None and fault.pid != run.pid and not fault.shared:
-            continue
-        # The fault must land between this run's start and the next one's (a stop that ends before the
-        # run started could not have touched it).
-        if fault.at <= after.start and fault.until >= run.start:
-            return True
-    return False
+    return _hit(run, after.start, faults)
+
+
+def _hit(run: Run, end: float, faults: Sequence[Fault]) -> bool:
+    """A fault reached this run's process between its start and ``end`` (a stop that ended before the
+    run started could not have touched it)."""
+    return any(
+        fault.at <= end and fault.until >= run.start
+        for fault in faults
+        if fault.pid is None or fault.pid == run.pid or fault.shared
+    )
+
+
+def _worn_out(final: Final, runs: Sequence[Run], faults: Sequence[Fault]) -> bool:
+    """Dead of lease timeouts, every attempt cut by a fault: the retry limit doing its job."""
+    if final.state != "dead" or final.failure_type != TIMED_OUT or not runs:
+        return False
+    ends = [after.start for after in runs[1:]] + [float("inf")]
+    return all(_hit(run, end, faults) for run, end in zip(runs, ends, strict=True))
 
 
 def _check_chord(report: Report, chord: ChordExpect, callback: Final | None, runs: Sequence[Run]) -> None:

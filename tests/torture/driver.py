@@ -38,16 +38,15 @@ GRACE = 5.0
 
 DONE = Expect(frozenset({"done"}))
 FEATURES = frozenset({"exit", "sync_hang", "nul", "chord_faults"})
-DEFAULT_FEATURES = frozenset({"nul"})
-"""Scenarios beyond the base load, named by ``--torture-features``. All but ``nul`` break the
-current code (issue 10 §1, §2), so only ``nul`` runs by default:
+"""Scenarios on top of the base load, each one a way issue 10 (§1, §2) found to wedge a worker or lose
+work. All run by default; ``--torture-features`` names a subset (to tell which one breaks a change):
 
-- ``exit``: handlers that call ``sys.exit`` or raise ``KeyboardInterrupt`` (the worker dies or hangs);
-- ``sync_hang``: a sync handler past its timeout (it keeps its worker slot, and its thread keeps the
+- ``exit``: handlers that call ``sys.exit`` or raise ``KeyboardInterrupt`` (the worker died or hung);
+- ``sync_hang``: a sync handler past its timeout (it kept its worker slot, and its thread kept the
   worker from exiting on SIGTERM);
 - ``nul``: failure text with a NUL byte and a lone surrogate, which PostgreSQL cannot store as is;
-- ``chord_faults``: PostgreSQL sessions cut while chord members complete (a member's group result is
-  lost with its session, and the callback never comes). Without it the database faults wait until
+- ``chord_faults``: PostgreSQL sessions cut while chord members complete (a member's group result was
+  lost with its session, and the callback never came). Without it the database faults wait until
   every chord has fired; worker kills and stops hit the chords either way.
 """
 

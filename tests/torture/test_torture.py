@@ -3,7 +3,7 @@
 Each test runs the driver (``driver.py``) against one backend and prints one line of figures; every
 violation count must be 0. The short form (the default, run in CI) throws faults for 20 s;
 ``--torture-long`` for 3 minutes. ``--torture-seed N`` replays a run's choices; ``--torture-features``
-names the scenarios added to the load, some of which the worker does not survive yet (``driver.FEATURES``).
+names the scenarios added to the load (``driver.FEATURES``; all by default, ``none`` for the base load).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from .checker import Report
-from .driver import DEFAULT_FEATURES, FEATURES, Config, Driver, Postgres
+from .driver import FEATURES, Config, Driver, Postgres
 
 pytestmark = [pytest.mark.torture, pytest.mark.slow]
 
@@ -25,11 +25,9 @@ pytestmark = [pytest.mark.torture, pytest.mark.slow]
 def _config(request: pytest.FixtureRequest, backend: str, workers: int) -> Config:
     opt = request.config.getoption
     long = bool(opt("--torture-long"))
-    raw = opt("--torture-features")
-    if raw is None:
-        features = DEFAULT_FEATURES
-    else:
-        features = FEATURES if raw == "all" else frozenset(f.strip() for f in str(raw).split(",") if f.strip())
+    raw = str(opt("--torture-features"))
+    named = {"all": FEATURES, "none": frozenset()}
+    features = named[raw] if raw in named else frozenset(f.strip() for f in raw.split(",") if f.strip())
     if features - FEATURES:
         raise pytest.UsageError(f"unknown torture features {sorted(features - FEATURES)}; known: {sorted(FEATURES)}")
     config = Config(

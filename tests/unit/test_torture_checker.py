@@ -108,6 +108,14 @@ def test_a_chord_counts_only_when_its_callback_saw_every_member() -> None:
     assert check({}, {}, [], [], [chord]).violations["chords_bad"] == 1
 
 
+def test_a_task_dead_of_timeouts_is_expected_only_when_faults_cut_every_attempt() -> None:
+    final = Final("a", "torture.work", "dead", 2, 2, None, "timed_out", "lease timed out")
+    runs = [run("a", 1, "t1", 10, 1.0, None), run("a", 2, "t2", 11, 3.0, None)]
+    both_killed = [Fault("kill", 2.0, 2.0, pid=10), Fault("kill", 4.0, 4.0, pid=11)]
+    assert check({"a": final}, {"a": DONE}, runs, both_killed).unexpected == 0
+    assert check({"a": final}, {"a": DONE}, runs, both_killed[:1]).unexpected == 1
+
+
 def test_worker_crashes_are_violations() -> None:
     report = check({}, {}, [], [], crashes=["worker pid 7 exited on its own with code 3"])
     assert report.violations["crashed"] == 1

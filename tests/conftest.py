@@ -20,3 +20,15 @@ def postgres_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with test_database(tmp_path_factory.mktemp("postgres")) as url:
         yield url
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("torture", "the torture suite (tests/torture)")
+    group.addoption("--torture-long", action="store_true", help="run the torture suite for minutes, not seconds")
+    group.addoption("--torture-seed", type=int, default=None, help="replay a torture run's random choices")
+    group.addoption(
+        "--torture-features",
+        default="all",
+        help="torture scenarios on top of the base load: comma-separated exit, sync_hang, nul, chord_faults; "
+        "all (the default) or none",
+    )

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -52,6 +54,21 @@ def test_database(workdir: Path) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
         if server is not None:
             server.cleanup()
+
+
+@contextlib.contextmanager
+def server_home() -> Iterator[Path]:
+    """A directory for an embedded server's data, removed afterwards.
+
+    Run as root, the wheel runs the server as a user of its own, which cannot enter pytest's private
+    tmp dirs (mode 0700): the server then fails to start. This one is open to it.
+    """
+    home = Path(tempfile.mkdtemp(prefix="taskstore-pg-"))
+    home.chmod(0o755)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def with_schema(url: str, schema: str) -> str:

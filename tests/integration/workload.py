@@ -29,8 +29,10 @@ def _record(kind: str) -> dict[str, object]:
     return line
 
 
+# A lease long enough that a worker starved of CPU (a loaded CI machine) still renews it in time: a
+# test that counts runs must see a task run again only because its worker was killed.
 @app.task(
-    queue="work", kind="work.step", max_attempts=3, retry=BinaryExponential(base=0.05, cap=0.2), processing_timeout=2.0
+    queue="work", kind="work.step", max_attempts=3, retry=BinaryExponential(base=0.05, cap=0.2), processing_timeout=5.0
 )
 async def step(i: int, doomed: bool = False) -> dict[str, object]:
     _record("step")

@@ -30,12 +30,17 @@ pytestmark = pytest.mark.slow
 
 
 class Workers:
-    """Starts and tracks worker processes; kills whatever is left at the end of a test."""
+    """Starts and tracks worker processes; kills whatever is left at the end of a test.
+
+    Their output goes to files, not pipes: a pipe nobody reads fills up (64 KiB) under a busy log and
+    blocks the worker in a write, with a transaction open, until the test gives up on it.
+    """
 
     def __init__(self, url: str, log: Path) -> None:
         self.url = url
         self.log = log
         self.procs: list[subprocess.Popen[str]] = []
+        self._stderr: dict[int, Path] = {}
 
     def start(
         self,
@@ -66,16 +71,23 @@ class Workers:
             args += ["--queue", q]
         if worker_id:
             args += ["--worker-id", worker_id]
-        proc = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "WORKLOAD_LOG": str(self.log), **(env or {})},
-        )
+        err_path = self.log.with_name(f"{self.log.stem}.worker{len(self.procs)}.err")
+        with err_path.open("w") as err:
+            proc = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                text=True,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env={**os.environ, "WORKLOAD_LOG": str(self.log), **(env or {})},
+            )
         self.procs.append(proc)
+        self._stderr[proc.pid] = err_path
         return proc
+
+    def stderr(self, proc: subprocess.Popen[str]) -> str:
+        """What the worker wrote to stderr so far (all of it once it has exited)."""
+        return self._stderr[proc.pid].read_text(errors="replace")
 
     def stop_all(self) -> None:
         for proc in self.procs:
@@ -84,10 +96,10 @@ class Workers:
                 proc.terminate()
         for proc in self.procs:
             try:
-                proc.communicate(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
 
     def executions(self) -> list[dict[str, Any]]:
         if not self.log.exists():
@@ -213,7 +225,7 @@ def test_a_stalled_worker_cannot_overwrite_the_result(url: str, workers: Workers
             await asyncio.sleep(3.0)  # time for the stalled worker's late outcome, which must be refused
             final = await store.get(task.id)
         workers.stop_all()
-        _, stalled_err = stalled.communicate()
+        stalled_err = workers.stderr(stalled)
         assert final.result is not None
         assert final.result.value == {"pid": rescuer.pid}
         assert final.attempts == 2
@@ -234,7 +246,8 @@ def test_sigterm_finishes_running_tasks_and_exits_zero(url: str, workers: Worker
             await wait_until(running, 30, "three running tasks")
             start = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=15)
+            proc.wait(timeout=15)
+            err = workers.stderr(proc)
             elapsed = time.monotonic() - start
             assert proc.returncode == 0, err
             assert elapsed < 10
@@ -258,7 +271,7 @@ def test_sigterm_past_the_grace_releases_unfinished_tasks(url: str, workers: Wor
             await wait_until(running, 30, "four running tasks")
             start = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=15)
+            proc.wait(timeout=15)
             assert proc.returncode == 0
             assert time.monotonic() - start < 6
             released = await store.claim("next-worker", ["slow"], limit=10)  # claimable at once
@@ -282,7 +295,7 @@ def test_a_second_signal_stops_at_once(url: str, workers: Workers) -> None:
             proc.send_signal(signal.SIGINT)
             await asyncio.sleep(0.5)
             proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=15)
+            proc.wait(timeout=15)
             assert time.monotonic() - start < 10
             assert await store.count(state=State.QUEUED) == 2
 

@@ -19,15 +19,6 @@ from .workload import chord_total, member
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        from ..postgres_server import new_schema, with_schema
-
-        return with_schema(request.getfixturevalue("postgres_db"), new_schema())
-    return f"sqlite:///{tmp_path / 'chords.db'}"
-
-
 async def _enqueue_chords(url: str, count: int, size: int, slow_last: float = 0.0) -> list[str]:
     workload_app.url = url
     try:

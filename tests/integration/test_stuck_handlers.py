@@ -27,15 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        from ..postgres_server import new_schema, with_schema
-
-        return with_schema(request.getfixturevalue("postgres_db"), new_schema())
-    return f"sqlite:///{tmp_path / 'stuck.db'}"
-
-
 @pytest.fixture
 def start_worker(url: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     procs: list[subprocess.Popen[str]] = []

@@ -112,15 +112,6 @@ def with_signal(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
         proc.send_signal(sig)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        from ..postgres_server import new_schema, with_schema
-
-        return with_schema(request.getfixturevalue("postgres_db"), new_schema())
-    return f"sqlite:///{tmp_path / 'work.db'}"
-
-
 @pytest.fixture
 def workers(url: str, tmp_path: Path) -> Iterator[Workers]:
     pool = Workers(url, tmp_path / "executions.jsonl")

@@ -52,6 +52,7 @@ _POSTGRES_OPTIONS: dict[str, Any] = {
     "pool_max": int,
     "notify": _flag,
     "connect_timeout": _seconds,
+    "pool_timeout": _seconds,
     "migrate": _flag,
 }
 

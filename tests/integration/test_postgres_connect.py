@@ -25,3 +25,19 @@ def test_options_from_the_url_reach_every_connection(postgres_db: str) -> None:
     application_name, zone = asyncio.run(go())
     assert application_name == "ts-options-test"
     assert zone == "UTC"  # the store reads timestamps in UTC, whatever the URL asks
+
+
+def test_waiting_for_a_busy_pool_is_not_bounded_by_connect_timeout(postgres_db: str) -> None:
+    """A full pool is backpressure: an operation queued behind it waits up to pool_timeout, not connect_timeout."""
+    url = f"{with_schema(postgres_db, new_schema())}&pool_min=1&pool_max=1&connect_timeout=1&pool_timeout=20"
+
+    async def go() -> str:
+        async with taskstore.open(url) as store:
+            async with store._driver._conn():  # type: ignore[attr-defined]  # the pool's one connection, held
+                waiting = asyncio.ensure_future(store.create(taskstore.NewTask("q", "k")))
+                await asyncio.sleep(2.5)  # past connect_timeout
+                assert not waiting.done()
+            created = await asyncio.wait_for(waiting, 10)
+            return created.state.value
+
+    assert asyncio.run(go()) == "queued"

@@ -172,6 +172,7 @@ class PostgresDriver:
         pool_max: int = 10,
         notify: bool = True,
         connect_timeout: float = 5.0,
+        pool_timeout: float = 10.0,
         migrate: bool = True,
         create: bool = True,
     ) -> None:
@@ -181,6 +182,8 @@ class PostgresDriver:
             raise errors.ConfigError("pool sizes need 1 <= pool_min <= pool_max")
         if not math.isfinite(connect_timeout) or connect_timeout <= 0:
             raise errors.ConfigError(f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}")
+        if not math.isfinite(pool_timeout) or pool_timeout <= 0:
+            raise errors.ConfigError(f"pool_timeout must be a positive number of seconds, not {pool_timeout!r}")
         self.conninfo = conninfo
         self.schema = schema
         self._fixed = clock  # None: the database's now() decides
@@ -190,6 +193,9 @@ class PostgresDriver:
         self.status_channel = f"taskstore_{schema}_status"  # a task or status changed (for watchers)
         self._pool_min, self._pool_max = pool_min, pool_max
         self._connect_timeout = connect_timeout
+        # How long an operation waits for a free connection: a busy pool is backpressure, not an outage, so
+        # this is not connect_timeout (with both at 5 s, a burst of enqueues queued behind a full pool failed).
+        self._pool_timeout = pool_timeout
         self._create = create
         self._migrate_on_open = migrate and create
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -230,7 +236,7 @@ class PostgresDriver:
             kwargs={"autocommit": True, **self._connect_kwargs},
             check=self._check_connection,
             open=False,
-            timeout=self._connect_timeout,
+            timeout=self._pool_timeout,
             name=f"taskstore-{self.schema}",
         )
         try:

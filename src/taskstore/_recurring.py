@@ -14,11 +14,12 @@ from .model import NewTask, RecurringTask
 from .retry import policy_from_spec
 
 
-def to_row(task: RecurringTask, codec: Codec, next_at: datetime) -> RecurringRow:
-    t = task.template
-    if t.id is not None or t.run_at is not None:
-        raise InvalidTask("a recurring task's template takes no id or run_at: each slot sets its own")
-    fields: dict[str, Any] = {
+def template_fields(t: NewTask) -> dict[str, Any]:
+    """A task template's fields, all but its id, run_at and args, as JSON-ready values.
+
+    Recurring schedules and chord callbacks store a task to create later this way, its payload beside it.
+    """
+    return {
         "queue": t.queue,
         "kind": t.kind,
         "priority": t.priority,
@@ -29,6 +30,20 @@ def to_row(task: RecurringTask, codec: Codec, next_at: datetime) -> RecurringRow
         "reference_id": t.reference_id,
         "group_id": t.group_id,
     }
+
+
+def from_template(template: str, **fields: Any) -> NewTask:
+    """The ``NewTask`` a stored template describes; ``fields`` adds what it does not hold (args, id, ...)."""
+    stored = json.loads(template)
+    retry = stored.pop("retry")
+    return NewTask(retry=None if retry is None else policy_from_spec(retry), **stored, **fields)
+
+
+def to_row(task: RecurringTask, codec: Codec, next_at: datetime) -> RecurringRow:
+    t = task.template
+    if t.id is not None or t.run_at is not None:
+        raise InvalidTask("a recurring task's template takes no id or run_at: each slot sets its own")
+    fields = template_fields(t)
     return RecurringRow(
         id=task.id,
         schedule=task.schedule,
@@ -40,14 +55,7 @@ def to_row(task: RecurringTask, codec: Codec, next_at: datetime) -> RecurringRow
 
 
 def template_of(row: RecurringRow, codec: Codec, **overrides: Any) -> NewTask:
-    fields = json.loads(row.template)
-    retry = fields.pop("retry")
-    return NewTask(
-        args=decode(codec, row.args),
-        retry=None if retry is None else policy_from_spec(retry),
-        **fields,
-        **overrides,
-    )
+    return from_template(row.template, args=decode(codec, row.args), **overrides)
 
 
 def from_row(row: RecurringRow, codec: Codec) -> RecurringTask:

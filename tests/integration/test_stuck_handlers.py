@@ -22,6 +22,7 @@ import taskstore
 from taskstore import State
 
 from .stuck_workload import bounded, exits, forever, offloaded, quick
+from .test_worker_processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -43,15 +44,6 @@ def start_worker(url: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.kill()  # a worker that did not exit is the failure; do not leave it behind
         proc.communicate()
-
-
-async def wait_until(check: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def stop(proc: subprocess.Popen[str], within: float) -> tuple[float, str]:

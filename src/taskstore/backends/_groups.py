@@ -8,40 +8,30 @@ writes back what it returns. The decision itself is ``transitions.settle_group``
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from .. import errors, transitions
+from .._recurring import from_template, template_fields
 from ..backend import ChordArgs, ChordRow, GroupRow, NewRow
 from ..codec import dump_json
 from ..model import NewTask, Task
-from ..retry import policy_from_spec
 
 
 def template_json(new: NewTask) -> str:
-    """A callback task's fields as JSON, all but its id and args (stored beside it)."""
-    fields: dict[str, Any] = {
-        "queue": new.queue,
-        "kind": new.kind,
-        "priority": new.priority,
-        "max_attempts": new.max_attempts,
-        "processing_timeout": new.processing_timeout,
-        "retry": None if new.retry is None else new.retry.to_spec(),
-        "context": None if new.context is None else dict(new.context),
-        "reference_id": new.reference_id,
-    }
+    """A callback task's fields as JSON, all but its id and args (stored beside it).
+
+    The callback belongs to no group of its own: it is the group's ending.
+    """
+    fields = template_fields(new)
+    del fields["group_id"]
     return dump_json(fields, "chord callback")
 
 
 def callback_row(chord: ChordRow, results: Sequence[bytes | None], chord_args: ChordArgs) -> NewRow:
     """The callback to insert: its template, with the members' results put into its args."""
-    fields = json.loads(chord.template)
-    retry = fields.pop("retry")
-    new = NewTask(id=chord.id, retry=None if retry is None else policy_from_spec(retry), **fields)
-    return NewRow(new, chord.id, chord_args(chord.args, results))
+    return NewRow(from_template(chord.template, id=chord.id), chord.id, chord_args(chord.args, results))
 
 
 def in_order(group: GroupRow, live: Iterable[Task], archived: Iterable[Task]) -> tuple[Task, ...]:

@@ -25,7 +25,7 @@ from . import errors
 from ._connect import default_url, redact
 from ._connect import open as open_store
 from ._sync import LoopThread
-from .canvas import Chord, Group, Signature
+from .canvas import Chain, Chord, Group, Signature
 from .clock import Clock
 from .codec import Codec
 from .model import NewTask, RecurringTask, State, Task, as_seconds, check_queue
@@ -383,6 +383,14 @@ class App:
     def chord(self, group: Group | Sequence[Signature[Any]], callback: Signature[Any]) -> Chord:
         """When every member of ``group`` has succeeded, run ``callback(results, *args)`` exactly once."""
         return Chord(self, group, callback)
+
+    def chain(self, *links: Signature[Any], ttl: float | timedelta | None = None) -> Chain:
+        """Run the links one after another, each with the previous one's result as its first argument.
+
+        ``await app.chain(a.s(1), b.s(), c.s(k=2)).enqueue()`` runs ``c(b(a(1)), k=2)``; a link that
+        ends ``dead`` or ``cancelled`` stops the chain (``handle.result()`` raises ``ChainFailed``).
+        """
+        return Chain(self, links, ttl=ttl)
 
     # -- the store ------------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from .backend import (
     RecurringRow,
     StatusRow,
 )
-from .backends._groups import template_json
+from .backends._groups import link_template_json, template_json
 from .clock import Clock
 from .codec import Codec, JsonCodec, UndecodablePayload, decode, dump_json, encode
 from .model import (
@@ -139,24 +139,26 @@ def _raise_or(outcome: Outcome) -> Task:
     return outcome
 
 
-def _chord_args(codec: Codec, template: bytes, results: Sequence[bytes | None]) -> bytes:
+def _chord_args(codec: Codec, template: bytes, results: Sequence[bytes | None], /, *, single: bool = False) -> bytes:
     """A chord callback's args: the members' results, in member order, before the template's own arguments.
 
+    With ``single`` (a chain's next link) the one result goes first as itself, not in a list.
     Called by a driver inside the transaction that completes the last member, so it never raises:
     a result that cannot be decoded or encoded again is passed as ``None`` rather than wedge the group.
     """
     call = codec.decode(template)
     values = [None if r is None else decode(codec, r) for r in results]
     values = [None if isinstance(v, UndecodablePayload) else v for v in values]
-    call = {"args": [values, *call.get("args", [])], "kwargs": dict(call.get("kwargs", {}))}
+    first: Any = values[0] if single and values else values
+    call = {"args": [first, *call.get("args", [])], "kwargs": dict(call.get("kwargs", {}))}
     try:
         return codec.encode(call)
     except Exception:
-        call["args"][0] = [None] * len(values)
+        call["args"][0] = None if single else [None] * len(values)
         return codec.encode(call)
 
 
-def _chord_template(callback: NewTask) -> dict[str, Any]:
+def _chord_template(callback: NewTask, what: str = "a chord callback's") -> dict[str, Any]:
     """A callback's own arguments, as ``{"args": [...], "kwargs": {...}}`` (the results go first at its call)."""
     call = {} if callback.args is None else callback.args
     if (
@@ -165,7 +167,7 @@ def _chord_template(callback: NewTask) -> dict[str, Any]:
         or not isinstance(call.get("args", []), list | tuple)
         or not isinstance(call.get("kwargs", {}), Mapping)
     ):
-        raise errors.InvalidTask('a chord callback\'s args must be None or {"args": [...], "kwargs": {...}}')
+        raise errors.InvalidTask(f'{what} args must be None or {{"args": [...], "kwargs": {{...}}}}')
     return {"args": list(call.get("args", [])), "kwargs": dict(call.get("kwargs", {}))}
 
 
@@ -1008,27 +1010,94 @@ class Store:
                 args=encode(self.codec, template, "callback args"),
             )
         rows = self._rows(news)
-        now = self.now()
-        group = GroupRow(
-            id=id,
-            expected=len(rows),
-            results={},
-            meta=fields,
-            chord_claimed=False,
-            chord_callback_id=None,
-            chord_dispatched_at=None,
-            created_at=now,
-            updated_at=now,
-            expires_at=now + timedelta(seconds=seconds),
-            member_ids=tuple(r.id for r in rows),
-            callback=chord,
-            ttl=seconds,
-        )
+        group = self._new_group(id, [r.id for r in rows], fields, seconds, callback=chord)
         driver = await self._ready()
         created = await driver.insert_group(group, rows)
         self._wake()
         self._touched()
         return created
+
+    async def create_chain(
+        self,
+        id: str,
+        links: Iterable[NewTask],
+        *,
+        meta: Mapping[str, Any] | None = None,
+        ttl: float | timedelta | None = None,
+    ) -> Task:
+        """Enqueue a chain: its first link now, each later one once the link before it is ``done``.
+
+        The links are the members of group ``id`` (a link's id defaults to ``"{id}:{index}"``). In the
+        transaction that ends link *i* ``done``, link *i+1* is inserted, exactly once, with link *i*'s
+        result as its first argument (before its own ``{"args": [...], "kwargs": {...}}``). A link that
+        ends ``dead`` or ``cancelled`` fails the group and stops the chain (a manual ``retry`` of it
+        resumes it). The group is kept while a link is unfinished, then ``ttl`` more. Returns the first link.
+        """
+        check_id(id, "chain id")
+        news = builtins.list(links)
+        if not news:
+            raise errors.InvalidTask("a chain needs at least one link")
+        for i, new in enumerate(news):
+            if not isinstance(new, NewTask):
+                raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
+            if new.group_id not in (None, id):
+                raise errors.InvalidTask(f"link {new.id!r} names another group ({new.group_id!r})")
+            if i and new.run_at is not None:
+                raise errors.InvalidTask(
+                    "a chain's link after the first takes no run_at: it runs when the one before is done"
+                )
+        news = [
+            dataclasses.replace(new, id=check_id(f"{id}:{i}" if new.id is None else new.id, "link id"), group_id=id)
+            for i, new in enumerate(news)
+        ]
+        ids = [cast(str, new.id) for new in news]
+        if len(set(ids)) < len(ids):
+            raise errors.InvalidTask("two links of the chain share an id")
+        fields = _mapping(meta, "group meta")
+        _json(fields, "group meta")
+        later = tuple(
+            ChordRow(
+                id=ids[i],
+                template=link_template_json(new),
+                args=encode(self.codec, _chord_template(new, "a chain link's"), "link args"),
+            )
+            for i, new in enumerate(news[1:], start=1)
+        )
+        rows = self._rows(news[:1])
+        group = self._new_group(id, ids, fields, self._ttl(ttl), links=later)
+        driver = await self._ready()
+        (first,) = await driver.insert_group(group, rows)
+        self._wake()
+        self._touched()
+        return first
+
+    def _new_group(
+        self,
+        id: str,
+        member_ids: Sequence[str],
+        meta: dict[str, Any],
+        ttl: float,
+        *,
+        callback: ChordRow | None = None,
+        links: tuple[ChordRow, ...] | None = None,
+    ) -> GroupRow:
+        now = self.now()
+        return GroupRow(
+            id=id,
+            expected=len(member_ids),
+            results={},
+            meta=meta,
+            chord_claimed=False,
+            chord_callback_id=None,
+            chord_dispatched_at=None,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            member_ids=tuple(member_ids),
+            callback=callback,
+            ttl=ttl,
+            links=links,
+        )
 
     async def add_group_result(self, group_id: str, status: TaskStatus) -> GroupStatus | None:
         """Record a member's status (a member reported twice counts once); ``None`` if the group is gone."""

@@ -806,6 +806,7 @@ class PostgresDriver:
             callback_template=None if chord is None else chord.template,
             callback_args=None if chord is None else chord.args,
             ttl=group.ttl,
+            chain_links=None if group.links is None else _groups.links_json(group.links),
         )
         try:
             async with self._conn() as conn, conn.transaction():
@@ -912,6 +913,7 @@ def _group(r: Any) -> GroupRow:
         member_ids=None if r[10] is None else tuple(r[10]),
         callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=bytes(r[13])),
         ttl=r[14],
+        links=_groups.links_from_json(r[15]),
     )
 
 

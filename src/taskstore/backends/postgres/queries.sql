@@ -329,15 +329,15 @@ ON CONFLICT (id) DO UPDATE
    SET expected = excluded.expected, results = '{{}}', meta = excluded.meta, chord_claimed = false,
        chord_callback_id = NULL, chord_dispatched_at = NULL, updated_at = excluded.updated_at,
        expires_at = excluded.expires_at, member_ids = NULL, callback_id = NULL, callback_template = NULL,
-       callback_args = NULL, ttl = excluded.ttl,
+       callback_args = NULL, ttl = excluded.ttl, chain_links = NULL,
        created_at = CASE WHEN g.expires_at > excluded.updated_at THEN g.created_at ELSE excluded.created_at END
 RETURNING *
 
 -- name: insert_group
 INSERT INTO {schema}.groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at,
-                             member_ids, callback_id, callback_template, callback_args, ttl)
+                             member_ids, callback_id, callback_template, callback_args, ttl, chain_links)
 VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s, %(member_ids)s::jsonb,
-        %(callback_id)s, %(callback_template)s, %(callback_args)s, %(ttl)s)
+        %(callback_id)s, %(callback_template)s, %(callback_args)s, %(ttl)s, %(chain_links)s)
 
 -- One statement, so concurrent members never lose each other's results.
 -- name: add_group_result

@@ -48,10 +48,17 @@ from .._sql import load_queries, load_script
 from ._commits import watch_commits
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
-_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql", 5: "schema_5.sql"}
+_MIGRATIONS = {
+    1: "schema_1.sql",
+    2: "schema_2.sql",
+    3: "schema_3.sql",
+    4: "schema_4.sql",
+    5: "schema_5.sql",
+    6: "schema_6.sql",
+}
 Q = load_queries(__name__, "queries.sql")
 
 R = TypeVar("R")
@@ -739,6 +746,7 @@ class SQLiteDriver:
             "callback_template": None if chord is None else chord.template,
             "callback_args": None if chord is None else chord.args,
             "ttl": group.ttl,
+            "chain_links": None if group.links is None else _groups.links_json(group.links),
         }
 
         def insert(conn: sqlite3.Connection) -> list[Task]:
@@ -884,6 +892,7 @@ def _group(r: Any) -> GroupRow:
         member_ids=None if r[10] is None else tuple(json.loads(r[10])),
         callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=r[13]),
         ttl=r[14],
+        links=_groups.links_from_json(r[15]),
     )
 
 

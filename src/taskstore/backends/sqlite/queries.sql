@@ -221,16 +221,16 @@ ON CONFLICT (id) DO UPDATE
    SET expected = excluded.expected, results = '{}', meta = excluded.meta, chord_claimed = 0,
        chord_callback_id = NULL, chord_dispatched_at = NULL, updated_at = excluded.updated_at,
        expires_at = excluded.expires_at, member_ids = NULL, callback_id = NULL, callback_template = NULL,
-       callback_args = NULL, ttl = excluded.ttl,
+       callback_args = NULL, ttl = excluded.ttl, chain_links = NULL,
        created_at = CASE WHEN groups.expires_at > excluded.updated_at THEN groups.created_at
                          ELSE excluded.created_at END
 RETURNING *
 
 -- name: insert_group
 INSERT INTO groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at, member_ids,
-                    callback_id, callback_template, callback_args, ttl)
+                    callback_id, callback_template, callback_args, ttl, chain_links)
 VALUES (:id, :expected, '{}', :meta, 0, :now, :now, :expires_at, :member_ids, :callback_id, :callback_template,
-        :callback_args, :ttl)
+        :callback_args, :ttl, :chain_links)
 
 -- name: add_group_result
 UPDATE groups SET results = json_set(results, '$.' || json_quote(:member), json(:status)), updated_at = :now

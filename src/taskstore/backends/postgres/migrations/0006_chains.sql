@@ -3,4 +3,4 @@
 -- of every link after the first, and the transaction that ends a link done inserts the next one.
 
 ALTER TABLE {schema}.groups
-    ADD COLUMN chain_links text;   -- JSON array of {id, template, args (base64)}; NULL: not a chain
+    ADD COLUMN chain_links text;   -- JSON array of links (id, template, args in base64); NULL: not a chain

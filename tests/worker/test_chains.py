@@ -124,12 +124,17 @@ async def test_a_link_reaped_and_rerun_enqueues_its_successor_once(clocked: tupl
         return previous.upper()
 
     handle = await app.chain(slow.s(1), then.s()).enqueue()
-    async with Worker(app, concurrency=2):
+    async with Worker(app, concurrency=2) as worker:
         assert await handle.result(timeout=20) == "FRESH"
+    assert (worker.stats.succeeded, worker.stats.lost) == (2, 1)  # the stale run's completion was refused
     assert runs == [1, 1]
     assert successors == ["fresh"]
     store = await app.store()
     assert [t.id for t in (await store.list(queue="q")).items] == handle.links
+    first = await store.get(handle.links[0])
+    assert first.attempts == 2
+    assert first.result is not None
+    assert first.result.value == "fresh"
 
 
 async def test_result_times_out_while_a_link_is_waiting(app: App) -> None:

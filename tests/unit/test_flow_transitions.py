@@ -21,11 +21,13 @@ def test_a_unique_task_holds_its_key_until_it_leaves_its_states() -> None:
     assert claimed.claim is not None
     assert transitions.holds_key(claimed, T0)
     failed = transitions.mark_failed(claimed, claimed.claim, now=T0, failure=Failure("E"))
-    assert failed.state is State.FAILED and transitions.holds_key(failed, T0)
+    assert failed.state is State.FAILED
+    assert transitions.holds_key(failed, T0)
     again = transitions.claim(failed, worker_id="w", token="y", now=failed.run_at)
     assert again.claim is not None
     done = transitions.mark_done(again, again.claim, now=failed.run_at)
-    assert done.unique_hold is None and done.unique_key == "u"
+    assert done.unique_hold is None
+    assert done.unique_key == "u"
     assert not transitions.holds_key(done, T0)
 
 
@@ -35,7 +37,8 @@ def test_a_released_key_is_never_taken_back() -> None:
     assert claimed.unique_hold is None
     assert claimed.claim is not None
     back = transitions.unclaim(claimed, claimed.claim, now=T0)
-    assert back.state is State.QUEUED and back.unique_hold is None
+    assert back.state is State.QUEUED
+    assert back.unique_hold is None
     dead = transitions.create(NewTask("q", "k", unique_key="u", max_attempts=1), task_id="d", now=T0)
     dead = transitions.claim(dead, worker_id="w", token="x", now=T0)
     assert dead.claim is not None
@@ -50,7 +53,9 @@ def test_unique_for_ends_the_hold_for_new_creates() -> None:
     assert transitions.holds_key(t, T0 + timedelta(seconds=9))
     assert not transitions.holds_key(t, T0 + timedelta(seconds=10))
     released = transitions.release_key(t, T0 + timedelta(seconds=10))
-    assert released.unique_hold is None and released.version == t.version + 1 and released.state is State.QUEUED
+    assert released.unique_hold is None
+    assert released.version == t.version + 1
+    assert released.state is State.QUEUED
 
 
 def test_an_expired_task_is_not_claimable_and_expires_to_cancelled() -> None:
@@ -59,9 +64,12 @@ def test_an_expired_task_is_not_claimable_and_expires_to_cancelled() -> None:
     assert not transitions.is_claimable(t, T0 + timedelta(seconds=5))
     assert transitions.expire(t, now=T0 + timedelta(seconds=4)) is None
     ended = transitions.expire(t, now=T0 + timedelta(seconds=5))
-    assert ended is not None and ended.state is State.CANCELLED
-    assert ended.result is not None and ended.result.failure is not None
-    assert ended.result.failure.type == "Expired" and not ended.result.failure.retryable
+    assert ended is not None
+    assert ended.state is State.CANCELLED
+    assert ended.result is not None
+    assert ended.result.failure is not None
+    assert ended.result.failure.type == "Expired"
+    assert not ended.result.failure.retryable
     claimed = transitions.claim(t, worker_id="w", token="x", now=T0)
     assert transitions.expire(claimed, now=T0 + timedelta(seconds=6)) is None  # running: left to finish
     with pytest.raises(InvalidTask):

@@ -51,9 +51,13 @@ def test_each_gate_gives_its_reason() -> None:
     found = reasons(facts(t, paused=True, gate=gate, holders=[holder], workers=[]))
     text = "\n".join(found)
     assert len(found) == 4, found
-    assert "scheduled" in text and "in 5.0 min" in text
+    assert "scheduled" in text
+    assert "in 5.0 min" in text
     assert "'mail' is paused" in text
-    assert "'tenant-1'" in text and "1 of 1" in text and "h1" in text and "'w9'" in text
+    assert "'tenant-1'" in text
+    assert "1 of 1" in text
+    assert "h1" in text
+    assert "'w9'" in text
     assert "no live worker" in text
 
 
@@ -80,7 +84,8 @@ def test_expired_and_retry_waits() -> None:
 def test_running_and_finished_tasks_say_what_they_are() -> None:
     claimed = transitions.claim(task(), worker_id="w7", token="x", now=T0)
     (reason,) = reasons(facts(claimed))
-    assert "'w7'" in reason and "running" in reason
+    assert "'w7'" in reason
+    assert "running" in reason
     assert claimed.claim is not None
     done = transitions.mark_done(claimed, claimed.claim, now=T0)
     assert "done" in reasons(facts(done))[0]

@@ -80,3 +80,25 @@ def test_a_chain_enqueue_sync_and_result_sync(tmp_path: Path) -> None:
     assert asyncio.run(work()) == 13
     assert handle.result_sync(timeout=5) == 13
     app.close()
+
+
+def test_groups_and_chords_enqueue_sync(tmp_path: Path) -> None:
+    app = App(f"sqlite:///{tmp_path / 'sync.db'}")
+
+    @app.task(queue="q")
+    def echo(x: int) -> int:
+        return x
+
+    @app.task(queue="q")
+    def total(results: list[int]) -> int:
+        return sum(results)
+
+    group = app.group(echo.s(1), echo.s(2)).enqueue_sync()
+    chord = app.chord([echo.s(3), echo.s(4)], total.s()).enqueue_sync()
+
+    async def work() -> tuple[int, int]:
+        async with Worker(app, concurrency=2):
+            return await group.member(1).result(timeout=10), await chord.result(timeout=10)
+
+    assert asyncio.run(work()) == (2, 7)
+    app.close()

@@ -609,6 +609,7 @@ class SQLiteDriver:
             "skip": int(row.skip_if_outstanding),
             "next_at": to_us(row.next_at),
             "now": to_us(self.clock.now()),
+            "owner": row.owner,
         }
 
         def put(conn: sqlite3.Connection) -> RecurringRow:
@@ -887,7 +888,13 @@ class SQLiteDriver:
 
 def _recurring_row(r: Any) -> RecurringRow:
     return RecurringRow(
-        id=r[0], schedule=r[1], template=r[2], args=r[3], skip_if_outstanding=bool(r[4]), next_at=from_us(r[5])
+        id=r[0],
+        schedule=r[1],
+        template=r[2],
+        args=r[3],
+        skip_if_outstanding=bool(r[4]),
+        next_at=from_us(r[5]),
+        owner=r[6],
     )
 
 

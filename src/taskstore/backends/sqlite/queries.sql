@@ -148,19 +148,19 @@ UPDATE tasks
  WHERE seq = ? AND version = ?
 
 -- name: put_recurring
-INSERT INTO recurring (id, schedule, template, args, skip_if_outstanding, next_at, updated_at)
-VALUES (:id, :schedule, :template, :args, :skip, :next_at, :now)
+INSERT INTO recurring (id, schedule, template, args, skip_if_outstanding, next_at, updated_at, owner)
+VALUES (:id, :schedule, :template, :args, :skip, :next_at, :now, :owner)
 ON CONFLICT (id) DO UPDATE
    SET template = excluded.template, args = excluded.args, skip_if_outstanding = excluded.skip_if_outstanding,
        next_at = CASE WHEN recurring.schedule = excluded.schedule THEN recurring.next_at ELSE excluded.next_at END,
-       schedule = excluded.schedule, updated_at = excluded.updated_at
-RETURNING id, schedule, template, args, skip_if_outstanding, next_at
+       schedule = excluded.schedule, updated_at = excluded.updated_at, owner = excluded.owner
+RETURNING id, schedule, template, args, skip_if_outstanding, next_at, owner
 
 -- name: delete_recurring
 DELETE FROM recurring WHERE id = ?
 
 -- name: list_recurring
-SELECT id, schedule, template, args, skip_if_outstanding, next_at FROM recurring ORDER BY id
+SELECT id, schedule, template, args, skip_if_outstanding, next_at, owner FROM recurring ORDER BY id
 
 -- name: advance_recurring
 UPDATE recurring SET next_at = ?, updated_at = ? WHERE id = ? AND next_at = ?

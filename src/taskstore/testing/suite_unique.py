@@ -208,6 +208,12 @@ class UniqueTests(SuiteBase):
         await caller.rollback()
         assert (await store.create(new(id="kept", unique_key="k"))).id == "kept"
 
+    async def test_group_members_cannot_be_unique(self, store: Store) -> None:
+        with pytest.raises(errors.InvalidTask):
+            await store.create_group("g", [new(), new(unique_key="k")])
+        assert await store.count() == 0
+        assert await store.get_group("g") is None
+
     @pytest.mark.parametrize(
         "options",
         [

@@ -280,7 +280,9 @@ class App:
         clock: Clock | None = None,
         **store_options: Any,
     ) -> None:
-        self.name: str = limits.name(name, "App name") if name is not None else _creator_module()
+        self.name: str = (
+            limits.name(name, "App name", error=errors.ConfigError) if name is not None else _creator_module()
+        )
         self.url = url
         self.codec = codec
         self.clock = clock

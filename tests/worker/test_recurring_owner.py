@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from taskstore import App, NewTask, RecurringTask, Store, Worker
+from taskstore.errors import ConfigError
 
 
 @pytest_asyncio.fixture
@@ -90,5 +91,5 @@ def test_the_default_name_of_an_app_in_a_script_is_its_file_name(tmp_path: Path)
 
 @pytest.mark.parametrize("name", ["", "x" * 1000, "a\x00b"])
 def test_a_bad_app_name_is_refused(name: str) -> None:
-    with pytest.raises(ValueError, match="App name"):
+    with pytest.raises(ConfigError, match="App name"):
         App("memory://", name=name)

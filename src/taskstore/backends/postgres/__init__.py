@@ -700,6 +700,7 @@ class PostgresDriver:
             args=row.args,
             skip=row.skip_if_outstanding,
             next_at=row.next_at,
+            owner=row.owner,
         )
         return _recurring_row(stored)
 
@@ -917,6 +918,7 @@ def _recurring_row(r: Any) -> RecurringRow:
         args=bytes(r[3]) if r[3] is not None else b"null",
         skip_if_outstanding=bool(r[4]),
         next_at=r[5].astimezone(UTC),
+        owner=r[6],
     )
 
 

@@ -29,13 +29,33 @@ def template_fields(t: NewTask) -> dict[str, Any]:
         "context": None if t.context is None else dict(t.context),
         "reference_id": t.reference_id,
         "group_id": t.group_id,
+        **_flow_fields(t),
     }
+
+
+def _flow_fields(t: NewTask) -> dict[str, Any]:
+    """SPEC §9's options, only those set: a template stored before them reads back the same."""
+    fields: dict[str, Any] = {}
+    if t.unique_key is not None:
+        fields["unique_key"] = t.unique_key
+        if t.unique_for is not None:
+            fields["unique_for"] = t.unique_for
+        hold = t.unique_hold
+        if t.unique_states is not None and hold is not None:
+            fields["unique_states"] = sorted(state.value for state in hold)
+    if t.concurrency_key is not None:
+        fields["concurrency_key"] = t.concurrency_key
+    if t.expires_at is not None:
+        fields["expires_at"] = t.expires_at.isoformat()
+    return fields
 
 
 def from_template(template: str, **fields: Any) -> NewTask:
     """The ``NewTask`` a stored template describes; ``fields`` adds what it does not hold (args, id, ...)."""
     stored = json.loads(template)
     retry = stored.pop("retry")
+    if stored.get("expires_at") is not None:
+        stored["expires_at"] = datetime.fromisoformat(stored["expires_at"])
     return NewTask(retry=None if retry is None else policy_from_spec(retry), **stored, **fields)
 
 
@@ -43,6 +63,9 @@ def to_row(task: RecurringTask, codec: Codec, next_at: datetime) -> RecurringRow
     t = task.template
     if t.id is not None or t.run_at is not None:
         raise InvalidTask("a recurring task's template takes no id or run_at: each slot sets its own")
+    if t.expires_at is not None:
+        # One instant for every slot would expire them all once it passed; nothing relative exists yet.
+        raise InvalidTask("a recurring task's template takes no expires_at: it would apply to every slot")
     fields = template_fields(t)
     return RecurringRow(
         id=task.id,

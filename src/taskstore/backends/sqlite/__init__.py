@@ -322,13 +322,14 @@ class SQLiteDriver:
         with self._write(conn):
             return self._insert_in(conn, rows)
 
-    def _insert_in(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
+    def _insert_in(self, conn: sqlite3.Connection, rows: Sequence[NewRow], now: datetime | None = None) -> list[Task]:
         """Insert inside the writer's open transaction.
 
         Rows with a unique key are first resolved against the stored holders (``_flow.dedupe``); the
         write lock held since BEGIN IMMEDIATE keeps that true until the insert, and ``tasks_unique`` backs it.
         """
-        now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
+        if now is None:
+            now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
         if not any(row.new.unique_key is not None for row in rows):
             return self._insert_now(conn, rows, now)
         plan = _flow.dedupe(conn, rows, now)
@@ -771,13 +772,13 @@ class SQLiteDriver:
             }
             conn.execute(Q["settle_group"], params)
             callback = settled.callback
+            # Through the unique check too: a callback whose key is held is not inserted (the holder
+            # stands in), rather than the unique index failing the completion that settled the group.
             if (
                 callback is not None
                 and conn.execute(Q["existing_ids"], (json.dumps([callback.id]),)).fetchone() is None
+                and self._insert_in(conn, [callback], now)[0].id == callback.id
             ):
-                seq = conn.execute(Q["next_seq"]).fetchone()[0] + 1
-                task = transitions.create(callback.new, task_id=callback.id, now=now, seq=seq)
-                self._insert_rows(conn, [task], [callback])
                 HUB.notify(self._key)
 
     async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:

@@ -616,13 +616,19 @@ class SQLiteDriver:
                     changed = transitions.reap(task, now=now)
                     if changed is not None:
                         reaped.append((task, changed))
-                # Waiting tasks past expires_at end cancelled (SPEC §9), up to ``limit`` of them too.
-                for row in conn.execute(Q["expired_waiting"], (to_us(now), limit)).fetchall():
-                    task = task_from_row(row)
-                    expired = transitions.expire(task, now=now)
-                    if expired is not None:
-                        reaped.append((task, expired))
                 self._write_back(conn, reaped)
+                # Then waiting tasks past expires_at end cancelled (SPEC §9), read after the leases above
+                # were written so a lease timed out past its expiry ends now too: ``limit`` changes in all.
+                expired = []
+                left = limit - len(reaped)
+                rows = conn.execute(Q["expired_waiting"], (to_us(now), left)).fetchall() if left > 0 else []
+                for row in rows:
+                    task = task_from_row(row)
+                    changed = transitions.expire(task, now=now)
+                    if changed is not None:
+                        expired.append((task, changed))
+                self._write_back(conn, expired)
+                reaped += expired
                 self._settle(conn, _groups.ended_groups(reaped), now)
             return len(reaped)
 

@@ -34,4 +34,5 @@ async def test_the_same_create_sent_twice_returns_the_holder_decoded() -> None:
     async with taskstore.open("memory://") as store:
         first = await store.create(NewTask("q", "k", {"a": 1}, id="same", unique_key="u"))
         again = await store.create(NewTask("q", "k", {"a": 2}, id="same", unique_key="u"))
-        assert again == first and again.args == {"a": 1}
+        assert again == first
+        assert again.args == {"a": 1}

@@ -52,8 +52,9 @@ class UniqueTests(SuiteBase):
 
     async def test_the_same_id_and_key_again_is_the_existing_task(self, store: Store) -> None:
         first = await store.create(new(id="job-1", unique_key="k1"))
-        again = await store.create(new(id="job-1", unique_key="k1"))
+        again = await store.create(new(id="job-1", args={"n": 2}, unique_key="k1"))
         assert again.id == "job-1" and again.version == first.version
+        assert again.args is None  # the holder's payload, decoded
         assert await store.count() == 1
 
     async def test_claimed_and_failed_tasks_still_hold_the_key(self, store: Store) -> None:

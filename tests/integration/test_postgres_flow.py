@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import taskstore
@@ -108,3 +109,38 @@ def test_concurrent_claimers_on_separate_connections_take_exactly_the_keys_slots
     claimed, hot = asyncio.run(scenario())
     assert hot == 3
     assert claimed == 43  # the unlimited tasks all went, past the held-back ones
+
+
+def test_a_unique_create_waits_for_an_open_transaction_holding_the_key_and_gets_its_task(url: str) -> None:
+    async def scenario() -> tuple[str, str, int]:
+        async with taskstore.open(url) as store:
+            caller = await psycopg.AsyncConnection.connect(url.split("?")[0])
+            try:
+                mine = await store.create(NewTask(queue="q", kind="k", unique_key="order-1"), conn=caller)
+                # Another connection creating the same key while the caller's transaction is open: the index
+                # makes it wait for that transaction, then it gets the caller's task.
+                other = asyncio.ensure_future(store.create(NewTask(queue="q", kind="k", unique_key="order-1")))
+                await asyncio.sleep(0.2)  # let it reach the database (either way it must not make a second task)
+                await caller.commit()
+                theirs = await asyncio.wait_for(other, 30)
+            finally:
+                await caller.close()
+            return mine.id, theirs.id, await store.count(queue="q")
+
+    mine, theirs, stored = asyncio.run(scenario())
+    assert theirs == mine
+    assert stored == 1
+
+
+def test_a_claim_scans_past_a_hot_key_that_fills_within_the_claim(url: str) -> None:
+    async def scenario() -> list[taskstore.Task]:
+        async with taskstore.open(url) as store:
+            await store.set_limit("hot", concurrency=2)
+            # The hot key's 200 tasks come first in claim order; its slots fill within the first scan.
+            await store.create_many([NewTask(queue="q", kind="k", concurrency_key="hot") for _ in range(200)])
+            await store.create_many([NewTask(queue="q", kind="k", concurrency_key=f"k{i}") for i in range(50)])
+            return await store.claim("w", "q", limit=100)
+
+    claimed = asyncio.run(scenario())
+    assert sum(1 for t in claimed if t.concurrency_key == "hot") == 2
+    assert len(claimed) == 52

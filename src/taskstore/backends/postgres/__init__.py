@@ -1,7 +1,10 @@
 """The PostgreSQL backend: many workers on many machines, one database.
 
 - Claims are one statement: ``FOR UPDATE SKIP LOCKED`` over a partial index of exactly the
-  claimable rows, then ``UPDATE … RETURNING``; claimers never wait on each other's rows.
+  claimable rows, then ``UPDATE … RETURNING``; claimers never wait on each other's rows. Paused
+  queues and expired tasks are filtered in that statement; when a candidate's concurrency key has a
+  limit, the claim instead runs in a transaction that locks the keys' limit rows (SPEC §9).
+- Unique tasks: ``INSERT … ON CONFLICT DO NOTHING`` on the partial unique index, then the holders read.
 - Completions in batches are one fenced ``UPDATE … FROM unnest(…)``; other transitions are decided
   in Python (``transitions``) on rows locked ``FOR UPDATE`` and written back under a version guard.
 - Every decision uses the database's ``now()`` (or a clock injected for tests), never a worker's.

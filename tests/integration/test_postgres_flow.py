@@ -144,3 +144,26 @@ def test_a_claim_scans_past_a_hot_key_that_fills_within_the_claim(url: str) -> N
     claimed = asyncio.run(scenario())
     assert sum(1 for t in claimed if t.concurrency_key == "hot") == 2
     assert len(claimed) == 52
+
+
+def test_a_recurring_schedules_owner_round_trips(url: str) -> None:
+    from datetime import UTC, datetime
+
+    from taskstore.backend import RecurringRow
+    from taskstore.backends.postgres import PostgresDriver
+
+    async def scenario() -> list[RecurringRow]:
+        driver = PostgresDriver(url.split("?")[0], None, schema=url.split("schema=")[1])
+        await driver.open()
+        try:
+            at = datetime(2030, 1, 1, tzinfo=UTC)
+            row = RecurringRow("r1", "* * * * *", '{"queue": "q"}', b"null", False, at, owner="billing-app")
+            stored = await driver.put_recurring(row)
+            assert stored.owner == "billing-app"
+            await driver.put_recurring(RecurringRow("r2", "* * * * *", '{"queue": "q"}', b"null", False, at))
+            await driver.put_recurring(RecurringRow("r1", "* * * * *", '{"queue": "q"}', b"null", False, at, "x"))
+            return await driver.list_recurring()
+        finally:
+            await driver.close()
+
+    assert [(r.id, r.owner) for r in asyncio.run(scenario())] == [("r1", "x"), ("r2", None)]

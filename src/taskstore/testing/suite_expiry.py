@@ -25,7 +25,7 @@ class ExpiryTests(SuiteBase):
         assert (await store.get("e")).state is State.QUEUED
 
     async def test_claimed_in_time_it_runs(self, store: Store, clock: FakeClock) -> None:
-        await store.create(new(id="e", expires_at=clock.now() + timedelta(seconds=10)))
+        await store.create(new(id="e", expires_at=clock.now() + timedelta(seconds=10), processing_timeout=600))
         await store.create(new(id="after"))
         task = await claim_one(store)
         assert task.id == "e"
@@ -70,7 +70,9 @@ class ExpiryTests(SuiteBase):
     async def test_a_lease_timing_out_past_expiry_ends_cancelled_by_the_reaper(
         self, store: Store, clock: FakeClock
     ) -> None:
-        await store.create(new(id="e", expires_at=clock.now() + timedelta(seconds=5), processing_timeout=10))
+        await store.create(
+            new(id="e", expires_at=clock.now() + timedelta(seconds=5), processing_timeout=10, max_attempts=3)
+        )
         await claim_one(store)
         clock.advance(3600)
         reaped = 0

@@ -60,14 +60,15 @@ class PauseTests(SuiteBase):
         await store.resume_queue("a")
         assert [t.id for t in await store.claim("w", limit=1)] == ["a1"]
 
-    async def test_a_blocked_claim_wakes_on_resume(self, store: Store) -> None:
+    async def test_a_blocked_claim_wakes_on_resume(self, open_store: OpenStore) -> None:
+        store = await open_store(poll_interval=60)  # woken, not found by polling
         await store.create(new("a", id="a1"))
         await store.pause_queue("a")
         waiting = asyncio.create_task(store.claim("w", ["a"], limit=1, block_for=30))
         await asyncio.sleep(0.05)
         assert not waiting.done()
         await store.resume_queue("a")
-        assert [t.id for t in await asyncio.wait_for(waiting, timeout=20)] == ["a1"]
+        assert [t.id for t in await asyncio.wait_for(waiting, timeout=10)] == ["a1"]
 
     async def test_pause_is_durable_across_stores(self, open_store: OpenStore) -> None:
         self.need(SHARED)

@@ -51,6 +51,7 @@ class WhyTests(SuiteBase):
         await self._live_worker(store)
         assert _one(await store.why(task.id), at.isoformat())
         clock.set(at)
+        await self._live_worker(store)  # two hours on: a fresh heartbeat
         assert await store.why(task.id) == []
 
     async def test_waiting_to_retry(self, store: Store) -> None:

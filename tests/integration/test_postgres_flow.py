@@ -167,3 +167,20 @@ def test_a_recurring_schedules_owner_round_trips(url: str) -> None:
             await driver.close()
 
     assert [(r.id, r.owner) for r in asyncio.run(scenario())] == [("r1", "x"), ("r2", None)]
+
+
+def test_unique_batches_with_the_same_keys_in_opposite_orders_do_not_deadlock(url: str) -> None:
+    keys = [f"key-{i:02d}" for i in range(30)]
+
+    async def scenario() -> int:
+        async with taskstore.open(url) as a, taskstore.open(url) as b:
+            for _ in range(5):
+                forward = [NewTask(queue="q", kind="k", unique_key=k) for k in keys]
+                backward = [NewTask(queue="q", kind="k", unique_key=k) for k in reversed(keys)]
+                got = await asyncio.gather(a.create_many(forward), b.create_many(backward))
+                assert {t.id for t in got[0]} == {t.id for t in got[1]}  # one task per key, both see it
+                for task in got[0]:
+                    await a.cancel(task.id)  # frees the keys for the next round
+            return await a.count(queue="q")
+
+    assert asyncio.run(scenario()) == 5 * len(keys)

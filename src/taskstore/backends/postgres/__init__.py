@@ -513,6 +513,8 @@ class PostgresDriver:
         params = self._params(keys=keys)
         if now is not None:
             params["now"] = now
+        if len(first) > 1:
+            await run(self.q["lock_unique_keys"], params)
         await run(self.q["release_lapsed_holders"], params)
         result: dict[int, Task] = {}
         for _ in range(_UNIQUE_ROUNDS):

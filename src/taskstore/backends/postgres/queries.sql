@@ -36,6 +36,15 @@ WITH clock AS (SELECT {now} AS now),
 ON CONFLICT (queue, unique_key) WHERE unique_hold IS NOT NULL DO NOTHING
 {inserted}
 
+-- A batch of several keys takes a lock per key, in one fixed order, before it inserts: two batches sharing
+-- keys in different orders would otherwise each wait on the other's uncommitted row of the unique index (a
+-- deadlock). The locks are advisory, of this transaction, in a class of their own (not the seq announcements).
+-- name: lock_unique_keys
+SELECT count(pg_advisory_xact_lock(1414743381, h))
+  FROM (SELECT DISTINCT hashtext((k->>0) || chr(31) || (k->>1)) AS h
+          FROM jsonb_array_elements(%(keys)s::jsonb) AS w(k)
+         ORDER BY h) AS ordered
+
 -- The tasks holding the batch's keys ([[queue, key], ...]), as stored.
 -- name: unique_holders
 SELECT t.* FROM {schema}.tasks t

@@ -1148,6 +1148,9 @@ class Store:
                 raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
             if new.group_id not in (None, id):
                 raise errors.InvalidTask(f"member {new.id!r} names another group ({new.group_id!r})")
+            if new.unique_key is not None:
+                # A member handed back as another task's duplicate would leave the group without its member.
+                raise errors.InvalidTask(f"a group member cannot be unique (member {new.id!r} has a unique_key)")
         news = [
             dataclasses.replace(new, id=f"{id}:{i}" if new.id is None else new.id, group_id=id)
             for i, new in enumerate(news)

@@ -25,7 +25,7 @@ from .suite_maintenance import MaintenanceTests
 from .suite_open import OpenTests
 from .suite_pause import PauseTests
 from .suite_process import ProcessTests
-from .suite_schedule import ScheduleTests
+from .suite_schedule import RecurringOwnerTests, ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
 from .suite_unique import UniqueTests
 from .suite_validation import ValidationTests
@@ -42,6 +42,7 @@ class ConformanceSuite(
     ProcessTests,
     JoinTests,
     ScheduleTests,
+    RecurringOwnerTests,
     GroupTests,
     MemberGroupTests,
     StatusTests,

@@ -52,8 +52,9 @@ class UniqueTests(SuiteBase):
 
     async def test_the_same_id_and_key_again_is_the_existing_task(self, store: Store) -> None:
         first = await store.create(new(id="job-1", unique_key="k1"))
-        again = await store.create(new(id="job-1", unique_key="k1"))
+        again = await store.create(new(id="job-1", args={"n": 2}, unique_key="k1"))
         assert again.id == "job-1" and again.version == first.version
+        assert again.args is None  # the holder's payload, decoded
         assert await store.count() == 1
 
     async def test_claimed_and_failed_tasks_still_hold_the_key(self, store: Store) -> None:
@@ -207,6 +208,12 @@ class UniqueTests(SuiteBase):
         await store.create(new(id="rolled-back", unique_key="k"), conn=caller.conn)
         await caller.rollback()
         assert (await store.create(new(id="kept", unique_key="k"))).id == "kept"
+
+    async def test_group_members_cannot_be_unique(self, store: Store) -> None:
+        with pytest.raises(errors.InvalidTask):
+            await store.create_group("g", [new(), new(unique_key="k")])
+        assert await store.count() == 0
+        assert await store.get_group("g") is None
 
     @pytest.mark.parametrize(
         "options",

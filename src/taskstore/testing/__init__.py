@@ -18,6 +18,7 @@ from .suite_chains import ChainTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
 from .suite_expiry import ExpiryTests
+from .suite_flow_mix import FlowMixTests
 from .suite_groups import GroupTests, MemberGroupTests
 from .suite_join import JoinTests
 from .suite_lease import LeaseTests
@@ -55,6 +56,7 @@ class ConformanceSuite(
     LimitTests,
     ExpiryTests,
     WhyTests,
+    FlowMixTests,
     SuiteBase,
 ):
     """Every behaviour and decision of SPEC §2–3 and §9 (flow control), against one backend."""

@@ -13,6 +13,7 @@ from .client import App, TaskCancelled, TaskFailed, TaskFunction, TaskHandle
 from .clock import FakeClock, SystemClock
 from .codec import Codec, JsonCodec, UndecodablePayload
 from .context import NoCurrentTask, current_task
+from .control import HandlerSignal, Reject, Retry
 from .middleware import HandlerTimeout, TaskContext
 from .model import (
     Claim,
@@ -45,6 +46,7 @@ __all__ = [
     "Failure",
     "FakeClock",
     "GroupStatus",
+    "HandlerSignal",
     "HandlerTimeout",
     "JsonCodec",
     "NewTask",
@@ -52,8 +54,10 @@ __all__ = [
     "Page",
     "Polynomial",
     "RecurringTask",
+    "Reject",
     "Report",
     "Result",
+    "Retry",
     "RetryPolicy",
     "State",
     "StatusState",

@@ -28,6 +28,7 @@ from ._sync import LoopThread
 from .canvas import Chord, Group, Signature
 from .clock import Clock
 from .codec import Codec
+from .control import ExceptionTypes, check_retry_for
 from .model import NewTask, RecurringTask, State, Task, as_seconds, check_queue
 from .retry import RetryPolicy
 from .schedule import parse_schedule
@@ -69,6 +70,7 @@ class TaskOptions:
     retry: RetryPolicy | None = None
     priority: int = 0
     processing_timeout: float | None = None  # the lease, renewed by the worker's heart-beat
+    retry_for: ExceptionTypes | None = None  # only these exceptions retry; None: every exception does
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +296,7 @@ class App:
         retry: RetryPolicy | None = ...,
         priority: int = ...,
         processing_timeout: float | timedelta | None = ...,
+        retry_for: type[BaseException] | Iterable[type[BaseException]] | None = ...,
     ) -> _Decorator: ...
 
     def task(
@@ -308,8 +311,13 @@ class App:
         retry: RetryPolicy | None = None,
         priority: int = 0,
         processing_timeout: float | timedelta | None = None,
+        retry_for: type[BaseException] | Iterable[type[BaseException]] | None = None,
     ) -> Any:
-        """Register a sync or async function as a task (``@app.task`` or ``@app.task(queue=…)``)."""
+        """Register a sync or async function as a task (``@app.task`` or ``@app.task(queue=…)``).
+
+        ``retry_for=(ExcType, ...)``: only exceptions that are instances of these retry; any other
+        goes ``dead`` at once (``raise taskstore.Retry()`` still retries, ``Reject`` never does).
+        """
         check_queue(queue)
         # Validate the options once, at registration, with the same rules NewTask applies.
         probe = NewTask(
@@ -329,6 +337,7 @@ class App:
             retry=retry,
             priority=priority,
             processing_timeout=cast(float | None, probe.processing_timeout),
+            retry_for=check_retry_for(retry_for),
         )
 
         def register(f: Callable[..., Any]) -> TaskFunction[Any, Any]:

@@ -11,7 +11,7 @@ from . import clock, codec, errors, retry
 from ._connect import default_url, open
 from .client import App, TaskCancelled, TaskFailed, TaskFunction, TaskHandle
 from .clock import FakeClock, SystemClock
-from .codec import Codec, JsonCodec, UndecodablePayload
+from .codec import Codec, JsonCodec, TaggedJsonCodec, UndecodablePayload
 from .context import NoCurrentTask, current_task
 from .control import HandlerSignal, Reject, Retry
 from .middleware import HandlerTimeout, TaskContext
@@ -70,6 +70,7 @@ __all__ = [
     "TaskFunction",
     "TaskHandle",
     "TaskStatus",
+    "TaggedJsonCodec",
     "UndecodablePayload",
     "Worker",
     "WorkerHeartbeat",

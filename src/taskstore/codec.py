@@ -132,7 +132,7 @@ def _untag(obj: dict[str, Any]) -> Any:
         if not isinstance(text, list) or not all(isinstance(p, list) and len(p) == 2 for p in text):
             raise ValueError(f"malformed escaped dict {obj!r}: 'v' must be a list of [key, value] pairs")
         try:
-            return {k: v for k, v in text}
+            return dict(text)
         except TypeError as exc:  # a key that cannot be a dict key (only a hand-made payload has one)
             raise ValueError(f"malformed escaped dict {obj!r}: {exc}") from None
     parse = _PARSERS.get(tag) if isinstance(tag, str) else None

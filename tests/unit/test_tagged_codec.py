@@ -105,7 +105,7 @@ def test_naive_and_zoned_datetimes() -> None:
     ],
 )
 def test_malformed_tags_are_refused(stored: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="tag|malformed"):
+    with pytest.raises(ValueError, match=r"tag|malformed"):
         CODEC.decode(json.dumps({"x": [stored]}).encode())
 
 

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from . import errors, transitions
 from .clock import Clock
 from .errors import TaskstoreError
-from .model import Claim, NewTask, State, Task, WorkerHeartbeat
+from .gates import KeyGate
+from .model import Claim, Limit, NewTask, State, Task, WorkerHeartbeat
 
 # A transition to apply to one stored task: the new task, or None for "no change".
 Change = Callable[[Task, datetime], "Task | None"]
@@ -73,7 +74,11 @@ class NewRow:
 
 @dataclass(frozen=True, slots=True)
 class RecurringRow:
-    """A stored schedule: the template's fields as JSON, its payload encoded, the next slot due."""
+    """A stored schedule: the template's fields as JSON, its payload encoded, the next slot due.
+
+    ``owner`` names the App that declared it (None: added by hand); a worker of that App removes the
+    App's schedules it no longer declares.
+    """
 
     id: str
     schedule: str
@@ -81,6 +86,21 @@ class RecurringRow:
     args: bytes
     skip_if_outstanding: bool
     next_at: datetime
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A queue as stored: paused or not, its live tasks by state, and its longest-waiting ready task's run_at.
+
+    ``counts`` holds only the states that occur; ``oldest_ready_at`` is the least ``run_at`` among its
+    claimable tasks (queued, or failed and due; not expired) at the store's clock, None when there is none.
+    """
+
+    name: str
+    paused: bool
+    counts: dict[State, int]
+    oldest_ready_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +183,18 @@ class Lifecycle(Protocol):
 
 class Outbox(Protocol):
     async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
-        """All-or-nothing insert; ``conn`` is the caller's open transaction to join.
+        """All-or-nothing insert; ``conn`` is the caller's open transaction to join. One task per row.
 
         Stores each row's encoded payload; the tasks returned carry the caller's own ``args``
         (``row.new.args``), so create does not pay for a decode.
+
+        Unique tasks (SPEC §9): a row whose ``(queue, unique_key)`` is held by a stored task
+        (``transitions.holds_key``) is not inserted; its task in the result is that holder as stored
+        (``args`` still encoded: the store tells it apart by its id differing from ``row.id``). A holder
+        whose ``unique_until`` has passed is released (``transitions.release_key``) and the row inserted,
+        in the same transaction. A later row of the batch with the key of an earlier one gets that
+        earlier task. The unique index ``tasks_unique`` (or the memory backend's lock) is what decides, so
+        two processes racing to create one key get one task; never a read-then-insert without it.
         """
         ...
 
@@ -180,6 +208,18 @@ class Outbox(Protocol):
 
 
 class Claims(Protocol):
+    """Claims pass every gate of SPEC §9 inside the claim itself (one transaction or lock with it):
+
+    - a task in a paused queue is not claimed;
+    - an expired task is not claimed (``transitions.is_claimable``);
+    - a task whose ``concurrency_key`` has a limit is claimed only while its ``gates.KeyGate`` admits
+      one more (``gates.pick``, with the key's running count and token bucket read under the claim's
+      lock, and the buckets drawn on written back in the same transaction); a task held back does not
+      stop the tasks behind it from being claimed.
+    ``claim_task`` honours the same gates (``None`` when one holds the task back); ``find_available``
+    returns what a claim would take now, claiming nothing and drawing no tokens.
+    """
+
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
         """Claim up to ``limit`` ready tasks in claim order, each under a fresh token."""
         ...
@@ -189,7 +229,8 @@ class Claims(Protocol):
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]: ...
 
     async def has_claimable(self, queues: Sequence[str]) -> bool:
-        """A cheap read-only check, used by blocked claimers that poll."""
+        """A cheap read-only check, used by blocked claimers that poll (paused queues and expired tasks
+        excluded; it may say True for tasks a key limit still holds back)."""
         ...
 
 
@@ -213,7 +254,10 @@ class Completions(Protocol):
 
 
 class Maintenance(Protocol):
-    async def reap(self, limit: int) -> int: ...
+    async def reap(self, limit: int) -> int:
+        """Time out expired leases (``transitions.reap``) and end expired waiting tasks
+        (``transitions.expire``), up to ``limit`` of each; returns how many tasks changed."""
+        ...
 
     async def archive(self, before: datetime, limit: int) -> int: ...
 
@@ -295,6 +339,39 @@ class Groups(Protocol):
         ...
 
 
+class FlowControl(Protocol):
+    """Paused queues and per-key limits (SPEC §9), durable in the store."""
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue (it need not have tasks); claims see it at once."""
+        ...
+
+    async def paused_queues(self) -> set[str]: ...
+
+    async def queue_rows(self) -> list[QueueRow]:
+        """Every queue with a live (not archived) task or a paused/resumed record, by name."""
+        ...
+
+    async def put_limit(self, limit: Limit) -> None:
+        """Set a key's limit. A new key's bucket starts full (``gates.new_gate``); setting it again keeps
+        the bucket's level capped at the new rate (``gates.reset_gate``)."""
+        ...
+
+    async def delete_limit(self, key: str) -> bool: ...
+
+    async def list_limits(self) -> list[Limit]:
+        """Every limit, by key."""
+        ...
+
+    async def key_gate(self, key: str) -> KeyGate | None:
+        """The key's limit, its running count and its bucket as stored (read only); None without a limit."""
+        ...
+
+    async def claimed_with_key(self, key: str, limit: int) -> list[Task]:
+        """Tasks of ``key`` that are claimed now (who holds the key's concurrency)."""
+        ...
+
+
 class Heartbeats(Protocol):
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         """Upsert by worker id, stamped with the store's clock."""
@@ -308,6 +385,17 @@ class Heartbeats(Protocol):
 
 
 class Driver(
-    Lifecycle, Outbox, Claims, Transitions, Completions, Maintenance, Schedules, Statuses, Groups, Heartbeats, Protocol
+    Lifecycle,
+    Outbox,
+    Claims,
+    Transitions,
+    Completions,
+    Maintenance,
+    Schedules,
+    Statuses,
+    Groups,
+    FlowControl,
+    Heartbeats,
+    Protocol,
 ):
     """Everything the store facade needs from a backend."""

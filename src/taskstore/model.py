@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -45,6 +45,8 @@ class State(StrEnum):
 _TERMINAL = frozenset({State.DONE, State.DEAD, State.CANCELLED})
 CLAIMABLE_STATES = frozenset({State.QUEUED, State.FAILED})
 TERMINAL_STATES = _TERMINAL
+# A unique task holds its key while it is in one of these states (SPEC §9): waiting, running, or waiting to retry.
+DEFAULT_UNIQUE_STATES = frozenset({State.QUEUED, State.CLAIMED, State.FAILED})
 
 
 def as_seconds(value: float | timedelta, what: str, *, positive: bool = False) -> float:
@@ -197,6 +199,11 @@ class NewTask:
     reference_id: str | None = None
     recurring_id: str | None = None
     group_id: str | None = None
+    unique_key: str | None = None
+    unique_for: float | timedelta | None = None
+    unique_states: Collection[State | str] | None = None
+    concurrency_key: str | None = None
+    expires_at: datetime | None = None
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
@@ -219,6 +226,44 @@ class NewTask:
             value = getattr(self, name)
             if value is not None:
                 check_id(value, name)
+        self._check_flow_control()
+
+    def _check_flow_control(self) -> None:
+        """SPEC §9's options. Expiry in the past is refused by the store, which knows what time it is."""
+        if self.concurrency_key is not None:
+            limits.name(self.concurrency_key, "concurrency_key")
+        if self.expires_at is not None:
+            check_aware(self.expires_at, "expires_at")
+        if self.unique_key is None:
+            if self.unique_for is not None or self.unique_states is not None:
+                raise InvalidTask("unique_for and unique_states need a unique_key")
+            return
+        limits.name(self.unique_key, "unique_key")
+        if self.unique_for is not None:
+            object.__setattr__(self, "unique_for", as_seconds(self.unique_for, "unique_for", positive=True))
+        if self.unique_states is not None:
+            object.__setattr__(self, "unique_states", unique_states(self.unique_states))
+
+    @property
+    def unique_hold(self) -> frozenset[State] | None:
+        """The states in which the created task holds its unique key; ``None`` without a key."""
+        if self.unique_key is None:
+            return None
+        states = self.unique_states
+        return DEFAULT_UNIQUE_STATES if states is None else frozenset(State(s) for s in states)
+
+
+def unique_states(value: object) -> frozenset[State]:
+    """A non-empty set of states that includes ``queued``: a task is created queued, so it holds its key from then."""
+    if isinstance(value, str) or not isinstance(value, Collection):
+        raise InvalidTask(f"unique_states must be a collection of states, got {value!r}")
+    try:
+        states = frozenset(State(s) for s in value)
+    except ValueError:
+        raise InvalidTask(f"unique_states holds an unknown state: {sorted(map(str, value))!r}") from None
+    if State.QUEUED not in states:
+        raise InvalidTask("unique_states must include 'queued': a task holds its key from the moment it is created")
+    return states
 
 
 @dataclass(frozen=True)
@@ -252,6 +297,14 @@ class Task:
     group_id: str | None = None
     retry: RetryPolicy | None = None
     cancel_requested: bool = False
+    unique_key: str | None = None
+    concurrency_key: str | None = None
+    expires_at: datetime | None = None
+    # While not None: the states in which this task still holds ``unique_key`` (SPEC §9). It becomes None
+    # for good once the task leaves them (see ``transitions``), or once ``unique_until`` has passed and
+    # another create of the key released it: a released key is never taken back.
+    unique_hold: frozenset[State] | None = None
+    unique_until: datetime | None = None
     seq: int = field(default=0, compare=False)
 
     def replace(self, **changes: Any) -> Task:
@@ -391,6 +444,46 @@ class WorkerHeartbeat:
 _TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(Task))
 
 
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A per-key limit (SPEC §9): at most ``concurrency`` tasks of ``key`` claimed at once, and at most
+    ``rate`` claims per ``per`` seconds on average.
+
+    The rate is a token bucket on the store's clock holding up to ``rate`` tokens (full when the limit is
+    set), refilled at ``rate / per`` tokens a second; a claim takes one. So after an idle spell up to
+    ``rate`` tasks start at once, and over any longer stretch the claims average ``rate`` per ``per``.
+    ``0`` for either holds every task of the key. ``None`` leaves that side unlimited.
+    """
+
+    key: str
+    concurrency: int | None = None
+    rate: int | None = None
+    per: float = 1.0
+
+    def __post_init__(self) -> None:
+        limits.name(self.key, "limit key")
+        if self.concurrency is None and self.rate is None:
+            raise InvalidTask("a limit needs a concurrency or a rate (clear_limit removes one)")
+        if self.concurrency is not None:
+            limits.integer(self.concurrency, "concurrency", 0)
+        if self.rate is not None:
+            limits.integer(self.rate, "rate", 0)
+        object.__setattr__(self, "per", as_seconds(self.per, "per", positive=True))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue as ``list_queues`` reports it: paused or not, its tasks by state (every state present,
+    archived tasks not counted), the ``run_at`` of its longest-waiting ready task, and how many live workers
+    (a heartbeat within the retention window) claim from it, counting workers that claim from every queue."""
+
+    name: str
+    paused: bool
+    counts: Mapping[State, int]
+    oldest_ready_at: datetime | None
+    workers: int
+
+
 def trusted_task(**fields: Any) -> Task:
     """Build a ``Task`` from every one of its fields without the dataclass ``__init__``.
 
@@ -423,12 +516,15 @@ __all__ = [
     "CLAIMABLE_STATES",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_PROCESSING_TIMEOUT",
+    "DEFAULT_UNIQUE_STATES",
     "TERMINAL_STATES",
     "Claim",
     "Failure",
     "GroupStatus",
+    "Limit",
     "NewTask",
     "Page",
+    "QueueInfo",
     "RecurringTask",
     "Report",
     "Result",

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
-from . import _recurring, _statuses, errors, limits, transitions
+from . import _recurring, _statuses, _why, errors, limits, transitions
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
@@ -38,11 +38,14 @@ from .backends._groups import template_json
 from .clock import Clock
 from .codec import Codec, JsonCodec, UndecodablePayload, decode, dump_json, encode
 from .model import (
+    TERMINAL_STATES,
     Claim,
     Failure,
     GroupStatus,
+    Limit,
     NewTask,
     Page,
+    QueueInfo,
     RecurringTask,
     Result,
     State,
@@ -353,16 +356,33 @@ class Store:
         return (await self.create_many([new], conn=conn))[0]
 
     async def create_many(self, news: Iterable[NewTask], *, conn: Any = None) -> list[Task]:
-        """All-or-nothing. With ``conn`` the insert joins the caller's open transaction."""
+        """All-or-nothing. With ``conn`` the insert joins the caller's open transaction.
+
+        A task with a ``unique_key`` whose key is held by a live task of its queue is not created: its
+        place in the result is that existing task (SPEC §9), for ``create`` too.
+        """
         rows = self._rows(news)
         if not rows:
             raise errors.InvalidTask("create_many needs at least one task")
+        if any(row.new.expires_at is not None for row in rows):
+            now = self.now()
+            for row in rows:
+                expires = row.new.expires_at
+                if expires is not None and expires <= now:
+                    raise errors.InvalidTask(
+                        f"expires_at {expires.isoformat()} is not in the future (now {now.isoformat()})"
+                    )
         driver = await self._ready()
-        created = await driver.insert(rows, conn)
-        if conn is None:
+        stored = await driver.insert(rows, conn)
+        created = stored
+        if any(task.id != row.id for task, row in zip(stored, rows, strict=True)):
+            # Unique tasks: an existing holder comes back as stored, with its payload still encoded.
+            created = [t if t.id == row.id else self._decoded(t) for t, row in zip(stored, rows, strict=True)]
+            stored = [t for t, row in zip(stored, rows, strict=True) if t.id == row.id]
+        if conn is None and stored:
             self._wake()
             self._touched()
-            self._publish(created, raw=True)
+            self._publish(stored, raw=True)
         return created
 
     # -- read -----------------------------------------------------------------------------------
@@ -664,7 +684,8 @@ class Store:
         return updated
 
     async def reap(self, *, limit: int | None = None) -> int:
-        """Fail every claim whose lease timed out, as ``mark_failed`` would; returns how many."""
+        """Fail every claim whose lease timed out, as ``mark_failed`` would, and cancel every waiting task past
+        its ``expires_at`` (failure type ``Expired``); returns how many tasks changed."""
         driver = await self._ready()
         total = 0
         while limit is None or total < limit:
@@ -693,6 +714,89 @@ class Store:
             total += n
             if n < _BATCH:
                 return total
+
+    # -- flow control (SPEC §9) -----------------------------------------------------------------
+
+    async def pause_queue(self, name: str) -> None:
+        """Claims skip the queue from now on (durable, across processes); running tasks finish."""
+        driver = await self._ready()
+        await driver.set_paused(check_queue(name), True)
+
+    async def resume_queue(self, name: str) -> None:
+        driver = await self._ready()
+        await driver.set_paused(check_queue(name), False)
+        self._wake()
+
+    async def list_queues(self) -> builtins.list[QueueInfo]:
+        """Every queue with tasks or a pause record: paused or not, counts per state, oldest ready, live workers."""
+        driver = await self._ready()
+        rows = await driver.queue_rows()
+        beats = await driver.list_heartbeats(self._heartbeat_cutoff())
+        return [
+            QueueInfo(
+                name=row.name,
+                paused=row.paused,
+                counts={state: row.counts.get(state, 0) for state in State},
+                oldest_ready_at=row.oldest_ready_at,
+                workers=sum(1 for b in beats if not b.queues or row.name in b.queues),
+            )
+            for row in rows
+        ]
+
+    async def set_limit(
+        self, key: str, concurrency: int | None = None, rate: int | None = None, per: float | timedelta = 1.0
+    ) -> Limit:
+        """Limit the tasks of ``concurrency_key=key``: at most ``concurrency`` claimed at once across every
+        worker, at most ``rate`` claims per ``per`` seconds (a token bucket; see ``Limit``). Replaces a
+        previous limit of the key."""
+        limit = Limit(key=key, concurrency=concurrency, rate=rate, per=as_seconds(per, "per", positive=True))
+        driver = await self._ready()
+        await driver.put_limit(limit)
+        self._wake()
+        return limit
+
+    async def clear_limit(self, key: str) -> bool:
+        """Remove a key's limit (its tasks are unlimited again); False if it had none."""
+        driver = await self._ready()
+        removed = await driver.delete_limit(limits.name(key, "limit key"))
+        if removed:
+            self._wake()
+        return removed
+
+    async def list_limits(self) -> builtins.list[Limit]:
+        driver = await self._ready()
+        return await driver.list_limits()
+
+    async def why(self, id: str) -> builtins.list[str]:
+        """Every gate holding the task back, in plain words; empty when a claim would take it now.
+
+        Archived tasks are read too (they have finished). ``NotFound`` when the id is unknown.
+        """
+        driver = await self._ready()
+        task_id_ = check_id(id)
+        try:
+            task = await driver.get(task_id_)
+        except errors.NotFound:
+            task = await driver.get(task_id_, archived=True)
+        now = self.now()
+        gate, holders, paused = None, [], False
+        if task.state not in TERMINAL_STATES:
+            paused = task.queue in await driver.paused_queues()
+            if task.concurrency_key is not None:
+                gate = await driver.key_gate(task.concurrency_key)
+                if gate is not None:
+                    holders = await driver.claimed_with_key(task.concurrency_key, 10)
+        workers = await driver.list_heartbeats(self._heartbeat_cutoff())
+        facts = _why.Facts(
+            task=task,
+            now=now,
+            paused=paused,
+            gate=gate,
+            holders=holders,
+            workers=workers,
+            worker_window=self.heartbeat_retention,
+        )
+        return _why.reasons(facts)
 
     # -- recurring schedules (SPEC §2, §8) -------------------------------------------------------
 

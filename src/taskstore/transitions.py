@@ -31,9 +31,14 @@ from .retry import DEFAULT_POLICY, Rand
 
 TIMED_OUT = "timed_out"
 CANCELLED = "cancelled"
+EXPIRED = "Expired"
 
 
 def _touch(task: Task, now: datetime, **changes: Any) -> Task:
+    """The next version of ``task``. A unique task leaving its ``unique_hold`` states releases its key for good."""
+    hold = task.unique_hold
+    if hold is not None and changes.get("state", task.state) not in hold:
+        changes["unique_hold"] = None
     return task.replace(version=task.version + 1, updated_at=now, **changes)
 
 
@@ -64,12 +69,59 @@ def create(new: NewTask, *, task_id: str, now: datetime, args: Any = None, seq: 
         group_id=new.group_id,
         retry=new.retry if new.retry is not None else DEFAULT_POLICY,
         cancel_requested=False,
+        unique_key=new.unique_key,
+        concurrency_key=new.concurrency_key,
+        expires_at=new.expires_at,
+        unique_hold=new.unique_hold,
+        unique_until=None if new.unique_for is None else now + as_timedelta(new.unique_for),
         seq=seq,
     )
 
 
+def as_timedelta(value: float | timedelta) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+
+
+def is_expired(task: Task, now: datetime) -> bool:
+    """Past its ``expires_at``: never claimed again (SPEC §9); the reaper ends it with ``expire``."""
+    return task.expires_at is not None and task.expires_at <= now
+
+
 def is_claimable(task: Task, now: datetime) -> bool:
-    return task.state in CLAIMABLE_STATES and task.run_at <= now
+    """Waiting, ready and not expired. Paused queues and key limits are the claim's own gates (see ``gates``)."""
+    return task.state in CLAIMABLE_STATES and task.run_at <= now and not is_expired(task, now)
+
+
+def holds_key(task: Task, now: datetime) -> bool:
+    """Whether ``task`` still keeps its unique key from a new create: in its hold states and within ``unique_for``."""
+    hold = task.unique_hold
+    return hold is not None and task.state in hold and (task.unique_until is None or task.unique_until > now)
+
+
+def release_key(task: Task, now: datetime) -> Task:
+    """A holder past ``unique_for`` gives its key up to a new create of the same key (nothing else changes)."""
+    return _touch(task, now, unique_hold=None)
+
+
+def expire(task: Task, *, now: datetime) -> Task | None:
+    """A waiting task past ``expires_at`` ends ``cancelled`` with failure type ``Expired``; None otherwise.
+
+    A claimed task is left to finish (it was claimed in time); a claimed task's retry is still refused
+    by ``is_claimable``, and the reaper ends it once it is waiting again.
+    """
+    if task.state not in CLAIMABLE_STATES or not is_expired(task, now):
+        return None
+    assert task.expires_at is not None
+    failure = Failure(type=EXPIRED, message=f"expired at {task.expires_at.isoformat()} before it ran", retryable=False)
+    return _touch(
+        task,
+        now,
+        state=State.CANCELLED,
+        claim=None,
+        finished_at=now,
+        result=Result(at=now, failure=failure),
+        cancel_requested=False,
+    )
 
 
 def is_timed_out(task: Task, now: datetime) -> bool:

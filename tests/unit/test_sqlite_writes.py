@@ -10,7 +10,7 @@ import pytest
 
 from taskstore import NewTask, transitions
 from taskstore.backends._sql import load_script
-from taskstore.backends.sqlite import Q, _statements
+from taskstore.backends.sqlite import _MIGRATIONS, Q, _statements
 from taskstore.backends.sqlite._rows import insert_params, task_from_row, update_params, write_statement
 from taskstore.model import Task
 
@@ -19,8 +19,9 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 def _db(path: Path, task: Task) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
-    for statement in _statements(load_script("taskstore.backends.sqlite", "schema_1.sql")):
-        conn.execute(statement)
+    for version in sorted(_MIGRATIONS):
+        for statement in _statements(load_script("taskstore.backends.sqlite", _MIGRATIONS[version])):
+            conn.execute(statement)
     conn.execute(Q["insert_task"], insert_params(task, b'{"a":1}'))
     return conn
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from ..codec import dump_json
@@ -16,6 +17,20 @@ from ..model import Claim, Failure, Report, Result, State, Task, trusted_task
 from ..retry import RetryPolicy
 
 _STATES = {s.value: s for s in State}
+
+
+@lru_cache(maxsize=64)
+def hold_of(text: str | None) -> frozenset[State] | None:
+    """A ``unique_hold`` column (",queued,claimed,failed,") as a set of states; NULL is None."""
+    return None if text is None else frozenset(_STATES[s] for s in text.split(",") if s)
+
+
+@lru_cache(maxsize=64)
+def hold_text(hold: frozenset[State] | None) -> str | None:
+    """The column form of ``unique_hold``: delimited on both sides, so a state matches with one ``instr``."""
+    if hold is None:
+        return None
+    return "," + ",".join(s.value for s in State if s in hold) + ","
 
 
 def task_from_columns(
@@ -65,6 +80,11 @@ def task_from_columns(
         group_id=r[30],
         retry=policy(r[12]),
         cancel_requested=bool(r[20]),
+        unique_key=r[31],
+        concurrency_key=r[34],
+        expires_at=None if r[35] is None else time(r[35]),
+        unique_hold=hold_of(r[32]),
+        unique_until=None if r[33] is None else time(r[33]),
         seq=r[0],
     )
 
@@ -92,6 +112,7 @@ def update_columns(task: Task, old_version: int, time: Callable[[datetime], Any]
         time(task.last_enqueued_at),
         None if task.finished_at is None else time(task.finished_at),
         task.version,
+        hold_text(task.unique_hold),
         task.seq,
         old_version,
     )

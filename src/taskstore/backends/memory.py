@@ -25,12 +25,14 @@ from ..backend import (
     ListQuery,
     NewRow,
     Outcome,
+    QueueRow,
     RecurringRow,
     StatusRow,
     apply_in_order,
 )
 from ..clock import Clock
-from ..model import State, Task, WorkerHeartbeat
+from ..gates import KeyGate
+from ..model import Limit, State, Task, WorkerHeartbeat
 from . import _groups
 
 
@@ -390,6 +392,33 @@ class MemoryDriver:
             return len(old)
 
     # -- worker heartbeats ----------------------------------------------------------------------
+
+    # -- flow control (SPEC §9) -----------------------------------------------------------------
+    # FOUNDATION STUBS: replaced by the backend's implementation in this same issue (not to be merged as is).
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        raise NotImplementedError
+
+    async def paused_queues(self) -> set[str]:
+        raise NotImplementedError
+
+    async def queue_rows(self) -> list[QueueRow]:
+        raise NotImplementedError
+
+    async def put_limit(self, limit: Limit) -> None:
+        raise NotImplementedError
+
+    async def delete_limit(self, key: str) -> bool:
+        raise NotImplementedError
+
+    async def list_limits(self) -> list[Limit]:
+        raise NotImplementedError
+
+    async def key_gate(self, key: str) -> KeyGate | None:
+        raise NotImplementedError
+
+    async def claimed_with_key(self, key: str, limit: int) -> list[Task]:
+        raise NotImplementedError
 
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         with self._lock:

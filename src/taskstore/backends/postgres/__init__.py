@@ -41,21 +41,25 @@ from ...backend import (
     ListQuery,
     NewRow,
     Outcome,
+    QueueRow,
     RecurringRow,
     StatusRow,
     apply_in_order,
 )
 from ...clock import Clock
+from ...gates import KeyGate
 from ...model import (
     CLAIMABLE_STATES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PROCESSING_TIMEOUT,
+    Limit,
     State,
     Task,
     WorkerHeartbeat,
 )
 from ...retry import DEFAULT_POLICY
 from .. import _groups
+from .._columns import hold_text
 from .._sql import load_queries
 
 try:
@@ -424,6 +428,11 @@ class PostgresDriver:
                     None if n.retry is None or n.retry is DEFAULT_POLICY else n.retry.to_spec(),
                     n.recurring_id,
                     n.group_id,
+                    n.unique_key,
+                    hold_text(n.unique_hold),
+                    n.unique_for,
+                    n.concurrency_key,
+                    None if n.expires_at is None else n.expires_at.isoformat(),
                 ]
             )
         channel = self.channel if self.notify else ""
@@ -842,6 +851,33 @@ class PostgresDriver:
         return await self._execute("purge_groups")
 
     # -- worker heartbeats ----------------------------------------------------------------------
+
+    # -- flow control (SPEC §9) -----------------------------------------------------------------
+    # FOUNDATION STUBS: replaced by the backend's implementation in this same issue (not to be merged as is).
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        raise NotImplementedError
+
+    async def paused_queues(self) -> set[str]:
+        raise NotImplementedError
+
+    async def queue_rows(self) -> list[QueueRow]:
+        raise NotImplementedError
+
+    async def put_limit(self, limit: Limit) -> None:
+        raise NotImplementedError
+
+    async def delete_limit(self, key: str) -> bool:
+        raise NotImplementedError
+
+    async def list_limits(self) -> list[Limit]:
+        raise NotImplementedError
+
+    async def key_gate(self, key: str) -> KeyGate | None:
+        raise NotImplementedError
+
+    async def claimed_with_key(self, key: str, limit: int) -> list[Task]:
+        raise NotImplementedError
 
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         row = await self._fetchone(

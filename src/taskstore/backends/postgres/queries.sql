@@ -9,10 +9,11 @@ WITH clock AS (SELECT {now} AS now),
 {announce_seqs}
 INSERT INTO {schema}.tasks (id, queue, kind, args, context, reference_id, priority, run_at, max_attempts, attempts,
                             processing_timeout, retry, state, created_at, updated_at, last_enqueued_at, version,
-                            recurring_id, group_id)
+                            recurring_id, group_id, unique_key, unique_hold, unique_until, concurrency_key, expires_at)
 SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), nullif(r->4, 'null'), r->>5, (r->>6)::int,
        coalesce((r->>7)::timestamptz, clock.now), (r->>8)::int, 0, (r->>9)::float8, nullif(r->10, 'null'), 'queued',
-       clock.now, clock.now, clock.now, 1, r->>11, r->>12
+       clock.now, clock.now, clock.now, 1, r->>11, r->>12, r->>13, r->>14,
+       clock.now + (r->>15)::float8 * interval '1 second', r->>16, (r->>17)::timestamptz
   FROM clock, announced, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS batch(r, ord)
  ORDER BY batch.ord
 -- The notification rides in the same statement (an uncorrelated subquery runs once), so a single enqueue is one
@@ -109,7 +110,8 @@ UPDATE {schema}.tasks t
    SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
        token = replace(gen_random_uuid()::text, '-', ''), claimed_at = {now},
        times_out_at = {now} + t.processing_timeout * interval '1 second',
-       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = {now}, version = t.version + 1
+       report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = {now}, version = t.version + 1,
+       unique_hold = CASE WHEN strpos(t.unique_hold, ',claimed,') > 0 THEN t.unique_hold END
   FROM picked
  WHERE t.seq = picked.seq
 RETURNING t.*
@@ -176,7 +178,8 @@ SELECT EXISTS (
 UPDATE {schema}.tasks
    SET state = %s, attempts = %s, run_at = %s, worker_id = %s, token = %s, claimed_at = %s, times_out_at = %s,
        report_at = %s, report_data = %s::jsonb, cancel_requested = %s, result_at = %s, result_value = %s,
-       result_failure = %s::jsonb, updated_at = %s, last_enqueued_at = %s, finished_at = %s, version = %s
+       result_failure = %s::jsonb, updated_at = %s, last_enqueued_at = %s, finished_at = %s, version = %s,
+       unique_hold = %s
  WHERE seq = %s AND version = %s
 
 -- name: write_report
@@ -202,7 +205,8 @@ clock AS (SELECT {now_after_locks} AS now)
 UPDATE {schema}.tasks t
    SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL, report_at = NULL,
        report_data = NULL, cancel_requested = false, result_at = clock.now, result_value = locked.value,
-       result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1
+       result_failure = NULL, finished_at = clock.now, updated_at = clock.now, version = t.version + 1,
+       unique_hold = CASE WHEN strpos(t.unique_hold, ',done,') > 0 THEN t.unique_hold END
   FROM clock, locked
  WHERE t.seq = locked.seq
 

@@ -37,21 +37,30 @@ from ...backend import (
     ListQuery,
     NewRow,
     Outcome,
+    QueueRow,
     RecurringRow,
     StatusRow,
     apply_in_order,
 )
 from ...clock import Clock
-from ...model import State, Task, WorkerHeartbeat
+from ...gates import KeyGate
+from ...model import Limit, State, Task, WorkerHeartbeat
 from .. import _groups
 from .._sql import load_queries, load_script
 from ._commits import watch_commits
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
-_MIGRATIONS = {1: "schema_1.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql", 5: "schema_5.sql"}
+_MIGRATIONS = {
+    1: "schema_1.sql",
+    2: "schema_2.sql",
+    3: "schema_3.sql",
+    4: "schema_4.sql",
+    5: "schema_5.sql",
+    6: "schema_6.sql",
+}
 Q = load_queries(__name__, "queries.sql")
 
 R = TypeVar("R")
@@ -809,6 +818,33 @@ class SQLiteDriver:
         return await self._run(purge)
 
     # -- worker heartbeats ----------------------------------------------------------------------
+
+    # -- flow control (SPEC §9) -----------------------------------------------------------------
+    # FOUNDATION STUBS: replaced by the backend's implementation in this same issue (not to be merged as is).
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        raise NotImplementedError
+
+    async def paused_queues(self) -> set[str]:
+        raise NotImplementedError
+
+    async def queue_rows(self) -> list[QueueRow]:
+        raise NotImplementedError
+
+    async def put_limit(self, limit: Limit) -> None:
+        raise NotImplementedError
+
+    async def delete_limit(self, key: str) -> bool:
+        raise NotImplementedError
+
+    async def list_limits(self) -> list[Limit]:
+        raise NotImplementedError
+
+    async def key_gate(self, key: str) -> KeyGate | None:
+        raise NotImplementedError
+
+    async def claimed_with_key(self, key: str, limit: int) -> list[Task]:
+        raise NotImplementedError
 
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         stamped = dataclasses.replace(heartbeat, timestamp=self.clock.now())

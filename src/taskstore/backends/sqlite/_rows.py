@@ -11,7 +11,7 @@ from typing import Any, cast
 from ...codec import dump_json
 from ...model import State, Task
 from ...retry import DEFAULT_POLICY, RetryPolicy, policy_from_spec
-from .._columns import task_from_columns, update_columns
+from .._columns import hold_text, task_from_columns, update_columns
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -79,6 +79,11 @@ def insert_params(task: Task, payload: bytes) -> tuple[Any, ...]:
         now_us,
         task.recurring_id,
         task.group_id,
+        task.unique_key,
+        hold_text(task.unique_hold),
+        to_us_or_none(task.unique_until),
+        task.concurrency_key,
+        to_us_or_none(task.expires_at),
     )
 
 
@@ -102,7 +107,9 @@ def write_statement(old: Task, new: Task) -> tuple[str, tuple[Any, ...]]:
     change still goes through the full ``update_task``.
     """
     c = new.claim
-    same_rest = old.run_at == new.run_at and old.last_enqueued_at == new.last_enqueued_at
+    same_rest = (
+        old.run_at == new.run_at and old.last_enqueued_at == new.last_enqueued_at and old.unique_hold is new.unique_hold
+    )
     if c is not None and old.state is not State.CLAIMED and new.state is State.CLAIMED:
         if same_rest and old.result is new.result and old.finished_at == new.finished_at and c.last_report is None:
             return "write_claim", (

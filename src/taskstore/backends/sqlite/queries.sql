@@ -7,8 +7,9 @@ SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0),
 -- name: insert_task
 INSERT INTO tasks (seq, id, queue, kind, args, context, reference_id, priority, run_at, max_attempts,
                    attempts, processing_timeout, retry, state, created_at, updated_at, last_enqueued_at,
-                   version, recurring_id, group_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 'queued', ?, ?, ?, 1, ?, ?)
+                   version, recurring_id, group_id, unique_key, unique_hold, unique_until, concurrency_key,
+                   expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 'queued', ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: existing_ids
 SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?))
@@ -29,7 +30,7 @@ SELECT * FROM tasks_archive WHERE id = ? ORDER BY seq DESC LIMIT 1
 UPDATE tasks
    SET state = ?, attempts = ?, run_at = ?, worker_id = ?, token = ?, claimed_at = ?, times_out_at = ?,
        report_at = ?, report_data = ?, cancel_requested = ?, result_at = ?, result_value = ?,
-       result_failure = ?, updated_at = ?, last_enqueued_at = ?, finished_at = ?, version = ?
+       result_failure = ?, updated_at = ?, last_enqueued_at = ?, finished_at = ?, version = ?, unique_hold = ?
  WHERE seq = ? AND version = ?
 
 -- name: claimable_in_queue
@@ -64,7 +65,8 @@ SELECT priority, run_at, seq FROM tasks
 UPDATE tasks
    SET state = 'claimed', attempts = attempts + 1, worker_id = :worker, token = lower(hex(randomblob(16))),
        claimed_at = :now, times_out_at = :now + CAST(round(processing_timeout * 1000000) AS INTEGER),
-       report_at = NULL, report_data = NULL, cancel_requested = 0, updated_at = :now, version = version + 1
+       report_at = NULL, report_data = NULL, cancel_requested = 0, updated_at = :now, version = version + 1,
+       unique_hold = CASE WHEN instr(unique_hold, ',claimed,') > 0 THEN unique_hold END
  WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state IN ('queued', 'failed') AND run_at <= :now
 RETURNING *
 
@@ -199,7 +201,8 @@ INSERT INTO temp.completion_stage (id, token, worker_id, value) VALUES (?, ?, ?,
 UPDATE tasks
    SET state = 'done', worker_id = NULL, token = NULL, claimed_at = NULL, times_out_at = NULL,
        report_at = NULL, report_data = NULL, cancel_requested = 0, result_at = :now, result_value = s.value,
-       result_failure = NULL, finished_at = :now, updated_at = :now, version = tasks.version + 1
+       result_failure = NULL, finished_at = :now, updated_at = :now, version = tasks.version + 1,
+       unique_hold = CASE WHEN instr(tasks.unique_hold, ',done,') > 0 THEN tasks.unique_hold END
   FROM temp.completion_stage AS s
  WHERE tasks.id = s.id AND tasks.state = 'claimed' AND tasks.token = s.token AND tasks.worker_id = s.worker_id
 

@@ -14,8 +14,8 @@ One worker is one event loop with these background tasks, all owned by the ``Wor
 - maintenance (reaper, archiver, recurring scheduler) and the worker's own heartbeat record.
 
 A handler never crashes the worker: whatever it raises (``SystemExit`` and ``KeyboardInterrupt``
-included) becomes the attempt's failure. Unknown kinds and undecodable payloads go to ``dead`` with a
-clear failure.
+included) becomes the attempt's failure; ``taskstore.Retry``/``Reject`` and ``retry_for`` choose how it is
+retried (see ``control``). Unknown kinds and undecodable payloads go to ``dead`` with a clear failure.
 """
 
 from __future__ import annotations

@@ -29,6 +29,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--torture-features",
         default="all",
-        help="torture scenarios on top of the base load: comma-separated exit, sync_hang, nul, chord_faults; "
+        help="torture scenarios on top of the base load: comma-separated exit, sync_hang, nul, chord_faults, chains; "
         "all (the default) or none",
     )

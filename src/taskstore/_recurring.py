@@ -51,6 +51,7 @@ def to_row(task: RecurringTask, codec: Codec, next_at: datetime) -> RecurringRow
         args=encode(codec, t.args, "recurring task args"),
         skip_if_outstanding=task.skip_if_outstanding,
         next_at=next_at,
+        owner=task.owner,
     )
 
 
@@ -65,4 +66,5 @@ def from_row(row: RecurringRow, codec: Codec) -> RecurringTask:
         template=template_of(row, codec),
         skip_if_outstanding=row.skip_if_outstanding,
         next_at=row.next_at,
+        owner=row.owner,
     )

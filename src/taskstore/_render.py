@@ -95,4 +95,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "version": task.version,
         "recurring_id": task.recurring_id,
         "group_id": task.group_id,
+        "unique_key": task.unique_key,
+        "concurrency_key": task.concurrency_key,
+        "expires_at": _time(task.expires_at),
     }

@@ -120,15 +120,24 @@ class StatusRow:
 
 @dataclass(frozen=True, slots=True)
 class ChordRow:
-    """A chord's callback, stored with its group: the task's id, its template as JSON, its encoded args."""
+    """A task to insert later, stored with its group: a chord's callback or a chain's link.
+
+    The task's id, its template as JSON, its own encoded args (the results go before them).
+    """
 
     id: str
     template: str
     args: bytes
 
 
-# Builds a callback's encoded args from its template's encoded args and the members' encoded results.
-ChordArgs = Callable[[bytes, Sequence[bytes | None]], bytes]
+class ChordArgs(Protocol):
+    """Builds a callback's encoded args from its template's encoded args and the encoded results before it.
+
+    A chord's callback gets the members' results as one list; a chain's link (``single``) gets the one
+    result of the link before it, as itself.
+    """
+
+    def __call__(self, template: bytes, results: Sequence[bytes | None], /, *, single: bool = False) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +148,8 @@ class GroupRow:
     are the store's own tasks of the group (live or archived), in member order: their states are the
     group's. ``member_ids`` and ``callback`` are set for a group enqueued with its members (a chord
     has a callback); ``ttl`` is how long the group is kept once its last member has finished.
+    A chain is a group whose members are its links, inserted one at a time: ``links`` holds the
+    templates of every link after the first (empty for a chain of one), in order.
     """
 
     id: str
@@ -155,6 +166,7 @@ class GroupRow:
     callback: ChordRow | None = None
     ttl: float | None = None
     members: tuple[Task, ...] = ()
+    links: tuple[ChordRow, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +202,13 @@ class Outbox(Protocol):
 
         Unique tasks (SPEC §9): a row whose ``(queue, unique_key)`` is held by a stored task
         (``transitions.holds_key``) is not inserted; its task in the result is that holder as stored
-        (``args`` still encoded: the store tells it apart by its id differing from ``row.id``). A holder
+        (``args`` still encoded). A holder
         whose ``unique_until`` has passed is released (``transitions.release_key``) and the row inserted,
         in the same transaction. A later row of the batch with the key of an earlier one gets that
-        earlier task. The unique index ``tasks_unique`` (or the memory backend's lock) is what decides, so
+        earlier task (the same object, or that task as stored). The store tells inserted tasks from
+        holders by ``task.args is row.new.args`` (a holder may even have the row's id: the same create
+        sent twice), so an inserted task must carry the row's own ``args`` object, never a copy.
+        The unique index ``tasks_unique`` (or the memory backend's lock) is what decides, so
         two processes racing to create one key get one task; never a read-then-insert without it.
         """
         ...
@@ -309,7 +324,8 @@ class Groups(Protocol):
     Whenever a write ends a task that has a ``group_id`` (``apply``, ``acknowledge``, ``reap``,
     ``claim_task``), the driver settles that group in the same transaction (see ``_groups.settle``):
     once no member is unfinished it keeps the group ``ttl`` longer, and when every member is ``done``
-    it claims the chord and inserts the callback, built with ``chord_args``, exactly once.
+    it claims the chord and inserts the callback, built with ``chord_args``, exactly once. A chain's
+    link that ends ``done`` inserts the next link there, exactly once, the same way.
     """
 
     chord_args: ChordArgs

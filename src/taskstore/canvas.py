@@ -14,6 +14,16 @@ group's), with the members' results in member order as its first argument. A com
 to a stale worker changes nothing, so it cannot fire the chord. A member that ends ``dead`` or
 ``cancelled`` fails the group at once: ``ChordHandle.result()`` raises ``ChordFailed`` naming it. The
 group is kept while a member is unfinished, however long the backlog, and for its ``ttl`` after.
+
+A chain runs its links one after another, each with the result of the one before as its first argument:
+
+    handle = await app.chain(fetch.s(url), parse.s(), store_rows.s(table="t")).enqueue()
+    rows = await handle.result(timeout=60)           # store_rows(parse(fetch(url)), table="t")
+
+It is a group whose members are its links (``Store.create_chain``): only the first is enqueued at once,
+and the transaction that ends a link ``done`` inserts the next one, exactly once, by the machinery
+that fires a chord. A link that ends ``dead`` or ``cancelled`` stops the chain: no later link runs,
+and ``ChainHandle.result()`` raises ``ChainFailed`` naming it.
 """
 
 from __future__ import annotations
@@ -27,10 +37,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import errors
 from ._ids import task_id
-from .model import GroupStatus, NewTask, StatusState, as_seconds
+from .model import GroupStatus, NewTask, State, StatusState, Task, as_seconds
 
 if TYPE_CHECKING:
     from .client import App, TaskFunction, TaskHandle
+    from .store import Store
 
 R = TypeVar("R")
 
@@ -136,6 +147,9 @@ class Group:
         gid, ids = await self._start(None)
         return GroupHandle(self.app, gid, ids)
 
+    def enqueue_sync(self) -> GroupHandle:
+        return self.app.run_sync(self.enqueue())
+
 
 class Chord:
     def __init__(self, app: App, group: Group | Sequence[Signature[Any]], callback: Signature[Any]) -> None:
@@ -146,3 +160,111 @@ class Chord:
     async def enqueue(self) -> ChordHandle:
         gid, ids = await self.group._start(self.callback)
         return ChordHandle(self.app, gid, ids, callback=callback_id(gid))
+
+    def enqueue_sync(self) -> ChordHandle:
+        return self.app.run_sync(self.enqueue())
+
+
+class ChainFailed(errors.TaskstoreError):
+    """A link of the chain ended ``dead`` or ``cancelled`` (or never came): the links after it will not run.
+
+    ``index`` and ``link_id`` name the link; ``task`` is it as it ended (``None`` if it was never enqueued).
+    """
+
+    def __init__(self, chain_id: str, index: int, link_id: str, task: Task | None) -> None:
+        self.chain_id, self.index, self.link_id, self.task = chain_id, index, link_id, task
+        self.failure = None if task is None or task.result is None else task.result.failure
+        if task is None:
+            how = "was never enqueued (the chain's group was gone when the link before it ended)"
+        elif task.state is State.CANCELLED:
+            how = f"({task.kind}) was cancelled"
+        else:
+            what = f"{self.failure.type}: {self.failure.message}" if self.failure else "no failure recorded"
+            how = f"({task.kind}) failed after {task.attempts} attempt(s): {what}"
+        super().__init__(f"chain {chain_id!r}: link {index} {link_id!r} {how}; the links after it will not run")
+
+
+@dataclass
+class ChainHandle:
+    app: App
+    id: str
+    links: list[str]
+
+    async def status(self) -> GroupStatus | None:
+        """The chain's group: one result per link that has ended."""
+        store = await self.app.store()
+        return await store.get_group(self.id)
+
+    def link(self, index: int) -> TaskHandle[Any]:
+        """A handle on one link (a later link exists only once the one before it is ``done``)."""
+        return self.app.handle(self.links[index])
+
+    async def result(self, timeout: float | timedelta | None = None) -> Any:  # noqa: ASYNC109 (as TaskHandle)
+        """The last link's result, once every link is ``done``.
+
+        Follows the links in order, waiting on each (a link is there as soon as the one before it is
+        ``done``). Raises ``ChainFailed`` naming the first link that ended ``dead`` or ``cancelled``, and
+        ``TimeoutError`` when ``timeout`` seconds pass first (the chain itself is not touched).
+        """
+        limit = None if timeout is None else as_seconds(timeout, "timeout")
+        deadline = None if limit is None else time.monotonic() + limit
+        store = await self.app.store()
+        value: Any = None
+        for index, link_id in enumerate(self.links):
+            task = await _find(store, link_id, first=index == 0)
+            if task is not None and not task.state.is_terminal:
+                task = await _ended(store, link_id, deadline, f"chain {self.id!r}", limit)
+            if task is None or task.state is not State.DONE:
+                raise ChainFailed(self.id, index, link_id, task)
+            value = task.result.value if task.result is not None else None
+        return value
+
+    def result_sync(self, timeout: float | timedelta | None = None) -> Any:
+        return self.app.run_sync(self.result(timeout))
+
+
+async def _find(store: Store, link_id: str, *, first: bool) -> Task | None:
+    """The link, live or archived; ``None`` if it was never enqueued (``NotFound`` for a first link)."""
+    try:
+        return await store.get(link_id)
+    except errors.NotFound:
+        try:
+            return await store.get_archived(link_id)
+        except errors.NotFound:
+            if first:
+                raise
+            return None
+
+
+async def _ended(store: Store, task_id: str, deadline: float | None, what: str, limit: float | None) -> Task | None:
+    """The task once it has ended, watched (not polled) until then (it may be archived by the time it is read)."""
+    left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    try:
+        async with asyncio.timeout(left):
+            async for status in store.watch(task_id):
+                if status.state.is_terminal:
+                    break
+    except TimeoutError:
+        raise TimeoutError(f"{what} did not finish within {limit:g}s (waiting on {task_id!r})") from None
+    return await _find(store, task_id, first=False)
+
+
+class Chain:
+    def __init__(self, app: App, links: Sequence[Signature[Any]], *, ttl: float | timedelta | None = None) -> None:
+        if not links:
+            raise errors.InvalidTask("a chain needs at least one link")
+        self.app = app
+        self.links = list(links)
+        self.ttl = ttl
+
+    async def enqueue(self) -> ChainHandle:
+        store = await self.app.store()
+        cid = task_id()
+        ids = [member_id(cid, i) for i in range(len(self.links))]
+        await store.create_chain(
+            cid, [sig.new_task(id=i) for sig, i in zip(self.links, ids, strict=True)], ttl=self.ttl
+        )
+        return ChainHandle(self.app, cid, ids)
+
+    def enqueue_sync(self) -> ChainHandle:
+        return self.app.run_sync(self.enqueue())

@@ -15,7 +15,7 @@ import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import errors, limits
+from . import _ids, errors, limits
 from ._connect import default_url, redact
 from ._connect import open as open_store
 from ._render import json_text, printable, task_json
 from .client import App
-from .model import NewTask, State, Task, WorkerHeartbeat
+from .model import Limit, NewTask, QueueInfo, RecurringTask, State, Task, WorkerHeartbeat, check_queue
 from .store import Store
 
 if TYPE_CHECKING:
@@ -224,6 +224,243 @@ def _state(value: str | None) -> State | None:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(s.value for s in State)}") from None
 
 
+def _age(seconds: float) -> str:
+    """A wait, short: 42s, 5m 3s, 2h 5m, 3d 4h."""
+    whole = max(0, int(seconds))
+    for size, unit, smaller, small_unit in ((86400, "d", 3600, "h"), (3600, "h", 60, "m"), (60, "m", 1, "s")):
+        if whole >= size:
+            return f"{whole // size}{unit} {whole % size // smaller}{small_unit}"
+    return f"{whole}s"
+
+
+def _queue_json(info: QueueInfo, now: datetime) -> dict[str, Any]:
+    oldest = info.oldest_ready_at
+    return {
+        "name": info.name,
+        "paused": info.paused,
+        "counts": {state.value: n for state, n in info.counts.items()},
+        "oldest_ready_at": oldest.isoformat() if oldest else None,
+        "oldest_ready_age": None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+        "workers": info.workers,
+    }
+
+
+def _queue_commands(app: typer.Typer, cli: _Cli) -> None:
+    queues = typer.Typer(help="Look at queues; pause and resume them.", no_args_is_help=True)
+    app.add_typer(queues, name="queues")
+
+    @queues.command("ls")
+    def queues_ls(url: UrlOption = None, as_json: JsonOption = False) -> None:
+        """List queues: paused or not, live tasks per state, the oldest ready task's wait, live workers."""
+
+        async def look(store: Store) -> tuple[datetime, list[QueueInfo]]:
+            infos = await store.list_queues()
+            return store.now(), infos
+
+        now, infos = cli.run(url, look, create=False)
+        if as_json:
+            cli.print_json([_queue_json(info, now) for info in infos])
+            return
+        if not infos:
+            cli.err.print("no queues")
+            return
+        table = Table(header_style="bold")
+        table.add_column("queue", overflow="fold")
+        table.add_column("paused")
+        for state in State:
+            table.add_column(state.value, justify="right")
+        table.add_column("oldest ready", justify="right")
+        table.add_column("workers", justify="right")
+        for info in infos:
+            oldest = info.oldest_ready_at
+            table.add_row(
+                _text(info.name),
+                Text("paused", style="yellow") if info.paused else Text("no", style="dim"),
+                *(f"{info.counts.get(state, 0):,}" for state in State),
+                "" if oldest is None else _age((now - oldest).total_seconds()),
+                str(info.workers),
+            )
+        cli.out.print(table)
+
+    def pause_or_resume(name: str, url: str | None, as_json: bool, paused: bool) -> None:
+        try:
+            check_queue(name)  # before opening (and maybe creating) the store
+        except errors.InvalidTask as exc:
+            cli.fail(exc)
+        cli.run(url, lambda s: s.pause_queue(name) if paused else s.resume_queue(name))
+        if as_json:
+            cli.print_json({"queue": name, "paused": paused})
+        elif paused:
+            cli.say(f"paused {name}: no worker claims its tasks until it is resumed; running tasks finish")
+        else:
+            cli.say(f"resumed {name}")
+
+    @queues.command("pause")
+    def queues_pause(
+        name: Annotated[str, typer.Argument(metavar="NAME")], url: UrlOption = None, as_json: JsonOption = False
+    ) -> None:
+        """Stop every worker claiming the queue's tasks (durable); running tasks finish."""
+        pause_or_resume(name, url, as_json, True)
+
+    @queues.command("resume")
+    def queues_resume(
+        name: Annotated[str, typer.Argument(metavar="NAME")], url: UrlOption = None, as_json: JsonOption = False
+    ) -> None:
+        """Let workers claim the queue's tasks again."""
+        pause_or_resume(name, url, as_json, False)
+
+
+def _next_run(at: datetime | None) -> str | None:
+    # A schedule that cannot fire is parked at the latest instant the store keeps.
+    if at is None or at >= limits.LATEST:
+        return None
+    return at.isoformat()
+
+
+def _recurring_json(r: RecurringTask) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "schedule": r.schedule,
+        "next_at": _next_run(r.next_at),
+        "owner": r.owner,
+        "queue": r.template.queue,
+        "kind": r.template.kind,
+        "skip_if_outstanding": r.skip_if_outstanding,
+    }
+
+
+def _recurring_commands(app: typer.Typer, cli: _Cli) -> None:
+    recurring = typer.Typer(help="Look at recurring schedules; remove one.", no_args_is_help=True)
+    app.add_typer(recurring, name="recurring")
+
+    @recurring.command("ls")
+    def recurring_ls(url: UrlOption = None, as_json: JsonOption = False) -> None:
+        """List recurring schedules: the next run, the App that owns it (none: added by hand), what it creates."""
+        schedules = cli.run(url, lambda s: s.list_recurring(), create=False)
+        if as_json:
+            cli.print_json([_recurring_json(r) for r in schedules])
+            return
+        if not schedules:
+            cli.err.print("no recurring schedules")
+            return
+        table = Table(header_style="bold")
+        for column in ("id", "schedule", "next run", "owner", "queue", "kind"):
+            table.add_column(column, overflow="fold")
+        for r in schedules:
+            table.add_row(
+                _text(r.id),
+                _text(r.schedule),
+                _next_run(r.next_at) or "never (parked)",
+                _text(r.owner) if r.owner is not None else Text("-", style="dim"),
+                _text(r.template.queue),
+                _text(r.template.kind),
+            )
+        cli.out.print(table)
+
+    @recurring.command("rm")
+    def recurring_rm(
+        recurring_id: Annotated[str, typer.Argument(metavar="ID")], url: UrlOption = None, as_json: JsonOption = False
+    ) -> None:
+        """Remove a recurring schedule (an App's worker adds it back on start while the App declares it)."""
+
+        async def remove(store: Store) -> RecurringTask:
+            found = [r for r in await store.list_recurring() if r.id == recurring_id]
+            if not found or not await store.remove_recurring(recurring_id):
+                raise errors.NotFound(recurring_id, "recurring schedule")
+            return found[0]
+
+        removed = cli.run(url, remove, create=False)
+        if as_json:
+            cli.print_json(_recurring_json(removed))
+        elif removed.owner is not None:
+            cli.say(
+                f"removed recurring schedule {removed.id} of App {removed.owner}: "
+                "its next worker adds it back if the App still declares it"
+            )
+        else:
+            cli.say(f"removed recurring schedule {removed.id}")
+
+
+def _limit_json(limit: Limit) -> dict[str, Any]:
+    return {"key": limit.key, "concurrency": limit.concurrency, "rate": limit.rate, "per": limit.per}
+
+
+def _limit_commands(app: typer.Typer, cli: _Cli) -> None:
+    group = typer.Typer(help="Per-key limits on the tasks of a concurrency key.", no_args_is_help=True)
+    app.add_typer(group, name="limits")
+
+    @group.command("ls")
+    def limits_ls(url: UrlOption = None, as_json: JsonOption = False) -> None:
+        """List the keys' limits."""
+        found = cli.run(url, lambda s: s.list_limits(), create=False)
+        if as_json:
+            cli.print_json([_limit_json(limit) for limit in found])
+            return
+        if not found:
+            cli.err.print("no limits")
+            return
+        table = Table(header_style="bold")
+        table.add_column("key", overflow="fold")
+        table.add_column("concurrency", justify="right")
+        table.add_column("rate", justify="right")
+        for limit in found:
+            rate = "-" if limit.rate is None else f"{limit.rate} per {limit.per:g}s"
+            table.add_row(_text(limit.key), "-" if limit.concurrency is None else str(limit.concurrency), rate)
+        cli.out.print(table)
+
+    @group.command("set")
+    def limits_set(
+        key: Annotated[str, typer.Argument(metavar="KEY")],
+        concurrency: Annotated[
+            int | None, typer.Option("--concurrency", help="At most this many of the key's tasks running at once.")
+        ] = None,
+        rate: Annotated[
+            int | None, typer.Option("--rate", help="At most this many claims of the key per --per.")
+        ] = None,
+        per: Annotated[str | None, typer.Option("--per", help="The rate's period, e.g. 1s, 1m [default: 1s].")] = None,
+        url: UrlOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Limit the tasks of a concurrency key (replaces the key's limit; 0 holds them all)."""
+        if per is not None and rate is None:
+            raise typer.BadParameter("--per is the period of --rate: give --rate too")
+        period = parse_duration(per) if per is not None else timedelta(seconds=1)
+        try:
+            Limit(key, concurrency, rate, period.total_seconds())  # refused before the store opens
+        except errors.InvalidTask as exc:
+            cli.fail(exc)
+        limit = cli.run(url, lambda s: s.set_limit(key, concurrency, rate, period))
+        if as_json:
+            cli.print_json(_limit_json(limit))
+        else:
+            cli.say(f"limited {key}: {_limit_words(limit)}")
+
+    @group.command("clear")
+    def limits_clear(
+        key: Annotated[str, typer.Argument(metavar="KEY")], url: UrlOption = None, as_json: JsonOption = False
+    ) -> None:
+        """Remove a key's limit: its tasks are unlimited again."""
+
+        async def clear(store: Store) -> None:
+            if not await store.clear_limit(key):
+                raise errors.NotFound(key, "limit on key")
+
+        cli.run(url, clear, create=False)
+        if as_json:
+            cli.print_json({"key": key, "cleared": True})
+        else:
+            cli.say(f"cleared the limit on {key}")
+
+
+def _limit_words(limit: Limit) -> str:
+    parts = []
+    if limit.concurrency is not None:
+        parts.append(f"at most {limit.concurrency} running at once")
+    if limit.rate is not None:
+        parts.append(f"at most {limit.rate} started per {limit.per:g}s")
+    return ", ".join(parts)
+
+
 def build_app() -> typer.Typer:
     cli = _Cli()
     app = typer.Typer(
@@ -273,6 +510,20 @@ def build_app() -> typer.Typer:
             cli.print_json(task_json(task))
         else:
             cli.task_detail(task)
+
+    @tasks.command("why")
+    def tasks_why(
+        task_id: Annotated[str, typer.Argument(metavar="ID")], url: UrlOption = None, as_json: JsonOption = False
+    ) -> None:
+        """Say every gate holding a task back (its run_at, a paused queue, a key's limit, no worker, ...)."""
+        reasons = cli.run(url, lambda s: s.why(task_id), create=False)
+        if as_json:
+            cli.print_json(reasons)
+        elif not reasons:
+            cli.say("nothing holds it back: a worker will claim it")
+        else:
+            for reason in reasons:
+                cli.say(reason)
 
     @tasks.command("watch")
     def tasks_watch(
@@ -331,6 +582,10 @@ def build_app() -> typer.Typer:
         table.add_row("[bold]total[/]", f"[bold]{sum(result.values()):,}[/]")
         cli.out.print(table)
 
+    _queue_commands(app, cli)
+    _recurring_commands(app, cli)
+    _limit_commands(app, cli)
+
     @app.command("enqueue")
     def enqueue(
         queue: Annotated[str, typer.Argument(help="Queue name.")],
@@ -340,10 +595,22 @@ def build_app() -> typer.Typer:
         priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
         delay: Annotated[str | None, typer.Option(help="Run no sooner than this from now (e.g. 30s).")] = None,
         max_attempts: Annotated[int | None, typer.Option(min=1, help="Executions allowed.")] = None,
+        unique_key: Annotated[
+            str | None, typer.Option("--unique-key", help="While a live task of the queue holds this key, get it back.")
+        ] = None,
+        unique_for: Annotated[
+            str | None, typer.Option("--unique-for", help="The key is held at most this long (e.g. 1h).")
+        ] = None,
+        concurrency_key: Annotated[
+            str | None, typer.Option("--concurrency-key", help="Counted against this key's limit (limits set).")
+        ] = None,
+        expires_in: Annotated[
+            str | None, typer.Option("--expires-in", help="Never start later than this from now (e.g. 90, 10m).")
+        ] = None,
         url: UrlOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Add one task to a queue."""
+        """Add one task to a queue (with --unique-key: or get back the live task holding the key)."""
         try:
             payload = json.loads(args)
         except json.JSONDecodeError as exc:
@@ -351,11 +618,27 @@ def build_app() -> typer.Typer:
         except RecursionError:
             raise typer.BadParameter("--args is nested too deeply") from None
         wait = parse_duration(delay) if delay is not None else None
+        hold = parse_duration(unique_for) if unique_for is not None else None
+        lifetime = parse_duration(expires_in) if expires_in is not None else None
+        # Our own id tells a new task from the live holder of the unique key that came back instead.
+        new_id = task_id if task_id is not None or unique_key is None else _ids.task_id()
 
         async def create(store: Store) -> Task:
-            run_at = store.now() + wait if wait is not None else None
+            now = store.now()
             return await store.create(
-                NewTask(queue, kind, payload, id=task_id, priority=priority, run_at=run_at, max_attempts=max_attempts)
+                NewTask(
+                    queue,
+                    kind,
+                    payload,
+                    id=new_id,
+                    priority=priority,
+                    run_at=now + wait if wait is not None else None,
+                    max_attempts=max_attempts,
+                    unique_key=unique_key,
+                    unique_for=hold,
+                    concurrency_key=concurrency_key,
+                    expires_at=now + lifetime if lifetime is not None else None,
+                )
             )
 
         try:
@@ -364,6 +647,8 @@ def build_app() -> typer.Typer:
             cli.fail(exc)
         if as_json:
             cli.print_json(task_json(task))
+        elif new_id is not None and task.id != new_id:
+            cli.say(f"not enqueued: {task.id} on {task.queue} ({task.kind}) holds unique key {unique_key}")
         else:
             cli.say(f"enqueued {task.id} on {task.queue} ({task.kind})")
 

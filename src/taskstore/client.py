@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import errors, limits
 from ._connect import default_url, redact
 from ._connect import open as open_store
 from ._sync import LoopThread
-from .canvas import Chord, Group, Signature
+from .canvas import Chain, Chord, Group, Signature
 from .clock import Clock
 from .codec import Codec
 from .control import ExceptionTypes, check_retry_for
@@ -328,7 +330,7 @@ class RecurringSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     skip_if_outstanding: bool = True
 
-    def to_recurring(self) -> RecurringTask:
+    def to_recurring(self, owner: str | None = None) -> RecurringTask:
         o = self.task.options_
         template = NewTask(
             o.queue,
@@ -339,15 +341,33 @@ class RecurringSpec:
             processing_timeout=o.processing_timeout,
             retry=o.retry,
         )
-        return RecurringTask(self.id, self.schedule, template, skip_if_outstanding=self.skip_if_outstanding)
+        return RecurringTask(
+            self.id, self.schedule, template, skip_if_outstanding=self.skip_if_outstanding, owner=owner
+        )
 
 
 class App:
-    """A registry of tasks over one store URL. No global state: make as many as you need."""
+    """A registry of tasks over one store URL. No global state: make as many as you need.
+
+    ``name`` owns the App's recurring schedules in the store: a starting worker stores the schedules the
+    App declares and removes the stored ones of the same name that it no longer declares. It defaults to
+    the module that creates the App (``myproj.tasks``; a script run as a file: its file name without
+    ``.py``), which stays the same from one version of the code to the next. Two Apps sharing a store
+    need different names: give one ``name=`` when both are created in one module.
+    """
 
     def __init__(
-        self, url: str | None = None, *, codec: Codec | None = None, clock: Clock | None = None, **store_options: Any
+        self,
+        url: str | None = None,
+        *,
+        name: str | None = None,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+        **store_options: Any,
     ) -> None:
+        self.name: str = (
+            limits.name(name, "App name", error=errors.ConfigError) if name is not None else _creator_module()
+        )
         self.url = url
         self.codec = codec
         self.clock = clock
@@ -484,6 +504,21 @@ class App:
         self.recurring_specs[id] = spec
         return spec
 
+    async def store_recurring(self, store: Store) -> list[str]:
+        """Store the schedules this App declares, owned by its name, and remove the stored schedules of
+        that name it no longer declares (a worker does this on start); returns the removed ids.
+
+        Schedules added by hand (``store.add_recurring``, no owner) and other Apps' are left alone.
+        """
+        for spec in self.recurring_specs.values():
+            await store.add_recurring(spec.to_recurring(owner=self.name))
+        stale = [
+            r.id for r in await store.list_recurring() if r.owner == self.name and r.id not in self.recurring_specs
+        ]
+        for recurring_id in stale:
+            await store.remove_recurring(recurring_id)
+        return stale
+
     def group(self, *members: Signature[Any], ttl: float | timedelta | None = None) -> Group:
         """Run the members in parallel and gather their results (``await group.enqueue()``)."""
         return Group(self, members, ttl=ttl)
@@ -491,6 +526,14 @@ class App:
     def chord(self, group: Group | Sequence[Signature[Any]], callback: Signature[Any]) -> Chord:
         """When every member of ``group`` has succeeded, run ``callback(results, *args)`` exactly once."""
         return Chord(self, group, callback)
+
+    def chain(self, *links: Signature[Any], ttl: float | timedelta | None = None) -> Chain:
+        """Run the links one after another, each with the previous one's result as its first argument.
+
+        ``await app.chain(a.s(1), b.s(), c.s(k=2)).enqueue()`` runs ``c(b(a(1)), k=2)``; a link that
+        ends ``dead`` or ``cancelled`` stops the chain (``handle.result()`` raises ``ChainFailed``).
+        """
+        return Chain(self, links, ttl=ttl)
 
     # -- the store ------------------------------------------------------------------------------
 
@@ -536,7 +579,22 @@ class App:
         return TaskHandle(self, task_id)
 
     def __repr__(self) -> str:
-        return f"<taskstore.App {redact(self.url or default_url())} tasks={len(self.tasks)}>"
+        return f"<taskstore.App {self.name!r} {redact(self.url or default_url())} tasks={len(self.tasks)}>"
+
+
+def _creator_module() -> str:
+    """The module whose code is creating an App: the caller of ``App.__init__``."""
+    caller = sys._getframe(2).f_globals
+    module = str(caller.get("__name__") or "__main__")
+    if module == "__main__":
+        # Run as ``python -m pkg.mod`` the spec keeps the importable name; run as a file, its stem is the
+        # name under which ``taskstore worker mod:app`` imports the same code.
+        spec = caller.get("__spec__")
+        if spec is not None and getattr(spec, "name", None):
+            module = str(spec.name)
+        elif caller.get("__file__"):
+            module = Path(str(caller["__file__"])).stem
+    return module
 
 
 class _Decorator:

@@ -334,9 +334,14 @@ class RecurringTask:
     template: NewTask
     skip_if_outstanding: bool = False
     next_at: datetime | None = None  # set by the store: the next slot that will fire
+    # The name of the App that declares it (``App.name``); None for a schedule added by hand. A starting
+    # worker of that App removes the App's stored schedules its code no longer declares.
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         limits.name(self.id, "recurring id", max_length=limits.MAX_RECURRING_ID_LENGTH)
+        if self.owner is not None:
+            limits.name(self.owner, "recurring owner")
         if not isinstance(self.template, NewTask):
             raise InvalidTask("a recurring task's template must be a NewTask")
         from .schedule import parse_schedule  # late: schedule imports model

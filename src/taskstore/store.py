@@ -34,7 +34,7 @@ from .backend import (
     RecurringRow,
     StatusRow,
 )
-from .backends._groups import template_json
+from .backends._groups import link_template_json, template_json
 from .clock import Clock
 from .codec import Codec, JsonCodec, UndecodablePayload, decode, dump_json, encode
 from .model import (
@@ -63,6 +63,8 @@ from .schedule import parse_schedule, slot_task_id
 log = logging.getLogger("taskstore.store")
 
 DEFAULT_CLAIM_POLL = 0.05
+# Ids of claimed tasks with a concurrency_key remembered per store (see ``Store._keyed``); a bound, not a tuning knob.
+_MAX_KEYED = 100_000
 DEFAULT_HEARTBEAT_RETENTION = 60.0
 DEFAULT_STATUS_TTL = 86400.0  # groups (and status-only records) live a day unless told otherwise
 _BATCH = 10_000
@@ -142,24 +144,26 @@ def _raise_or(outcome: Outcome) -> Task:
     return outcome
 
 
-def _chord_args(codec: Codec, template: bytes, results: Sequence[bytes | None]) -> bytes:
+def _chord_args(codec: Codec, template: bytes, results: Sequence[bytes | None], /, *, single: bool = False) -> bytes:
     """A chord callback's args: the members' results, in member order, before the template's own arguments.
 
+    With ``single`` (a chain's next link) the one result goes first as itself, not in a list.
     Called by a driver inside the transaction that completes the last member, so it never raises:
     a result that cannot be decoded or encoded again is passed as ``None`` rather than wedge the group.
     """
     call = codec.decode(template)
     values = [None if r is None else decode(codec, r) for r in results]
     values = [None if isinstance(v, UndecodablePayload) else v for v in values]
-    call = {"args": [values, *call.get("args", [])], "kwargs": dict(call.get("kwargs", {}))}
+    first: Any = values[0] if single and values else values
+    call = {"args": [first, *call.get("args", [])], "kwargs": dict(call.get("kwargs", {}))}
     try:
         return codec.encode(call)
     except Exception:
-        call["args"][0] = [None] * len(values)
+        call["args"][0] = None if single else [None] * len(values)
         return codec.encode(call)
 
 
-def _chord_template(callback: NewTask) -> dict[str, Any]:
+def _chord_template(callback: NewTask, what: str = "a chord callback's") -> dict[str, Any]:
     """A callback's own arguments, as ``{"args": [...], "kwargs": {...}}`` (the results go first at its call)."""
     call = {} if callback.args is None else callback.args
     if (
@@ -168,7 +172,7 @@ def _chord_template(callback: NewTask) -> dict[str, Any]:
         or not isinstance(call.get("args", []), list | tuple)
         or not isinstance(call.get("kwargs", {}), Mapping)
     ):
-        raise errors.InvalidTask('a chord callback\'s args must be None or {"args": [...], "kwargs": {...}}')
+        raise errors.InvalidTask(f'{what} args must be None or {{"args": [...], "kwargs": {{...}}}}')
     return {"args": list(call.get("args", [])), "kwargs": dict(call.get("kwargs", {}))}
 
 
@@ -238,6 +242,7 @@ class Store:
         )
         self.status_ttl = DEFAULT_STATUS_TTL
         self._pending: set[asyncio.Future[Any]] = set()
+        self._keyed_ids: set[str] = set()  # claimed here with a concurrency_key (see _keyed)
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
         driver.chord_args = functools.partial(_chord_args, self.codec)
@@ -336,6 +341,7 @@ class Store:
         driver = await self._ready()
         (outcome,) = await driver.apply([(task_id_, change)])
         self._touched()
+        self._freed([outcome])
         task = self._decoded(_raise_or(outcome))
         self._publish([task])
         return task
@@ -346,9 +352,43 @@ class Store:
         driver = await self._ready()
         outcomes = await driver.apply(changes)
         self._touched()
+        self._freed(outcomes)
         decoded = [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
         self._publish(o for o in decoded if isinstance(o, Task))
         return decoded
+
+    def _keyed(self, claimed: Iterable[Task]) -> None:
+        """Remember the tasks this store claimed with a ``concurrency_key``: their end frees a slot."""
+        for task in claimed:
+            if task.concurrency_key is not None:
+                if len(self._keyed_ids) >= _MAX_KEYED:
+                    self._keyed_ids.clear()  # forgotten ones are found by the blocked claimers' polling
+                self._keyed_ids.add(task.id)
+
+    def _freed(self, outcomes: Iterable[Outcome]) -> None:
+        """A task with a concurrency_key stopped running: its key has room, wake this process's claimers.
+
+        (Claimers in other processes find it by polling: ``has_claimable`` keeps saying True.)
+        """
+        wake = False
+        for outcome in outcomes:
+            if isinstance(outcome, Task) and outcome.concurrency_key is not None and outcome.state is not State.CLAIMED:
+                self._keyed_ids.discard(outcome.id)
+                wake = True
+        if wake:
+            self._wake()
+
+    def _freed_ids(self, ids: Iterable[str]) -> None:
+        """``_freed`` for writes that return no task (the worker's bulk completions)."""
+        if not self._keyed_ids:
+            return
+        wake = False
+        for id_ in ids:
+            if id_ in self._keyed_ids:
+                self._keyed_ids.discard(id_)
+                wake = True
+        if wake:
+            self._wake()
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -375,15 +415,25 @@ class Store:
         driver = await self._ready()
         stored = await driver.insert(rows, conn)
         created = stored
-        if any(task.id != row.id for task, row in zip(stored, rows, strict=True)):
-            # Unique tasks: an existing holder comes back as stored, with its payload still encoded.
-            created = [t if t.id == row.id else self._decoded(t) for t, row in zip(stored, rows, strict=True)]
-            stored = [t for t, row in zip(stored, rows, strict=True) if t.id == row.id]
+        if any(task.args is not row.new.args for task, row in zip(stored, rows, strict=True)):
+            created, stored = self._deduped(rows, stored)
         if conn is None and stored:
             self._wake()
             self._touched()
             self._publish(stored, raw=True)
         return created
+
+    def _deduped(self, rows: Sequence[NewRow], got: Sequence[Task]) -> tuple[builtins.list[Task], builtins.list[Task]]:
+        """Unique tasks: what create returns per row, and the tasks this batch really inserted.
+
+        A task the batch inserted carries its row's own ``args`` object (see ``Outbox.insert``). A row
+        whose key an earlier row of the batch took gets that row's task; any other row got an existing
+        holder as stored, its payload still encoded. The holder may even share the row's id (the same
+        create sent twice), so the ``args`` object tells them apart, not the id.
+        """
+        inserted = {t.id: t for t, row in zip(got, rows, strict=True) if t.args is row.new.args and t.id == row.id}
+        returned = [inserted.get(t.id) or self._decoded(t) for t in got]
+        return returned, builtins.list(inserted.values())
 
     # -- read -----------------------------------------------------------------------------------
 
@@ -463,6 +513,7 @@ class Store:
         if wait <= 0:
             claimed = await self._claim_batch(driver, worker_id, qs, limit)
             if claimed:
+                self._keyed(claimed)
                 self._touched()
                 self._publish(claimed, raw=True)
             return [self._decoded(t) for t in claimed]
@@ -490,6 +541,7 @@ class Store:
         finally:
             HUB.unsubscribe(driver.wake_key, waiter)
         if got:
+            self._keyed(got)
             self._touched()
             self._publish(got, raw=True)
         return [self._decoded(t) for t in got]
@@ -528,6 +580,7 @@ class Store:
         ]
         with contextlib.suppress(errors.TaskstoreError):
             outcomes = await self._driver.apply(changes)
+            self._freed(outcomes)
             self._wake()
             self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
 
@@ -541,6 +594,7 @@ class Store:
         self._touched()
         if task is None:
             return None
+        self._keyed([task])
         decoded = self._decoded(task)
         self._publish([decoded])
         return decoded
@@ -604,10 +658,12 @@ class Store:
         if len({task_id for task_id, _ in changes}) < len(changes):  # repeats must see each other: general path
             outcomes = await driver.apply(changes)
             self._touched()
+            self._freed(outcomes)
             self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
             return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
         acks = await driver.acknowledge([cast(Completion, change) for _, change in changes])
         self._touched()
+        self._freed_ids(task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None)
         self._read_back([task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None])
         return acks
 
@@ -1100,6 +1156,9 @@ class Store:
                 raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
             if new.group_id not in (None, id):
                 raise errors.InvalidTask(f"member {new.id!r} names another group ({new.group_id!r})")
+            if new.unique_key is not None:
+                # A member handed back as another task's duplicate would leave the group without its member.
+                raise errors.InvalidTask(f"a group member cannot be unique (member {new.id!r} has a unique_key)")
         news = [
             dataclasses.replace(new, id=f"{id}:{i}" if new.id is None else new.id, group_id=id)
             for i, new in enumerate(news)
@@ -1118,27 +1177,94 @@ class Store:
                 args=encode(self.codec, template, "callback args"),
             )
         rows = self._rows(news)
-        now = self.now()
-        group = GroupRow(
-            id=id,
-            expected=len(rows),
-            results={},
-            meta=fields,
-            chord_claimed=False,
-            chord_callback_id=None,
-            chord_dispatched_at=None,
-            created_at=now,
-            updated_at=now,
-            expires_at=now + timedelta(seconds=seconds),
-            member_ids=tuple(r.id for r in rows),
-            callback=chord,
-            ttl=seconds,
-        )
+        group = self._new_group(id, [r.id for r in rows], fields, seconds, callback=chord)
         driver = await self._ready()
         created = await driver.insert_group(group, rows)
         self._wake()
         self._touched()
         return created
+
+    async def create_chain(
+        self,
+        id: str,
+        links: Iterable[NewTask],
+        *,
+        meta: Mapping[str, Any] | None = None,
+        ttl: float | timedelta | None = None,
+    ) -> Task:
+        """Enqueue a chain: its first link now, each later one once the link before it is ``done``.
+
+        The links are the members of group ``id`` (a link's id defaults to ``"{id}:{index}"``). In the
+        transaction that ends link *i* ``done``, link *i+1* is inserted, exactly once, with link *i*'s
+        result as its first argument (before its own ``{"args": [...], "kwargs": {...}}``). A link that
+        ends ``dead`` or ``cancelled`` fails the group and stops the chain (a manual ``retry`` of it
+        resumes it). The group is kept while a link is unfinished, then ``ttl`` more. Returns the first link.
+        """
+        check_id(id, "chain id")
+        news = builtins.list(links)
+        if not news:
+            raise errors.InvalidTask("a chain needs at least one link")
+        for i, new in enumerate(news):
+            if not isinstance(new, NewTask):
+                raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
+            if new.group_id not in (None, id):
+                raise errors.InvalidTask(f"link {new.id!r} names another group ({new.group_id!r})")
+            if i and new.run_at is not None:
+                raise errors.InvalidTask(
+                    "a chain's link after the first takes no run_at: it runs when the one before is done"
+                )
+        news = [
+            dataclasses.replace(new, id=check_id(f"{id}:{i}" if new.id is None else new.id, "link id"), group_id=id)
+            for i, new in enumerate(news)
+        ]
+        ids = [cast(str, new.id) for new in news]
+        if len(set(ids)) < len(ids):
+            raise errors.InvalidTask("two links of the chain share an id")
+        fields = _mapping(meta, "group meta")
+        _json(fields, "group meta")
+        later = tuple(
+            ChordRow(
+                id=ids[i],
+                template=link_template_json(new),
+                args=encode(self.codec, _chord_template(new, "a chain link's"), "link args"),
+            )
+            for i, new in enumerate(news[1:], start=1)
+        )
+        rows = self._rows(news[:1])
+        group = self._new_group(id, ids, fields, self._ttl(ttl), links=later)
+        driver = await self._ready()
+        (first,) = await driver.insert_group(group, rows)
+        self._wake()
+        self._touched()
+        return first
+
+    def _new_group(
+        self,
+        id: str,
+        member_ids: Sequence[str],
+        meta: dict[str, Any],
+        ttl: float,
+        *,
+        callback: ChordRow | None = None,
+        links: tuple[ChordRow, ...] | None = None,
+    ) -> GroupRow:
+        now = self.now()
+        return GroupRow(
+            id=id,
+            expected=len(member_ids),
+            results={},
+            meta=meta,
+            chord_claimed=False,
+            chord_callback_id=None,
+            chord_dispatched_at=None,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            member_ids=tuple(member_ids),
+            callback=callback,
+            ttl=ttl,
+            links=links,
+        )
 
     async def add_group_result(self, group_id: str, status: TaskStatus) -> GroupStatus | None:
         """Record a member's status (a member reported twice counts once); ``None`` if the group is gone."""

@@ -224,8 +224,9 @@ class Worker:
         self._store = await self.app.store()
         self._started_at = self._store.now()
         self._pipeline = chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
-        for spec in self.app.recurring_specs.values():
-            await self._store.add_recurring(spec.to_recurring())
+        removed = await self.app.store_recurring(self._store)
+        if removed:
+            log.info("removed recurring schedules App %r no longer declares: %s", self.app.name, ", ".join(removed))
         await self._store.set_worker_heartbeat(self._heartbeat())  # visible from the moment start() returns
         spawn = asyncio.get_running_loop().create_task
         self._completer = spawn(self._guard("completer", self._complete_loop), name="taskstore-completer")

@@ -13,7 +13,7 @@ faults the driver caused (``Fault``). Every count in ``Report.violations`` must 
   a fault (its process killed or stopped, the database's sessions cut) before the next run started;
 - over_limit: more attempts spent or started than ``max_attempts``;
 - unexpected: a task that ended in a state (or with a failure type) its handler cannot explain;
-- chords_bad: a chord whose callback is not done with every member's result (``chords=ok/total``).
+- chords_bad: a chord whose callback (or a chain whose last link) is not done with every result (``chords=ok/total``).
 """
 
 from __future__ import annotations

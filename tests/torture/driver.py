@@ -37,7 +37,7 @@ STOP_FOR = 2 * workload.LEASE  # a stopped worker wakes up after its leases have
 GRACE = 5.0
 
 DONE = Expect(frozenset({"done"}))
-FEATURES = frozenset({"exit", "sync_hang", "nul", "chord_faults"})
+FEATURES = frozenset({"exit", "sync_hang", "nul", "chord_faults", "chains"})
 """Scenarios on top of the base load, each one a way issue 10 (§1, §2) found to wedge a worker or lose
 work. All run by default; ``--torture-features`` names a subset (to tell which one breaks a change):
 
@@ -48,6 +48,9 @@ work. All run by default; ``--torture-features`` names a subset (to tell which o
 - ``chord_faults``: PostgreSQL sessions cut while chord members complete (a member's group result was
   lost with its session, and the callback never came). Without it the database faults wait until
   every chord has fired; worker kills and stops hit the chords either way.
+- ``chains``: chains of links, each link's result threaded into the next, checked as chords are: the
+  last link ``done`` with every link's value in order (each link is expected ``done``, so a link
+  created twice, or never, is caught as unexpected or lost).
 """
 
 
@@ -65,6 +68,8 @@ class Config:
     features: frozenset[str] = frozenset()
     chords: int = 8
     chord_size: int = 6
+    chains: int = 4
+    chain_length: int = 5
 
 
 class Workers:
@@ -288,7 +293,7 @@ async def _create(store: taskstore.Store, news: Sequence[NewTask]) -> None:
     await _retrying(once)
 
 
-async def _enqueue_chords(url: str, mix: Mix, count: int, size: int) -> None:
+async def _enqueue_chords(url: str, mix: Mix, count: int, size: int, chains: int, length: int) -> None:
     workload.app.url = url
     try:
         for c in range(count):
@@ -298,10 +303,22 @@ async def _enqueue_chords(url: str, mix: Mix, count: int, size: int) -> None:
             for member_id in handle.members:
                 mix.expected[member_id] = DONE
             mix.expected[handle.callback] = DONE
+        if "chains" in mix.features:
+            await _enqueue_chains(mix, chains, length)
     finally:
         await workload.app.aclose()
         workload.app._store = None
         workload.app.url = None
+
+
+async def _enqueue_chains(mix: Mix, count: int, length: int) -> None:
+    for c in range(count):
+        links = [workload.chain_start.s(mix.rng.randint(5, 80))]
+        links += [workload.chain_link.s(i, mix.rng.randint(5, 80)) for i in range(1, length)]
+        handle = await workload.app.chain(*links).enqueue()
+        mix.chords.append(ChordExpect(f"chain{c}", handle.links[-1], [i * 10 for i in range(length)]))
+        for link_id in handle.links:
+            mix.expected[link_id] = DONE
 
 
 async def _read_all(store: taskstore.Store) -> dict[str, Final]:
@@ -357,7 +374,7 @@ class Driver:
     async def _run(self) -> Report:
         cfg = self.config
         async with taskstore.open(self.url) as store:
-            await _enqueue_chords(self.url, self.mix, cfg.chords, cfg.chord_size)
+            await _enqueue_chords(self.url, self.mix, cfg.chords, cfg.chord_size, cfg.chains, cfg.chain_length)
             plain, garbage = self.mix.bad_tasks(3)
             await _create(store, plain + self.mix.wave(200))
             async with taskstore.open(self.url, codec=GarbageCodec()) as raw:

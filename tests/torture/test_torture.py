@@ -37,6 +37,7 @@ def _config(request: pytest.FixtureRequest, backend: str, workers: int) -> Confi
         workers=workers,
         features=features,
         chords=40 if long else 8,
+        chains=20 if long else 4,
     )
     seed = opt("--torture-seed")
     return config if seed is None else Config(**{**config.__dict__, "seed": int(seed)})

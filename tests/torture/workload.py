@@ -167,3 +167,24 @@ async def chord_total(results: list[Any], tag: str) -> dict[str, Any]:
     _wal("start")
     values = [r.get("value") if isinstance(r, dict) else r for r in results]
     return _outcome(tag=tag, values=values)
+
+
+# A chain's links (driver feature ``chains``): each adds its value to those of the links before it, so
+# the last link's result shows the whole chain ran in order, each link's accepted result feeding the next.
+@app.task(
+    queue=QUEUE, kind="torture.chain_start", max_attempts=10, retry=FAST_RETRY, processing_timeout=LEASE, priority=10
+)
+async def chain_start(ms: int) -> dict[str, Any]:
+    _wal("start")
+    await asyncio.sleep(ms / 1000)
+    return _outcome(values=[0])
+
+
+@app.task(
+    queue=QUEUE, kind="torture.chain_link", max_attempts=10, retry=FAST_RETRY, processing_timeout=LEASE, priority=10
+)
+async def chain_link(previous: Any, i: int, ms: int) -> dict[str, Any]:
+    _wal("start")
+    await asyncio.sleep(ms / 1000)
+    before = previous.get("values") if isinstance(previous, dict) else None
+    return _outcome(values=[*(before if isinstance(before, list) else [None]), i * 10])

@@ -154,7 +154,6 @@ def test_bad_options_are_invalid_where_they_are_given(options: dict[str, Any]) -
         job.options(**options).new_task()
 
 
-@pytest.mark.xfail(reason="memory:// does not enforce unique_key yet (another part of issue 11)", strict=False)
 @pytest.mark.asyncio
 async def test_enqueue_with_a_unique_key_function_returns_the_live_task_on_memory() -> None:
     a = App("memory://", clock=FakeClock())

@@ -60,3 +60,45 @@ def test_bad_task_options_fail_at_registration() -> None:
         app.task(timeout=0)
     with pytest.raises(errors.InvalidTask):
         app.task(max_attempts=0)
+
+
+def test_a_chain_enqueue_sync_and_result_sync(tmp_path: Path) -> None:
+    app = App(f"sqlite:///{tmp_path / 'sync.db'}")
+
+    @app.task(queue="q")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    handle = app.chain(add.s(1, 2), add.s(10)).enqueue_sync()
+    with pytest.raises(TimeoutError):
+        handle.result_sync(timeout=0.05)
+
+    async def work() -> int:
+        async with Worker(app, concurrency=2):
+            return int(await handle.result(timeout=10))
+
+    assert asyncio.run(work()) == 13
+    assert handle.result_sync(timeout=5) == 13
+    app.close()
+
+
+def test_groups_and_chords_enqueue_sync(tmp_path: Path) -> None:
+    app = App(f"sqlite:///{tmp_path / 'sync.db'}")
+
+    @app.task(queue="q")
+    def echo(x: int) -> int:
+        return x
+
+    @app.task(queue="q")
+    def total(results: list[int]) -> int:
+        return sum(results)
+
+    group = app.group(echo.s(1), echo.s(2)).enqueue_sync()
+    chord = app.chord([echo.s(3), echo.s(4)], total.s()).enqueue_sync()
+
+    async def work() -> tuple[int, int]:
+        async with Worker(app, concurrency=2):
+            return await group.member(1).result(timeout=10), await chord.result(timeout=10)
+
+    assert asyncio.run(work()) == (2, 7)
+    app.close()

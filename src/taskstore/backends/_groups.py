@@ -3,11 +3,18 @@
 A driver calls ``settle`` inside the transaction that ended one of the group's members (holding the
 group's row locked, or the store's lock), with the group and its members as they now stand, and
 writes back what it returns. The decision itself is ``transitions.settle_group``.
+
+A chain is a group too: its links are its members, but only the first is inserted with it. Each
+later link is inserted by ``settle`` in the transaction that ends the link before it ``done``, so the
+machinery that fires a chord exactly once also moves a chain on exactly once: a completion refused
+to a stale worker changes nothing, and a link already there (live or archived) is never inserted again.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +23,7 @@ from .. import errors, transitions
 from .._recurring import from_template, template_fields
 from ..backend import ChordArgs, ChordRow, GroupRow, NewRow
 from ..codec import dump_json
-from ..model import NewTask, Task
+from ..model import NewTask, State, Task
 
 
 def template_json(new: NewTask) -> str:
@@ -27,6 +34,24 @@ def template_json(new: NewTask) -> str:
     fields = template_fields(new)
     del fields["group_id"]
     return dump_json(fields, "chord callback")
+
+
+def link_template_json(new: NewTask) -> str:
+    """A chain link's fields as JSON, all but its id and args: it keeps its ``group_id`` (the chain's)."""
+    return dump_json(template_fields(new), "chain link")
+
+
+def links_json(links: Sequence[ChordRow]) -> str:
+    """A chain's stored links, as one JSON text (each link's encoded args in base64)."""
+    return json.dumps(
+        [{"id": c.id, "template": c.template, "args": base64.b64encode(c.args).decode("ascii")} for c in links]
+    )
+
+
+def links_from_json(text: str | None) -> tuple[ChordRow, ...] | None:
+    if text is None:
+        return None
+    return tuple(ChordRow(d["id"], d["template"], base64.b64decode(d["args"])) for d in json.loads(text))
 
 
 def callback_row(chord: ChordRow, results: Sequence[bytes | None], chord_args: ChordArgs) -> NewRow:
@@ -65,6 +90,8 @@ def settle(group: GroupRow, now: datetime, chord_args: ChordArgs) -> Settlement 
         return None
     keep = now + timedelta(seconds=group.ttl or 0.0)
     changed = dataclasses.replace(group, expires_at=max(group.expires_at, keep), updated_at=now)
+    if group.links is not None:
+        return Settlement(changed, next_link(group, chord_args))
     callback = None
     if succeeded and group.callback is not None and not group.chord_claimed:
         results = [t.result.value if t.result is not None else None for t in group.members]
@@ -73,6 +100,24 @@ def settle(group: GroupRow, now: datetime, chord_args: ChordArgs) -> Settlement 
             changed, chord_claimed=True, chord_callback_id=group.callback.id, chord_dispatched_at=now
         )
     return Settlement(changed, callback)
+
+
+def next_link(group: GroupRow, chord_args: ChordArgs) -> NewRow | None:
+    """A chain's next link, with the result of the one before as its first argument, when it is due.
+
+    Due when the chain's members found so far are its first links in order, the last of them is
+    ``done``, and the next is not there yet (its id is not among the members, live or archived).
+    """
+    ids, links, members = group.member_ids or (), group.links or (), group.members
+    k = len(members)
+    if k == 0 or k >= len(ids) or k > len(links) or tuple(t.id for t in members) != ids[:k]:
+        return None
+    last = members[-1]
+    if last.state is not State.DONE:
+        return None
+    link = links[k - 1]
+    value = last.result.value if last.result is not None else None
+    return NewRow(from_template(link.template, id=link.id), link.id, chord_args(link.args, [value], single=True))
 
 
 def ended_groups(changes: Iterable[tuple[Task, Task]]) -> list[str]:
@@ -84,6 +129,6 @@ def _ended(old: Task, new: Task) -> bool:
     return new.state.is_terminal and (not old.state.is_terminal or new.state is not old.state)
 
 
-def no_chord_args(template: bytes, results: Sequence[bytes | None]) -> bytes:
+def no_chord_args(template: bytes, results: Sequence[bytes | None], /, *, single: bool = False) -> bytes:
     """A driver's ``chord_args`` until a ``Store`` sets its own (the store's codec builds the args)."""
     raise errors.ConfigError("this driver is not attached to a Store: it cannot build a chord's callback")

@@ -700,6 +700,7 @@ class PostgresDriver:
             args=row.args,
             skip=row.skip_if_outstanding,
             next_at=row.next_at,
+            owner=row.owner,
         )
         return _recurring_row(stored)
 
@@ -815,6 +816,7 @@ class PostgresDriver:
             callback_template=None if chord is None else chord.template,
             callback_args=None if chord is None else chord.args,
             ttl=group.ttl,
+            chain_links=None if group.links is None else _groups.links_json(group.links),
         )
         try:
             async with self._conn() as conn, conn.transaction():
@@ -916,6 +918,7 @@ def _recurring_row(r: Any) -> RecurringRow:
         args=bytes(r[3]) if r[3] is not None else b"null",
         skip_if_outstanding=bool(r[4]),
         next_at=r[5].astimezone(UTC),
+        owner=r[6],
     )
 
 
@@ -948,6 +951,7 @@ def _group(r: Any) -> GroupRow:
         member_ids=None if r[10] is None else tuple(r[10]),
         callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=bytes(r[13])),
         ttl=r[14],
+        links=_groups.links_from_json(r[15]),
     )
 
 

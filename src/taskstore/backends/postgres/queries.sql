@@ -288,19 +288,19 @@ SELECT count(*) FROM {schema}.tasks_archive
 SELECT count(*) FROM {schema}.tasks WHERE recurring_id = %(id)s AND state IN ('queued', 'failed', 'claimed')
 
 -- name: put_recurring
-INSERT INTO {schema}.recurring AS r (id, schedule, template, args, skip_if_outstanding, next_at, updated_at)
-VALUES (%(id)s, %(schedule)s, %(template)s, %(args)s, %(skip)s, %(next_at)s, {now})
+INSERT INTO {schema}.recurring AS r (id, schedule, template, args, skip_if_outstanding, next_at, updated_at, owner)
+VALUES (%(id)s, %(schedule)s, %(template)s, %(args)s, %(skip)s, %(next_at)s, {now}, %(owner)s)
 ON CONFLICT (id) DO UPDATE
    SET template = excluded.template, args = excluded.args, skip_if_outstanding = excluded.skip_if_outstanding,
        next_at = CASE WHEN r.schedule = excluded.schedule THEN r.next_at ELSE excluded.next_at END,
-       schedule = excluded.schedule, updated_at = excluded.updated_at
-RETURNING id, schedule, template, args, skip_if_outstanding, next_at
+       schedule = excluded.schedule, updated_at = excluded.updated_at, owner = excluded.owner
+RETURNING id, schedule, template, args, skip_if_outstanding, next_at, owner
 
 -- name: delete_recurring
 DELETE FROM {schema}.recurring WHERE id = %(id)s
 
 -- name: list_recurring
-SELECT id, schedule, template, args, skip_if_outstanding, next_at FROM {schema}.recurring ORDER BY id
+SELECT id, schedule, template, args, skip_if_outstanding, next_at, owner FROM {schema}.recurring ORDER BY id
 
 -- name: advance_recurring
 UPDATE {schema}.recurring SET next_at = %(next_at)s, updated_at = {now} WHERE id = %(id)s AND next_at = %(expected)s
@@ -333,15 +333,15 @@ ON CONFLICT (id) DO UPDATE
    SET expected = excluded.expected, results = '{{}}', meta = excluded.meta, chord_claimed = false,
        chord_callback_id = NULL, chord_dispatched_at = NULL, updated_at = excluded.updated_at,
        expires_at = excluded.expires_at, member_ids = NULL, callback_id = NULL, callback_template = NULL,
-       callback_args = NULL, ttl = excluded.ttl,
+       callback_args = NULL, ttl = excluded.ttl, chain_links = NULL,
        created_at = CASE WHEN g.expires_at > excluded.updated_at THEN g.created_at ELSE excluded.created_at END
 RETURNING *
 
 -- name: insert_group
 INSERT INTO {schema}.groups (id, expected, results, meta, chord_claimed, created_at, updated_at, expires_at,
-                             member_ids, callback_id, callback_template, callback_args, ttl)
+                             member_ids, callback_id, callback_template, callback_args, ttl, chain_links)
 VALUES (%(id)s, %(expected)s, '{{}}', %(meta)s::jsonb, false, {now}, {now}, %(expires_at)s, %(member_ids)s::jsonb,
-        %(callback_id)s, %(callback_template)s, %(callback_args)s, %(ttl)s)
+        %(callback_id)s, %(callback_template)s, %(callback_args)s, %(ttl)s, %(chain_links)s)
 
 -- One statement, so concurrent members never lose each other's results.
 -- name: add_group_result

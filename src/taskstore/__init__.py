@@ -11,8 +11,9 @@ from . import clock, codec, errors, retry
 from ._connect import default_url, open
 from .client import App, TaskCancelled, TaskFailed, TaskFunction, TaskHandle
 from .clock import FakeClock, SystemClock
-from .codec import Codec, JsonCodec, UndecodablePayload
+from .codec import Codec, JsonCodec, TaggedJsonCodec, UndecodablePayload
 from .context import NoCurrentTask, current_task
+from .control import HandlerSignal, Reject, Retry
 from .middleware import HandlerTimeout, TaskContext
 from .model import (
     Claim,
@@ -47,6 +48,7 @@ __all__ = [
     "Failure",
     "FakeClock",
     "GroupStatus",
+    "HandlerSignal",
     "HandlerTimeout",
     "JsonCodec",
     "Limit",
@@ -56,13 +58,16 @@ __all__ = [
     "Polynomial",
     "QueueInfo",
     "RecurringTask",
+    "Reject",
     "Report",
     "Result",
+    "Retry",
     "RetryPolicy",
     "State",
     "StatusState",
     "Store",
     "SystemClock",
+    "TaggedJsonCodec",
     "Task",
     "TaskCancelled",
     "TaskContext",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,8 @@ from ._sync import LoopThread
 from .canvas import Chain, Chord, Group, Signature
 from .clock import Clock
 from .codec import Codec
-from .model import NewTask, RecurringTask, State, Task, as_seconds, check_queue
+from .control import ExceptionTypes, check_retry_for
+from .model import NewTask, RecurringTask, State, Task, as_seconds, check_queue, unique_states
 from .retry import RetryPolicy
 from .schedule import parse_schedule
 from .store import Store
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+KeyFunction = Callable[[tuple[Any, ...], dict[str, Any]], "str | None"]
+"""``unique_key``/``concurrency_key`` computed per call from its positional args and kwargs (``None``: no key)."""
+KeyOption = str | KeyFunction
 
 DEFAULT_QUEUE = "default"
 
@@ -71,6 +76,13 @@ class TaskOptions:
     retry: RetryPolicy | None = None
     priority: int = 0
     processing_timeout: float | None = None  # the lease, renewed by the worker's heart-beat
+    retry_for: ExceptionTypes | None = None  # only these exceptions retry; None: every exception does
+    # Flow control (SPEC §9), for every call unless .options() says otherwise.
+    unique_key: KeyOption | None = None
+    unique_for: float | None = None
+    unique_states: frozenset[State] | None = None
+    concurrency_key: KeyOption | None = None
+    expires: float | None = None  # seconds from enqueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,11 @@ class CallOptions:
     queue: str | None = None
     context: Mapping[str, Any] | None = None
     group_id: str | None = None
+    unique_key: KeyOption | None = None
+    unique_for: float | None = None
+    unique_states: frozenset[State] | None = None
+    concurrency_key: KeyOption | None = None
+    expires: float | None = None
 
 
 class TaskHandle(Generic[R]):
@@ -177,15 +194,33 @@ class TaskFunction(Generic[P, R]):
         queue: str | None = None,
         context: Mapping[str, Any] | None = None,
         group_id: str | None = None,
+        unique_key: KeyOption | None = None,
+        unique_for: float | timedelta | None = None,
+        unique_states: Collection[State | str] | None = None,
+        concurrency_key: KeyOption | None = None,
+        expires: float | timedelta | None = None,
     ) -> _Enqueuer[P, R]:
-        """Per-call options; ``id`` is an idempotency key (a second enqueue raises ``AlreadyExists``)."""
+        """Per-call options; ``id`` is an idempotency key (a second enqueue raises ``AlreadyExists``).
+
+        ``unique_key``/``concurrency_key`` (a string, or a function of ``(args, kwargs)`` returning one
+        or ``None``), ``unique_for`` and ``unique_states`` replace the task's own; ``expires`` (seconds
+        or a ``timedelta``) sets ``expires_at`` to that long after the enqueue (SPEC §9).
+        """
         if delay is not None and run_at is not None:
             raise errors.InvalidTask("give delay= or run_at=, not both")
         seconds = None if delay is None else as_seconds(delay, "delay")
         if queue is not None:
             check_queue(queue)  # an empty name must not fall back to the task's queue unnoticed
+        flow = _flow_options(unique_key, unique_for, unique_states, concurrency_key, expires)
         call = CallOptions(
-            delay=seconds, run_at=run_at, id=id, priority=priority, queue=queue, context=context, group_id=group_id
+            delay=seconds,
+            run_at=run_at,
+            id=id,
+            priority=priority,
+            queue=queue,
+            context=context,
+            group_id=group_id,
+            **flow,
         )
         return _Enqueuer(self, call)
 
@@ -209,6 +244,16 @@ class TaskFunction(Generic[P, R]):
         run_at = call.run_at
         if call.delay is not None:
             run_at = self.app.now() + timedelta(seconds=call.delay)
+        expires = o.expires if call.expires is None else call.expires
+        key_option = o.unique_key if call.unique_key is None else call.unique_key
+        unique_for = o.unique_for if call.unique_for is None else call.unique_for
+        unique_states_ = o.unique_states if call.unique_states is None else call.unique_states
+        if key_option is None and (unique_for is not None or unique_states_ is not None):
+            raise errors.InvalidTask("unique_for and unique_states need a unique_key")
+        unique_key = self._key("unique_key", key_option, args, kwargs)
+        if unique_key is None:  # a key function's None means "not unique": its window and states go too
+            unique_for = unique_states_ = None
+        concurrency = o.concurrency_key if call.concurrency_key is None else call.concurrency_key
         return NewTask(
             call.queue or o.queue,
             self.kind,
@@ -221,7 +266,24 @@ class TaskFunction(Generic[P, R]):
             retry=o.retry,
             context=call.context,
             group_id=call.group_id,
+            unique_key=unique_key,
+            unique_for=unique_for,
+            unique_states=unique_states_,
+            concurrency_key=self._key("concurrency_key", concurrency, args, kwargs),
+            expires_at=None if expires is None else self.app.now() + timedelta(seconds=expires),
         )
+
+    def _key(self, what: str, option: KeyOption | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
+        """A key option for this call: the string itself, or what its function returns for these arguments."""
+        if option is None or isinstance(option, str):
+            return option
+        try:
+            key = option(tuple(args), dict(kwargs))
+        except Exception as exc:  # the caller's function: its failure is bad input to this enqueue
+            raise errors.InvalidTask(f"{self.kind}: the {what} function raised {type(exc).__name__}: {exc}") from exc
+        if key is not None and not isinstance(key, str):
+            raise errors.InvalidTask(f"{self.kind}: the {what} function must return a str or None, got {key!r}")
+        return key
 
     async def _enqueue(self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TaskHandle[R]:
         store = await self.app.store()  # first: a delay is counted on the store's clock
@@ -234,6 +296,29 @@ class TaskFunction(Generic[P, R]):
 
 
 _NO_OPTIONS = CallOptions()
+
+
+def _flow_options(
+    unique_key: object,
+    unique_for: float | timedelta | None,
+    unique_states_: Collection[State | str] | None,
+    concurrency_key: object,
+    expires: float | timedelta | None,
+) -> dict[str, Any]:
+    """SPEC §9's App options, checked once where they are given (a key function is checked at each call)."""
+    return {
+        "unique_key": _key_option(unique_key, "unique_key"),
+        "unique_for": None if unique_for is None else as_seconds(unique_for, "unique_for", positive=True),
+        "unique_states": None if unique_states_ is None else unique_states(unique_states_),
+        "concurrency_key": _key_option(concurrency_key, "concurrency_key"),
+        "expires": None if expires is None else as_seconds(expires, "expires", positive=True),
+    }
+
+
+def _key_option(value: object, what: str) -> KeyOption | None:
+    if value is None or callable(value):
+        return cast(KeyOption | None, value)
+    return limits.name(value, what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +399,12 @@ class App:
         retry: RetryPolicy | None = ...,
         priority: int = ...,
         processing_timeout: float | timedelta | None = ...,
+        retry_for: type[BaseException] | Iterable[type[BaseException]] | None = ...,
+        unique_key: KeyOption | None = ...,
+        unique_for: float | timedelta | None = ...,
+        unique_states: Collection[State | str] | None = ...,
+        concurrency_key: KeyOption | None = ...,
+        expires: float | timedelta | None = ...,
     ) -> _Decorator: ...
 
     def task(
@@ -328,8 +419,21 @@ class App:
         retry: RetryPolicy | None = None,
         priority: int = 0,
         processing_timeout: float | timedelta | None = None,
+        retry_for: type[BaseException] | Iterable[type[BaseException]] | None = None,
+        unique_key: KeyOption | None = None,
+        unique_for: float | timedelta | None = None,
+        unique_states: Collection[State | str] | None = None,
+        concurrency_key: KeyOption | None = None,
+        expires: float | timedelta | None = None,
     ) -> Any:
-        """Register a sync or async function as a task (``@app.task`` or ``@app.task(queue=…)``)."""
+        """Register a sync or async function as a task (``@app.task`` or ``@app.task(queue=…)``).
+
+        ``retry_for=(ExcType, ...)``: only exceptions that are instances of these retry; any other
+        goes ``dead`` at once (``raise taskstore.Retry()`` still retries, ``Reject`` never does).
+        ``unique_key``/``concurrency_key``: a string, or ``fn(args, kwargs) -> str | None`` called at
+        each enqueue; with ``unique_for``, ``unique_states`` and ``expires`` they are the defaults of
+        every call (``.options(...)`` overrides them), see SPEC §9.
+        """
         check_queue(queue)
         # Validate the options once, at registration, with the same rules NewTask applies.
         probe = NewTask(
@@ -349,7 +453,11 @@ class App:
             retry=retry,
             priority=priority,
             processing_timeout=cast(float | None, probe.processing_timeout),
+            retry_for=check_retry_for(retry_for),
+            **_flow_options(unique_key, unique_for, unique_states, concurrency_key, expires),
         )
+        if options.unique_key is None and (options.unique_for is not None or options.unique_states is not None):
+            raise errors.InvalidTask("unique_for and unique_states need a unique_key")
 
         def register(f: Callable[..., Any]) -> TaskFunction[Any, Any]:
             wrapped: TaskFunction[Any, Any] = TaskFunction(self, f, options)

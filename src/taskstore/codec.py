@@ -1,5 +1,7 @@
 """Payload codecs. JSON by default; others plug in through the ``Codec`` protocol. Never pickle.
 
+``TaggedJsonCodec`` is the opt-in JSON that also keeps ``datetime``, ``date``, ``UUID`` and ``Decimal``.
+
 The store encodes ``args`` and result values with its codec at the API boundary, so an
 unencodable payload is an ``InvalidTask`` error at enqueue and loses nothing. Reading never fails
 because of one bad payload: an undecodable one comes back as an ``UndecodablePayload`` value that
@@ -10,8 +12,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
 
 from .errors import InvalidTask
 
@@ -62,6 +67,93 @@ def _unserialisable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+TAG = "__ts__"
+
+
+class TaggedJsonCodec:
+    """JSON that also round-trips ``datetime`` (naive and aware), ``date``, ``UUID`` and ``Decimal``.
+
+    Opt in with ``App(url, codec=TaggedJsonCodec())`` or ``taskstore.open(url, codec=...)``; every
+    process that reads the tasks must use it too. Such a value is stored as a tagged object,
+    ``{"__ts__": "datetime", "v": "2026-12-02T18:00:00+00:00"}``, at any depth. A dict of the caller's
+    own that has a ``"__ts__"`` key is escaped as ``{"__ts__": "dict", "v": [[key, value], ...]}``, so
+    no user dict is ever read back as a tag. Decoding builds only these four types, from strings,
+    never by naming a class: nothing executable is stored, unlike pickle.
+
+    An aware datetime comes back with a fixed UTC offset (``datetime.timezone``): the instant and the
+    offset survive, a ``ZoneInfo`` name does not. Tuples come back as lists, as with plain JSON.
+    """
+
+    name = "tagged-json"
+
+    def __init__(self) -> None:
+        self._json = JsonCodec()
+        self._decoder = json.JSONDecoder(object_hook=_untag)  # called on every object, innermost first
+
+    def encode(self, value: Any) -> bytes:
+        return self._json.encode(_tag(value))
+
+    def decode(self, data: bytes) -> Any:
+        return self._decoder.decode(data.decode() if isinstance(data, bytes | bytearray | memoryview) else data)
+
+    def __repr__(self) -> str:
+        return "TaggedJsonCodec()"
+
+
+def _tag(value: Any) -> Any:
+    """``value`` with the four types (and user dicts that use the tag key) replaced by tagged objects."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, dict):
+        tagged = {k: _tag(v) for k, v in value.items()}
+        if TAG in value:
+            return {TAG: "dict", "v": [[k, v] for k, v in tagged.items()]}
+        return tagged
+    if isinstance(value, list | tuple):
+        return [_tag(v) for v in value]
+    if isinstance(value, datetime):  # before date: a datetime is a date too
+        return {TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, date):
+        return {TAG: "date", "v": value.isoformat()}
+    if isinstance(value, UUID):
+        return {TAG: "uuid", "v": str(value)}
+    if isinstance(value, Decimal):
+        return {TAG: "decimal", "v": str(value)}  # exact: digits, exponent, sign of zero, NaN/Infinity
+    return value  # JSON encodes the rest or refuses it with TypeError
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if TAG not in obj:
+        return obj
+    tag, text = obj.get(TAG), obj.get("v")
+    if len(obj) != 2 or "v" not in obj:
+        raise ValueError(f"malformed tagged value {obj!r}: expected exactly the keys {TAG!r} and 'v'")
+    if tag == "dict":
+        if not isinstance(text, list) or not all(isinstance(p, list) and len(p) == 2 for p in text):
+            raise ValueError(f"malformed escaped dict {obj!r}: 'v' must be a list of [key, value] pairs")
+        try:
+            return dict(text)
+        except TypeError as exc:  # a key that cannot be a dict key (only a hand-made payload has one)
+            raise ValueError(f"malformed escaped dict {obj!r}: {exc}") from None
+    parse = _PARSERS.get(tag) if isinstance(tag, str) else None
+    if parse is None:
+        raise ValueError(f"unknown tag {tag!r} in {obj!r}")
+    if not isinstance(text, str):
+        raise ValueError(f"malformed tagged {tag}: 'v' must be a string, got {text!r}")
+    try:
+        return parse(text)
+    except (ValueError, InvalidOperation) as exc:
+        raise ValueError(f"malformed tagged {tag} {text!r}: {exc}") from None
+
+
+_PARSERS: dict[str, Any] = {
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "uuid": UUID,
+    "decimal": Decimal,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class UndecodablePayload:
     """Stands in for a stored payload that the codec could not decode."""
@@ -103,4 +195,4 @@ def load_json(text: str | bytes | None) -> Any:
     return json.loads(text)
 
 
-__all__ = ["Codec", "JsonCodec", "UndecodablePayload"]
+__all__ = ["Codec", "JsonCodec", "TaggedJsonCodec", "UndecodablePayload"]

@@ -16,6 +16,10 @@
 
 Backends translate driver errors into this tree at their boundary, so callers never see
 ``sqlite3.OperationalError`` or a psycopg exception.
+
+Outside the tree on purpose: ``taskstore.Retry`` and ``taskstore.Reject`` (``control.HandlerSignal``)
+are raised by handlers to tell the worker how an attempt ends, never by taskstore; a handler's
+``except TaskstoreError`` around its own store calls must not swallow them.
 """
 
 from __future__ import annotations

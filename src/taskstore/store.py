@@ -683,9 +683,15 @@ class Store:
             self._done_change(*item) if isinstance(item, tuple) else self._done_change(item, None) for item in items
         ]
 
-    async def mark_failed(self, claim: Claim | Task, failure: Failure | BaseException) -> Task:
-        """``failed`` with backoff while attempts remain (and the failure is retryable), else ``dead``."""
+    async def mark_failed(
+        self, claim: Claim | Task, failure: Failure | BaseException, *, retry_in: float | timedelta | None = None
+    ) -> Task:
+        """``failed`` with backoff while attempts remain (and the failure is retryable), else ``dead``.
+
+        ``retry_in`` replaces the task's retry policy for this one backoff (a handler's ``Retry(delay=…)``).
+        """
         lease = _lease_of(claim)
+        delay = None if retry_in is None else limits.duration(retry_in, "retry_in")
         if isinstance(failure, BaseException):
             failure = Failure.from_exception(failure)
         if not isinstance(failure, Failure):
@@ -694,7 +700,7 @@ class Store:
         checked = failure
 
         def change(task: Task, now: datetime) -> Task:
-            return transitions.mark_failed(task, lease, now=now, failure=checked)
+            return transitions.mark_failed(task, lease, now=now, failure=checked, retry_in=delay)
 
         task = await self._apply_one(lease.task_id, change)
         self._wake()

@@ -204,17 +204,21 @@ def mark_done(task: Task, lease: Claim, *, now: datetime, value: Any = None) -> 
     )
 
 
-def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None) -> Task:
+def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None, retry_in: float | None = None) -> Task:
     """``failed`` with a backoff while attempts remain and the failure is retryable, else ``dead``.
 
-    A task whose cancellation was requested while it ran is not tried again: it ends ``cancelled``.
+    The backoff is ``retry_in`` seconds when given (a handler's ``Retry(delay=…)``), else the task's
+    policy's. A task whose cancellation was requested while it ran is not tried again: it ends ``cancelled``.
     """
     if task.cancel_requested:
         return _cancelled(task, now, f"cancelled while running (the attempt ended with {failure.type})")
     result = Result(at=now, failure=failure)
     if failure.retryable and task.attempts < task.max_attempts:
-        policy = task.retry if task.retry is not None else DEFAULT_POLICY
-        backoff = max(policy.delay(max(task.attempts, 1), rand), 0.0)
+        if retry_in is not None:
+            backoff = max(retry_in, 0.0)
+        else:
+            policy = task.retry if task.retry is not None else DEFAULT_POLICY
+            backoff = max(policy.delay(max(task.attempts, 1), rand), 0.0)
         return _touch(
             task,
             now,
@@ -228,9 +232,18 @@ def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None) -> Tas
     return _touch(task, now, state=State.DEAD, claim=None, result=result, finished_at=now, cancel_requested=False)
 
 
-def mark_failed(task: Task, lease: Claim, *, now: datetime, failure: Failure, rand: Rand | None = None) -> Task:
+def mark_failed(
+    task: Task,
+    lease: Claim,
+    *,
+    now: datetime,
+    failure: Failure,
+    rand: Rand | None = None,
+    retry_in: float | None = None,
+) -> Task:
+    """The attempt failed: see ``_fail``. ``retry_in`` (seconds, bounded by the caller) overrides the policy."""
     check_lease(task, lease)
-    return _fail(task, failure, now, rand)
+    return _fail(task, failure, now, rand, retry_in)
 
 
 def reap(task: Task, *, now: datetime, rand: Rand | None = None) -> Task | None:

@@ -14,8 +14,8 @@ One worker is one event loop with these background tasks, all owned by the ``Wor
 - maintenance (reaper, archiver, recurring scheduler) and the worker's own heartbeat record.
 
 A handler never crashes the worker: whatever it raises (``SystemExit`` and ``KeyboardInterrupt``
-included) becomes the attempt's failure. Unknown kinds and undecodable payloads go to ``dead`` with a
-clear failure.
+included) becomes the attempt's failure; ``taskstore.Retry``/``Reject`` and ``retry_for`` choose how it is
+retried (see ``control``). Unknown kinds and undecodable payloads go to ``dead`` with a clear failure.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import os
 import signal
 import socket
 import time
-import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,9 +43,10 @@ from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
 from .context import _current
+from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
 from .middleware import CallNext, TaskContext, chain, logging_middleware, timeout_middleware
-from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue, exception_text
+from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue
 from .store import Store
 
 log = logging.getLogger("taskstore.worker")
@@ -69,6 +69,29 @@ class _Job:
     cancel_requested: bool = False
     released: bool = False  # the worker is stopping and gives the task back
     done: bool = False
+
+
+def _call_of(payload: Any) -> tuple[list[Any], dict[str, Any]] | str:
+    """An App task's stored args as ``(args, kwargs)``, or why they are not an App call.
+
+    ``None`` is a call with no arguments (a raw ``NewTask(queue, kind)`` leaves args ``None``); keys
+    other than ``args``/``kwargs`` are refused rather than ignored, so a plain dict such as
+    ``{"to": "a@b"}`` is not silently run as a call with no arguments.
+    """
+    if payload is None:
+        return [], {}
+    if isinstance(payload, dict):
+        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+        extra = sorted(map(str, payload.keys() - {"args", "kwargs"}))
+        if not extra and isinstance(args, list) and isinstance(kwargs, dict):
+            return args, kwargs
+        if extra:
+            problem = f"unexpected key(s) {', '.join(map(repr, extra))}"
+        else:
+            problem = "args must be a list" if not isinstance(args, list) else "kwargs must be an object"
+    else:
+        problem = f"got {type(payload).__name__}"
+    return f'an App task needs args None or {{"args": [...], "kwargs": {{...}}}}: {problem}'
 
 
 def _cancelled_by_worker() -> bool:
@@ -417,10 +440,10 @@ class Worker:
                 if _cancelled_by_worker():
                     await self._after_cancel(job)
                     return
-                await self._write_failure(job, self._failure_of(exc, prepared))  # the handler raised it itself
+                await self._write_failure(job, *self._failure_of(exc, prepared))  # the handler raised it itself
                 return
             except BaseException as exc:  # SystemExit, KeyboardInterrupt too: they end the attempt, not the worker
-                await self._write_failure(job, self._failure_of(exc, prepared))
+                await self._write_failure(job, *self._failure_of(exc, prepared))
                 return
             if value is not None:
                 try:
@@ -450,32 +473,28 @@ class Worker:
         payload = task.args
         if isinstance(payload, UndecodablePayload):
             return Failure("UndecodablePayload", f"the payload could not be decoded: {payload.error}", retryable=False)
-        if (
-            not isinstance(payload, dict)
-            or not isinstance(payload.get("args", []), list)
-            or not isinstance(payload.get("kwargs", {}), dict)
-        ):
-            return Failure("InvalidPayload", 'an App task needs args {"args": [...], "kwargs": {...}}', retryable=False)
-        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+        call = _call_of(payload)
+        if isinstance(call, str):
+            return Failure("InvalidPayload", call, retryable=False)
+        args, kwargs = call
         return TaskContext(task=task, handler=handler, args=args, kwargs=kwargs, worker_id=self.worker_id)
 
-    def _failure_of(self, exc: BaseException, ctx: TaskContext) -> Failure:
-        """The attempt's failure. Arguments that do not fit the handler are not worth a retry.
+    def _failure_of(self, exc: BaseException, ctx: TaskContext) -> tuple[Failure, float | None]:
+        """The attempt's failure, and the retry delay the handler asked for (``None``: the task's policy).
 
-        The signature is checked only after a TypeError, so a good call costs no binding.
+        ``Retry``, ``Reject`` and ``retry_for`` are mapped by ``control.attempt_outcome``; whether the
+        task then waits or goes dead is decided by ``transitions``. Arguments that do not fit the
+        handler are not worth a retry; the signature is checked only after a TypeError, so a good
+        call costs no binding.
         """
-        if not isinstance(exc, Exception):
-            text = exception_text(exc)
-            message = f"the handler raised {type(exc).__qualname__}" + (f": {text}" if text else "")
-            return Failure(type=type(exc).__qualname__, message=message, traceback=traceback.format_exc())
         if isinstance(exc, TypeError):
             signature = self._signature(ctx.handler)
             if signature is not None:
                 try:
                     signature.bind(*ctx.args, **ctx.kwargs)
                 except TypeError as mismatch:
-                    return Failure("InvalidArguments", f"{ctx.handler.kind}: {mismatch}", retryable=False)
-        return Failure.from_exception(exc, traceback=traceback.format_exc())
+                    return Failure("InvalidArguments", f"{ctx.handler.kind}: {mismatch}", retryable=False), None
+        return attempt_outcome(exc, ctx.handler.options_.retry_for)
 
     def _signature(self, handler: TaskFunction[Any, Any]) -> inspect.Signature | None:
         if handler.kind not in self._signatures:
@@ -521,14 +540,14 @@ class Worker:
                 log.warning("task %s: could not record its cancellation: %s", job.task.id, exc)
         # released (the worker is stopping): stop() gives it back with unclaim.
 
-    async def _write_failure(self, job: _Job, failure: Failure) -> None:
+    async def _write_failure(self, job: _Job, failure: Failure, retry_in: float | None = None) -> None:
         if job.lost:
             self.stats.lost += 1
             return
         refusals = 0
         for attempt in itertools.count(1):
             try:
-                await self.store.mark_failed(job.claim, failure)
+                await self.store.mark_failed(job.claim, failure, retry_in=retry_in)
                 self.stats.failed += 1
                 return
             except errors.LeaseError as exc:

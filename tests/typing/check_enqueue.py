@@ -32,3 +32,22 @@ async def wrong_calls() -> None:
     await send.options(id="k").enqueue("x", nope=1)  # type: ignore[call-arg]
     text: str = add.enqueue_sync(1, 2).result_sync()  # type: ignore[assignment]
     print(text)
+
+
+@app.task(
+    retry_for=(ConnectionError, TimeoutError),
+    unique_key=lambda args, kwargs: f"sync:{args[0]}",
+    unique_for=60,
+    concurrency_key="stripe",
+    expires=3600,
+)
+async def sync_account(account: str) -> None:
+    if not account:
+        raise taskstore.Reject("no account")
+    raise taskstore.Retry(delay=30)
+
+
+async def flow_control_calls() -> None:
+    await sync_account.options(unique_key="a", concurrency_key=lambda args, kwargs: None, expires=5).enqueue("a")
+    await sync_account.options(unique_key=5).enqueue("a")  # type: ignore[arg-type]
+    app.task(retry_for="ValueError")  # type: ignore[arg-type]

@@ -292,11 +292,11 @@ async def test_a_failure_waits_for_the_store_with_its_lease_kept(
     refused, over = asyncio.Event(), asyncio.Event()
     real = store.mark_failed
 
-    async def mark_failed(claim: Any, failure: Any) -> Any:
+    async def mark_failed(claim: Any, failure: Any, **options: Any) -> Any:
         if not over.is_set():
             refused.set()
             raise errors.BackendUnavailable("the store is down (test)")
-        return await real(claim, failure)
+        return await real(claim, failure, **options)
 
     monkeypatch.setattr(store, "mark_failed", mark_failed)
     handle = await boom.enqueue()

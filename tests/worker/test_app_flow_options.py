@@ -11,9 +11,7 @@ from taskstore import App
 pytestmark = pytest.mark.asyncio
 
 
-async def test_app_options_dedupe_and_are_stored(app: App, url: str, request: pytest.FixtureRequest) -> None:
-    if url.startswith("postgresql"):  # the PostgreSQL driver's unique insert is another part of issue 11
-        request.applymarker(pytest.mark.xfail(reason="PostgreSQL does not enforce unique_key yet", strict=False))
+async def test_app_options_dedupe_and_are_stored(app: App) -> None:
 
     @app.task(
         queue="q",

@@ -413,9 +413,13 @@ class MemoryDriver:
                 continue
             self._groups[group_id] = dataclasses.replace(settled.group, members=())
             callback = settled.callback
-            if callback is not None and callback.id not in self._tasks:
-                created = transitions.create(callback.new, task_id=callback.id, now=now, seq=next(self._seq))
-                self._tasks[callback.id] = created.replace(args=callback.args)
+            # Through the unique check, as the SQL backends do: a callback whose key is held is not
+            # inserted (the holder stands in), and the key's holder stays the one the index knows.
+            if (
+                callback is not None
+                and callback.id not in self._tasks
+                and self._insert([callback])[0].id == callback.id
+            ):
                 HUB.notify(self._key)
 
     async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:

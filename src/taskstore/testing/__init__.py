@@ -29,7 +29,7 @@ from .suite_pause import PauseTests
 from .suite_process import ProcessTests
 from .suite_schedule import RecurringOwnerTests, ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
-from .suite_unique import UniqueTests
+from .suite_unique import UniqueTemplateTests, UniqueTests
 from .suite_validation import ValidationTests
 from .suite_why import WhyTests
 
@@ -51,6 +51,7 @@ class ConformanceSuite(
     StatusTests,
     WatchTests,
     ValidationTests,
+    UniqueTemplateTests,
     UniqueTests,
     PauseTests,
     LimitTests,

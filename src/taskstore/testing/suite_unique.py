@@ -235,3 +235,23 @@ class UniqueTests(SuiteBase):
         with pytest.raises(errors.InvalidTask):
             await store.create(new(**options))
         assert await store.count() == 0
+
+
+class UniqueTemplateTests(SuiteBase):
+    """Tasks created later from a stored template (a chord's callback) keep their unique key."""
+
+    async def test_a_chord_callback_whose_key_is_held_is_not_created_twice(self, store: Store) -> None:
+        holder = await store.create(new(kind="report", unique_key="nightly"))
+        await store.create_group("g1", [new("m", "member")], callback=new(kind="report", unique_key="nightly"))
+        member = await claim_one(store, queues=["m"])
+        await store.mark_done(member, "ok")
+        live = [t for t in (await store.list(queue="q")).items if t.unique_key == "nightly"]
+        assert [t.id for t in live] == [holder.id]  # the holder stands in for the callback
+
+    async def test_a_chord_callback_keeps_its_unique_key_when_free(self, store: Store) -> None:
+        await store.create_group("g2", [new("m", "member")], callback=new(kind="report", unique_key="weekly"))
+        member = await claim_one(store, queues=["m"])
+        await store.mark_done(member, "ok")
+        (callback,) = [t for t in (await store.list(queue="q")).items if t.kind == "report"]
+        assert callback.unique_key == "weekly"
+        assert (await store.create(new(kind="report", unique_key="weekly"))).id == callback.id

@@ -112,16 +112,7 @@ def expire(task: Task, *, now: datetime) -> Task | None:
     if task.state not in CLAIMABLE_STATES or not is_expired(task, now):
         return None
     assert task.expires_at is not None
-    failure = Failure(type=EXPIRED, message=f"expired at {task.expires_at.isoformat()} before it ran", retryable=False)
-    return _touch(
-        task,
-        now,
-        state=State.CANCELLED,
-        claim=None,
-        finished_at=now,
-        result=Result(at=now, failure=failure),
-        cancel_requested=False,
-    )
+    return _cancelled(task, now, f"expired at {task.expires_at.isoformat()} before it ran", failure_type=EXPIRED)
 
 
 def is_timed_out(task: Task, now: datetime) -> bool:
@@ -281,8 +272,8 @@ def unclaim(task: Task, lease: Claim, *, now: datetime) -> Task:
     )
 
 
-def _cancelled(task: Task, now: datetime, message: str) -> Task:
-    failure = Failure(type=CANCELLED, message=message, retryable=False)
+def _cancelled(task: Task, now: datetime, message: str, *, failure_type: str = CANCELLED) -> Task:
+    failure = Failure(type=failure_type, message=message, retryable=False)
     return _touch(
         task,
         now,

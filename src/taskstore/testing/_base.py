@@ -7,7 +7,9 @@ capability a backend lacks are skipped with the declared reason, never silently.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -77,3 +79,13 @@ async def claim_one(store: Store, worker: str = "w1", queues: list[str] | None =
 def secs(task_time: Any, base: Any) -> float:
     delta: timedelta = task_time - base
     return delta.total_seconds()
+
+
+async def run_python(*args: str) -> str:
+    """Run ``python -c`` with ``args`` (a program and its arguments) and return its output; it must exit 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from taskstore import FakeClock, Limit, NewTask, State, Store, SystemClock, Task, errors
 
-from ._base import MULTIPROCESS, SHARED, OpenStore, SuiteBase, claim_one, new
+from ._base import MULTIPROCESS, SHARED, OpenStore, SuiteBase, claim_one, new, run_python
 
 # A claimer process: claims tasks of queue "lim", holds each a moment, completes it, and prints each task's
 # claimed_at and finished_at (ISO) as JSON, so the parent can check how many ran at once.
@@ -39,15 +38,6 @@ async def main(url, worker):
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
-
-
-async def _python(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 def _most_at_once(spans: list[tuple[datetime, datetime]], slack: float) -> int:
@@ -161,7 +151,7 @@ class LimitTests(SuiteBase):
         store = await open_store(clock=SystemClock())
         await store.set_limit("K", concurrency=2)
         await store.create_many([NewTask("lim", "k", {"i": i}, concurrency_key="K") for i in range(24)])
-        outputs = await asyncio.gather(*(_python(_HOLDER, store_url, f"proc-{i}") for i in range(3)))
+        outputs = await asyncio.gather(*(run_python(_HOLDER, store_url, f"proc-{i}") for i in range(3)))
         spans = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for out in outputs for a, b in json.loads(out)]
         assert len(spans) == 24
         assert await store.count(state=State.DONE) == 24

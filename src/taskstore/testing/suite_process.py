@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from taskstore import NewTask, State, Store, SystemClock, Task, UndecodablePayload
 
-from ._base import MULTIPROCESS, OpenStore, SuiteBase, create, new
+from ._base import MULTIPROCESS, OpenStore, SuiteBase, create, new, run_python
 
 # A claimer process: claims in batches until the queue stays empty, completes what it claimed,
 # and prints the ids it got as one JSON list.
@@ -51,15 +50,6 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-async def _python(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
 class ProcessTests(SuiteBase):
     # -- several processes ----------------------------------------------------------------------
 
@@ -67,7 +57,7 @@ class ProcessTests(SuiteBase):
         self.need(MULTIPROCESS)
         store = await open_store(clock=SystemClock())
         tasks = await store.create_many([NewTask("proc", "k", {"i": i}) for i in range(400)])
-        outputs = await asyncio.gather(*(_python(_CLAIMER, store_url, f"proc-{i}") for i in range(4)))
+        outputs = await asyncio.gather(*(run_python(_CLAIMER, store_url, f"proc-{i}") for i in range(4)))
         claimed = [task_id for out in outputs for task_id in json.loads(out)]
         counts = Counter(claimed)
         assert not [i for i, n in counts.items() if n > 1], "a task was claimed twice"
@@ -79,7 +69,7 @@ class ProcessTests(SuiteBase):
     ) -> None:
         self.need(MULTIPROCESS)
         store = await open_store(clock=SystemClock())
-        producer = asyncio.create_task(_python(_PRODUCER, store_url))
+        producer = asyncio.create_task(run_python(_PRODUCER, store_url))
         start = time.monotonic()
         got = await store.claim("w", ["proc"], limit=1, block_for=15)
         await producer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 
 from taskstore import FakeClock, State, Store, SystemClock, errors
 
-from ._base import MULTIPROCESS, SHARED, OpenStore, SuiteBase, claim_one, new
+from ._base import MULTIPROCESS, SHARED, OpenStore, SuiteBase, claim_one, new, run_python
 
 # A creator process: creates the key "race" in queue "u" many times at once, prints the ids it got back.
 _CREATOR = """
@@ -28,15 +27,6 @@ async def main(url, n):
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
-
-
-async def _python(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 class UniqueTests(SuiteBase):
@@ -189,7 +179,7 @@ class UniqueTests(SuiteBase):
     async def test_processes_racing_make_one_task(self, open_store: OpenStore, store_url: str) -> None:
         self.need(MULTIPROCESS)
         store = await open_store(clock=SystemClock())
-        outputs = await asyncio.gather(*(_python(_CREATOR, store_url, "20") for _ in range(3)))
+        outputs = await asyncio.gather(*(run_python(_CREATOR, store_url, "20") for _ in range(3)))
         ids = {task_id for out in outputs for task_id in json.loads(out)}
         assert len(ids) == 1
         assert await store.count() == 1

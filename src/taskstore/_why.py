@@ -82,7 +82,11 @@ def reasons(facts: Facts) -> list[str]:
     gate = facts.gate
     if gate is not None and task.concurrency_key is not None:
         key, limit = task.concurrency_key, gate.limit
-        if limit.concurrency is not None and gate.running >= limit.concurrency:
+        if limit.concurrency == 0:
+            found.append(
+                f"its concurrency key {key!r} has a concurrency limit of 0: none of its tasks runs until it is raised"
+            )
+        elif limit.concurrency is not None and gate.running >= limit.concurrency:
             held = ", ".join(
                 f"{t.id} (worker {t.claim.worker_id!r})" if t.claim is not None else t.id for t in facts.holders
             )

@@ -833,7 +833,10 @@ class Store:
         try:
             task = await driver.get(task_id_)
         except errors.NotFound:
-            task = await driver.get(task_id_, archived=True)
+            try:
+                task = await driver.get(task_id_, archived=True)
+            except errors.NotFound:
+                raise errors.NotFound(task_id_) from None
         now = self.now()
         gate, holders, paused = None, [], False
         if task.state not in TERMINAL_STATES:

@@ -92,3 +92,9 @@ def test_running_and_finished_tasks_say_what_they_are() -> None:
     expired = transitions.expire(task(expires_at=T0 + timedelta(seconds=1)), now=T0 + timedelta(seconds=1))
     assert expired is not None
     assert "expired" in reasons(facts(expired))[0]
+
+
+def test_a_limit_of_zero_says_so() -> None:
+    gate = new_gate(Limit("k", concurrency=0), T0)
+    (reason,) = reasons(facts(task(concurrency_key="k"), gate=gate))
+    assert "limit of 0" in reason

@@ -1,6 +1,6 @@
 """taskstore side by side with the established Python task queues: one run, one machine, one workload.
 
-    python -m bench [--quick] [--systems taskstore-sqlite,huey,...]
+    python -m bench [--quick] [--systems taskstore-sqlite,huey,...] [--scenarios limited,unique]
 
 For every system whose server can be had (PostgreSQL and Redis are found or started as the tests do; a system
 whose server cannot be had is skipped with the reason), each scenario runs in a fresh store, one system at a
@@ -11,7 +11,13 @@ time, each peer in its own virtual environment:
    size afterwards, are read around this run);
 3. 1 ms tasks at concurrency 10 and 100, against the ideal of concurrency / 1 ms;
 4. open-loop load at 500 and 2,000 tasks/s from a producer process: p50/p99 enqueue-to-start latency;
-5. drain throughput with a large backlog waiting, against the same drain with a small one.
+5. drain throughput with a large backlog waiting, against the same drain with a small one;
+6. flow control, for the systems that have the feature (the others show why not): a drain of no-op tasks spread
+   over 1,000 concurrency keys each limited to one running at a time, against the same tasks unlimited (and a
+   check that no two tasks of one key ever overlapped); bulk enqueue with a distinct deduplication key per task,
+   against the plain bulk enqueue.
+
+``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique (default: all).
 
 Results: bench/results/<date>[-quick].md (table with taskstore's ratio to the best peer), .png (chart) and
 .json (every figure). Not a test: it prints figures for a person to read.
@@ -27,6 +33,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,10 +59,28 @@ class Plan:
     backlog_small: int
     backlog_drain: int
     cap: float  # a worker run stops here even if it has not finished (rate over what it did)
+    limited: int = 0  # tasks of the limited drain (and of its unlimited twin)
+    keys: int = 1_000  # concurrency keys they spread over (must match KEYS in bench/peers/_common.py)
+    unique: int = 0  # tasks of the unique bulk enqueue (and of its plain twin)
 
 
-FULL = Plan(100_000, 50_000, {10: 20_000, 100: 50_000}, (500, 2_000), 10, 15, 1_000_000, 10_000, 10_000, 120)
-QUICK = Plan(10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000, 5_000, 5_000, 8)
+FULL = Plan(
+    100_000,
+    50_000,
+    {10: 20_000, 100: 50_000},
+    (500, 2_000),
+    10,
+    15,
+    1_000_000,
+    10_000,
+    10_000,
+    120,
+    50_000,
+    1_000,
+    100_000,
+)
+QUICK = Plan(10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000, 5_000, 5_000, 8, 5_000, 1_000, 10_000)
+SCENARIOS = ("enqueue", "drain", "sleep", "latency", "backlog", "limited", "unique")
 
 
 def child(system: System, scenario: str, url: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -81,7 +106,7 @@ def work(
     url = backend.fresh(f"{system.key}-{tag}")
     started = time.perf_counter()
     filled = child(system, "fill", url, {"kind": kind, "n": fill}, timeout=3600)
-    if "error" in filled:
+    if "error" in filled or "skipped" in filled:
         return filled
     fill_s = time.perf_counter() - started
     cpu0 = backend.server_cpu()
@@ -95,26 +120,54 @@ def work(
     return result
 
 
-def run_system(system: System, backend: Backend, plan: Plan) -> dict[str, dict[str, Any]]:
+def run_system(system: System, backend: Backend, plan: Plan, scenarios: set[str]) -> dict[str, dict[str, Any]]:
     r: dict[str, dict[str, Any]] = {}
 
     def show(name: str, text: str) -> None:
         res = r[name]
-        line = res.get("error") or res.get("skipped") or text.format(**res)
+        try:
+            line = res.get("error") or res.get("skipped") or text.format(**res)
+        except (KeyError, ValueError):  # a figure the text wants is missing (its twin run failed)
+            line = json.dumps(res)
         print(f"  {name:<14} {line}{'  (stopped at the cap)' if res.get('capped') else ''}", flush=True)
 
-    r["enqueue"] = child(system, "enqueue", backend.fresh(f"{system.key}-enqueue"), {"n": plan.enqueue}, 1800)
-    show("enqueue", "{rate:,.0f} tasks/s")
-    r["drain"] = work(system, backend, "drain", "noop", plan.drain, plan.drain, None, plan.cap)
-    show("drain", "{rate:,.0f} tasks/s, worker CPU {worker_cpu_s:.1f} s, " + "{settings}")
+    if "enqueue" in scenarios:
+        r["enqueue"] = child(system, "enqueue", backend.fresh(f"{system.key}-enqueue"), {"n": plan.enqueue}, 1800)
+        show("enqueue", "{rate:,.0f} tasks/s")
+    if "drain" in scenarios:
+        r["drain"] = work(system, backend, "drain", "noop", plan.drain, plan.drain, None, plan.cap)
+        show("drain", "{rate:,.0f} tasks/s, worker CPU {worker_cpu_s:.1f} s, " + "{settings}")
+    if "sleep" in scenarios:
+        run_sleep(system, backend, plan, r, show)
+    if "latency" in scenarios:
+        run_latency(system, backend, plan, r, show)
+    if "backlog" in scenarios:
+        run_backlog(system, backend, plan, r, show)
+    if "limited" in scenarios:
+        run_limited(system, backend, plan, r, show)
+    if "unique" in scenarios:
+        run_unique(system, backend, plan, r, show)
+    return r
+
+
+Show = Callable[[str, str], None]
+
+
+def run_sleep(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
     for c, n in plan.sleep.items():
         r[f"sleep{c}"] = work(system, backend, f"sleep{c}", "sleep", n, n, c, plan.cap)
         show(f"sleep{c}", f"{{rate:,.0f}} tasks/s (ideal {c * 1000:,})")
+
+
+def run_latency(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
     for rate in plan.rates:
         url = backend.fresh(f"{system.key}-latency{rate}")
         params = {"rate": rate, "seconds": plan.seconds, "concurrency": 100, "wait": plan.wait}
         r[f"latency{rate}"] = child(system, "latency", url, params, plan.seconds + plan.wait + 120)
         show(f"latency{rate}", "p50 {p50_ms:.1f} ms, p99 {p99_ms:.1f} ms ({started:,} of {expected:,} started)")
+
+
+def run_backlog(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
     r["backlog_small"] = work(
         system, backend, "backlog-small", "noop", plan.backlog_small, plan.backlog_drain, None, plan.cap
     )
@@ -123,7 +176,37 @@ def run_system(system: System, backend: Backend, plan: Plan) -> dict[str, dict[s
         system, backend, "backlog-big", "noop", plan.backlog_big, plan.backlog_drain, None, plan.cap
     )
     show("backlog_big", f"{{rate:,.0f}} tasks/s with {plan.backlog_big:,} waiting (filled in {{fill_s:.0f}} s)")
-    return r
+
+
+def run_limited(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
+    """The limited drain first: a system without the feature skips it, and then its unlimited twin too."""
+    n = plan.limited
+    r["drain_limited"] = limited = work(system, backend, "limited", "limited", n, n, None, plan.cap)
+    if "skipped" in limited:
+        r["drain_keyed"] = {"skipped": limited["skipped"]}
+    else:
+        r["drain_keyed"] = work(system, backend, "keyed", "keyed", n, n, None, plan.cap)
+    keyed = r["drain_keyed"]
+    if limited.get("rate") and keyed.get("rate"):
+        limited["vs_unlimited"] = limited["rate"] / keyed["rate"]
+    show("drain_keyed", f"{{rate:,.0f}} tasks/s over {plan.keys:,} keys, unlimited")
+    show("drain_limited", "{rate:,.0f} tasks/s, each key limited to 1 ({vs_unlimited:.2f} of unlimited); {settings}")
+
+
+def run_unique(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
+    """The unique bulk enqueue first (a system without the feature skips it), then the plain one of the same size."""
+    n = plan.unique
+    url = backend.fresh(f"{system.key}-unique")
+    r["enqueue_unique"] = unique = child(system, "enqueue_unique", url, {"n": n}, 1800)
+    if "skipped" in unique:
+        r["enqueue_plain"] = {"skipped": unique["skipped"]}
+    else:
+        r["enqueue_plain"] = child(system, "enqueue", backend.fresh(f"{system.key}-plain"), {"n": n}, 1800)
+    plain = r["enqueue_plain"]
+    if unique.get("rate") and plain.get("rate"):
+        unique["vs_plain"] = unique["rate"] / plain["rate"]
+    show("enqueue_plain", "{rate:,.0f} tasks/s")
+    show("enqueue_unique", "{rate:,.0f} tasks/s with a unique key each ({vs_plain:.2f} of plain); {settings}")
 
 
 def machine() -> dict[str, Any]:
@@ -147,8 +230,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under 5 minutes")
     parser.add_argument("--systems", default=",".join(s.key for s in SYSTEMS), help="comma-separated keys")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated; default: all")
     parser.add_argument("--out", type=Path, default=None, help="file stem for .md/.png/.json (default: by date)")
     opts = parser.parse_args()
+    scenarios = {k.strip() for k in opts.scenarios.split(",") if k.strip()}
+    if scenarios - set(SCENARIOS):
+        parser.error(
+            f"unknown scenarios: {', '.join(sorted(scenarios - set(SCENARIOS)))}; known: {', '.join(SCENARIOS)}"
+        )
     keys = [k.strip() for k in opts.systems.split(",") if k.strip()]
     unknown = set(keys) - {s.key for s in SYSTEMS}
     if unknown:
@@ -160,6 +249,7 @@ def main() -> None:
     info: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": "quick" if opts.quick else "full",
+        "scenarios": [name for name in SCENARIOS if name in scenarios],
         "machine": machine(),
         "plan": asdict(plan),
         "versions": {s.key: version_of(s) for s in systems},
@@ -178,7 +268,7 @@ def main() -> None:
             if system.backend not in backends:
                 continue
             print(f"{system.label} {info['versions'][system.key]}:", flush=True)
-            results[system.key] = run_system(system, backends[system.backend], plan)
+            results[system.key] = run_system(system, backends[system.backend], plan, scenarios)
     info["elapsed_s"] = time.perf_counter() - started
     stem = opts.out or RESULTS / (datetime.date.today().isoformat() + ("-quick" if opts.quick else ""))
     stem.parent.mkdir(parents=True, exist_ok=True)

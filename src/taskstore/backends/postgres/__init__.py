@@ -24,7 +24,7 @@ import math
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast
@@ -47,7 +47,7 @@ from ...backend import (
     apply_in_order,
 )
 from ...clock import Clock
-from ...gates import KeyGate
+from ...gates import KeyGate, new_gate, pick, reset_gate
 from ...model import (
     CLAIMABLE_STATES,
     DEFAULT_MAX_ATTEMPTS,
@@ -72,7 +72,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the PostgreSQL backend needs psycopg 3 and psycopg-pool: pip install 'taskstore[postgres]'"
     ) from exc
 
-from ._rows import task_from_row, write_statement
+from ._rows import gate_from_row, limit_from_row, task_from_row, write_statement
 
 log = logging.getLogger("taskstore.postgres")
 
@@ -135,6 +135,24 @@ async def _on_caller(
         return await cur.fetchall() if cur.description is not None else []
     sync_cur = conn.execute(query, params)
     return sync_cur.fetchall() if sync_cur.description is not None else []
+
+
+# One statement run in a transaction that is already open: the driver's own connection or the caller's (conn=).
+_Run = Callable[[sql.Composed, Any], Awaitable[list[Any]]]
+# A unique create retries its insert when the holder it conflicted with ended before it could be read back.
+_UNIQUE_ROUNDS = 5
+# A claim past key limits scans again past the keys it found full, at most this many times.
+_CLAIM_ROUNDS = 4
+# After a one-statement claim met a limited key, claims take the limit-aware path for this long (seconds).
+_LIMITED_HINT_FOR = 1.0
+
+
+def _runner(conn: psycopg.AsyncConnection[Any]) -> _Run:
+    async def run(query: sql.Composed, params: Any = None) -> list[Any]:
+        cur = await conn.execute(query, params)
+        return await cur.fetchall() if cur.description is not None else []
+
+    return run
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -205,6 +223,7 @@ class PostgresDriver:
         self._pool: AsyncConnectionPool[Any] | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
+        self._limited_until = 0.0  # monotonic time until which claims skip the one-statement attempt
         self.chord_args: ChordArgs = _groups.no_chord_args
         info = _parse_conninfo(conninfo)
         # libpq counts whole seconds and treats less than 2 as 2; open() enforces the exact limit itself.
@@ -456,9 +475,13 @@ class PostgresDriver:
             if row.id in seen:
                 raise errors.AlreadyExists(row.id)
             seen.add(row.id)
+        unique = any(row.new.unique_key is not None for row in rows)
         if conn is not None:
-            return await self._insert_joined(rows, self._insert_params(rows), conn)
+            return await self._insert_joined(rows, conn, unique)
         try:
+            if unique:
+                async with self._conn() as c, c.transaction():
+                    return await self._insert_unique(_runner(c), rows)
             async with self._conn() as c:  # one statement: atomic without a transaction block
                 returned = await (await c.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
                 return self._created(rows, returned)
@@ -467,11 +490,64 @@ class PostgresDriver:
                 raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
             raise
 
+    async def _insert_unique(self, run: _Run, rows: Sequence[NewRow], now: datetime | None = None) -> list[Task]:
+        """Insert a batch with unique tasks in the transaction ``run`` executes in (see ``Outbox.insert``).
+
+        ``INSERT … ON CONFLICT DO NOTHING`` on the partial unique index decides which rows go in; the
+        holders of the rest are read back. A holder that ends between the two (its row no longer holds
+        the key) leaves its rows to insert again, a bounded number of times.
+        """
+        first: dict[tuple[str, str], int] = {}  # a key's first row in the batch; later rows get its task
+        pending: list[int] = []
+        for index, row in enumerate(rows):
+            key = row.new.unique_key
+            if key is not None:
+                if (row.new.queue, key) in first:
+                    continue
+                first[(row.new.queue, key)] = index
+            pending.append(index)
+        keys = json.dumps([list(k) for k in first], separators=(",", ":"))
+        params = self._params(keys=keys)
+        if now is not None:
+            params["now"] = now
+        await run(self.q["release_lapsed_holders"], params)
+        result: dict[int, Task] = {}
+        for _ in range(_UNIQUE_ROUNDS):
+            batch = [rows[i] for i in pending]
+            returned = await run(self.q["insert_unique_tasks"], self._insert_params(batch, now))
+            inserted = {r[1] for r in returned}
+            went_in = [i for i in pending if rows[i].id in inserted]
+            for i, task in zip(went_in, self._created([rows[i] for i in went_in], returned), strict=True):
+                result[i] = task
+            pending = [i for i in pending if rows[i].id not in inserted]
+            if not pending:
+                break
+            wanted = [[rows[i].new.queue, rows[i].new.unique_key] for i in pending]
+            holders = await run(self.q["unique_holders"], self._params(keys=json.dumps(wanted)))
+            by_key = {(t.queue, t.unique_key): t for t in map(task_from_row, holders)}
+            for i in pending:
+                holder = by_key.get((rows[i].new.queue, rows[i].new.unique_key))
+                if holder is not None:
+                    result[i] = holder
+            pending = [i for i in pending if i not in result]
+            if not pending:
+                break
+        else:
+            raise errors.BackendUnavailable("unique tasks: the key's holder kept changing while creating; try again")
+        out = []
+        for index, row in enumerate(rows):
+            if index not in result:  # a repeated key of the batch: its first row's task
+                key = row.new.unique_key
+                assert key is not None
+                result[index] = result[first[(row.new.queue, key)]]
+            out.append(result[index])
+        return out
+
     async def _first_taken(self, ids: list[str]) -> str:
         found = await self._fetchall("existing_ids", ids=ids)
         return str(found[0][0]) if found else "?"
 
-    async def _insert_joined(self, rows: Sequence[NewRow], params: dict[str, Any], conn: Any) -> list[Task]:
+    async def _insert_joined(self, rows: Sequence[NewRow], conn: Any, unique: bool) -> list[Task]:
         """Insert inside the caller's transaction, which only the caller ends.
 
         When the caller has not begun yet, the savepoint is the transaction's first statement and
@@ -482,10 +558,18 @@ class PostgresDriver:
         if not isinstance(conn, psycopg.Connection | psycopg.AsyncConnection):
             raise errors.ConfigError(f"conn= must be a psycopg connection for this store, got {type(conn).__name__}")
         _check_joinable(conn)
+
+        async def run(query: sql.Composed, params: Any = None) -> list[Any]:
+            return await _on_caller(conn, query, params)
+
         try:
             await _on_caller(conn, self.q["join_savepoint"])
             try:
-                returned = await _on_caller(conn, self.q["insert_tasks"], params)
+                if unique:
+                    created = await self._insert_unique(run, rows)
+                else:
+                    returned = await _on_caller(conn, self.q["insert_tasks"], self._insert_params(rows))
+                    created = self._created(rows, returned)
             except BaseException:
                 with contextlib.suppress(psycopg.Error):
                     await _on_caller(conn, self.q["join_rollback"])
@@ -503,7 +587,7 @@ class PostgresDriver:
             raise errors.BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
         except psycopg.Error as exc:
             raise errors.BackendUnavailable(f"PostgreSQL error in the caller's transaction: {exc}") from exc
-        return self._created(rows, returned)
+        return created
 
     async def get(self, task_id: str, *, archived: bool = False) -> Task:
         row = await self._fetchone("get_archived" if archived else "get_task", id=task_id)
@@ -535,37 +619,164 @@ class PostgresDriver:
     # -- claims ---------------------------------------------------------------------------------
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
-        """One statement; lease tokens come from the database (gen_random_uuid)."""
+        """One statement while no candidate's key has a limit; lease tokens come from the database (gen_random_uuid).
+
+        The one statement claims nothing when a candidate's key has a limit (or nothing is claimable): then
+        the claim runs again in a transaction that locks the keys' limit rows (``_claim_limited``). Right
+        after that happened, claims go there directly for a moment rather than pay for both.
+        """
         distinct = list(dict.fromkeys(queues))
-        if not distinct:
-            rows = await self._fetchall("claim_any", worker=worker_id, limit=limit)
-        elif len(distinct) == 1:
-            rows = await self._fetchall("claim_queue", worker=worker_id, limit=limit, queue=distinct[0])
-        else:
-            rows = await self._fetchall("claim_queues", worker=worker_id, limit=limit, queues=distinct)
+        rows: list[Any] = []
+        if time.monotonic() >= self._limited_until:
+            if not distinct:
+                rows = await self._fetchall("claim_any", worker=worker_id, limit=limit)
+            elif len(distinct) == 1:
+                rows = await self._fetchall("claim_queue", worker=worker_id, limit=limit, queue=distinct[0])
+            else:
+                rows = await self._fetchall("claim_queues", worker=worker_id, limit=limit, queues=distinct)
+        if not rows:
+            rows = await self._claim_limited(worker_id, distinct, limit)
         claimed = [task_from_row(r) for r in rows]
         claimed.sort(key=_claim_order)
         return claimed
 
-    async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None:
+    async def _claim_limited(self, worker_id: str, queues: list[str], want: int) -> list[Any]:
+        """A claim past per-key limits (SPEC §9), in one transaction; returns the claimed rows.
+
+        Candidates are read in claim order and locked (SKIP LOCKED); their keys' limit rows are locked,
+        then the keys' running tasks counted, so two claimers never both take a key's last slot;
+        ``gates.pick`` chooses; the chosen are claimed and the buckets drawn on written back. When keys
+        turned out full and the scan was full, it scans again past them (bounded), so a hot key never
+        hides the other keys' tasks.
+        """
         async with self._conn() as conn, conn.transaction():
-            rows = await (await conn.execute(self.q["lock_tasks"], self._params(ids=[task_id]))).fetchall()
+            run = _runner(conn)
+            gates: dict[str, KeyGate] = {}
+            known: set[str] = set()  # keys whose limit row this claim has looked at
+            full: set[str] = set()
+            chosen: list[int] = []
+            now: datetime | None = None
+            limited = False
+            for round_ in range(_CLAIM_ROUNDS):
+                scan = want - len(chosen)
+                found = await run(*self._candidates(queues, scan, full, chosen))
+                new_keys = sorted({r[1] for r in found if r[1] is not None and r[1] not in known})
+                if new_keys:
+                    locked = await run(
+                        self.q["lock_limits" if round_ == 0 else "lock_limits_skip_locked"], {"keys": new_keys}
+                    )
+                    known.update(new_keys)
+                    held = [r for r in locked if r[6]]
+                    full.update(r[0] for r in locked if not r[6])  # another claimer holds it: full for this one
+                    if held:
+                        limited = True
+                        counts = await run(self.q["running_counts"], self._params(keys=[r[0] for r in held]))
+                        running = {c[0]: int(c[1]) for c in counts}
+                        now = counts[0][2].astimezone(UTC)
+                        for r in held:
+                            gates[r[0]] = gate_from_row(r, running[r[0]])
+                # A key another claimer holds is passed over; every other candidate goes to gates.pick.
+                open_ = [i for i, r in enumerate(found) if r[1] is None or r[1] in gates or r[1] not in full]
+                keys = [found[i][1] if found[i][1] in gates else None for i in open_]
+                picked, newly_full = pick(keys, gates, now or datetime.now(UTC), scan)
+                chosen.extend(found[open_[i]][0] for i in picked)
+                full.update(newly_full)
+                if len(found) < scan or len(chosen) >= want:
+                    break
+            if limited:
+                self._limited_until = time.monotonic() + _LIMITED_HINT_FOR
+            if not chosen:
+                return []
+            return await run(self.q["claim_seqs"], self._claim_seqs_params(worker_id, chosen, gates, now))
+
+    def _candidates(
+        self, queues: list[str], limit: int, full: set[str], taken: list[int]
+    ) -> tuple[sql.Composed, dict[str, Any]]:
+        params = self._params(limit=limit, full=sorted(full), taken=taken)
+        if not queues:
+            return self.q["claim_candidates_any"], params
+        if len(queues) == 1:
+            return self.q["claim_candidates_queue"], {**params, "queue": queues[0]}
+        return self.q["claim_candidates_queues"], {**params, "queues": queues}
+
+    def _claim_seqs_params(
+        self, worker_id: str, seqs: list[int], gates: dict[str, KeyGate], now: datetime | None
+    ) -> dict[str, Any]:
+        buckets = [[k, g.tokens, g.refilled_at.isoformat()] for k, g in gates.items() if g.drawn > 0]
+        params = self._params(worker=worker_id, seqs=seqs, buckets=json.dumps(buckets))
+        if now is not None:
+            params["now"] = now
+        return params
+
+    async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None:
+        """Claim one task by id, through the same gates as a claim: paused queue, expiry, its key's limit."""
+        async with self._conn() as conn, conn.transaction():
+            run = _runner(conn)
+            rows = await run(self.q["lock_tasks"], self._params(ids=[task_id]))
             if not rows:
                 raise errors.NotFound(task_id)
             task, now = task_from_row(rows[0]), rows[0][-1].astimezone(UTC)
+            if (await run(self.q["queue_paused"], {"name": task.queue}))[0][0]:
+                return None
+            gate, now = await self._lock_gate(run, task.concurrency_key, now)
             changed = transitions.take_over(task, worker_id=worker_id, token=token, now=now, lease=ttl)
             if changed is None:
                 return None
+            if gate is not None and changed.state is State.CLAIMED:
+                if task.state is State.CLAIMED:
+                    gate.running -= 1  # its own expired lease is among the key's running tasks
+                if not gate.admits(now):
+                    return None
+                gate.take(now)
+                if gate.drawn:
+                    await run(self.q["claim_seqs"], self._claim_seqs_params(worker_id, [], {gate.limit.key: gate}, now))
             await self._write_back(conn, [(task, changed)])
             await self._settle(conn, _groups.ended_groups([(task, changed)]), now)
         return changed if changed.state is State.CLAIMED else None
 
+    async def _lock_gate(self, run: _Run, key: str | None, now: datetime) -> tuple[KeyGate | None, datetime]:
+        """The key's gate, its limit row locked and its running tasks counted after; and the time then."""
+        if key is None:
+            return None, now
+        locked = await run(self.q["lock_limit"], {"key": key})
+        if not locked:
+            return None, now
+        counts = await run(self.q["running_counts"], self._params(keys=[key]))
+        return gate_from_row(locked[0], int(counts[0][1])), counts[0][2].astimezone(UTC)
+
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
-        if queues:
-            rows = await self._fetchall("available_queues", queues=list(queues), limit=limit)
-        else:
-            rows = await self._fetchall("available_any", limit=limit)
-        return [task_from_row(r) for r in rows]
+        """What a claim would take now, read only: the same gates, nothing locked, no tokens drawn."""
+        distinct = list(dict.fromkeys(queues))
+        async with self._conn() as conn:
+            run = _runner(conn)
+            gates: dict[str, KeyGate] = {}
+            known: set[str] = set()
+            full: set[str] = set()
+            chosen: list[Task] = []
+            now = self.clock.now()
+            for _ in range(_CLAIM_ROUNDS):
+                scan = limit - len(chosen)
+                params = self._params(limit=scan, full=sorted(full), taken=[t.seq for t in chosen])
+                if distinct:
+                    params["queues"] = distinct
+                found = [
+                    task_from_row(r)
+                    for r in await run(self.q["available_" + ("queues" if distinct else "any")], params)
+                ]
+                new_keys = sorted({t.concurrency_key for t in found if t.concurrency_key is not None} - known)
+                if new_keys:
+                    known.update(new_keys)
+                    for r in await run(self.q["limit_gates"], self._params(keys=new_keys)):
+                        gates[r[0]] = gate_from_row(r, int(r[6]))
+                        now = r[7].astimezone(UTC)
+                keys = [t.concurrency_key if t.concurrency_key in gates else None for t in found]
+                picked, newly_full = pick(keys, gates, now, scan)
+                chosen.extend(found[i] for i in picked)
+                full.update(newly_full)
+                if len(found) < scan or len(chosen) >= limit:
+                    break
+        chosen.sort(key=_claim_order)
+        return chosen
 
     async def has_claimable(self, queues: Sequence[str]) -> bool:
         if queues:
@@ -673,12 +884,20 @@ class PostgresDriver:
     # -- maintenance ----------------------------------------------------------------------------
 
     async def reap(self, limit: int) -> int:
+        """Timed-out leases (``transitions.reap``) and waiting tasks past ``expires_at`` (``transitions.expire``),
+        up to ``limit`` of each, in one transaction that settles their groups."""
         async with self._conn() as conn, conn.transaction():
             rows = await (await conn.execute(self.q["lock_timed_out"], self._params(limit=limit))).fetchall()
+            expired = await (await conn.execute(self.q["lock_expired"], self._params(limit=limit))).fetchall()
             reaped = []
             for row in rows:
                 task = task_from_row(row)
                 changed = transitions.reap(task, now=row[-1].astimezone(UTC))
+                if changed is not None:
+                    reaped.append((task, changed))
+            for row in expired:
+                task = task_from_row(row)
+                changed = transitions.expire(task, now=row[-1].astimezone(UTC))
                 if changed is not None:
                     reaped.append((task, changed))
             if reaped:
@@ -700,6 +919,7 @@ class PostgresDriver:
             args=row.args,
             skip=row.skip_if_outstanding,
             next_at=row.next_at,
+            owner=row.owner,
         )
         return _recurring_row(stored)
 
@@ -799,7 +1019,9 @@ class PostgresDriver:
         if callbacks:
             taken = await (await conn.execute(self.q["existing_ids"], {"ids": [c.id for c in callbacks]})).fetchall()
             fresh = [c for c in callbacks if c.id not in {r[0] for r in taken}]
-            if fresh:
+            if any(c.new.unique_key is not None for c in fresh):
+                await self._insert_unique(_runner(conn), fresh, now)  # a held key: the holder stands for it
+            elif fresh:
                 # Stamped with the time that ended the last member, so the callback is never older than it.
                 await conn.execute(self.q["insert_tasks"], self._insert_params(fresh, now))
 
@@ -819,6 +1041,13 @@ class PostgresDriver:
         try:
             async with self._conn() as conn, conn.transaction():
                 await conn.execute(self.q["insert_group"], params)
+                if any(r.new.unique_key is not None for r in rows):
+                    created = await self._insert_unique(_runner(conn), rows)
+                    held = [t.id for t, r in zip(created, rows, strict=True) if t.id != r.id]
+                    if held:
+                        # A member that is another task would make the group wait on a task not in it.
+                        raise errors.InvalidTask(f"a group member's unique_key is held by task {held[0]}")
+                    return created
                 returned = await (await conn.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
         except errors.BackendUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
@@ -853,31 +1082,63 @@ class PostgresDriver:
     # -- worker heartbeats ----------------------------------------------------------------------
 
     # -- flow control (SPEC §9) -----------------------------------------------------------------
-    # FOUNDATION STUBS: replaced by the backend's implementation in this same issue (not to be merged as is).
 
     async def set_paused(self, queue: str, paused: bool) -> None:
-        raise NotImplementedError
+        channel = self.channel if self.notify and not paused else ""
+        await self._execute("set_paused", queue=queue, paused=paused, channel=channel)
 
     async def paused_queues(self) -> set[str]:
-        raise NotImplementedError
+        return {r[0] for r in await self._fetchall("paused_queues")}
 
     async def queue_rows(self) -> list[QueueRow]:
-        raise NotImplementedError
+        async with self._conn() as conn:
+            counted = await (await conn.execute(self.q["queue_counts"], self._params())).fetchall()
+            records = await (await conn.execute(self.q["queue_records"])).fetchall()
+        paused = {r[0]: bool(r[1]) for r in records}
+        counts: dict[str, dict[State, int]] = {name: {} for name in paused}
+        oldest: dict[str, datetime] = {}
+        for queue, state, n, ready in counted:
+            counts.setdefault(queue, {})[State(state)] = int(n)
+            if ready is not None:
+                ready = ready.astimezone(UTC)
+                oldest[queue] = min(ready, oldest.get(queue, ready))
+        return [
+            QueueRow(name=name, paused=paused.get(name, False), counts=counts[name], oldest_ready_at=oldest.get(name))
+            for name in sorted(counts)
+        ]
 
     async def put_limit(self, limit: Limit) -> None:
-        raise NotImplementedError
+        """Set under the row's lock, the bucket carried over by ``gates.reset_gate`` at the time read after it."""
+        async with self._conn() as conn, conn.transaction():
+            run = _runner(conn)
+            locked = await run(self.q["lock_limit"], {"key": limit.key})
+            now = (await run(self.q["time_after_locks"], self._params()))[0][0].astimezone(UTC)
+            gate = reset_gate(gate_from_row(locked[0], 0), limit, now) if locked else new_gate(limit, now)
+            await run(
+                self.q["put_limit"],
+                {
+                    "key": limit.key,
+                    "concurrency": limit.concurrency,
+                    "rate": limit.rate,
+                    "per": limit.per,
+                    "tokens": gate.tokens,
+                    "refilled_at": gate.refilled_at,
+                    "channel": self.channel if self.notify else "",
+                },
+            )
 
     async def delete_limit(self, key: str) -> bool:
-        raise NotImplementedError
+        return await self._execute("delete_limit", key=key, channel=self.channel if self.notify else "") > 0
 
     async def list_limits(self) -> list[Limit]:
-        raise NotImplementedError
+        return [limit_from_row(r) for r in await self._fetchall("list_limits")]
 
     async def key_gate(self, key: str) -> KeyGate | None:
-        raise NotImplementedError
+        rows = await self._fetchall("limit_gates", keys=[key])
+        return None if not rows else gate_from_row(rows[0], int(rows[0][6]))
 
     async def claimed_with_key(self, key: str, limit: int) -> list[Task]:
-        raise NotImplementedError
+        return [task_from_row(r) for r in await self._fetchall("claimed_with_key", key=key, limit=limit)]
 
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         row = await self._fetchone(
@@ -916,6 +1177,7 @@ def _recurring_row(r: Any) -> RecurringRow:
         args=bytes(r[3]) if r[3] is not None else b"null",
         skip_if_outstanding=bool(r[4]),
         next_at=r[5].astimezone(UTC),
+        owner=r[6],
     )
 
 

@@ -4,9 +4,7 @@
 
 -- A batch travels as one JSON array (payloads in base64), parsed once into jsonb: far
 -- cheaper per task than thirteen bound text arrays. Rows keep the batch's order, so seq does too.
--- name: insert_tasks
-WITH clock AS (SELECT {now} AS now),
-{announce_seqs}
+-- name: _insert_rows
 INSERT INTO {schema}.tasks (id, queue, kind, args, context, reference_id, priority, run_at, max_attempts, attempts,
                             processing_timeout, retry, state, created_at, updated_at, last_enqueued_at, version,
                             recurring_id, group_id, unique_key, unique_hold, unique_until, concurrency_key, expires_at)
@@ -16,9 +14,48 @@ SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), nullif(r->4, 'null'), r->>5
        clock.now + (r->>15)::float8 * interval '1 second', r->>16, (r->>17)::timestamptz
   FROM clock, announced, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS batch(r, ord)
  ORDER BY batch.ord
+
 -- The notification rides in the same statement (an uncorrelated subquery runs once), so a single enqueue is one
 -- round trip; it is delivered when the enqueuing transaction commits.
+-- name: _inserted
 RETURNING seq, id, created_at, (SELECT pg_notify(%(channel)s, '') WHERE %(channel)s <> '')::text
+
+-- name: insert_tasks
+WITH clock AS (SELECT {now} AS now),
+{announce_seqs}
+{insert_rows}
+{inserted}
+
+-- Unique tasks (SPEC §9): the partial unique index decides. A row whose (queue, unique_key) is held is not
+-- inserted and not returned; a concurrent insert of the same key still open is waited for, then counted as
+-- a holder if it committed. Rows without a key never conflict here (NULL unique_hold is outside the index).
+-- name: insert_unique_tasks
+WITH clock AS (SELECT {now} AS now),
+{announce_seqs}
+{insert_rows}
+ON CONFLICT (queue, unique_key) WHERE unique_hold IS NOT NULL DO NOTHING
+{inserted}
+
+-- The tasks holding the batch's keys ([[queue, key], ...]), as stored.
+-- name: unique_holders
+SELECT t.* FROM {schema}.tasks t
+  JOIN jsonb_array_elements(%(keys)s::jsonb) AS w(k) ON t.queue = w.k->>0 AND t.unique_key = w.k->>1
+ WHERE t.unique_hold IS NOT NULL
+
+-- Holders whose unique_for has passed give their key up to this create (transitions.release_key), locked in
+-- id order like every writer. The hold is re-checked on the locked row (a concurrent write may have ended it).
+-- name: release_lapsed_holders
+WITH locked AS MATERIALIZED (
+    SELECT t.seq FROM {schema}.tasks t
+      JOIN jsonb_array_elements(%(keys)s::jsonb) AS w(k) ON t.queue = w.k->>0 AND t.unique_key = w.k->>1
+     WHERE t.unique_hold IS NOT NULL AND t.unique_until <= {now}
+     ORDER BY t.id
+       FOR UPDATE OF t
+)
+UPDATE {schema}.tasks t
+   SET unique_hold = NULL, version = t.version + 1, updated_at = {now_after_locks}
+  FROM locked
+ WHERE t.seq = locked.seq
 
 -- Listing in seq order must never page past a seq that a transaction still open may yet commit: that row
 -- would be skipped. Rows of open transactions are invisible, but locks are not. So before it takes any seq,
@@ -116,61 +153,165 @@ UPDATE {schema}.tasks t
  WHERE t.seq = picked.seq
 RETURNING t.*
 
+-- Claimable rows, as every claim sees them: waiting and due, not expired, not in a paused queue (SPEC §9).
+-- The paused queues are read once per statement (an uncorrelated subquery), so a pause committed before a
+-- claim begins is seen by it, in every process.
+-- name: _claimable
+state IN ('queued', 'failed') AND run_at <= {now} AND (expires_at IS NULL OR expires_at > {now})
+   AND queue <> ALL (ARRAY(SELECT name FROM {schema}.queues WHERE paused))
+
+-- The one-statement claims take the first rows in claim order only when none of them has a key with a limit
+-- (a key without a limit row is unlimited and costs one index probe). Otherwise they claim nothing, and the
+-- driver claims in a transaction that locks the keys' limit rows (claim_candidates_* below).
+-- name: _unless_limited
+picked AS (
+    SELECT seq FROM candidates
+     WHERE NOT EXISTS (SELECT 1 FROM candidates c JOIN {schema}.limits l ON l.key = c.concurrency_key)
+)
+
 -- name: claim_queue
-WITH picked AS (
-    SELECT seq FROM {schema}.tasks
-     WHERE queue = %(queue)s AND state IN ('queued', 'failed') AND run_at <= {now}
+WITH candidates AS (
+    SELECT seq, concurrency_key FROM {schema}.tasks
+     WHERE queue = %(queue)s AND {claimable}
      ORDER BY priority DESC, run_at, seq
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
-)
+),
+{unless_limited}
 {claim_picked}
 
 -- name: claim_any
-WITH picked AS (
-    SELECT seq FROM {schema}.tasks
-     WHERE state IN ('queued', 'failed') AND run_at <= {now}
+WITH candidates AS (
+    SELECT seq, concurrency_key FROM {schema}.tasks
+     WHERE {claimable}
      ORDER BY priority DESC, run_at, seq
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
-)
+),
+{unless_limited}
 {claim_picked}
 
 -- Several queues: each queue's claimable rows are read in index order, then merged.
 -- name: claim_queues
-WITH candidates AS (
-    SELECT c.seq, c.priority, c.run_at
+WITH merged AS (
+    SELECT c.seq, c.priority, c.run_at, c.concurrency_key
       FROM unnest(%(queues)s::text[]) AS q(name)
      CROSS JOIN LATERAL (
-        SELECT seq, priority, run_at FROM {schema}.tasks
-         WHERE queue = q.name AND state IN ('queued', 'failed') AND run_at <= {now}
+        SELECT seq, priority, run_at, concurrency_key FROM {schema}.tasks
+         WHERE queue = q.name AND {claimable}
          ORDER BY priority DESC, run_at, seq
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED
      ) c
 ),
-picked AS (SELECT seq FROM candidates ORDER BY priority DESC, run_at, seq LIMIT %(limit)s)
+candidates AS (SELECT seq, concurrency_key FROM merged ORDER BY priority DESC, run_at, seq LIMIT %(limit)s),
+{unless_limited}
 {claim_picked}
 
+-- Claims past key limits, in one transaction: read candidates (locked, SKIP LOCKED), lock their keys' limit
+-- rows, count the keys' running tasks, choose (gates.pick), claim (claim_seqs). A candidate's key already
+-- known to be full, by this claim or by a stale read of its limit and running count, is passed over here so
+-- that one scan reaches the keys with room; the decision itself is taken on the locked rows.
+-- name: _key_open
+(t.concurrency_key IS NULL OR (t.concurrency_key <> ALL(%(full)s::text[]) AND NOT EXISTS (
+    SELECT 1 FROM {schema}.limits l
+     WHERE l.key = t.concurrency_key
+       AND (l.concurrency <= (SELECT count(*) FROM {schema}.tasks r
+                               WHERE r.concurrency_key = l.key AND r.state = 'claimed')
+            OR least(l.rate, l.tokens + extract(epoch FROM {now} - l.refilled_at) * l.rate / l.per) < 0.999999999))))
+   AND t.seq <> ALL(%(taken)s::bigint[])
+
+-- name: claim_candidates_queue
+SELECT t.seq, t.concurrency_key FROM {schema}.tasks t
+ WHERE t.queue = %(queue)s AND {claimable} AND {key_open}
+ ORDER BY t.priority DESC, t.run_at, t.seq
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+
+-- name: claim_candidates_any
+SELECT t.seq, t.concurrency_key FROM {schema}.tasks t
+ WHERE {claimable} AND {key_open}
+ ORDER BY t.priority DESC, t.run_at, t.seq
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+
+-- name: claim_candidates_queues
+SELECT c.seq, c.concurrency_key
+  FROM unnest(%(queues)s::text[]) AS q(name)
+ CROSS JOIN LATERAL (
+    SELECT t.seq, t.priority, t.run_at, t.concurrency_key FROM {schema}.tasks t
+     WHERE t.queue = q.name AND {claimable} AND {key_open}
+     ORDER BY t.priority DESC, t.run_at, t.seq
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+ ) c
+ ORDER BY c.priority DESC, c.run_at, c.seq
+ LIMIT %(limit)s
+
+-- The limit rows of a claim's keys, locked in key order: claimers of one key take turns, so two never both
+-- see room for its last slot. Only a claim's first lock waits; later rounds (new keys) skip keys another
+-- claimer holds (treated as full for this claim), so claimers never wait on each other in a cycle.
+-- name: lock_limits
+SELECT key, concurrency, rate, per, tokens, refilled_at, true FROM {schema}.limits
+ WHERE key = ANY(%(keys)s::text[])
+ ORDER BY key
+   FOR UPDATE
+
+-- The last column says whether this claim holds the row.
+-- name: lock_limits_skip_locked
+WITH got AS MATERIALIZED (
+    SELECT key, concurrency, rate, per, tokens, refilled_at FROM {schema}.limits
+     WHERE key = ANY(%(keys)s::text[])
+     ORDER BY key
+       FOR UPDATE SKIP LOCKED
+)
+SELECT got.*, true FROM got
+ UNION ALL
+SELECT key, concurrency, rate, per, tokens, refilled_at, false FROM {schema}.limits
+ WHERE key = ANY(%(keys)s::text[]) AND key NOT IN (SELECT key FROM got)
+
+-- Read after the limit rows are locked, in a statement of its own: its snapshot then includes every claim
+-- committed by the claimer that held them before. The time is read then too (rate buckets never run back).
+-- name: running_counts
+SELECT k.key, (SELECT count(*) FROM {schema}.tasks t WHERE t.concurrency_key = k.key AND t.state = 'claimed'),
+       coalesce(%(now)s::timestamptz, clock_timestamp())
+  FROM unnest(%(keys)s::text[]) AS k(key)
+
+-- The chosen candidates claimed, and the token buckets drawn on written back ([[key, tokens, refilled_at]]).
+-- name: claim_seqs
+WITH buckets AS (
+    UPDATE {schema}.limits l
+       SET tokens = (b.v->>1)::float8, refilled_at = (b.v->>2)::timestamptz
+      FROM jsonb_array_elements(%(buckets)s::jsonb) AS b(v)
+     WHERE l.key = b.v->>0
+),
+picked AS (SELECT unnest(%(seqs)s::bigint[]) AS seq)
+{claim_picked}
+
+-- find_available: what a claim would consider, read only (nothing locked, no tokens drawn).
 -- name: available_any
-SELECT * FROM {schema}.tasks
- WHERE state IN ('queued', 'failed') AND run_at <= {now}
- ORDER BY priority DESC, run_at, seq
+SELECT t.* FROM {schema}.tasks t
+ WHERE {claimable} AND {key_open}
+ ORDER BY t.priority DESC, t.run_at, t.seq
  LIMIT %(limit)s
 
 -- name: available_queues
-SELECT * FROM {schema}.tasks
- WHERE queue = ANY(%(queues)s) AND state IN ('queued', 'failed') AND run_at <= {now}
- ORDER BY priority DESC, run_at, seq
+SELECT t.* FROM {schema}.tasks t
+ WHERE t.queue = ANY(%(queues)s) AND {claimable} AND {key_open}
+ ORDER BY t.priority DESC, t.run_at, t.seq
  LIMIT %(limit)s
 
+-- name: limit_gates
+SELECT l.key, l.concurrency, l.rate, l.per, l.tokens, l.refilled_at,
+       (SELECT count(*) FROM {schema}.tasks t WHERE t.concurrency_key = l.key AND t.state = 'claimed'), {now}
+  FROM {schema}.limits l
+ WHERE l.key = ANY(%(keys)s::text[])
+
 -- name: any_claimable
-SELECT EXISTS (SELECT 1 FROM {schema}.tasks WHERE state IN ('queued', 'failed') AND run_at <= {now})
+SELECT EXISTS (SELECT 1 FROM {schema}.tasks WHERE {claimable})
 
 -- name: any_claimable_in_queues
-SELECT EXISTS (
-    SELECT 1 FROM {schema}.tasks WHERE queue = ANY(%(queues)s) AND state IN ('queued', 'failed') AND run_at <= {now}
-)
+SELECT EXISTS (SELECT 1 FROM {schema}.tasks WHERE queue = ANY(%(queues)s) AND {claimable})
 
 -- Writes of transitions decided in Python, each fenced on the version read under FOR UPDATE.
 
@@ -225,6 +366,14 @@ RETURNING t.id, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel
 {complete_batch}
    AND t.group_id IS NOT NULL
 RETURNING t.*, clock.now, (SELECT pg_notify(%(status_channel)s, '') WHERE %(status_channel)s <> '')::text
+
+-- Waiting tasks past their expires_at, for the reaper to end (transitions.expire).
+-- name: lock_expired
+SELECT *, {now} FROM {schema}.tasks
+ WHERE expires_at <= {now} AND expires_at IS NOT NULL AND state IN ('queued', 'failed')
+ ORDER BY expires_at
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
 
 -- name: lock_timed_out
 SELECT *, {now} FROM {schema}.tasks
@@ -288,22 +437,77 @@ SELECT count(*) FROM {schema}.tasks_archive
 SELECT count(*) FROM {schema}.tasks WHERE recurring_id = %(id)s AND state IN ('queued', 'failed', 'claimed')
 
 -- name: put_recurring
-INSERT INTO {schema}.recurring AS r (id, schedule, template, args, skip_if_outstanding, next_at, updated_at)
-VALUES (%(id)s, %(schedule)s, %(template)s, %(args)s, %(skip)s, %(next_at)s, {now})
+INSERT INTO {schema}.recurring AS r (id, schedule, template, args, skip_if_outstanding, next_at, updated_at, owner)
+VALUES (%(id)s, %(schedule)s, %(template)s, %(args)s, %(skip)s, %(next_at)s, {now}, %(owner)s)
 ON CONFLICT (id) DO UPDATE
    SET template = excluded.template, args = excluded.args, skip_if_outstanding = excluded.skip_if_outstanding,
        next_at = CASE WHEN r.schedule = excluded.schedule THEN r.next_at ELSE excluded.next_at END,
-       schedule = excluded.schedule, updated_at = excluded.updated_at
-RETURNING id, schedule, template, args, skip_if_outstanding, next_at
+       schedule = excluded.schedule, updated_at = excluded.updated_at, owner = excluded.owner
+RETURNING id, schedule, template, args, skip_if_outstanding, next_at, owner
 
 -- name: delete_recurring
 DELETE FROM {schema}.recurring WHERE id = %(id)s
 
 -- name: list_recurring
-SELECT id, schedule, template, args, skip_if_outstanding, next_at FROM {schema}.recurring ORDER BY id
+SELECT id, schedule, template, args, skip_if_outstanding, next_at, owner FROM {schema}.recurring ORDER BY id
 
 -- name: advance_recurring
 UPDATE {schema}.recurring SET next_at = %(next_at)s, updated_at = {now} WHERE id = %(id)s AND next_at = %(expected)s
+
+-- Flow control (SPEC §9): paused queues and per-key limits.
+
+-- A resume notifies like an enqueue: the queue's tasks are claimable again, in every process.
+-- name: set_paused
+INSERT INTO {schema}.queues AS q (name, paused, updated_at)
+VALUES (%(queue)s, %(paused)s, {now})
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+RETURNING (SELECT pg_notify(%(channel)s, '') WHERE %(channel)s <> '')::text
+
+-- name: paused_queues
+SELECT name FROM {schema}.queues WHERE paused
+
+-- name: queue_paused
+SELECT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = %(name)s AND paused)
+
+-- Live tasks by queue and state, and per queue and state the least run_at of the claimable ones.
+-- name: queue_counts
+SELECT queue, state, count(*),
+       min(run_at) FILTER (WHERE state IN ('queued', 'failed') AND run_at <= {now}
+                             AND (expires_at IS NULL OR expires_at > {now}))
+  FROM {schema}.tasks
+ GROUP BY queue, state
+
+-- name: queue_records
+SELECT name, paused FROM {schema}.queues
+
+-- name: lock_limit
+SELECT key, concurrency, rate, per, tokens, refilled_at FROM {schema}.limits WHERE key = %(key)s FOR UPDATE
+
+-- The time, read after the locks this transaction took.
+-- name: time_after_locks
+SELECT coalesce(%(now)s::timestamptz, clock_timestamp())
+
+-- A limit set or raised may let held-back tasks run: claimers in every process are woken.
+-- name: put_limit
+INSERT INTO {schema}.limits AS l (key, concurrency, rate, per, tokens, refilled_at, updated_at)
+VALUES (%(key)s, %(concurrency)s, %(rate)s, %(per)s, %(tokens)s, %(refilled_at)s, %(refilled_at)s)
+ON CONFLICT (key) DO UPDATE
+   SET concurrency = excluded.concurrency, rate = excluded.rate, per = excluded.per, tokens = excluded.tokens,
+       refilled_at = excluded.refilled_at, updated_at = excluded.updated_at
+RETURNING (SELECT pg_notify(%(channel)s, '') WHERE %(channel)s <> '')::text
+
+-- name: delete_limit
+DELETE FROM {schema}.limits WHERE key = %(key)s
+RETURNING (SELECT pg_notify(%(channel)s, '') WHERE %(channel)s <> '')::text
+
+-- name: list_limits
+SELECT key, concurrency, rate, per FROM {schema}.limits ORDER BY key
+
+-- name: claimed_with_key
+SELECT * FROM {schema}.tasks
+ WHERE concurrency_key = %(key)s AND state = 'claimed'
+ ORDER BY claimed_at, seq
+ LIMIT %(limit)s
 
 -- name: put_heartbeat
 INSERT INTO {schema}.worker_heartbeats (worker_id, queues, inflight, host, pid, version, started_at, timestamp, extras)

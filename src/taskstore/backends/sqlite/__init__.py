@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import heapq
 import json
 import os
 import sqlite3
@@ -26,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from ... import errors, transitions
+from ... import errors, gates, transitions
 from ..._wakeup import HUB
 from ...backend import (
     Change,
@@ -46,8 +45,10 @@ from ...clock import Clock
 from ...gates import KeyGate
 from ...model import Limit, State, Task, WorkerHeartbeat
 from .. import _groups
-from .._sql import load_queries, load_script
+from .._sql import load_script
+from . import _flow
 from ._commits import watch_commits
+from ._queries import Q
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
 SCHEMA_VERSION = 6
@@ -61,7 +62,6 @@ _MIGRATIONS = {
     5: "schema_5.sql",
     6: "schema_6.sql",
 }
-Q = load_queries(__name__, "queries.sql")
 
 R = TypeVar("R")
 
@@ -323,9 +323,22 @@ class SQLiteDriver:
             return self._insert_in(conn, rows)
 
     def _insert_in(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
-        """Insert inside the writer's open transaction."""
-        tasks: list[Task] = []
+        """Insert inside the writer's open transaction.
+
+        Rows with a unique key are first resolved against the stored holders (``_flow.dedupe``); the
+        write lock held since BEGIN IMMEDIATE keeps that true until the insert, and ``tasks_unique`` backs it.
+        """
         now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
+        if not any(row.new.unique_key is not None for row in rows):
+            return self._insert_now(conn, rows, now)
+        plan = _flow.dedupe(conn, rows, now)
+        self._write_back(conn, plan.released)
+        return _flow.assemble(rows, plan, self._insert_now(conn, plan.insert, now))
+
+    def _insert_now(self, conn: sqlite3.Connection, rows: Sequence[NewRow], now: datetime) -> list[Task]:
+        tasks: list[Task] = []
+        if not rows:
+            return tasks
         base = conn.execute(Q["next_seq"]).fetchone()[0]
         # Chunks keep the parameter lists small (fewer live objects for the garbage collector to
         # walk); the transaction still covers the whole batch.
@@ -355,13 +368,26 @@ class SQLiteDriver:
         if not isinstance(conn, sqlite3.Connection):
             raise errors.ConfigError(f"conn= must be a sqlite3.Connection for this store, got {type(conn).__name__}")
         now = self.clock.now()
-        tasks = [transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=0) for row in rows]
-        params = [(None, *insert_params(t, r.args)[1:]) for t, r in zip(tasks, rows, strict=True)]
+        unique = any(row.new.unique_key is not None for row in rows)
+        tasks: list[Task] = []
+        plan: _flow.Dedupe | None = None
         try:
             self._check_same_file(conn)
             _begin_caller_transaction(conn)
             conn.execute("SAVEPOINT taskstore_insert")
             try:
+                inserted = rows
+                if unique:
+                    # A deferred transaction takes the write lock now, before the holders are read:
+                    # no other writer can then insert one of these keys before this insert.
+                    conn.execute(Q["take_write_lock"])
+                    plan = _flow.dedupe(conn, rows, now)
+                    self._write_back(conn, plan.released)
+                    inserted = plan.insert
+                tasks = [
+                    transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=0) for row in inserted
+                ]
+                params = [(None, *insert_params(t, r.args)[1:]) for t, r in zip(tasks, inserted, strict=True)]
                 conn.executemany(Q["insert_task"], params)
                 seqs = dict(conn.execute(Q["seqs_of_ids"], (json.dumps([t.id for t in tasks]),)).fetchall())
             except BaseException:
@@ -378,7 +404,8 @@ class SQLiteDriver:
             raise errors.BackendUnavailable(f"SQLite error in the caller's transaction: {exc}") from exc
         except sqlite3.ProgrammingError as exc:  # closed, or used from another thread
             raise errors.ConfigError(f"conn= cannot be used: {exc}") from exc
-        return [t.replace(seq=seqs[t.id]) for t in tasks]
+        created = [t.replace(seq=seqs[t.id]) for t in tasks]
+        return created if plan is None else _flow.assemble(rows, plan, created)
 
     def _check_same_file(self, conn: sqlite3.Connection) -> None:
         files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
@@ -415,39 +442,23 @@ class SQLiteDriver:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    def _ready(self, conn: sqlite3.Connection, queues: Sequence[str], limit: int, now: datetime) -> list[Task]:
-        now_us = to_us(now)
-        if not queues:
-            return [task_from_row(r) for r in conn.execute(Q["claimable_any"], (now_us, limit))]
-        # One indexed scan per queue, merged here: the index gives each queue in claim order.
-        found = [
-            task_from_row(r)
-            for q in dict.fromkeys(queues)
-            for r in conn.execute(Q["claimable_in_queue"], (q, now_us, limit))
-        ]
-        return found if len(queues) == 1 else heapq.nsmallest(limit, found, key=_claim_order)
-
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
-        """One fenced UPDATE … RETURNING over the chosen rows; tokens come from SQLite's CSPRNG."""
+        """One fenced UPDATE … RETURNING over the chosen rows; tokens come from SQLite's CSPRNG.
+
+        The candidates, the gates of their limited keys and the claim are read and written under one
+        write lock, so a key's running count and bucket hold across every process on the file.
+        """
 
         def claim(conn: sqlite3.Connection) -> list[Task]:
             with self._write(conn):
                 # The clock is read once the write lock is held: a wait for it must not shorten the lease.
-                now_us = to_us(self.clock.now())
-                if queues:
-                    keys = [
-                        k
-                        for q in dict.fromkeys(queues)
-                        for k in conn.execute(Q["claim_keys_in_queue"], (q, now_us, limit))
-                    ]
-                    if len(queues) > 1:  # each queue came in claim order; merge them
-                        keys = heapq.nsmallest(limit, keys, key=lambda k: (-k[0], k[1], k[2]))
-                else:
-                    keys = conn.execute(Q["claim_keys_any"], (now_us, limit)).fetchall()
-                if not keys:
+                now = self.clock.now()
+                choice = _flow.choose(conn, queues, limit, now)
+                if not choice.seqs:
                     return []
-                params = {"worker": worker_id, "now": now_us, "seqs": json.dumps([k[2] for k in keys])}
+                params = {"worker": worker_id, "now": to_us(now), "seqs": json.dumps(choice.seqs)}
                 claimed = [task_from_row(r) for r in conn.execute(Q["claim_seqs"], params)]
+                _flow.draw(conn, choice.gates.values())
             claimed.sort(key=_claim_order)
             return claimed
 
@@ -461,9 +472,21 @@ class SQLiteDriver:
                 if row is None:
                     raise errors.NotFound(task_id)
                 task = task_from_row(row)
+                if conn.execute(Q["queue_paused"], (task.queue,)).fetchone() is not None:
+                    return None
                 changed = transitions.take_over(task, worker_id=worker_id, token=token, now=now, lease=ttl)
                 if changed is None:
                     return None
+                gate = None
+                if changed.state is State.CLAIMED and task.concurrency_key is not None:
+                    gate = _flow.key_gates(conn, [task.concurrency_key]).get(task.concurrency_key)
+                if gate is not None:
+                    if task.state is State.CLAIMED:
+                        gate.running -= 1  # a timed-out lease taken over: its slot passes to this claim
+                    if not gate.admits(now):
+                        return None
+                    gate.take(now)
+                    _flow.draw(conn, [gate])
                 self._write_back(conn, [(task, changed)])
                 self._settle(conn, _groups.ended_groups([(task, changed)]), now)
             return changed if changed.state is State.CLAIMED else None
@@ -471,14 +494,28 @@ class SQLiteDriver:
         return await self._run(claim_one)
 
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
-        return await self._run(lambda c: self._ready(c, queues, limit, self.clock.now()))
+        """What a claim would take now (the same gates), claiming nothing and drawing no tokens."""
+
+        def find(conn: sqlite3.Connection) -> list[Task]:
+            conn.execute("BEGIN")  # one snapshot for the scans and the gates
+            try:
+                seqs = _flow.choose(conn, queues, limit, self.clock.now()).seqs
+                rows = conn.execute(Q["tasks_of_seqs"], (json.dumps(seqs),)).fetchall() if seqs else []
+            finally:
+                conn.execute("COMMIT")
+            return sorted(map(task_from_row, rows), key=_claim_order)
+
+        return await self._run(find)
 
     async def has_claimable(self, queues: Sequence[str]) -> bool:
         def probe(conn: sqlite3.Connection) -> bool:
             now_us = to_us(self.clock.now())
             if not queues:
-                return conn.execute(Q["any_claimable"], (now_us,)).fetchone() is not None
-            return any(conn.execute(Q["any_claimable_in_queue"], (q, now_us)).fetchone() is not None for q in queues)
+                return conn.execute(Q["any_claimable"], {"now": now_us}).fetchone() is not None
+            return any(
+                conn.execute(Q["any_claimable_in_queue"], {"queue": q, "now": now_us}).fetchone() is not None
+                for q in queues
+            )
 
         return await self._run(probe)
 
@@ -578,6 +615,12 @@ class SQLiteDriver:
                     changed = transitions.reap(task, now=now)
                     if changed is not None:
                         reaped.append((task, changed))
+                # Waiting tasks past expires_at end cancelled (SPEC §9), up to ``limit`` of them too.
+                for row in conn.execute(Q["expired_waiting"], (to_us(now), limit)).fetchall():
+                    task = task_from_row(row)
+                    expired = transitions.expire(task, now=now)
+                    if expired is not None:
+                        reaped.append((task, expired))
                 self._write_back(conn, reaped)
                 self._settle(conn, _groups.ended_groups(reaped), now)
             return len(reaped)
@@ -609,6 +652,7 @@ class SQLiteDriver:
             "skip": int(row.skip_if_outstanding),
             "next_at": to_us(row.next_at),
             "now": to_us(self.clock.now()),
+            "owner": row.owner,
         }
 
         def put(conn: sqlite3.Connection) -> RecurringRow:
@@ -820,31 +864,79 @@ class SQLiteDriver:
     # -- worker heartbeats ----------------------------------------------------------------------
 
     # -- flow control (SPEC §9) -----------------------------------------------------------------
-    # FOUNDATION STUBS: replaced by the backend's implementation in this same issue (not to be merged as is).
 
     async def set_paused(self, queue: str, paused: bool) -> None:
-        raise NotImplementedError
+        def put(conn: sqlite3.Connection) -> None:
+            with self._write(conn):
+                conn.execute(Q["set_paused"], (queue, int(paused), to_us(self.clock.now())))
+
+        await self._run(put)
 
     async def paused_queues(self) -> set[str]:
-        raise NotImplementedError
+        return await self._run(lambda c: {r[0] for r in c.execute(Q["paused_queues"])})
 
     async def queue_rows(self) -> list[QueueRow]:
-        raise NotImplementedError
+        def read(conn: sqlite3.Connection) -> list[QueueRow]:
+            conn.execute("BEGIN")  # one snapshot for the three reads
+            try:
+                paused = {r[0]: bool(r[1]) for r in conn.execute(Q["queue_records"])}
+                counts: dict[str, dict[State, int]] = {}
+                for queue, state, n in conn.execute(Q["queue_counts"]):
+                    counts.setdefault(queue, {})[State(state)] = n
+                oldest = {q: from_us(at) for q, at in conn.execute(Q["oldest_ready"], {"now": to_us(self.clock.now())})}
+            finally:
+                conn.execute("COMMIT")
+            return [
+                QueueRow(name=q, paused=paused.get(q, False), counts=counts.get(q, {}), oldest_ready_at=oldest.get(q))
+                for q in sorted(paused.keys() | counts.keys())
+            ]
+
+        return await self._run(read)
 
     async def put_limit(self, limit: Limit) -> None:
-        raise NotImplementedError
+        def put(conn: sqlite3.Connection) -> None:
+            with self._write(conn):
+                now = self.clock.now()
+                row = conn.execute(Q["get_limit"], (limit.key,)).fetchone()
+                if row is None:
+                    gate = gates.new_gate(limit, now)
+                else:
+                    gate = gates.reset_gate(_flow.gate_from_row(row), limit, now)
+                params = {
+                    "key": limit.key,
+                    "concurrency": limit.concurrency,
+                    "rate": limit.rate,
+                    "per": limit.per,
+                    "tokens": gate.tokens,
+                    "refilled_at": to_us(gate.refilled_at),
+                    "now": to_us(now),
+                }
+                conn.execute(Q["put_limit"], params)
+
+        await self._run(put)
 
     async def delete_limit(self, key: str) -> bool:
-        raise NotImplementedError
+        def delete(conn: sqlite3.Connection) -> bool:
+            with self._write(conn):
+                return conn.execute(Q["delete_limit"], (key,)).rowcount == 1
+
+        return await self._run(delete)
 
     async def list_limits(self) -> list[Limit]:
-        raise NotImplementedError
+        def read(conn: sqlite3.Connection) -> list[Limit]:
+            return [Limit(key=r[0], concurrency=r[1], rate=r[2], per=r[3]) for r in conn.execute(Q["list_limits"])]
+
+        return await self._run(read)
 
     async def key_gate(self, key: str) -> KeyGate | None:
-        raise NotImplementedError
+        def read(conn: sqlite3.Connection) -> KeyGate | None:
+            row = conn.execute(Q["get_limit"], (key,)).fetchone()
+            return None if row is None else _flow.gate_from_row(row)
+
+        return await self._run(read)
 
     async def claimed_with_key(self, key: str, limit: int) -> list[Task]:
-        raise NotImplementedError
+        return await self._run(lambda c: [task_from_row(r) for r in c.execute(Q["claimed_with_key"], (key, limit))])
 
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         stamped = dataclasses.replace(heartbeat, timestamp=self.clock.now())
@@ -887,7 +979,13 @@ class SQLiteDriver:
 
 def _recurring_row(r: Any) -> RecurringRow:
     return RecurringRow(
-        id=r[0], schedule=r[1], template=r[2], args=r[3], skip_if_outstanding=bool(r[4]), next_at=from_us(r[5])
+        id=r[0],
+        schedule=r[1],
+        template=r[2],
+        args=r[3],
+        skip_if_outstanding=bool(r[4]),
+        next_at=from_us(r[5]),
+        owner=r[6],
     )
 
 

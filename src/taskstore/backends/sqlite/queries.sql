@@ -33,31 +33,55 @@ UPDATE tasks
        result_failure = ?, updated_at = ?, last_enqueued_at = ?, finished_at = ?, version = ?, unique_hold = ?
  WHERE seq = ? AND version = ?
 
--- name: claimable_in_queue
-SELECT * FROM tasks
- WHERE queue = ? AND state IN ('queued', 'failed') AND run_at <= ?
- ORDER BY priority DESC, run_at, seq
- LIMIT ?
+-- Claimable now: waiting, due, and not expired (SPEC §9). Paused queues are left out by each query.
+-- name: _claimable
+state IN ('queued', 'failed') AND run_at <= :now AND (expires_at IS NULL OR expires_at > :now)
 
--- name: claimable_any
-SELECT * FROM tasks
- WHERE state IN ('queued', 'failed') AND run_at <= ?
- ORDER BY priority DESC, run_at, seq
- LIMIT ?
+-- name: _queue_not_paused
+NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
 
--- Claim candidates: just the sort key, read from the partial index of claimable rows.
+-- name: _not_paused
+queue NOT IN (SELECT name FROM queues WHERE paused = 1)
 
--- name: claim_keys_in_queue
-SELECT priority, run_at, seq FROM tasks
- WHERE queue = ? AND state IN ('queued', 'failed') AND run_at <= ?
- ORDER BY priority DESC, run_at, seq
- LIMIT ?
+-- A rescan of a claim held back by full keys: past the candidates already decided and the keys now full.
+-- name: _past_full
+seq NOT IN (SELECT value FROM json_each(:skip))
+   AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT value FROM json_each(:full)))
 
--- name: claim_keys_any
-SELECT priority, run_at, seq FROM tasks
- WHERE state IN ('queued', 'failed') AND run_at <= ?
+-- Claim candidates: the sort key and the concurrency key, read in claim order from the partial index.
+
+-- name: candidates_in_queue
+SELECT priority, run_at, seq, concurrency_key FROM tasks
+ WHERE queue = :queue AND {claimable} AND {queue_not_paused}
  ORDER BY priority DESC, run_at, seq
- LIMIT ?
+ LIMIT :limit
+
+-- name: candidates_any
+SELECT priority, run_at, seq, concurrency_key FROM tasks
+ WHERE {claimable} AND {not_paused}
+ ORDER BY priority DESC, run_at, seq
+ LIMIT :limit
+
+-- name: more_candidates_in_queue
+SELECT priority, run_at, seq, concurrency_key FROM tasks
+ WHERE queue = :queue AND {claimable} AND {queue_not_paused} AND {past_full}
+ ORDER BY priority DESC, run_at, seq
+ LIMIT :limit
+
+-- name: more_candidates_any
+SELECT priority, run_at, seq, concurrency_key FROM tasks
+ WHERE {claimable} AND {not_paused} AND {past_full}
+ ORDER BY priority DESC, run_at, seq
+ LIMIT :limit
+
+-- The gates of the limited keys among a claim's candidates: each limit with its claimed tasks counted now.
+-- name: key_gates
+SELECT key, concurrency, rate, per, tokens, refilled_at,
+       (SELECT count(*) FROM tasks WHERE concurrency_key = limits.key AND state = 'claimed')
+  FROM limits WHERE key IN (SELECT value FROM json_each(?))
+
+-- name: draw_tokens
+UPDATE limits SET tokens = ?, refilled_at = ? WHERE key = ?
 
 -- The claim itself, fenced on the row still being claimable. It sets what transitions.claim sets;
 -- the lease token is 128 random bits from SQLite's CSPRNG. A unit test compares the two.
@@ -67,17 +91,30 @@ UPDATE tasks
        claimed_at = :now, times_out_at = :now + CAST(round(processing_timeout * 1000000) AS INTEGER),
        report_at = NULL, report_data = NULL, cancel_requested = 0, updated_at = :now, version = version + 1,
        unique_hold = CASE WHEN instr(unique_hold, ',claimed,') > 0 THEN unique_hold END
- WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state IN ('queued', 'failed') AND run_at <= :now
+ WHERE seq IN (SELECT value FROM json_each(:seqs)) AND {claimable}
 RETURNING *
 
+-- name: tasks_of_seqs
+SELECT * FROM tasks WHERE seq IN (SELECT value FROM json_each(?))
+
+-- name: queue_paused
+SELECT 1 FROM queues WHERE name = ? AND paused = 1
+
 -- name: any_claimable_in_queue
-SELECT 1 FROM tasks WHERE queue = ? AND state IN ('queued', 'failed') AND run_at <= ? LIMIT 1
+SELECT 1 FROM tasks WHERE queue = :queue AND {claimable} AND {queue_not_paused} LIMIT 1
 
 -- name: any_claimable
-SELECT 1 FROM tasks WHERE state IN ('queued', 'failed') AND run_at <= ? LIMIT 1
+SELECT 1 FROM tasks WHERE {claimable} AND {not_paused} LIMIT 1
 
 -- name: timed_out
 SELECT * FROM tasks WHERE state = 'claimed' AND times_out_at <= ? LIMIT ?
+
+-- Waiting tasks past their expires_at, from the partial index tasks_expiry.
+-- name: expired_waiting
+SELECT * FROM tasks
+ WHERE expires_at IS NOT NULL AND expires_at <= ? AND state IN ('queued', 'failed')
+ ORDER BY expires_at
+ LIMIT ?
 
 -- name: finished_before
 SELECT seq FROM tasks
@@ -148,19 +185,19 @@ UPDATE tasks
  WHERE seq = ? AND version = ?
 
 -- name: put_recurring
-INSERT INTO recurring (id, schedule, template, args, skip_if_outstanding, next_at, updated_at)
-VALUES (:id, :schedule, :template, :args, :skip, :next_at, :now)
+INSERT INTO recurring (id, schedule, template, args, skip_if_outstanding, next_at, updated_at, owner)
+VALUES (:id, :schedule, :template, :args, :skip, :next_at, :now, :owner)
 ON CONFLICT (id) DO UPDATE
    SET template = excluded.template, args = excluded.args, skip_if_outstanding = excluded.skip_if_outstanding,
        next_at = CASE WHEN recurring.schedule = excluded.schedule THEN recurring.next_at ELSE excluded.next_at END,
-       schedule = excluded.schedule, updated_at = excluded.updated_at
-RETURNING id, schedule, template, args, skip_if_outstanding, next_at
+       schedule = excluded.schedule, updated_at = excluded.updated_at, owner = excluded.owner
+RETURNING id, schedule, template, args, skip_if_outstanding, next_at, owner
 
 -- name: delete_recurring
 DELETE FROM recurring WHERE id = ?
 
 -- name: list_recurring
-SELECT id, schedule, template, args, skip_if_outstanding, next_at FROM recurring ORDER BY id
+SELECT id, schedule, template, args, skip_if_outstanding, next_at, owner FROM recurring ORDER BY id
 
 -- name: advance_recurring
 UPDATE recurring SET next_at = ?, updated_at = ? WHERE id = ? AND next_at = ?
@@ -296,3 +333,54 @@ SELECT * FROM statuses
 
 -- name: purge_statuses
 DELETE FROM statuses WHERE expires_at <= ?
+
+-- Unique tasks (SPEC §9): the stored tasks still holding any of a batch's (queue, unique_key) pairs,
+-- given as a JSON array of [queue, key]; read through the partial unique index tasks_unique.
+-- name: key_holders
+SELECT * FROM tasks
+ WHERE unique_hold IS NOT NULL
+   AND (queue, unique_key) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))
+
+-- Takes the write lock of a joined (deferred) transaction before its holders are read, so no other
+-- writer can insert a key between the check and the insert. It changes nothing.
+-- name: take_write_lock
+UPDATE tasks SET seq = seq WHERE 0
+
+-- Paused queues and per-key limits (SPEC §9).
+
+-- name: set_paused
+INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+
+-- name: paused_queues
+SELECT name FROM queues WHERE paused = 1
+
+-- name: queue_records
+SELECT name, paused FROM queues
+
+-- name: queue_counts
+SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
+
+-- name: oldest_ready
+SELECT queue, min(run_at) FROM tasks WHERE {claimable} GROUP BY queue
+
+-- name: get_limit
+SELECT key, concurrency, rate, per, tokens, refilled_at,
+       (SELECT count(*) FROM tasks WHERE concurrency_key = limits.key AND state = 'claimed')
+  FROM limits WHERE key = ?
+
+-- name: put_limit
+INSERT INTO limits (key, concurrency, rate, per, tokens, refilled_at, updated_at)
+VALUES (:key, :concurrency, :rate, :per, :tokens, :refilled_at, :now)
+ON CONFLICT (key) DO UPDATE
+   SET concurrency = excluded.concurrency, rate = excluded.rate, per = excluded.per, tokens = excluded.tokens,
+       refilled_at = excluded.refilled_at, updated_at = excluded.updated_at
+
+-- name: delete_limit
+DELETE FROM limits WHERE key = ?
+
+-- name: list_limits
+SELECT key, concurrency, rate, per FROM limits ORDER BY key
+
+-- name: claimed_with_key
+SELECT * FROM tasks WHERE concurrency_key = ? AND state = 'claimed' ORDER BY claimed_at, seq LIMIT ?

@@ -253,6 +253,7 @@ def main() -> None:
         "machine": machine(),
         "plan": asdict(plan),
         "versions": {s.key: version_of(s) for s in systems},
+        "load_at_start": os.getloadavg(),  # other work on the machine skews every figure: say how much there was
     }
     m = info["machine"]
     print(f"{m['host']}: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}", flush=True)
@@ -270,6 +271,7 @@ def main() -> None:
             print(f"{system.label} {info['versions'][system.key]}:", flush=True)
             results[system.key] = run_system(system, backends[system.backend], plan, scenarios)
     info["elapsed_s"] = time.perf_counter() - started
+    info["load_at_end"] = os.getloadavg()
     stem = opts.out or RESULTS / (datetime.date.today().isoformat() + ("-quick" if opts.quick else ""))
     stem.parent.mkdir(parents=True, exist_ok=True)
     document = {"info": info, "results": results}

@@ -163,6 +163,12 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         "Servers: " + "; ".join(f"{v}" for v in info["servers"].values()) + ".",
         "Versions: " + ", ".join(f"{s.label.split(' (')[0]} {info['versions'][s.key]}" for s in systems) + ".",
     ]
+    if "load_at_start" in info:
+        start, end = info["load_at_start"], info["load_at_end"]
+        lines.append(
+            f"Load average (1, 5, 15 min): {', '.join(f'{v:.1f}' for v in start)} at the start, "
+            f"{', '.join(f'{v:.1f}' for v in end)} at the end."
+        )
     for name, why in info.get("missing", {}).items():
         lines.append(f"Skipped every system on {BACKEND_NAMES[name]}: {why}.")
     lines += [

@@ -210,6 +210,15 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
             "  process of its own, for both). The handler records its start and end per key; `failed` means two",
             "  tasks of one key overlapped. `skipped`: the system has no such feature (why, below).",
         ]
+    if info["plan"].get("repeat", 1) > 1 and any(
+        "drain_limited" in r or "enqueue_unique" in r for r in results.values()
+    ):
+        lines += [
+            f"- Flow-control rows: each pair ran {info['plan']['repeat']} times, alternating which went first; the",
+            "  best run of each is shown (every run's rate is in the JSON), so that other work on the machine",
+            "  weighs less; a run that failed the overlap check is shown over any good one. A pair with a run",
+            "  over a minute long (or stopped at the cap) ran once.",
+        ]
     if any("enqueue_unique" in r for r in results.values()):
         lines += [
             f"- Unique enqueue: {info['plan']['unique']:,} tasks each with a distinct deduplication key (none is a",

@@ -190,10 +190,13 @@ class Outbox(Protocol):
 
         Unique tasks (SPEC §9): a row whose ``(queue, unique_key)`` is held by a stored task
         (``transitions.holds_key``) is not inserted; its task in the result is that holder as stored
-        (``args`` still encoded: the store tells it apart by its id differing from ``row.id``). A holder
+        (``args`` still encoded). A holder
         whose ``unique_until`` has passed is released (``transitions.release_key``) and the row inserted,
         in the same transaction. A later row of the batch with the key of an earlier one gets that
-        earlier task. The unique index ``tasks_unique`` (or the memory backend's lock) is what decides, so
+        earlier task (the same object, or that task as stored). The store tells inserted tasks from
+        holders by ``task.args is row.new.args`` (a holder may even have the row's id: the same create
+        sent twice), so an inserted task must carry the row's own ``args`` object, never a copy.
+        The unique index ``tasks_unique`` (or the memory backend's lock) is what decides, so
         two processes racing to create one key get one task; never a read-then-insert without it.
         """
         ...

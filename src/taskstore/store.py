@@ -63,6 +63,8 @@ from .schedule import parse_schedule, slot_task_id
 log = logging.getLogger("taskstore.store")
 
 DEFAULT_CLAIM_POLL = 0.05
+# Ids of claimed tasks with a concurrency_key remembered per store (see ``Store._keyed``); a bound, not a tuning knob.
+_MAX_KEYED = 100_000
 DEFAULT_HEARTBEAT_RETENTION = 60.0
 DEFAULT_STATUS_TTL = 86400.0  # groups (and status-only records) live a day unless told otherwise
 _BATCH = 10_000
@@ -238,6 +240,7 @@ class Store:
         )
         self.status_ttl = DEFAULT_STATUS_TTL
         self._pending: set[asyncio.Future[Any]] = set()
+        self._keyed_ids: set[str] = set()  # claimed here with a concurrency_key (see _keyed)
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
         driver.chord_args = functools.partial(_chord_args, self.codec)
@@ -336,6 +339,7 @@ class Store:
         driver = await self._ready()
         (outcome,) = await driver.apply([(task_id_, change)])
         self._touched()
+        self._freed([outcome])
         task = self._decoded(_raise_or(outcome))
         self._publish([task])
         return task
@@ -346,9 +350,43 @@ class Store:
         driver = await self._ready()
         outcomes = await driver.apply(changes)
         self._touched()
+        self._freed(outcomes)
         decoded = [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
         self._publish(o for o in decoded if isinstance(o, Task))
         return decoded
+
+    def _keyed(self, claimed: Iterable[Task]) -> None:
+        """Remember the tasks this store claimed with a ``concurrency_key``: their end frees a slot."""
+        for task in claimed:
+            if task.concurrency_key is not None:
+                if len(self._keyed_ids) >= _MAX_KEYED:
+                    self._keyed_ids.clear()  # forgotten ones are found by the blocked claimers' polling
+                self._keyed_ids.add(task.id)
+
+    def _freed(self, outcomes: Iterable[Outcome]) -> None:
+        """A task with a concurrency_key stopped running: its key has room, wake this process's claimers.
+
+        (Claimers in other processes find it by polling: ``has_claimable`` keeps saying True.)
+        """
+        wake = False
+        for outcome in outcomes:
+            if isinstance(outcome, Task) and outcome.concurrency_key is not None and outcome.state is not State.CLAIMED:
+                self._keyed_ids.discard(outcome.id)
+                wake = True
+        if wake:
+            self._wake()
+
+    def _freed_ids(self, ids: Iterable[str]) -> None:
+        """``_freed`` for writes that return no task (the worker's bulk completions)."""
+        if not self._keyed_ids:
+            return
+        wake = False
+        for id_ in ids:
+            if id_ in self._keyed_ids:
+                self._keyed_ids.discard(id_)
+                wake = True
+        if wake:
+            self._wake()
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -375,15 +413,25 @@ class Store:
         driver = await self._ready()
         stored = await driver.insert(rows, conn)
         created = stored
-        if any(task.id != row.id for task, row in zip(stored, rows, strict=True)):
-            # Unique tasks: an existing holder comes back as stored, with its payload still encoded.
-            created = [t if t.id == row.id else self._decoded(t) for t, row in zip(stored, rows, strict=True)]
-            stored = [t for t, row in zip(stored, rows, strict=True) if t.id == row.id]
+        if any(task.args is not row.new.args for task, row in zip(stored, rows, strict=True)):
+            created, stored = self._deduped(rows, stored)
         if conn is None and stored:
             self._wake()
             self._touched()
             self._publish(stored, raw=True)
         return created
+
+    def _deduped(self, rows: Sequence[NewRow], got: Sequence[Task]) -> tuple[builtins.list[Task], builtins.list[Task]]:
+        """Unique tasks: what create returns per row, and the tasks this batch really inserted.
+
+        A task the batch inserted carries its row's own ``args`` object (see ``Outbox.insert``). A row
+        whose key an earlier row of the batch took gets that row's task; any other row got an existing
+        holder as stored, its payload still encoded. The holder may even share the row's id (the same
+        create sent twice), so the ``args`` object tells them apart, not the id.
+        """
+        inserted = {t.id: t for t, row in zip(got, rows, strict=True) if t.args is row.new.args and t.id == row.id}
+        returned = [inserted.get(t.id) or self._decoded(t) for t in got]
+        return returned, builtins.list(inserted.values())
 
     # -- read -----------------------------------------------------------------------------------
 
@@ -463,6 +511,7 @@ class Store:
         if wait <= 0:
             claimed = await self._claim_batch(driver, worker_id, qs, limit)
             if claimed:
+                self._keyed(claimed)
                 self._touched()
                 self._publish(claimed, raw=True)
             return [self._decoded(t) for t in claimed]
@@ -490,6 +539,7 @@ class Store:
         finally:
             HUB.unsubscribe(driver.wake_key, waiter)
         if got:
+            self._keyed(got)
             self._touched()
             self._publish(got, raw=True)
         return [self._decoded(t) for t in got]
@@ -528,6 +578,7 @@ class Store:
         ]
         with contextlib.suppress(errors.TaskstoreError):
             outcomes = await self._driver.apply(changes)
+            self._freed(outcomes)
             self._wake()
             self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
 
@@ -541,6 +592,7 @@ class Store:
         self._touched()
         if task is None:
             return None
+        self._keyed([task])
         decoded = self._decoded(task)
         self._publish([decoded])
         return decoded
@@ -604,10 +656,12 @@ class Store:
         if len({task_id for task_id, _ in changes}) < len(changes):  # repeats must see each other: general path
             outcomes = await driver.apply(changes)
             self._touched()
+            self._freed(outcomes)
             self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
             return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
         acks = await driver.acknowledge([cast(Completion, change) for _, change in changes])
         self._touched()
+        self._freed_ids(task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None)
         self._read_back([task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None])
         return acks
 
@@ -1094,6 +1148,9 @@ class Store:
                 raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
             if new.group_id not in (None, id):
                 raise errors.InvalidTask(f"member {new.id!r} names another group ({new.group_id!r})")
+            if new.unique_key is not None:
+                # A member handed back as another task's duplicate would leave the group without its member.
+                raise errors.InvalidTask(f"a group member cannot be unique (member {new.id!r} has a unique_key)")
         news = [
             dataclasses.replace(new, id=f"{id}:{i}" if new.id is None else new.id, group_id=id)
             for i, new in enumerate(news)

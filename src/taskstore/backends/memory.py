@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from .. import errors, transitions
+from .. import errors, gates, transitions
 from .._wakeup import HUB
 from ..backend import (
     Change,
@@ -32,12 +32,17 @@ from ..backend import (
 )
 from ..clock import Clock
 from ..gates import KeyGate
-from ..model import Limit, State, Task, WorkerHeartbeat
+from ..model import Limit, NewTask, State, Task, WorkerHeartbeat
 from . import _groups
 
 
 def _claim_order(task: Task) -> tuple[int, datetime, int]:
     return (-task.priority, task.run_at, task.seq)
+
+
+def _key(new: NewTask) -> str:
+    assert new.unique_key is not None
+    return new.unique_key
 
 
 class MemoryDriver:
@@ -52,6 +57,11 @@ class MemoryDriver:
         self._heartbeats: dict[str, WorkerHeartbeat] = {}
         self._groups: dict[str, GroupRow] = {}
         self._statuses: dict[str, StatusRow] = {}
+        # Flow control (SPEC §9). ``_unique`` points each held (queue, unique_key) at its holder; an entry
+        # whose task no longer holds the key (finished, released, archived) is stale and ignored.
+        self._unique: dict[tuple[str, str], str] = {}
+        self._queues: dict[str, bool] = {}  # queue -> paused, for every queue paused or resumed once
+        self._limits: dict[str, gates.KeyGate] = {}  # key -> its limit and stored bucket (running unused)
         self.chord_args: ChordArgs = _groups.no_chord_args
 
     @property
@@ -73,19 +83,54 @@ class MemoryDriver:
             return self._insert(rows)
 
     def _insert(self, rows: Sequence[NewRow]) -> list[Task]:
-        """All-or-nothing insert; the caller holds the lock."""
+        """All-or-nothing insert; the caller holds the lock. A held unique key gives back its holder."""
         now = self.clock.now()
         seen: set[str] = set()
-        for row in rows:
+        batch: dict[tuple[str, str], int] = {}  # a unique key this batch inserts -> its row's index
+        holders: dict[int, Task] = {}  # row index -> the existing task it gets instead of a new one
+        releases: list[Task] = []
+        for index, row in enumerate(rows):
+            key = row.new.unique_key
+            if key is not None:
+                slot = (row.new.queue, key)
+                if slot in batch:
+                    continue
+                holder = self._holder(slot)
+                if holder is not None and transitions.holds_key(holder, now):
+                    holders[index] = holder
+                    continue
+                if holder is not None:
+                    releases.append(holder)  # past its unique_for: gives the key up to this row
+                batch[slot] = index
             if row.id in self._tasks or row.id in seen:
                 raise errors.AlreadyExists(row.id)
             seen.add(row.id)
-        created = [
-            transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=next(self._seq)) for row in rows
-        ]
-        for task, row in zip(created, rows, strict=True):
+        for holder in releases:
+            self._tasks[holder.id] = transitions.release_key(holder, now)
+        result: list[Task] = []
+        for index, row in enumerate(rows):
+            if index in holders:
+                result.append(holders[index])
+                continue
+            new = row.new
+            first = None if new.unique_key is None else batch[(new.queue, new.unique_key)]
+            if first is not None and first != index:
+                result.append(result[first])  # the same key earlier in this batch: that task
+                continue
+            task = transitions.create(new, task_id=row.id, now=now, args=new.args, seq=next(self._seq))
             self._tasks[task.id] = task.replace(args=row.args)  # kept encoded, as a database keeps it
-        return created
+            if first is not None:
+                self._unique[(new.queue, _key(new))] = task.id
+            result.append(task)
+        return result
+
+    def _holder(self, slot: tuple[str, str]) -> Task | None:
+        """The live task holding ``slot``'s key in its hold states (within unique_for or not), if any."""
+        task_id = self._unique.get(slot)
+        task = None if task_id is None else self._tasks.get(task_id)
+        if task is None or task.unique_hold is None or task.state not in task.unique_hold:
+            return None
+        return task
 
     async def get(self, task_id: str, *, archived: bool = False) -> Task:
         with self._lock:
@@ -130,19 +175,46 @@ class MemoryDriver:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    def _ready(self, queues: Sequence[str], limit: int, now: datetime) -> list[Task]:
-        wanted = set(queues)
+    def _ready(self, queues: Sequence[str], limit: int, now: datetime, *, draw: bool) -> list[Task]:
+        """What a claim takes now, past every gate of SPEC §9, in claim order; ``draw`` takes the tokens."""
+        wanted, paused = set(queues), {q for q, p in self._queues.items() if p}
         ready = (
-            t for t in self._tasks.values() if transitions.is_claimable(t, now) and (not wanted or t.queue in wanted)
+            t
+            for t in self._tasks.values()
+            if transitions.is_claimable(t, now) and (not wanted or t.queue in wanted) and t.queue not in paused
         )
-        return heapq.nsmallest(limit, ready, key=_claim_order)
+        if not self._limits:
+            return heapq.nsmallest(limit, ready, key=_claim_order)
+        candidates = sorted(ready, key=_claim_order)
+        limited = {t.concurrency_key for t in candidates if t.concurrency_key in self._limits}
+        keyed = self._gates({k for k in limited if k is not None})
+        chosen, _ = gates.pick([t.concurrency_key for t in candidates], keyed, now, limit)
+        if draw:
+            self._draw(keyed)
+        return [candidates[i] for i in chosen]
+
+    def _gates(self, keys: set[str], *, skip: str | None = None) -> dict[str, gates.KeyGate]:
+        """The gates of limited ``keys`` as a claim sees them now (fresh copies; ``skip`` is not counted running)."""
+        running = dict.fromkeys(keys, 0)
+        if keys:
+            for task in self._tasks.values():
+                key = task.concurrency_key
+                if key in running and task.state is State.CLAIMED and task.id != skip:
+                    running[key] += 1
+        return {k: dataclasses.replace(self._limits[k], running=n, drawn=0) for k, n in running.items()}
+
+    def _draw(self, keyed: dict[str, gates.KeyGate]) -> None:
+        """Store the buckets a claim drew on."""
+        for key, gate in keyed.items():
+            if gate.drawn:
+                self._limits[key] = dataclasses.replace(gate, running=0, drawn=0)
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
         with self._lock:
             now = self.clock.now()
             claimed = [
                 transitions.claim(task, worker_id=worker_id, token=token(), now=now)
-                for task in self._ready(queues, limit, now)
+                for task in self._ready(queues, limit, now, draw=True)
             ]
             for task in claimed:
                 self._tasks[task.id] = task
@@ -157,17 +229,32 @@ class MemoryDriver:
             changed = transitions.take_over(task, worker_id=worker_id, token=token, now=now, lease=ttl)
             if changed is None:
                 return None
+            if changed.state is State.CLAIMED:
+                if self._queues.get(task.queue, False):
+                    return None  # a paused queue: not taken, not changed
+                key = task.concurrency_key
+                if key is not None and key in self._limits:
+                    keyed = self._gates({key}, skip=task.id)
+                    if not keyed[key].admits(now):
+                        return None
+                    keyed[key].take(now)
+                    self._draw(keyed)
             self._tasks[task_id] = changed
             self._settle([(task, changed)], now)
             return changed if changed.state is State.CLAIMED else None
 
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
         with self._lock:
-            return self._ready(queues, limit, self.clock.now())
+            return self._ready(queues, limit, self.clock.now(), draw=False)
 
     async def has_claimable(self, queues: Sequence[str]) -> bool:
         with self._lock:
-            return bool(self._ready(queues, 1, self.clock.now()))
+            now = self.clock.now()
+            wanted, paused = set(queues), {q for q, p in self._queues.items() if p}
+            return any(
+                transitions.is_claimable(t, now) and (not wanted or t.queue in wanted) and t.queue not in paused
+                for t in self._tasks.values()
+            )
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -189,17 +276,19 @@ class MemoryDriver:
     # -- maintenance ----------------------------------------------------------------------------
 
     async def reap(self, limit: int) -> int:
+        """Time out expired leases, then cancel waiting tasks past ``expires_at``: up to ``limit`` changes in all."""
         with self._lock:
             now = self.clock.now()
             reaped = 0
-            for task in list(self._tasks.values()):
-                if reaped >= limit:
-                    break
-                changed = transitions.reap(task, now=now)
-                if changed is not None:
-                    self._tasks[task.id] = changed
-                    self._settle([(task, changed)], now)
-                    reaped += 1
+            for step in (transitions.reap, transitions.expire):
+                for task in list(self._tasks.values()):
+                    if reaped >= limit:
+                        return reaped
+                    changed = step(task, now=now)
+                    if changed is not None:
+                        self._tasks[task.id] = changed
+                        self._settle([(task, changed)], now)
+                        reaped += 1
             return reaped
 
     async def archive(self, before: datetime, limit: int) -> int:
@@ -391,34 +480,57 @@ class MemoryDriver:
                 del self._groups[key]
             return len(old)
 
-    # -- worker heartbeats ----------------------------------------------------------------------
-
     # -- flow control (SPEC §9) -----------------------------------------------------------------
-    # FOUNDATION STUBS: replaced by the backend's implementation in this same issue (not to be merged as is).
 
     async def set_paused(self, queue: str, paused: bool) -> None:
-        raise NotImplementedError
+        with self._lock:
+            self._queues[queue] = paused
 
     async def paused_queues(self) -> set[str]:
-        raise NotImplementedError
+        with self._lock:
+            return {q for q, p in self._queues.items() if p}
 
     async def queue_rows(self) -> list[QueueRow]:
-        raise NotImplementedError
+        with self._lock:
+            now = self.clock.now()
+            counts: dict[str, dict[State, int]] = {q: {} for q in self._queues}
+            oldest: dict[str, datetime] = {}
+            for task in self._tasks.values():
+                by_state = counts.setdefault(task.queue, {})
+                by_state[task.state] = by_state.get(task.state, 0) + 1
+                if transitions.is_claimable(task, now):
+                    first = oldest.get(task.queue)
+                    if first is None or task.run_at < first:
+                        oldest[task.queue] = task.run_at
+            return [
+                QueueRow(name=q, paused=self._queues.get(q, False), counts=counts[q], oldest_ready_at=oldest.get(q))
+                for q in sorted(counts)
+            ]
 
     async def put_limit(self, limit: Limit) -> None:
-        raise NotImplementedError
+        with self._lock:
+            now = self.clock.now()
+            old = self._limits.get(limit.key)
+            self._limits[limit.key] = gates.new_gate(limit, now) if old is None else gates.reset_gate(old, limit, now)
 
     async def delete_limit(self, key: str) -> bool:
-        raise NotImplementedError
+        with self._lock:
+            return self._limits.pop(key, None) is not None
 
     async def list_limits(self) -> list[Limit]:
-        raise NotImplementedError
+        with self._lock:
+            return [self._limits[k].limit for k in sorted(self._limits)]
 
     async def key_gate(self, key: str) -> KeyGate | None:
-        raise NotImplementedError
+        with self._lock:
+            return self._gates({key})[key] if key in self._limits else None
 
     async def claimed_with_key(self, key: str, limit: int) -> list[Task]:
-        raise NotImplementedError
+        with self._lock:
+            held = [t for t in self._tasks.values() if t.concurrency_key == key and t.state is State.CLAIMED]
+            return held[:limit]
+
+    # -- worker heartbeats ----------------------------------------------------------------------
 
     async def put_heartbeat(self, heartbeat: WorkerHeartbeat) -> WorkerHeartbeat:
         with self._lock:

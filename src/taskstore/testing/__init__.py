@@ -16,15 +16,20 @@ from ._base import JOIN_TRANSACTION, MULTIPROCESS, SHARED, SuiteBase
 from .suite_admin import AdminTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
+from .suite_expiry import ExpiryTests
 from .suite_groups import GroupTests, MemberGroupTests
 from .suite_join import JoinTests
 from .suite_lease import LeaseTests
+from .suite_limits import LimitTests
 from .suite_maintenance import MaintenanceTests
 from .suite_open import OpenTests
+from .suite_pause import PauseTests
 from .suite_process import ProcessTests
-from .suite_schedule import ScheduleTests
+from .suite_schedule import RecurringOwnerTests, ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
+from .suite_unique import UniqueTests
 from .suite_validation import ValidationTests
+from .suite_why import WhyTests
 
 
 class ConformanceSuite(
@@ -37,14 +42,20 @@ class ConformanceSuite(
     ProcessTests,
     JoinTests,
     ScheduleTests,
+    RecurringOwnerTests,
     GroupTests,
     MemberGroupTests,
     StatusTests,
     WatchTests,
     ValidationTests,
+    UniqueTests,
+    PauseTests,
+    LimitTests,
+    ExpiryTests,
+    WhyTests,
     SuiteBase,
 ):
-    """Every behaviour and decision of SPEC §2–3, against one backend."""
+    """Every behaviour and decision of SPEC §2–3 and §9 (flow control), against one backend."""
 
 
 __all__ = ["JOIN_TRANSACTION", "MULTIPROCESS", "SHARED", "ConformanceSuite"]

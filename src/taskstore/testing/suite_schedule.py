@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -208,3 +209,22 @@ class ScheduleTests(SuiteBase):
         await asyncio.sleep(0.1)
         assert await store.count(state=State.QUEUED) == 2
         assert all(t.attempts == 0 for t in (await store.list()).items)
+
+
+class RecurringOwnerTests(SuiteBase):
+    """The driver stores a schedule's ``owner`` (the App that declared it) and reads it back (SPEC §9 stage)."""
+
+    async def test_the_owner_round_trips(self, store: Store) -> None:
+        from taskstore import _recurring
+
+        driver = await store._ready()
+        at = store.now() + timedelta(minutes=1)
+        base = _recurring.to_row(RecurringTask("by-hand", "* * * * *", NewTask("q", "k")), store.codec, at)
+        rows = [dataclasses.replace(base, id="by-app", owner="my-app"), base]
+        for row in rows:
+            await driver.put_recurring(row)
+        owners = {r.id: r.owner for r in await driver.list_recurring()}
+        assert owners == {"by-app": "my-app", "by-hand": None}
+        await driver.put_recurring(dataclasses.replace(base, owner="other-app"))
+        owners = {r.id: r.owner for r in await driver.list_recurring()}
+        assert owners == {"by-app": "my-app", "by-hand": "other-app"}

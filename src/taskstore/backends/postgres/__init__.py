@@ -1,7 +1,10 @@
 """The PostgreSQL backend: many workers on many machines, one database.
 
 - Claims are one statement: ``FOR UPDATE SKIP LOCKED`` over a partial index of exactly the
-  claimable rows, then ``UPDATE … RETURNING``; claimers never wait on each other's rows.
+  claimable rows, then ``UPDATE … RETURNING``; claimers never wait on each other's rows. Paused
+  queues and expired tasks are filtered in that statement; when a candidate's concurrency key has a
+  limit, the claim instead runs in a transaction that locks the keys' limit rows (SPEC §9).
+- Unique tasks: ``INSERT … ON CONFLICT DO NOTHING`` on the partial unique index, then the holders read.
 - Completions in batches are one fenced ``UPDATE … FROM unnest(…)``; other transitions are decided
   in Python (``transitions``) on rows locked ``FOR UPDATE`` and written back under a version guard.
 - Every decision uses the database's ``now()`` (or a clock injected for tests), never a worker's.
@@ -510,6 +513,8 @@ class PostgresDriver:
         params = self._params(keys=keys)
         if now is not None:
             params["now"] = now
+        if len(first) > 1:
+            await run(self.q["lock_unique_keys"], params)
         await run(self.q["release_lapsed_holders"], params)
         result: dict[int, Task] = {}
         for _ in range(_UNIQUE_ROUNDS):

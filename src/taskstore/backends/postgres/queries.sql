@@ -36,6 +36,15 @@ WITH clock AS (SELECT {now} AS now),
 ON CONFLICT (queue, unique_key) WHERE unique_hold IS NOT NULL DO NOTHING
 {inserted}
 
+-- A batch of several keys takes a lock per key, in one fixed order, before it inserts: two batches sharing
+-- keys in different orders would otherwise each wait on the other's uncommitted row of the unique index (a
+-- deadlock). The locks are advisory, of this transaction, in a class of their own (not the seq announcements).
+-- name: lock_unique_keys
+SELECT count(pg_advisory_xact_lock(1414743381, h))
+  FROM (SELECT DISTINCT hashtext((k->>0) || chr(31) || (k->>1)) AS h
+          FROM jsonb_array_elements(%(keys)s::jsonb) AS w(k)
+         ORDER BY h) AS ordered
+
 -- The tasks holding the batch's keys ([[queue, key], ...]), as stored.
 -- name: unique_holders
 SELECT t.* FROM {schema}.tasks t
@@ -155,10 +164,12 @@ RETURNING t.*
 
 -- Claimable rows, as every claim sees them: waiting and due, not expired, not in a paused queue (SPEC §9).
 -- The paused queues are read once per statement (an uncorrelated subquery), so a pause committed before a
--- claim begins is seen by it, in every process.
+-- claim begins is seen by it, in every process. The coalesce changes nothing (neither side is ever NULL) but
+-- hides the test from the planner's estimate: with one distinct queue it would estimate `queue <> ALL(...)`
+-- at no rows and sort the whole table instead of reading the claim index in order.
 -- name: _claimable
 state IN ('queued', 'failed') AND run_at <= {now} AND (expires_at IS NULL OR expires_at > {now})
-   AND queue <> ALL (ARRAY(SELECT name FROM {schema}.queues WHERE paused))
+   AND coalesce(queue <> ALL (ARRAY(SELECT name FROM {schema}.queues WHERE paused)), true)
 
 -- The one-statement claims take the first rows in claim order only when none of them has a key with a limit
 -- (a key without a limit row is unlimited and costs one index probe). Otherwise they claim nothing, and the
@@ -213,12 +224,13 @@ candidates AS (SELECT seq, concurrency_key FROM merged ORDER BY priority DESC, r
 -- known to be full, by this claim or by a stale read of its limit and running count, is passed over here so
 -- that one scan reaches the keys with room; the decision itself is taken on the locked rows.
 -- name: _key_open
-(t.concurrency_key IS NULL OR (t.concurrency_key <> ALL(%(full)s::text[]) AND NOT EXISTS (
-    SELECT 1 FROM {schema}.limits l
-     WHERE l.key = t.concurrency_key
-       AND (l.concurrency <= (SELECT count(*) FROM {schema}.tasks r
-                               WHERE r.concurrency_key = l.key AND r.state = 'claimed')
-            OR least(l.rate, l.tokens + extract(epoch FROM {now} - l.refilled_at) * l.rate / l.per) < 0.999999999))))
+(t.concurrency_key IS NULL OR (t.concurrency_key <> ALL(%(full)s::text[]) AND NOT coalesce((
+    -- A scalar subquery, evaluated for the candidates read only (an EXISTS here would be hashed over every limit).
+    SELECT l.concurrency <= (SELECT count(*) FROM {schema}.tasks r
+                              WHERE r.concurrency_key = l.key AND r.state = 'claimed')
+           OR least(l.rate, l.tokens + extract(epoch FROM {now} - l.refilled_at) * l.rate / l.per) < 0.999999999
+      FROM {schema}.limits l
+     WHERE l.key = t.concurrency_key), false)))
    AND t.seq <> ALL(%(taken)s::bigint[])
 
 -- name: claim_candidates_queue

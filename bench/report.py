@@ -191,16 +191,23 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         "less late, less CPU, smaller.",
         "",
         f"- `*`: the run stopped at its cap of {info['plan']['cap']:.0f} s; the rate is over the tasks it finished.",
-        f"- `≥`: some tasks had not started {info['plan']['wait']:.0f} s after the last enqueue; they count as that",
-        "  late, so the figure is a lower bound.",
-        "- Latency runs from each task's scheduled enqueue time (open loop: the producer, in another process, does",
-        "  not wait for one enqueue before the next) to the start of its handler.",
-        "- CPU: the worker process (and its children) plus the database server's processes, during the drain; for",
-        "  SQLite the database runs inside the worker's process.",
-        "- Store size: the queue's tables and indexes (PostgreSQL), the file and its WAL (SQLite), Redis's used",
-        "  memory over an empty server; each system keeps finished tasks by its own default (taskstore keeps them",
-        "  until archived).",
     ]
+    ran = set(scenarios) if scenarios is not None else set(SCENARIO_OF.values()) | {"sleep", "latency"}
+    if "latency" in ran:
+        lines += [
+            f"- `≥`: some tasks had not started {info['plan']['wait']:.0f} s after the last enqueue; they count as",
+            "  that late, so the figure is a lower bound.",
+            "- Latency runs from each task's scheduled enqueue time (open loop: the producer, in another process,",
+            "  does not wait for one enqueue before the next) to the start of its handler.",
+        ]
+    if "drain" in ran:
+        lines += [
+            "- CPU: the worker process (and its children) plus the database server's processes, during the drain;",
+            "  for SQLite the database runs inside the worker's process.",
+            "- Store size: the queue's tables and indexes (PostgreSQL), the file and its WAL (SQLite), Redis's used",
+            "  memory over an empty server; each system keeps finished tasks by its own default (taskstore keeps",
+            "  them until archived).",
+        ]
     if any("drain_limited" in r for r in results.values()):
         lines += [
             f"- Limited drain: {info['plan']['limited']:,} no-op tasks, each with one of {info['plan']['keys']:,} keys"
@@ -241,6 +248,8 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
                 text = f"{res['settings']} — FAILED: {res['error']}"
             lines.append(f"- {s.label}: {text}")
         lines.append("")
+    if lines[-1] == "":
+        lines.pop()  # the sizes below start with their own blank line
     plan = info["plan"]
     lines += [
         "",

@@ -192,7 +192,8 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         "",
         f"- `*`: the run stopped at its cap of {info['plan']['cap']:.0f} s; the rate is over the tasks it finished.",
     ]
-    ran = set(scenarios) if scenarios is not None else set(SCENARIO_OF.values()) | {"sleep", "latency"}
+    # A run from before --scenarios ran them all, but the flow-control ones only if its plan has their sizes.
+    ran = set(scenarios) if scenarios is not None else {"enqueue", "drain", "sleep", "latency", "backlog"}
     if "latency" in ran:
         lines += [
             f"- `≥`: some tasks had not started {info['plan']['wait']:.0f} s after the last enqueue; they count as",
@@ -251,17 +252,19 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
     if lines[-1] == "":
         lines.pop()  # the sizes below start with their own blank line
     plan = info["plan"]
+    sizes = {
+        "enqueue": f"enqueue {plan['enqueue']:,}",
+        "drain": f"drain {plan['drain']:,}",
+        "sleep": "1 ms tasks " + ", ".join(f"{n:,} at concurrency {c}" for c, n in plan["sleep"].items()),
+        "latency": f"latency over {plan['seconds']:g} s at each rate, worker concurrency 100",
+        "backlog": f"backlog drain of {plan['backlog_drain']:,} with {plan['backlog_small']:,} and with "
+        f"{plan['backlog_big']:,} waiting",
+        "limited": f"limited drain {plan.get('limited', 0):,} over {plan.get('keys', 0):,} keys",
+        "unique": f"unique enqueue {plan.get('unique', 0):,}",
+    }
     lines += [
         "",
-        f"Sizes: enqueue {plan['enqueue']:,}; drain {plan['drain']:,}; 1 ms tasks "
-        + ", ".join(f"{n:,} at concurrency {c}" for c, n in plan["sleep"].items())
-        + f"; latency over {plan['seconds']:g} s at each rate, worker concurrency 100; backlog drain of "
-        f"{plan['backlog_drain']:,} with {plan['backlog_small']:,} and with {plan['backlog_big']:,} waiting"
-        + (
-            f"; limited drain {plan['limited']:,} over {plan['keys']:,} keys; unique enqueue {plan['unique']:,}."
-            if plan.get("limited")
-            else "."
-        ),
+        "Sizes: " + "; ".join(text for name, text in sizes.items() if name in ran and plan.get(name) != 0) + ".",
         f"Whole run: {info['elapsed_s'] / 60:.1f} minutes.",
     ]
     if chart:

@@ -157,6 +157,15 @@ async def test_an_expired_task_is_never_claimed_and_the_reaper_cancels_it(store:
     assert ended.result.failure.type == "Expired"
 
 
+async def test_a_lease_timing_out_past_expiry_ends_cancelled_in_one_reap(store: Store, clock: FakeClock) -> None:
+    expires = clock.now() + timedelta(seconds=5)
+    task = await store.create(NewTask("main", "k", expires_at=expires, processing_timeout=1, max_attempts=3))
+    assert await store.claim("w") != []
+    clock.advance(10)
+    await _driver(store).reap(100)  # one pass: the lease times out, then the waiting task expires
+    assert (await store.get(task.id)).state is State.CANCELLED
+
+
 # -- per-key limits ---------------------------------------------------------------------------
 
 

@@ -300,6 +300,8 @@ class MemoryDriver:
             ][:limit]
             for task in moving:
                 del self._tasks[task.id]
+                if task.unique_key is not None and self._unique.get((task.queue, task.unique_key)) == task.id:
+                    del self._unique[(task.queue, task.unique_key)]  # the index does not outgrow the live tasks
             self._archive.extend(moving)
             self._archive.sort(key=lambda t: t.seq)
             return len(moving)

@@ -17,6 +17,7 @@ from .suite_admin import AdminTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
 from .suite_expiry import ExpiryTests
+from .suite_flow_mix import FlowMixTests
 from .suite_groups import GroupTests, MemberGroupTests
 from .suite_join import JoinTests
 from .suite_lease import LeaseTests
@@ -53,6 +54,7 @@ class ConformanceSuite(
     LimitTests,
     ExpiryTests,
     WhyTests,
+    FlowMixTests,
     SuiteBase,
 ):
     """Every behaviour and decision of SPEC §2–3 and §9 (flow control), against one backend."""

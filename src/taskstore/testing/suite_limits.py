@@ -3,14 +3,63 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from taskstore import FakeClock, Limit, State, Store, Task, errors
+from taskstore import FakeClock, Limit, NewTask, State, Store, SystemClock, Task, errors
 
-from ._base import SHARED, OpenStore, SuiteBase, claim_one, new
+from ._base import MULTIPROCESS, SHARED, OpenStore, SuiteBase, claim_one, new
+
+# A claimer process: claims tasks of queue "lim", holds each a moment, completes it, and prints each task's
+# claimed_at and finished_at (ISO) as JSON, so the parent can check how many ran at once.
+_HOLDER = """
+import asyncio, json, sys
+import taskstore
+
+async def main(url, worker):
+    spans = []
+    async with taskstore.open(url) as store:
+        idle = 0
+        while idle < 5:
+            batch = await store.claim(worker, ["lim"], limit=2, block_for=0.2)
+            if not batch:
+                idle += 1
+                continue
+            idle = 0
+            await asyncio.sleep(0.05)
+            for task in batch:
+                done = await store.mark_done(task)
+                spans.append([task.claim.claimed_at.isoformat(), done.finished_at.isoformat()])
+    print(json.dumps(spans))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def _python(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+def _most_at_once(spans: list[tuple[datetime, datetime]], slack: float) -> int:
+    """The most spans running at one instant, each shortened by ``slack`` seconds at its end (clock skew)."""
+    events = sorted(
+        [(start.timestamp(), 1) for start, _ in spans] + [(end.timestamp() - slack, -1) for _, end in spans]
+    )
+    most = running = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
 
 
 def _keys(tasks: list[Task]) -> Counter[str | None]:
@@ -106,6 +155,17 @@ class LimitTests(SuiteBase):
         batches = await asyncio.gather(*(s.claim("w", limit=5) for s in (one, two, one, two)))
         assert sum(len(b) for b in batches) == 2
         assert await two.list_limits() == [Limit("K", concurrency=2)]
+
+    async def test_concurrency_holds_across_processes(self, open_store: OpenStore, store_url: str) -> None:
+        self.need(MULTIPROCESS)
+        store = await open_store(clock=SystemClock())
+        await store.set_limit("K", concurrency=2)
+        await store.create_many([NewTask("lim", "k", {"i": i}, concurrency_key="K") for i in range(24)])
+        outputs = await asyncio.gather(*(_python(_HOLDER, store_url, f"proc-{i}") for i in range(3)))
+        spans = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for out in outputs for a, b in json.loads(out)]
+        assert len(spans) == 24
+        assert await store.count(state=State.DONE) == 24
+        assert _most_at_once(spans, slack=0.02) <= 2  # each task runs >= 50 ms: a third at once would show
 
     async def test_rate_is_a_token_bucket(self, store: Store, clock: FakeClock) -> None:
         await store.set_limit("K", rate=10, per=1.0)

@@ -496,9 +496,9 @@ class PostgresDriver:
     async def _insert_unique(self, run: _Run, rows: Sequence[NewRow], now: datetime | None = None) -> list[Task]:
         """Insert a batch with unique tasks in the transaction ``run`` executes in (see ``Outbox.insert``).
 
-        ``INSERT … ON CONFLICT DO NOTHING`` on the partial unique index decides which rows go in; the
-        holders of the rest are read back. A holder that ends between the two (its row no longer holds
-        the key) leaves its rows to insert again, a bounded number of times.
+        ``INSERT … ON CONFLICT DO NOTHING`` on the partial unique index decides which rows go in; for the
+        rest, holders past ``unique_for`` are released and the others read back. A row whose holder was
+        released, or ended before it could be read, is inserted again, a bounded number of times.
         """
         first: dict[tuple[str, str], int] = {}  # a key's first row in the batch; later rows get its task
         pending: list[int] = []
@@ -509,13 +509,11 @@ class PostgresDriver:
                     continue
                 first[(row.new.queue, key)] = index
             pending.append(index)
-        keys = json.dumps([list(k) for k in first], separators=(",", ":"))
-        params = self._params(keys=keys)
+        params = self._params(keys=json.dumps([list(k) for k in first], separators=(",", ":")))
         if now is not None:
             params["now"] = now
         if len(first) > 1:
             await run(self.q["lock_unique_keys"], params)
-        await run(self.q["release_lapsed_holders"], params)
         result: dict[int, Task] = {}
         for _ in range(_UNIQUE_ROUNDS):
             batch = [rows[i] for i in pending]
@@ -527,13 +525,15 @@ class PostgresDriver:
             pending = [i for i in pending if rows[i].id not in inserted]
             if not pending:
                 break
-            wanted = [[rows[i].new.queue, rows[i].new.unique_key] for i in pending]
-            holders = await run(self.q["unique_holders"], self._params(keys=json.dumps(wanted)))
+            held = json.dumps([[rows[i].new.queue, rows[i].new.unique_key] for i in pending])
+            # Holders past unique_for give the key up; their rows go in on the next round.
+            released = {(r[0], r[1]) for r in await run(self.q["release_lapsed_holders"], {**params, "keys": held})}
+            holders = await run(self.q["unique_holders"], self._params(keys=held))
             by_key = {(t.queue, t.unique_key): t for t in map(task_from_row, holders)}
             for i in pending:
-                holder = by_key.get((rows[i].new.queue, rows[i].new.unique_key))
-                if holder is not None:
-                    result[i] = holder
+                held_key = (rows[i].new.queue, rows[i].new.unique_key)
+                if held_key not in released and held_key in by_key:
+                    result[i] = by_key[held_key]
             pending = [i for i in pending if i not in result]
             if not pending:
                 break

@@ -36,12 +36,14 @@ WITH clock AS (SELECT {now} AS now),
 ON CONFLICT (queue, unique_key) WHERE unique_hold IS NOT NULL DO NOTHING
 {inserted}
 
--- A batch of several keys takes a lock per key, in one fixed order, before it inserts: two batches sharing
+-- A batch of several keys takes locks on its keys, in one fixed order, before it inserts: two batches sharing
 -- keys in different orders would otherwise each wait on the other's uncommitted row of the unique index (a
--- deadlock). The locks are advisory, of this transaction, in a class of their own (not the seq announcements).
+-- deadlock). Keys are hashed into 64 locks (a batch of 10,000 keys must not fill the lock table); batches
+-- whose keys share a lock take turns. The locks are advisory, of this transaction, in a class of their own
+-- (not the seq announcements).
 -- name: lock_unique_keys
 SELECT count(pg_advisory_xact_lock(1414743381, h))
-  FROM (SELECT DISTINCT hashtext((k->>0) || chr(31) || (k->>1)) AS h
+  FROM (SELECT DISTINCT hashtext((k->>0) || chr(31) || (k->>1)) & 63 AS h
           FROM jsonb_array_elements(%(keys)s::jsonb) AS w(k)
          ORDER BY h) AS ordered
 
@@ -52,7 +54,7 @@ SELECT t.* FROM {schema}.tasks t
  WHERE t.unique_hold IS NOT NULL
 
 -- Holders whose unique_for has passed give their key up to this create (transitions.release_key), locked in
--- id order like every writer. The hold is re-checked on the locked row (a concurrent write may have ended it).
+-- id order like every writer; read only for the keys an insert found held. The hold is re-checked on the locked row (a concurrent write may have ended it).
 -- name: release_lapsed_holders
 WITH locked AS MATERIALIZED (
     SELECT t.seq FROM {schema}.tasks t
@@ -65,6 +67,7 @@ UPDATE {schema}.tasks t
    SET unique_hold = NULL, version = t.version + 1, updated_at = {now_after_locks}
   FROM locked
  WHERE t.seq = locked.seq
+RETURNING t.queue, t.unique_key
 
 -- Listing in seq order must never page past a seq that a transaction still open may yet commit: that row
 -- would be skipped. Rows of open transactions are invisible, but locks are not. So before it takes any seq,

@@ -322,13 +322,14 @@ class SQLiteDriver:
         with self._write(conn):
             return self._insert_in(conn, rows)
 
-    def _insert_in(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:
+    def _insert_in(self, conn: sqlite3.Connection, rows: Sequence[NewRow], now: datetime | None = None) -> list[Task]:
         """Insert inside the writer's open transaction.
 
         Rows with a unique key are first resolved against the stored holders (``_flow.dedupe``); the
         write lock held since BEGIN IMMEDIATE keeps that true until the insert, and ``tasks_unique`` backs it.
         """
-        now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
+        if now is None:
+            now = self.clock.now()  # read inside the write lock: waiting for it must not age the task
         if not any(row.new.unique_key is not None for row in rows):
             return self._insert_now(conn, rows, now)
         plan = _flow.dedupe(conn, rows, now)
@@ -615,13 +616,19 @@ class SQLiteDriver:
                     changed = transitions.reap(task, now=now)
                     if changed is not None:
                         reaped.append((task, changed))
-                # Waiting tasks past expires_at end cancelled (SPEC §9), up to ``limit`` of them too.
-                for row in conn.execute(Q["expired_waiting"], (to_us(now), limit)).fetchall():
-                    task = task_from_row(row)
-                    expired = transitions.expire(task, now=now)
-                    if expired is not None:
-                        reaped.append((task, expired))
                 self._write_back(conn, reaped)
+                # Then waiting tasks past expires_at end cancelled (SPEC §9), read after the leases above
+                # were written so a lease timed out past its expiry ends now too: ``limit`` changes in all.
+                expired = []
+                left = limit - len(reaped)
+                rows = conn.execute(Q["expired_waiting"], (to_us(now), left)).fetchall() if left > 0 else []
+                for row in rows:
+                    task = task_from_row(row)
+                    changed = transitions.expire(task, now=now)
+                    if changed is not None:
+                        expired.append((task, changed))
+                self._write_back(conn, expired)
+                reaped += expired
                 self._settle(conn, _groups.ended_groups(reaped), now)
             return len(reaped)
 
@@ -771,13 +778,13 @@ class SQLiteDriver:
             }
             conn.execute(Q["settle_group"], params)
             callback = settled.callback
+            # Through the unique check too: a callback whose key is held is not inserted (the holder
+            # stands in), rather than the unique index failing the completion that settled the group.
             if (
                 callback is not None
                 and conn.execute(Q["existing_ids"], (json.dumps([callback.id]),)).fetchone() is None
+                and self._insert_in(conn, [callback], now)[0].id == callback.id
             ):
-                seq = conn.execute(Q["next_seq"]).fetchone()[0] + 1
-                task = transitions.create(callback.new, task_id=callback.id, now=now, seq=seq)
-                self._insert_rows(conn, [task], [callback])
                 HUB.notify(self._key)
 
     async def insert_group(self, group: GroupRow, rows: Sequence[NewRow]) -> list[Task]:

@@ -1,6 +1,6 @@
 """taskstore side by side with the established Python task queues: one run, one machine, one workload.
 
-    python -m bench [--quick] [--systems taskstore-sqlite,huey,...]
+    python -m bench [--quick] [--systems taskstore-sqlite,huey,...] [--scenarios limited,unique]
 
 For every system whose server can be had (PostgreSQL and Redis are found or started as the tests do; a system
 whose server cannot be had is skipped with the reason), each scenario runs in a fresh store, one system at a
@@ -11,7 +11,13 @@ time, each peer in its own virtual environment:
    size afterwards, are read around this run);
 3. 1 ms tasks at concurrency 10 and 100, against the ideal of concurrency / 1 ms;
 4. open-loop load at 500 and 2,000 tasks/s from a producer process: p50/p99 enqueue-to-start latency;
-5. drain throughput with a large backlog waiting, against the same drain with a small one.
+5. drain throughput with a large backlog waiting, against the same drain with a small one;
+6. flow control, for the systems that have the feature (the others show why not): a drain of no-op tasks spread
+   over 1,000 concurrency keys each limited to one running at a time, against the same tasks unlimited (and a
+   check that no two tasks of one key ever overlapped); bulk enqueue with a distinct deduplication key per task,
+   against the plain bulk enqueue.
+
+``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique (default: all).
 
 Results: bench/results/<date>[-quick].md (table with taskstore's ratio to the best peer), .png (chart) and
 .json (every figure). Not a test: it prints figures for a person to read.
@@ -20,6 +26,7 @@ Results: bench/results/<date>[-quick].md (table with taskstore's ratio to the be
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -27,6 +34,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,10 +60,29 @@ class Plan:
     backlog_small: int
     backlog_drain: int
     cap: float  # a worker run stops here even if it has not finished (rate over what it did)
+    limited: int = 0  # tasks of the limited drain (and of its unlimited twin)
+    keys: int = 1_000  # concurrency keys they spread over (must match KEYS in bench/peers/_common.py)
+    unique: int = 0  # tasks of the unique bulk enqueue (and of its plain twin)
+    repeat: int = 1  # each flow-control pair runs this many times; the best run of each is kept
 
 
-FULL = Plan(100_000, 50_000, {10: 20_000, 100: 50_000}, (500, 2_000), 10, 15, 1_000_000, 10_000, 10_000, 120)
-QUICK = Plan(10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000, 5_000, 5_000, 8)
+FULL = Plan(
+    100_000,
+    50_000,
+    {10: 20_000, 100: 50_000},
+    (500, 2_000),
+    10,
+    15,
+    1_000_000,
+    10_000,
+    10_000,
+    120,
+    50_000,
+    1_000,
+    100_000,
+)
+QUICK = Plan(10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000, 5_000, 5_000, 8, 5_000, 1_000, 10_000)
+SCENARIOS = ("enqueue", "drain", "sleep", "latency", "backlog", "limited", "unique")
 
 
 def child(system: System, scenario: str, url: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -81,7 +108,7 @@ def work(
     url = backend.fresh(f"{system.key}-{tag}")
     started = time.perf_counter()
     filled = child(system, "fill", url, {"kind": kind, "n": fill}, timeout=3600)
-    if "error" in filled:
+    if "error" in filled or "skipped" in filled:
         return filled
     fill_s = time.perf_counter() - started
     cpu0 = backend.server_cpu()
@@ -95,26 +122,54 @@ def work(
     return result
 
 
-def run_system(system: System, backend: Backend, plan: Plan) -> dict[str, dict[str, Any]]:
+def run_system(system: System, backend: Backend, plan: Plan, scenarios: set[str]) -> dict[str, dict[str, Any]]:
     r: dict[str, dict[str, Any]] = {}
 
     def show(name: str, text: str) -> None:
         res = r[name]
-        line = res.get("error") or res.get("skipped") or text.format(**res)
+        try:
+            line = res.get("error") or res.get("skipped") or text.format(**res)
+        except (KeyError, ValueError):  # a figure the text wants is missing (its twin run failed)
+            line = json.dumps(res)
         print(f"  {name:<14} {line}{'  (stopped at the cap)' if res.get('capped') else ''}", flush=True)
 
-    r["enqueue"] = child(system, "enqueue", backend.fresh(f"{system.key}-enqueue"), {"n": plan.enqueue}, 1800)
-    show("enqueue", "{rate:,.0f} tasks/s")
-    r["drain"] = work(system, backend, "drain", "noop", plan.drain, plan.drain, None, plan.cap)
-    show("drain", "{rate:,.0f} tasks/s, worker CPU {worker_cpu_s:.1f} s, " + "{settings}")
+    if "enqueue" in scenarios:
+        r["enqueue"] = child(system, "enqueue", backend.fresh(f"{system.key}-enqueue"), {"n": plan.enqueue}, 1800)
+        show("enqueue", "{rate:,.0f} tasks/s")
+    if "drain" in scenarios:
+        r["drain"] = work(system, backend, "drain", "noop", plan.drain, plan.drain, None, plan.cap)
+        show("drain", "{rate:,.0f} tasks/s, worker CPU {worker_cpu_s:.1f} s, " + "{settings}")
+    if "sleep" in scenarios:
+        run_sleep(system, backend, plan, r, show)
+    if "latency" in scenarios:
+        run_latency(system, backend, plan, r, show)
+    if "backlog" in scenarios:
+        run_backlog(system, backend, plan, r, show)
+    if "limited" in scenarios:
+        run_limited(system, backend, plan, r, show)
+    if "unique" in scenarios:
+        run_unique(system, backend, plan, r, show)
+    return r
+
+
+Show = Callable[[str, str], None]
+
+
+def run_sleep(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
     for c, n in plan.sleep.items():
         r[f"sleep{c}"] = work(system, backend, f"sleep{c}", "sleep", n, n, c, plan.cap)
         show(f"sleep{c}", f"{{rate:,.0f}} tasks/s (ideal {c * 1000:,})")
+
+
+def run_latency(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
     for rate in plan.rates:
         url = backend.fresh(f"{system.key}-latency{rate}")
         params = {"rate": rate, "seconds": plan.seconds, "concurrency": 100, "wait": plan.wait}
         r[f"latency{rate}"] = child(system, "latency", url, params, plan.seconds + plan.wait + 120)
         show(f"latency{rate}", "p50 {p50_ms:.1f} ms, p99 {p99_ms:.1f} ms ({started:,} of {expected:,} started)")
+
+
+def run_backlog(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
     r["backlog_small"] = work(
         system, backend, "backlog-small", "noop", plan.backlog_small, plan.backlog_drain, None, plan.cap
     )
@@ -123,7 +178,80 @@ def run_system(system: System, backend: Backend, plan: Plan) -> dict[str, dict[s
         system, backend, "backlog-big", "noop", plan.backlog_big, plan.backlog_drain, None, plan.cap
     )
     show("backlog_big", f"{{rate:,.0f}} tasks/s with {plan.backlog_big:,} waiting (filled in {{fill_s:.0f}} s)")
-    return r
+
+
+def run_limited(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
+    """The limited drain and its unlimited twin, ``plan.repeat`` times in alternating order (best of each kept).
+
+    A system without the feature skips the limited drain, and then its twin too.
+    """
+    n = plan.limited
+
+    def limited() -> dict[str, Any]:
+        return work(system, backend, "limited", "limited", n, n, None, plan.cap)
+
+    def keyed() -> dict[str, Any]:
+        return work(system, backend, "keyed", "keyed", n, n, None, plan.cap)
+
+    r["drain_limited"], r["drain_keyed"] = pairs(limited, keyed, plan.repeat)
+    if r["drain_limited"].get("rate") and r["drain_keyed"].get("rate"):
+        r["drain_limited"]["vs_unlimited"] = r["drain_limited"]["rate"] / r["drain_keyed"]["rate"]
+    show("drain_keyed", f"{{rate:,.0f}} tasks/s over {plan.keys:,} keys, unlimited")
+    show("drain_limited", "{rate:,.0f} tasks/s, each key limited to 1 ({vs_unlimited:.2f} of unlimited); {settings}")
+
+
+def run_unique(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
+    """The unique bulk enqueue and the plain one of the same size, ``plan.repeat`` times (best of each kept).
+
+    A system without the feature skips the unique enqueue, and then the plain one too.
+    """
+    n = plan.unique
+
+    def unique() -> dict[str, Any]:
+        return child(system, "enqueue_unique", backend.fresh(f"{system.key}-unique"), {"n": n}, 1800)
+
+    def plain() -> dict[str, Any]:
+        return child(system, "enqueue", backend.fresh(f"{system.key}-plain"), {"n": n}, 1800)
+
+    r["enqueue_unique"], r["enqueue_plain"] = pairs(unique, plain, plan.repeat)
+    if r["enqueue_unique"].get("rate") and r["enqueue_plain"].get("rate"):
+        r["enqueue_unique"]["vs_plain"] = r["enqueue_unique"]["rate"] / r["enqueue_plain"]["rate"]
+    show("enqueue_plain", "{rate:,.0f} tasks/s")
+    show("enqueue_unique", "{rate:,.0f} tasks/s with a unique key each ({vs_plain:.2f} of plain); {settings}")
+
+
+SLOW_RUN = 60.0  # seconds: a flow-control pair with a run this long (or capped) is not repeated
+
+
+def pairs(
+    feature: Callable[[], dict[str, Any]], twin: Callable[[], dict[str, Any]], repeat: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run a feature's scenario and its twin without the feature ``repeat`` times, alternating which goes first
+    (so neither always meets the other's leftovers), and keep each one's best run: on a shared machine the best
+    of a few is the steadiest estimate of what a system can do. A failed run (the overlap check) is kept over
+    any number of good ones, so best-of never hides it."""
+    features: list[dict[str, Any]] = []
+    twins: list[dict[str, Any]] = []
+    for i in range(max(1, repeat)):
+        if i and any(run.get("capped") or run.get("wall_s", 0) > SLOW_RUN for run in features + twins):
+            break  # a run that long already averages over the machine's other work, and repeating it costs minutes
+        if i % 2 == 0:
+            features.append(feature())
+            if "skipped" in features[-1]:
+                return features[-1], {"skipped": features[-1]["skipped"]}
+            twins.append(twin())
+        else:
+            twins.append(twin())
+            features.append(feature())
+    return best(features), best(twins)
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [run for run in runs if "error" in run]
+    chosen = dict(failed[0] if failed else max(runs, key=lambda run: run.get("rate", 0.0)))
+    if len(runs) > 1:
+        chosen["rates"] = [run.get("rate") for run in runs]
+    return chosen
 
 
 def machine() -> dict[str, Any]:
@@ -147,22 +275,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under 5 minutes")
     parser.add_argument("--systems", default=",".join(s.key for s in SYSTEMS), help="comma-separated keys")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated; default: all")
+    parser.add_argument("--repeat", type=int, default=1, help="flow-control pairs: runs of each, best kept")
     parser.add_argument("--out", type=Path, default=None, help="file stem for .md/.png/.json (default: by date)")
     opts = parser.parse_args()
+    scenarios = {k.strip() for k in opts.scenarios.split(",") if k.strip()}
+    if scenarios - set(SCENARIOS):
+        parser.error(
+            f"unknown scenarios: {', '.join(sorted(scenarios - set(SCENARIOS)))}; known: {', '.join(SCENARIOS)}"
+        )
     keys = [k.strip() for k in opts.systems.split(",") if k.strip()]
     unknown = set(keys) - {s.key for s in SYSTEMS}
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}; known: {', '.join(s.key for s in SYSTEMS)}")
     systems = [s for s in SYSTEMS if s.key in keys]
-    plan = QUICK if opts.quick else FULL
+    plan = dataclasses.replace(QUICK if opts.quick else FULL, repeat=opts.repeat)
     started = time.perf_counter()
     prepare(systems)
     info: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": "quick" if opts.quick else "full",
+        "scenarios": [name for name in SCENARIOS if name in scenarios],
         "machine": machine(),
         "plan": asdict(plan),
         "versions": {s.key: version_of(s) for s in systems},
+        "load_at_start": os.getloadavg(),  # other work on the machine skews every figure: say how much there was
     }
     m = info["machine"]
     print(f"{m['host']}: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}", flush=True)
@@ -178,8 +315,9 @@ def main() -> None:
             if system.backend not in backends:
                 continue
             print(f"{system.label} {info['versions'][system.key]}:", flush=True)
-            results[system.key] = run_system(system, backends[system.backend], plan)
+            results[system.key] = run_system(system, backends[system.backend], plan, scenarios)
     info["elapsed_s"] = time.perf_counter() - started
+    info["load_at_end"] = os.getloadavg()
     stem = opts.out or RESULTS / (datetime.date.today().isoformat() + ("-quick" if opts.quick else ""))
     stem.parent.mkdir(parents=True, exist_ok=True)
     document = {"info": info, "results": results}

@@ -43,12 +43,70 @@ def size_mb(drain: dict[str, Any]) -> float | None:
     return size / 1e6 if isinstance(size, int) else None
 
 
-def rows(plan: dict[str, Any]) -> list[Row]:
+# The rows each scenario of the harness (its --scenarios names) fills.
+SCENARIO_OF = {
+    "enqueue": "enqueue",
+    "drain": "drain",
+    "backlog_small": "backlog",
+    "backlog_big": "backlog",
+    "drain_keyed": "limited",
+    "drain_limited": "limited",
+    "enqueue_plain": "unique",
+    "enqueue_unique": "unique",
+}
+
+
+def rows(plan: dict[str, Any], scenarios: list[str] | None = None) -> list[Row]:
     big = f"{plan['backlog_big']:,} waiting"
     out = [
         Row(f"bulk enqueue {plan['enqueue']:,} (tasks/s)", "enqueue", "rate", True, chart="bulk enqueue, tasks/s"),
         Row(f"drain {plan['drain']:,} no-op (tasks/s)", "drain", "rate", True, chart="drain, tasks/s"),
     ]
+    out += sleep_latency_rows(plan)
+    out += [
+        Row(f"drain with {plan['backlog_small']:,} waiting (tasks/s)", "backlog_small", "rate", True),
+        Row(f"drain with {big} (tasks/s)", "backlog_big", "rate", True, chart=f"drain with {big}, tasks/s"),
+        Row("CPU s per 1,000 tasks, worker + database", "drain", cpu_per_1000, False, "{:,.2f}", "CPU s per 1,000"),
+        Row(f"store size after the drain of {plan['drain']:,} (MB)", "drain", size_mb, False, "{:,.1f}"),
+    ]
+    if plan.get("limited"):
+        n, keys = plan["limited"], plan["keys"]
+        out += [
+            Row(f"drain {n:,} no-op over {keys:,} keys, unlimited (tasks/s)", "drain_keyed", "rate", True),
+            Row(
+                f"drain {n:,} no-op over {keys:,} keys, each limited to 1 (tasks/s)",
+                "drain_limited",
+                "rate",
+                True,
+                chart="drain, 1,000 keys limited to 1, tasks/s",
+            ),
+            Row("limited drain / unlimited (aim ≥ 0.50)", "drain_limited", "vs_unlimited", True, "{:.2f}"),
+        ]
+    if plan.get("unique"):
+        n = plan["unique"]
+        out += [
+            Row(f"bulk enqueue {n:,}, plain (tasks/s)", "enqueue_plain", "rate", True),
+            Row(
+                f"bulk enqueue {n:,}, a unique key each (tasks/s)",
+                "enqueue_unique",
+                "rate",
+                True,
+                chart="bulk enqueue, unique key each, tasks/s",
+            ),
+            Row("unique enqueue / plain (aim ≥ 0.80)", "enqueue_unique", "vs_plain", True, "{:.2f}"),
+        ]
+    if scenarios is not None:
+        out = [row for row in out if scenario_name(row.scenario) in scenarios]
+    return out
+
+
+def scenario_name(run: str) -> str:
+    """The --scenarios name a run belongs to (sleep10 -> sleep, latency500 -> latency)."""
+    return SCENARIO_OF.get(run) or run.rstrip("0123456789")
+
+
+def sleep_latency_rows(plan: dict[str, Any]) -> list[Row]:
+    out = []
     for c in plan["sleep"]:
         label = f"1 ms tasks, concurrency {c} (tasks/s; ideal {int(c) * 1000:,})"
         chart = f"1 ms tasks at concurrency {c}, tasks/s" if int(c) == 100 else None
@@ -57,12 +115,6 @@ def rows(plan: dict[str, Any]) -> list[Row]:
         for q in ("p50", "p99"):
             chart = f"{q} latency at {rate:,}/s, ms" if q == "p99" and rate == max(plan["rates"]) else None
             out.append(Row(f"latency {q} at {rate:,}/s (ms)", f"latency{rate}", f"{q}_ms", False, "{:,.1f}", chart))
-    out += [
-        Row(f"drain with {plan['backlog_small']:,} waiting (tasks/s)", "backlog_small", "rate", True),
-        Row(f"drain with {big} (tasks/s)", "backlog_big", "rate", True, chart=f"drain with {big}, tasks/s"),
-        Row("CPU s per 1,000 tasks, worker + database", "drain", cpu_per_1000, False, "{:,.2f}", "CPU s per 1,000"),
-        Row(f"store size after the drain of {plan['drain']:,} (MB)", "drain", size_mb, False, "{:,.1f}"),
-    ]
     return out
 
 
@@ -78,8 +130,10 @@ def ratio(ours: list[float | None], theirs: list[float | None], higher_is_better
 def cell(row: Row, r: Results) -> str:
     value = row.value(r)
     res = r.get(row.scenario, {})
+    if "error" in res:  # a run that failed its own check (the limited drain's overlaps) shows no figure
+        return "failed"
     if value is None:
-        return "skipped" if "skipped" in res else ("failed" if "error" in res else "—")
+        return "skipped" if "skipped" in res else "—"
     text = row.fmt.format(value)
     if res.get("capped"):
         text += "*"
@@ -109,20 +163,27 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         "Servers: " + "; ".join(f"{v}" for v in info["servers"].values()) + ".",
         "Versions: " + ", ".join(f"{s.label.split(' (')[0]} {info['versions'][s.key]}" for s in systems) + ".",
     ]
+    if "load_at_start" in info:
+        start, end = info["load_at_start"], info["load_at_end"]
+        lines.append(
+            f"Load average (1, 5, 15 min): {', '.join(f'{v:.1f}' for v in start)} at the start, "
+            f"{', '.join(f'{v:.1f}' for v in end)} at the end."
+        )
     for name, why in info.get("missing", {}).items():
         lines.append(f"Skipped every system on {BACKEND_NAMES[name]}: {why}.")
     lines += [
         "",
-        "| scenario | " + " | ".join(s.label for s in systems) + " | " + " | ".join(g[0] for g in groups) + " |",
+        "| scenario | " + " | ".join([s.label for s in systems] + [g[0] for g in groups]) + " |",
         "|---|" + "---:|" * (len(systems) + len(groups)),
     ]
-    for row in rows(info["plan"]):
+    scenarios = info.get("scenarios")
+    for row in rows(info["plan"], scenarios):
         cells = [cell(row, results[s.key]) for s in systems]
         ratios = [
             ratio([row.value(results[k]) for k in mine], [row.value(results[k]) for k in theirs], row.higher_is_better)
             for _, mine, theirs in groups
         ]
-        lines.append(f"| {row.label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        lines.append(f"| {row.label} | " + " | ".join(cells + ratios) + " |")
     lines += [
         "",
         "Ratio columns: taskstore's figure over the best peer's on the same backend (for the Redis peers and",
@@ -130,29 +191,80 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         "less late, less CPU, smaller.",
         "",
         f"- `*`: the run stopped at its cap of {info['plan']['cap']:.0f} s; the rate is over the tasks it finished.",
-        f"- `≥`: some tasks had not started {info['plan']['wait']:.0f} s after the last enqueue; they count as that",
-        "  late, so the figure is a lower bound.",
-        "- Latency runs from each task's scheduled enqueue time (open loop: the producer, in another process, does",
-        "  not wait for one enqueue before the next) to the start of its handler.",
-        "- CPU: the worker process (and its children) plus the database server's processes, during the drain; for",
-        "  SQLite the database runs inside the worker's process.",
-        "- Store size: the queue's tables and indexes (PostgreSQL), the file and its WAL (SQLite), Redis's used",
-        "  memory over an empty server; each system keeps finished tasks by its own default (taskstore keeps them",
-        "  until archived).",
-        "",
-        "Settings (drain):",
-        "",
     ]
-    for s in systems:
-        settings = results[s.key].get("drain", {}).get("settings") or results[s.key].get("drain", {}).get("error")
-        lines.append(f"- {s.label}: {settings}")
+    # A run from before --scenarios ran them all, but the flow-control ones only if its plan has their sizes.
+    ran = set(scenarios) if scenarios is not None else {"enqueue", "drain", "sleep", "latency", "backlog"}
+    if "latency" in ran:
+        lines += [
+            f"- `≥`: some tasks had not started {info['plan']['wait']:.0f} s after the last enqueue; they count as",
+            "  that late, so the figure is a lower bound.",
+            "- Latency runs from each task's scheduled enqueue time (open loop: the producer, in another process,",
+            "  does not wait for one enqueue before the next) to the start of its handler.",
+        ]
+    if "drain" in ran:
+        lines += [
+            "- CPU: the worker process (and its children) plus the database server's processes, during the drain;",
+            "  for SQLite the database runs inside the worker's process.",
+            "- Store size: the queue's tables and indexes (PostgreSQL), the file and its WAL (SQLite), Redis's used",
+            "  memory over an empty server; each system keeps finished tasks by its own default (taskstore keeps",
+            "  them until archived).",
+        ]
+    if any("drain_limited" in r for r in results.values()):
+        lines += [
+            f"- Limited drain: {info['plan']['limited']:,} no-op tasks, each with one of {info['plan']['keys']:,} keys"
+            " (scattered, the same for every",
+            "  system), each key limited to one running at a time with the system's own feature; the unlimited row",
+            "  drains the same tasks without the limit, through the same worker (taskstore: `taskstore worker` in a",
+            "  process of its own, for both). The handler records its start and end per key; `failed` means two",
+            "  tasks of one key overlapped. `skipped`: the system has no such feature (why, below).",
+        ]
+    if info["plan"].get("repeat", 1) > 1 and any(
+        "drain_limited" in r or "enqueue_unique" in r for r in results.values()
+    ):
+        lines += [
+            f"- Flow-control rows: each pair ran {info['plan']['repeat']} times, alternating which went first; the",
+            "  best run of each is shown (every run's rate is in the JSON), so that other work on the machine",
+            "  weighs less; a run that failed the overlap check is shown over any good one. A pair with a run",
+            "  over a minute long (or stopped at the cap) ran once.",
+        ]
+    if any("enqueue_unique" in r for r in results.values()):
+        lines += [
+            f"- Unique enqueue: {info['plan']['unique']:,} tasks each with a distinct deduplication key (none is a",
+            "  duplicate: the row measures what the check costs), through the API named below; the plain row is the",
+            "  same enqueue without keys, run right after.",
+        ]
+    lines.append("")
+    for title, run in (
+        ("Settings (drain)", "drain"),
+        ("Settings (limited drain)", "drain_limited"),
+        ("Unique enqueue (API)", "enqueue_unique"),
+    ):
+        if not any(run in results[s.key] for s in systems):
+            continue
+        lines += [f"{title}:", ""]
+        for s in systems:
+            res = results[s.key].get(run, {})
+            text = res.get("settings") or res.get("error") or res.get("skipped")
+            if "error" in res and res.get("settings"):
+                text = f"{res['settings']} — FAILED: {res['error']}"
+            lines.append(f"- {s.label}: {text}")
+        lines.append("")
+    if lines[-1] == "":
+        lines.pop()  # the sizes below start with their own blank line
     plan = info["plan"]
+    sizes = {
+        "enqueue": f"enqueue {plan['enqueue']:,}",
+        "drain": f"drain {plan['drain']:,}",
+        "sleep": "1 ms tasks " + ", ".join(f"{n:,} at concurrency {c}" for c, n in plan["sleep"].items()),
+        "latency": f"latency over {plan['seconds']:g} s at each rate, worker concurrency 100",
+        "backlog": f"backlog drain of {plan['backlog_drain']:,} with {plan['backlog_small']:,} and with "
+        f"{plan['backlog_big']:,} waiting",
+        "limited": f"limited drain {plan.get('limited', 0):,} over {plan.get('keys', 0):,} keys",
+        "unique": f"unique enqueue {plan.get('unique', 0):,}",
+    }
     lines += [
         "",
-        f"Sizes: enqueue {plan['enqueue']:,}; drain {plan['drain']:,}; 1 ms tasks "
-        + ", ".join(f"{n:,} at concurrency {c}" for c, n in plan["sleep"].items())
-        + f"; latency over {plan['seconds']:g} s at each rate, worker concurrency 100; backlog drain of "
-        f"{plan['backlog_drain']:,} with {plan['backlog_small']:,} and with {plan['backlog_big']:,} waiting.",
+        "Sizes: " + "; ".join(text for name, text in sizes.items() if name in ran and plan.get(name) != 0) + ".",
         f"Whole run: {info['elapsed_s'] / 60:.1f} minutes.",
     ]
     if chart:
@@ -168,7 +280,7 @@ def chart(document: dict[str, Any], path: Path) -> None:
 
     info, results = document["info"], document["results"]
     systems = [s for s in SYSTEMS if s.key in results]
-    charted = [row for row in rows(info["plan"]) if row.chart]
+    charted = [row for row in rows(info["plan"], info.get("scenarios")) if row.chart]
     colours = {"sqlite": "#4c72b0", "postgres": "#55a868", "redis": "#c44e52"}
     cols = 3
     fig, axes = plt.subplots((len(charted) + cols - 1) // cols, cols, figsize=(16, 4.2 * ((len(charted) + 2) // 3)))

@@ -4,15 +4,18 @@ A script runs one scenario against one fresh database and prints one JSON object
 
     python <system>_bench.py SCENARIO URL '{"n": 10000, ...}'
 
-Scenarios: ``enqueue`` (timed bulk enqueue of no-op tasks), ``fill`` (untimed bulk enqueue of one kind),
-``work`` (run the system's real worker until ``n`` handlers have finished or ``cap`` seconds pass),
-``latency`` (a worker here, a producer process enqueuing one task at a time on an open-loop schedule) and
-``produce`` (that producer). Scripts import nothing from the harness, so each peer runs in its own venv with
-only its own packages and psutil.
+Scenarios: ``enqueue`` (timed bulk enqueue of no-op tasks), ``enqueue_unique`` (the same, each task with a
+distinct deduplication key), ``fill`` (untimed bulk enqueue of one kind), ``work`` (run the system's real worker
+until ``n`` handlers have finished or ``cap`` seconds pass), ``latency`` (a worker here, a producer process
+enqueuing one task at a time on an open-loop schedule) and ``produce`` (that producer). Scripts import nothing
+from the harness, so each peer runs in its own venv with only its own packages and psutil.
 
 Three handler kinds exist in every system: ``noop`` (returns), ``sleep`` (sleeps 1 ms: ``asyncio.sleep`` in
 async systems, ``time.sleep`` in thread or process workers) and ``timed`` (its payload is the wall-clock time
-the task was scheduled to be enqueued; the handler records how late it started).
+the task was scheduled to be enqueued; the handler records how late it started). Two more kinds are for flow
+control: ``keyed`` (no-op tasks spread over ``KEYS`` concurrency keys, no limit) and ``limited`` (the same tasks,
+each key limited to one running at a time with the system's per-key feature); their handler yields to the event
+loop once between its start and its end, so two tasks of one key running at once would be seen overlapping.
 """
 
 from __future__ import annotations
@@ -30,6 +33,16 @@ from typing import Any
 import psutil
 
 CHUNK = 10_000  # bulk enqueues go in calls of this many, for every system
+KEYS = 1_000  # concurrency keys the keyed and limited drains spread their tasks over
+
+
+def key_of(i: int) -> int:
+    """The key of task ``i``: scattered (a multiplicative hash), the same for every system and every run."""
+    return (i * 2654435761 + 12345) % 2**32 % KEYS
+
+
+def unique_key_of(i: int) -> str:
+    return f"job-{i}"
 
 
 class Counter:
@@ -41,6 +54,9 @@ class Counter:
         self.first_start: float | None = None
         self.last_end: float | None = None
         self.delays: list[float] = []
+        self.spans: list[tuple[int, float, float]] = []  # keyed kinds: (key, start, end) of each task
+        self.running: dict[int, int] = {}
+        self.overlaps_seen = 0  # a task started while another of its key was running in this process
 
     def start(self) -> None:
         if self.first_start is None:
@@ -59,9 +75,29 @@ class Counter:
             self.delays.append(delay)
             self.done += 1
 
+    def key_started(self, key: int) -> float:
+        self.start()
+        with self._lock:
+            running = self.running.get(key, 0) + 1
+            self.running[key] = running
+            if running > 1:
+                self.overlaps_seen += 1
+        return time.perf_counter()
+
+    def key_finished(self, key: int, started: float) -> None:
+        ended = time.perf_counter()
+        with self._lock:
+            self.running[key] -= 1
+            self.spans.append((key, started, ended))
+            self.done += 1
+            self.last_end = ended
+
     # A process-based counter overrides these to read what its worker processes wrote.
     def read(self) -> tuple[int, float | None, float | None, list[float]]:
         return self.done, self.first_start, self.last_end, self.delays
+
+    def read_spans(self) -> tuple[list[tuple[int, float, float]], int]:
+        return list(self.spans), self.overlaps_seen
 
 
 COUNTER = Counter()
@@ -88,12 +124,35 @@ def timed_handler(payload: float) -> None:
     COUNTER.timed(payload)
 
 
+async def keyed_handler(key: int) -> None:
+    started = COUNTER.key_started(key)
+    await asyncio.sleep(0)  # one turn of the loop: another task of this key running now would start here
+    COUNTER.key_finished(key, started)
+
+
+def overlaps(spans: list[tuple[int, float, float]]) -> int:
+    """How many tasks started before the previous task of their key had ended (by handler timestamps)."""
+    by_key: dict[int, list[tuple[float, float]]] = {}
+    for key, start, end in spans:
+        by_key.setdefault(key, []).append((start, end))
+    count = 0
+    for runs in by_key.values():
+        runs.sort()
+        latest_end = float("-inf")
+        for start, end in runs:
+            if start < latest_end:
+                count += 1
+            latest_end = max(latest_end, end)
+    return count
+
+
 class Adapter:
     """One system. Methods are async; a sync system wraps its calls in ``asyncio.to_thread``."""
 
     counter: Counter = COUNTER
     drain_concurrency = 100  # the worker's concurrency for the no-op drains, where a scenario leaves it open
     max_concurrency: int | None = None  # a system whose workers are processes draws a line here
+    work_kind = ""  # the kind a ``work`` run drains, set before start_worker
 
     def settings(self, concurrency: int) -> str:
         raise NotImplementedError
@@ -106,6 +165,17 @@ class Adapter:
         raise NotImplementedError
 
     async def enqueue_one(self, kind: str, payload: float) -> None:
+        raise NotImplementedError
+
+    # Flow control. A system without the feature leaves its ``*_api`` None and its scenario is skipped with
+    # ``*_missing`` as the reason.
+    unique_api: str | None = None  # how enqueue_bulk_unique deduplicates, for the report
+    unique_missing = "no deduplication on enqueue"
+    limit_api: str | None = None  # how the limited kind is limited, for the report
+    limit_missing = "no per-key concurrency limit"
+
+    async def enqueue_bulk_unique(self, payloads: list[float]) -> None:
+        """No-op tasks, each with the deduplication key ``unique_key_of(int(p))``, the fastest documented way."""
         raise NotImplementedError
 
     async def start_worker(self, concurrency: int) -> None:
@@ -134,9 +204,13 @@ def emit(**figures: Any) -> None:
     sys.stdout.flush()
 
 
-async def enqueue_all(adapter: Adapter, kind: str, n: int) -> None:
+async def enqueue_all(adapter: Adapter, kind: str, n: int, unique: bool = False) -> None:
     for start in range(0, n, CHUNK):
-        await adapter.enqueue_bulk(kind, [float(i) for i in range(start, min(n, start + CHUNK))])
+        payloads = [float(i) for i in range(start, min(n, start + CHUNK))]
+        if unique:
+            await adapter.enqueue_bulk_unique(payloads)
+        else:
+            await adapter.enqueue_bulk(kind, payloads)
 
 
 async def wait_until(done: Callable[[], bool], deadline: float) -> None:
@@ -148,6 +222,7 @@ async def scenario_work(adapter: Adapter, kind: str, n: int, concurrency: int | 
     concurrency = concurrency or adapter.drain_concurrency
     if adapter.max_concurrency is not None and concurrency > adapter.max_concurrency:
         return {"skipped": f"not run above {adapter.max_concurrency} worker processes on this machine"}
+    adapter.work_kind = kind
     await adapter.start_worker(concurrency)
     deadline = time.perf_counter() + cap
     # CPU is counted from the first task's start: what starting the worker (and its processes) costs is not
@@ -159,7 +234,7 @@ async def scenario_work(adapter: Adapter, kind: str, n: int, concurrency: int | 
     cpu = cpu_seconds() - cpu0
     await adapter.stop_worker()
     elapsed = (last - first) if first is not None and last is not None and last > first else 0.0
-    return {
+    result: dict[str, Any] = {
         "rate": done / elapsed if elapsed else 0.0,
         "done": done,
         "elapsed_s": elapsed,
@@ -167,6 +242,15 @@ async def scenario_work(adapter: Adapter, kind: str, n: int, concurrency: int | 
         "worker_cpu_s": cpu,
         "settings": adapter.settings(concurrency),
     }
+    if kind in {"keyed", "limited"}:
+        spans, seen = adapter.counter.read_spans()
+        result["overlaps"] = found = max(overlaps(spans), seen)
+        result["keys"] = len({key for key, _, _ in spans})
+        if kind == "limited":
+            result["settings"] += f"; limit: {adapter.limit_api}"
+            if found:
+                result["error"] = f"{found} tasks started while another task of their key was running"
+    return result
 
 
 async def scenario_latency(
@@ -238,13 +322,21 @@ def run(adapter: Adapter) -> None:
 
     async def main() -> None:
         # The schema is installed by the run that fills a fresh store, not again by the worker's run.
-        await adapter.open(url, install=scenario in {"enqueue", "fill", "latency"})
+        await adapter.open(url, install=scenario in {"enqueue", "enqueue_unique", "fill", "latency"})
         try:
             result: dict[str, Any]
-            if scenario == "enqueue":
-                started = time.perf_counter()
-                await enqueue_all(adapter, "noop", params["n"])
-                result = {"rate": params["n"] / (time.perf_counter() - started)}
+            if scenario in {"enqueue", "enqueue_unique"}:
+                unique = scenario == "enqueue_unique"
+                if unique and adapter.unique_api is None:
+                    result = {"skipped": adapter.unique_missing}
+                else:
+                    started = time.perf_counter()
+                    await enqueue_all(adapter, "noop", params["n"], unique)
+                    result = {"rate": params["n"] / (time.perf_counter() - started)}
+                    if unique:
+                        result["settings"] = adapter.unique_api
+            elif scenario == "fill" and params["kind"] == "limited" and adapter.limit_api is None:
+                result = {"skipped": adapter.limit_missing}
             elif scenario == "fill":
                 await enqueue_all(adapter, params["kind"], params["n"])
                 result = {}

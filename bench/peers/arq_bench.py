@@ -1,7 +1,8 @@
 """arq on Redis: the adapter for bench/peers/_common.py. Runs in arq's own venv.
 
 arq has no bulk enqueue; its fastest documented way is many ``enqueue_job`` calls in flight at once on one
-pool. The worker polls the queue every ``poll_delay`` (default 0.5 s; 10 ms here, for throughput and latency).
+pool; deduplication is ``_job_id`` (a job id already queued or kept as a result is not enqueued again). The
+worker polls the queue every ``poll_delay`` (default 0.5 s; 10 ms here, for throughput and latency).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import Adapter, in_flight, noop_handler, run, sleep_handler_async, timed_handler
+from _common import Adapter, in_flight, noop_handler, run, sleep_handler_async, timed_handler, unique_key_of
 from arq import Worker, create_pool
 from arq.connections import RedisSettings
 
@@ -36,6 +37,8 @@ async def timed(ctx: dict[str, Any], p: float) -> None:
 
 
 class Arq(Adapter):
+    unique_api = f"enqueue_job(_job_id=key), {IN_FLIGHT} in flight"
+
     def settings(self, concurrency: int) -> str:
         return f"Worker(max_jobs={concurrency}, poll_delay={POLL}); enqueue: enqueue_job, {IN_FLIGHT} in flight"
 
@@ -46,6 +49,9 @@ class Arq(Adapter):
 
     async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
         await in_flight(lambda p: self.pool.enqueue_job(kind, p), payloads, IN_FLIGHT)
+
+    async def enqueue_bulk_unique(self, payloads: list[float]) -> None:
+        await in_flight(lambda p: self.pool.enqueue_job("noop", p, _job_id=unique_key_of(int(p))), payloads, IN_FLIGHT)
 
     async def enqueue_one(self, kind: str, payload: float) -> None:
         await self.pool.enqueue_job(kind, payload)

@@ -22,6 +22,9 @@ DELAY = 0.01
 
 class Huey(Adapter):
     drain_concurrency = 8
+    limit_missing = (
+        "no per-key concurrency limit (lock_task fails a task whose lock is held instead of holding it back)"
+    )
 
     def settings(self, concurrency: int) -> str:
         return (

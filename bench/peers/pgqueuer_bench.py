@@ -1,4 +1,9 @@
-"""pgqueuer on PostgreSQL (asyncpg): the adapter for bench/peers/_common.py. Runs in pgqueuer's own venv."""
+"""pgqueuer on PostgreSQL (asyncpg): the adapter for bench/peers/_common.py. Runs in pgqueuer's own venv.
+
+Deduplication: ``Queries.enqueue(..., dedupe_key=[...])``, one key per job in the same batch call. No per-key
+concurrency: ``concurrency_limit`` is per entrypoint, a handler name registered in code (the same limit declared
+by every worker), not a key carried by each job; 1,000 tenants would take 1,000 registered entrypoints.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from datetime import timedelta
 sys.path.insert(0, os.path.dirname(__file__))
 
 import asyncpg
-from _common import Adapter, noop_handler, run, sleep_handler_async, timed_handler
+from _common import Adapter, noop_handler, run, sleep_handler_async, timed_handler, unique_key_of
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.models import Job
 from pgqueuer.qm import QueueManager
@@ -23,6 +28,12 @@ def batch(concurrency: int) -> int:
 
 
 class Pgqueuer(Adapter):
+    unique_api = "Queries.enqueue with lists, dedupe_key=[one per job]"
+    limit_missing = (
+        "concurrency_limit is per entrypoint (a handler registered in code), not per key carried by a job: "
+        "not an equivalent"
+    )
+
     def settings(self, concurrency: int) -> str:
         return (
             f"QueueManager.run(batch_size={batch(concurrency)}, max_concurrent_tasks={concurrency}), "
@@ -38,6 +49,14 @@ class Pgqueuer(Adapter):
 
     async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
         await self.queries.enqueue([kind] * len(payloads), [repr(p).encode() for p in payloads], [0] * len(payloads))
+
+    async def enqueue_bulk_unique(self, payloads: list[float]) -> None:
+        await self.queries.enqueue(
+            ["noop"] * len(payloads),
+            [repr(p).encode() for p in payloads],
+            [0] * len(payloads),
+            dedupe_key=[unique_key_of(int(p)) for p in payloads],
+        )
 
     async def enqueue_one(self, kind: str, payload: float) -> None:
         await self.queries.enqueue(kind, repr(payload).encode())

@@ -44,3 +44,15 @@ def timed(p: float) -> None:
     pipe.rpush("bench:delays", repr(time.time() - p))
     pipe.incr("bench:done")
     pipe.execute()
+
+
+def keyed(p: float, key: int) -> None:
+    """A no-op that records its span for the overlap check: (key, start, end) on a Redis list."""
+    started = time.time()
+    ended = time.time()
+    pipe = _redis().pipeline(transaction=False)
+    pipe.rpush("bench:spans", f"{key} {started!r} {ended!r}")
+    pipe.set("bench:first", repr(started), nx=True)
+    pipe.set("bench:last", repr(ended))
+    pipe.incr("bench:done")
+    pipe.execute()

@@ -1,7 +1,8 @@
 """saq on Redis: the adapter for bench/peers/_common.py. Runs in saq's own venv.
 
 saq has no bulk enqueue; its fastest way is many ``Queue.enqueue`` calls in flight at once. Its worker waits on
-Redis for new jobs (no polling delay).
+Redis for new jobs (no polling delay). Deduplication is the job's ``key`` (a key already queued is not enqueued
+again: ``enqueue`` returns None).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import Adapter, in_flight, noop_handler, run, sleep_handler_async, timed_handler
+from _common import Adapter, in_flight, noop_handler, run, sleep_handler_async, timed_handler, unique_key_of
 from saq import Queue, Worker
 
 IN_FLIGHT = 100
@@ -34,6 +35,8 @@ async def timed(ctx: dict[str, Any], *, p: float) -> None:
 
 
 class Saq(Adapter):
+    unique_api = f"Queue.enqueue(key=key), {IN_FLIGHT} in flight"
+
     def settings(self, concurrency: int) -> str:
         return f"Worker(concurrency={concurrency}); enqueue: Queue.enqueue, {IN_FLIGHT} in flight"
 
@@ -44,6 +47,9 @@ class Saq(Adapter):
 
     async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
         await in_flight(lambda p: self.queue.enqueue(kind, p=p), payloads, IN_FLIGHT)
+
+    async def enqueue_bulk_unique(self, payloads: list[float]) -> None:
+        await in_flight(lambda p: self.queue.enqueue("noop", key=unique_key_of(int(p)), p=p), payloads, IN_FLIGHT)
 
     async def enqueue_one(self, kind: str, payload: float) -> None:
         await self.queue.enqueue(kind, p=payload)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from taskstore import App
+from taskstore import App, FakeClock
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -24,4 +24,13 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def app(url: str) -> AsyncIterator[App]:
     the_app = App(url)
     yield the_app
+    await the_app.aclose()
+
+
+@pytest_asyncio.fixture
+async def clocked(url: str) -> AsyncIterator[tuple[App, FakeClock]]:
+    """An App on a FakeClock: the tests move time on for retry delays and leases."""
+    clock = FakeClock()
+    the_app = App(url, clock=clock)
+    yield the_app, clock
     await the_app.aclose()

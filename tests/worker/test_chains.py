@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from taskstore import App, BinaryExponential, FakeClock, State, StatusState, Worker, errors
 from taskstore.canvas import ChainFailed
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def clocked(url: str) -> AsyncIterator[tuple[App, FakeClock]]:
-    clock = FakeClock()
-    the_app = App(url, clock=clock)
-    yield the_app, clock
-    await the_app.aclose()
 
 
 async def test_results_are_threaded_through_three_links(app: App) -> None:

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 import taskstore
 from taskstore import App, BinaryExponential, FakeClock, NewTask, State, Task, TaskFailed, Worker
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def clocked(url: str) -> AsyncIterator[tuple[App, FakeClock]]:
-    clock = FakeClock()
-    the_app = App(url, clock=clock)
-    yield the_app, clock
-    await the_app.aclose()
 
 
 async def state_of(app: App, task_id: str, *states: State, timeout: float = 10.0) -> Task:

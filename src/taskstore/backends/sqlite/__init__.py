@@ -606,30 +606,34 @@ class SQLiteDriver:
 
     # -- maintenance ----------------------------------------------------------------------------
 
+    def _change_rows(
+        self,
+        conn: sqlite3.Connection,
+        query: str,
+        limit: int,
+        now: datetime,
+        change: Callable[..., Task | None],
+    ) -> list[tuple[Task, Task]]:
+        """Apply ``change(task, now=now)`` to up to ``limit`` rows of ``query`` and write back what changed."""
+        changes = []
+        for row in conn.execute(Q[query], (to_us(now), limit)).fetchall():
+            task = task_from_row(row)
+            changed = change(task, now=now)
+            if changed is not None:
+                changes.append((task, changed))
+        self._write_back(conn, changes)
+        return changes
+
     async def reap(self, limit: int) -> int:
         def reap(conn: sqlite3.Connection) -> int:
             with self._write(conn):
                 now = self.clock.now()
-                rows = conn.execute(Q["timed_out"], (to_us(now), limit)).fetchall()
-                reaped = []
-                for row in rows:
-                    task = task_from_row(row)
-                    changed = transitions.reap(task, now=now)
-                    if changed is not None:
-                        reaped.append((task, changed))
-                self._write_back(conn, reaped)
+                reaped = self._change_rows(conn, "timed_out", limit, now, transitions.reap)
                 # Then waiting tasks past expires_at end cancelled (SPEC §9), read after the leases above
                 # were written so a lease timed out past its expiry ends now too: ``limit`` changes in all.
-                expired = []
                 left = limit - len(reaped)
-                rows = conn.execute(Q["expired_waiting"], (to_us(now), left)).fetchall() if left > 0 else []
-                for row in rows:
-                    task = task_from_row(row)
-                    changed = transitions.expire(task, now=now)
-                    if changed is not None:
-                        expired.append((task, changed))
-                self._write_back(conn, expired)
-                reaped += expired
+                if left > 0:
+                    reaped += self._change_rows(conn, "expired_waiting", left, now, transitions.expire)
                 self._settle(conn, _groups.ended_groups(reaped), now)
             return len(reaped)
 

@@ -1,0 +1,94 @@
+"""memory:// with conn=: tasks are recorded when the caller's transaction commits (where its library has a
+commit hook), never on rollback, and at once where there is no hook (a raw sqlite3/psycopg connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from taskstore import FakeClock, NewTask, Store, errors
+from taskstore.backend import NewRow
+from taskstore.backends.memory import MemoryDriver
+
+pytestmark = pytest.mark.asyncio
+
+
+class HookedJoin:
+    """What ``_joins`` hands a driver for a library with a commit hook: callbacks kept until the commit."""
+
+    def __init__(self, hook: bool = True) -> None:
+        self.hook = hook
+        self.callbacks: list[Callable[[], None]] = []
+
+    def on_commit(self, callback: Callable[[], None]) -> bool:
+        if not self.hook:
+            return False
+        self.callbacks.append(callback)
+        return True
+
+    def commit(self) -> None:
+        for callback in self.callbacks:
+            callback()
+        self.callbacks.clear()
+
+    def rollback(self) -> None:
+        self.callbacks.clear()
+
+
+def rows(*ids: str) -> list[NewRow]:
+    return [NewRow(NewTask("q", "k", id=i), i, b"null") for i in ids]
+
+
+async def test_recorded_at_commit_and_never_on_rollback() -> None:
+    driver = MemoryDriver(FakeClock())
+    async with Store(driver) as store:
+        join = HookedJoin()
+        returned = await driver.insert(rows("a", "b"), join)
+        assert [t.id for t in returned] == ["a", "b"]  # the ids are known at enqueue
+        assert await store.count() == 0
+        join.commit()
+        assert [t.id for t in (await store.list()).items] == ["a", "b"]
+
+        await driver.insert(rows("c"), join)
+        join.rollback()
+        join.commit()  # a later transaction on the same session does not bring it back
+        assert await store.count() == 2
+        with pytest.raises(errors.NotFound):
+            await store.get("c")
+
+
+async def test_a_commit_on_another_thread_wakes_a_blocked_claimer() -> None:
+    driver = MemoryDriver(FakeClock())
+    async with Store(driver) as store:
+        join = HookedJoin()
+        await driver.insert(rows("a"), join)
+        claim = asyncio.ensure_future(store.claim("w", ["q"], block_for=30))
+        await asyncio.sleep(0)
+        committer = threading.Thread(target=join.commit)
+        committer.start()
+        claimed = await asyncio.wait_for(claim, timeout=10)  # woken, not found by a 30 s wait
+        committer.join()
+        assert [t.id for t in claimed] == ["a"]
+
+
+async def test_without_a_commit_hook_the_tasks_are_recorded_at_once() -> None:
+    driver = MemoryDriver(FakeClock())
+    async with Store(driver) as store:
+        await driver.insert(rows("a"), HookedJoin(hook=False))
+        assert (await store.get("a")).id == "a"
+
+
+async def test_a_taken_id_is_refused_at_enqueue_and_nothing_is_kept() -> None:
+    driver = MemoryDriver(FakeClock())
+    async with Store(driver) as store:
+        await store.create(NewTask("q", "k", id="a"))
+        join = HookedJoin()
+        with pytest.raises(errors.AlreadyExists):
+            await driver.insert(rows("b", "a"), join)
+        with pytest.raises(errors.AlreadyExists):
+            await driver.insert(rows("c", "c"), join)
+        join.commit()
+        assert await store.count() == 1

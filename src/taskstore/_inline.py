@@ -54,9 +54,8 @@ class InlineRunner:
         self.worker.close_threads()
 
 
-async def run_now(app: App, ids: Sequence[str]) -> BaseException | None:
+async def run_now(app: App, store: Store, ids: Sequence[str]) -> BaseException | None:
     """Eager mode's run of just-enqueued tasks (a chain's links and a chord's callback follow in ``ids``)."""
-    store = await app.store()
     runner = InlineRunner(app)
     try:
         return await runner.run_ids(store, ids)

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, gates, transitions
+from .._joins import Join
 from .._wakeup import HUB
 from ..backend import (
     Change,
@@ -49,6 +50,8 @@ def _key(new: NewTask) -> str:
 
 
 class MemoryDriver:
+    loop_free = True  # plain dicts under a threading lock: usable from any event loop (see Store.rebind)
+
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._lock = threading.Lock()
@@ -79,13 +82,13 @@ class MemoryDriver:
 
     # -- outbox ---------------------------------------------------------------------------------
 
-    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+    async def insert(self, rows: Sequence[NewRow], conn: Join | None = None) -> list[Task]:
         if conn is None:
             with self._lock:
                 return self._insert(rows)
         return self._insert_at_commit(rows, conn)
 
-    def _insert_at_commit(self, rows: Sequence[NewRow], join: Any) -> list[Task]:
+    def _insert_at_commit(self, rows: Sequence[NewRow], join: Join) -> list[Task]:
         """``conn=``: there is no database of the caller's to write into, so follow its transaction instead.
 
         Where the caller's library has a commit hook (``join.on_commit``: SQLAlchemy, Django) the tasks

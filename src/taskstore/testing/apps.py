@@ -12,7 +12,7 @@ needs pytest: the pytest fixtures are in ``taskstore.testing.plugin``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -43,10 +43,6 @@ class Finishable(Protocol[R_co]):
     def result(self, timeout: float | None = ...) -> Awaitable[R_co]: ...
 
 
-async def _on_home(app: App, fn: Callable[[Store], Awaitable[R]]) -> R:
-    return await fn(await app.store())
-
-
 def _queues(queues: Iterable[str] | None) -> list[str]:
     if isinstance(queues, str):
         raise errors.ConfigError("queues= takes a list of queue names, not one string")
@@ -74,7 +70,7 @@ async def drain(app: App, *, queues: Iterable[str] | None = None, max_tasks: int
         finally:
             runner.close()
 
-    return await _on_home(app, run)
+    return await app.on_home(run)
 
 
 def drain_sync(app: App, *, queues: Iterable[str] | None = None, max_tasks: int = DEFAULT_MAX_TASKS) -> int:
@@ -113,7 +109,7 @@ async def run_until_complete(
         finally:
             runner.close()
 
-    await _on_home(app, run)
+    await app.on_home(run)
     return await handle.result(timeout=0)
 
 

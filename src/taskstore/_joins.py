@@ -143,28 +143,35 @@ def _sqlalchemy(conn: Any) -> Join:
     return _driver_join(connection.connection.driver_connection, hook, f"SQLAlchemy {type(conn).__name__}")
 
 
+_PENDING = "taskstore.on_commit"  # the key, in a SQLAlchemy Session's/Connection's .info, of callbacks to run
+
+
 def _once_per_transaction(target: Any, commit: str, rollbacks: tuple[str, ...]) -> OnCommit:
-    """A hook running a callback at ``target``'s next ``commit`` event, forgotten at its next rollback."""
+    """A hook running callbacks at ``target``'s next ``commit`` event, forgotten at its next rollback.
+
+    The callbacks wait in ``target.info``; one pair of listeners per target runs or drops them. A listener
+    must not be removed while SQLAlchemy dispatches its event ("deque mutated during iteration").
+    """
     from sqlalchemy import event
 
-    def hook(callback: Callable[[], None]) -> None:
-        def committed(*_: Any) -> None:
-            forget()
-            callback()
-
-        def rolled_back(*_: Any) -> None:
-            forget()
-
-        def forget() -> None:
-            for name, fn in ((commit, committed), *((r, rolled_back) for r in rollbacks)):
-                if event.contains(target, name, fn):
-                    event.remove(target, name, fn)
-
-        event.listen(target, commit, committed)
+    if not event.contains(target, commit, _run_pending):
+        event.listen(target, commit, _run_pending)
         for name in rollbacks:
-            event.listen(target, name, rolled_back)
+            event.listen(target, name, _drop_pending)
+
+    def hook(callback: Callable[[], None]) -> None:
+        target.info.setdefault(_PENDING, []).append(callback)
 
     return hook
+
+
+def _run_pending(target: Any, *_: Any) -> None:
+    for callback in target.info.pop(_PENDING, ()):
+        callback()
+
+
+def _drop_pending(target: Any, *_: Any) -> None:
+    target.info.pop(_PENDING, None)
 
 
 def _session_hook(session: Any) -> OnCommit:

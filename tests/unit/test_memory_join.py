@@ -181,3 +181,30 @@ def test_sqlalchemy_connection_records_at_commit_never_on_rollback() -> None:
     finally:
         engine.dispose()
         app.close()
+
+
+@pytest.mark.asyncio
+async def test_sqlalchemy_async_session_records_at_commit_never_on_rollback() -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    app = App("memory://", clock=FakeClock())
+
+    @app.task
+    async def ship(order: int) -> int:
+        return order
+
+    engine = create_async_engine("sqlite+aiosqlite://")
+    try:
+        async with AsyncSession(engine) as session:
+            rolled_back = await ship.options(conn=session).enqueue(1)
+            await session.rollback()
+            committed = await ship.options(conn=session).enqueue(2)
+            with pytest.raises(errors.NotFound):
+                await committed.get()
+            await session.commit()
+        assert await run_until_complete(app, committed) == 2
+        with pytest.raises(errors.NotFound):
+            await rolled_back.get()
+    finally:
+        await engine.dispose()
+        await app.aclose()

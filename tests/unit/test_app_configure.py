@@ -52,3 +52,24 @@ def test_run_until_complete_from_sync_code() -> None:
         assert (clock.now() - FakeClock().now()).total_seconds() == 90
     finally:
         app.close()
+
+
+def test_eager_sync_handlers_enqueue_eagerly_too() -> None:
+    app = App("memory://", eager=True)
+    log: list[str] = []
+
+    @app.task
+    def child(word: str) -> None:
+        log.append(word)
+
+    @app.task
+    def parent(word: str) -> str:
+        child.enqueue_sync(word + "!")  # from the handler's thread, back through the App's loop
+        log.append(word)
+        return word
+
+    try:
+        assert parent.enqueue_sync("hi").result_sync(timeout=0) == "hi"
+        assert log == ["hi!", "hi"]  # the child ran inside the parent's enqueue, before it went on
+    finally:
+        app.close()

@@ -64,14 +64,14 @@ async def test_recorded_at_commit_and_never_on_rollback() -> None:
 @pytest.mark.asyncio
 async def test_a_commit_on_another_thread_wakes_a_blocked_claimer() -> None:
     driver = MemoryDriver(FakeClock())
-    async with Store(driver) as store:
+    async with Store(driver, poll_interval=3600) as store:  # no poll finds it: only the wake-up can
         join = HookedJoin()
         await driver.insert(rows("a"), join)
-        claim = asyncio.ensure_future(store.claim("w", ["q"], block_for=30))
-        await asyncio.sleep(0)
+        claim = asyncio.ensure_future(store.claim("w", ["q"], block_for=60))
+        await asyncio.sleep(0.05)  # let it find nothing and wait (were it later, it would find the task: still a pass)
         committer = threading.Thread(target=join.commit)
         committer.start()
-        claimed = await asyncio.wait_for(claim, timeout=10)  # woken, not found by a 30 s wait
+        claimed = await asyncio.wait_for(claim, timeout=30)
         committer.join()
         assert [t.id for t in claimed] == ["a"]
 

@@ -78,11 +78,15 @@ async def test_run_until_complete_moves_the_fake_clock_through_retries(clocked_a
             raise ConnectionError("upstream down")
         return "ok"
 
+    @app.task
+    async def much_later() -> None: ...
+
+    await much_later.options(delay=10_000).enqueue()
     handle = await flaky.enqueue()
     assert await run_until_complete(app, handle) == "ok"
     task = await handle.get()
     assert task.attempts == 3
-    assert (clock.now() - start).total_seconds() == 100 + 200  # exactly to each retry's run_at
+    assert (clock.now() - start).total_seconds() == 100 + 200  # exactly to each retry's run_at, no further
 
 
 async def test_run_until_complete_raises_as_the_handle_does(clocked_app: tuple[App, FakeClock]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,35 +144,32 @@ def _sqlalchemy(conn: Any) -> Join:
     return _driver_join(connection.connection.driver_connection, hook, f"SQLAlchemy {type(conn).__name__}")
 
 
-_PENDING = "taskstore.on_commit"  # the key, in a SQLAlchemy Session's/Connection's .info, of callbacks to run
+# The callbacks waiting for each SQLAlchemy Session's / Connection's next commit (a target without an entry has
+# no listeners yet). Listeners stay registered: one cannot remove itself while its event is being dispatched.
+_pending: weakref.WeakKeyDictionary[Any, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
 
 
 def _once_per_transaction(target: Any, commit: str, rollbacks: tuple[str, ...]) -> OnCommit:
-    """A hook running callbacks at ``target``'s next ``commit`` event, forgotten at its next rollback.
-
-    The callbacks wait in ``target.info``; one pair of listeners per target runs or drops them. A listener
-    must not be removed while SQLAlchemy dispatches its event ("deque mutated during iteration").
-    """
+    """A hook running callbacks at ``target``'s next ``commit`` event; its next rollback drops them."""
     from sqlalchemy import event
 
-    if not event.contains(target, commit, _run_pending):
-        event.listen(target, commit, _run_pending)
-        for name in rollbacks:
-            event.listen(target, name, _drop_pending)
+    def committed(*_: Any) -> None:
+        callbacks, _pending[target] = _pending.get(target, []), []
+        for callback in callbacks:
+            callback()
+
+    def rolled_back(*_: Any) -> None:
+        _pending[target] = []
 
     def hook(callback: Callable[[], None]) -> None:
-        target.info.setdefault(_PENDING, []).append(callback)
+        if target not in _pending:
+            _pending[target] = []
+            event.listen(target, commit, committed)
+            for name in rollbacks:
+                event.listen(target, name, rolled_back)
+        _pending[target].append(callback)
 
     return hook
-
-
-def _run_pending(target: Any, *_: Any) -> None:
-    for callback in target.info.pop(_PENDING, ()):
-        callback()
-
-
-def _drop_pending(target: Any, *_: Any) -> None:
-    target.info.pop(_PENDING, None)
 
 
 def _session_hook(session: Any) -> OnCommit:

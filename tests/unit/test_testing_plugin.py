@@ -76,3 +76,18 @@ def test_the_plugin_is_registered_by_entry_point() -> None:
 
     (plugin,) = [ep for ep in entry_points(group="pytest11") if ep.name == "taskstore"]
     assert plugin.value == "taskstore.testing.plugin"
+
+
+def test_the_app_helpers_import_without_pytest_or_hypothesis() -> None:
+    import subprocess
+    import sys
+
+    program = (
+        "import sys; sys.modules['pytest'] = sys.modules['hypothesis'] = None\n"
+        "from taskstore.testing import drain, run_until_complete, drain_sync, run_until_complete_sync\n"
+        "import taskstore.testing as t\n"
+        "try:\n    t.ConformanceSuite\nexcept ImportError:\n    print('suite needs pytest')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "suite needs pytest"

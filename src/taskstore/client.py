@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -381,7 +381,7 @@ class App:
     # -- registration ---------------------------------------------------------------------------
 
     @overload
-    def task(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> TaskFunction[P, R]: ...
 
     @overload
     def task(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
@@ -602,7 +602,7 @@ class _Decorator:
         raise TypeError
 
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> TaskFunction[P, R]: ...
 
     @overload
     def __call__(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...

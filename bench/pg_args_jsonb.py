@@ -58,9 +58,9 @@ def patch(store: taskstore.Store, variant: str) -> None:
     if variant == "jsonb-cast":
         driver.q["insert_tasks"] = sql.SQL(
             text.replace(BYTEA_ARGS, "convert_from(decode(r->>3, 'base64'), 'UTF8')::jsonb")
-        )  # type: ignore[arg-type]
+        )
         return
-    driver.q["insert_tasks"] = sql.SQL(text.replace(BYTEA_ARGS, "r->18"))  # type: ignore[arg-type]
+    driver.q["insert_tasks"] = sql.SQL(text.replace(BYTEA_ARGS, "r->18"))
     make_params = driver._insert_params
 
     def inline(rows: Sequence[Any], now: Any = None) -> dict[str, Any]:
@@ -91,6 +91,10 @@ async def prepare(url: str, schema: str, variant: str) -> None:
         pass
     if variant != "bytea":
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            # The ad-hoc views (migration 9) read args; the experiment's column change would break them.
+            await conn.execute(
+                sql.SQL("DROP VIEW IF EXISTS {0}.tasks_json, {0}.tasks_archive_json").format(sql.Identifier(schema))
+            )
             await conn.execute(
                 sql.SQL(
                     "ALTER TABLE {}.tasks ALTER COLUMN args TYPE jsonb USING convert_from(args, 'UTF8')::jsonb"

@@ -1,13 +1,14 @@
 -- taskstore PostgreSQL schema, migration 9: JSON views of tasks for ad-hoc queries.
--- args and result_value stay bytea (the codec's bytes): a jsonb column cost 8-10% of bulk enqueue for small
--- payloads and 12-22% for 1 KB ones, and 45% more space (bench/pg_args_jsonb.py). These views decode the
+-- args and result_value stay bytea (the codec's bytes): with a jsonb column, bulk enqueue of 1 KB payloads took
+-- 12-80% longer and 45% more space (small ones: within noise) (bench/pg_args_jsonb.py). These views decode the
 -- payload at read time instead, for people and reports, never for taskstore's own queries:
 --     SELECT id, state, args->'args'->>0 FROM taskstore.tasks_json WHERE args->'kwargs'->>'to' = 'a@b';
 -- A payload that is not JSON (another codec) reads as NULL, never as an error that would fail the query.
 -- The views name their columns: a later migration that rebuilds tasks or tasks_archive drops and re-creates them.
 
+-- Not PARALLEL SAFE: its exception block starts a subtransaction, which a parallel worker may not.
 CREATE FUNCTION {schema}.json_or_null(payload bytea) RETURNS jsonb
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     RETURN convert_from(payload, 'UTF8')::jsonb;
 EXCEPTION WHEN others THEN

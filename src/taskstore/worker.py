@@ -40,13 +40,14 @@ from datetime import datetime
 from typing import Any
 
 from . import errors, limits
+from ._connect import redact
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
 from .context import _current
 from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
-from .middleware import CallNext, TaskContext, chain, logging_middleware, timeout_middleware
+from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware
 from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue
 from .store import Store
 
@@ -250,7 +251,11 @@ class Worker:
                 )
             )
         log.info(
-            "worker %s started: queues %s, concurrency %d", self.worker_id, ",".join(self.queues), self.concurrency
+            "worker %s started on %s: queues %s, concurrency %d",
+            self.worker_id,
+            redact(self._store.url),
+            ",".join(self.queues),
+            self.concurrency,
         )
 
     def request_stop(self, *, immediate: bool = False) -> None:
@@ -454,6 +459,7 @@ class Worker:
                 return _ENDED
             prepared = self._prepare(task)
             if isinstance(prepared, Failure):
+                log_failure(task, prepared)
                 await self._write_failure(job, prepared)
                 return _ENDED
             assert self._pipeline is not None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ... import errors, gates, transitions
-from ..._wakeup import HUB
+from ..._wakeup import HUB, cancel_key
 from ...backend import (
     Change,
     ChordArgs,
@@ -160,8 +160,10 @@ class SQLiteDriver:
         )
 
     def _committed(self) -> None:
+        # Any commit may be a cancel request: workers here re-read their in-flight tasks (rate-limited, see _cancels).
         HUB.notify(self._key)
         HUB.notify(("status", self._key))
+        HUB.notify(cancel_key(self._key))
 
     async def close(self) -> None:
         commits, self._commits = self._commits, None
@@ -520,6 +522,10 @@ class SQLiteDriver:
             )
 
         return await self._run(probe)
+
+    async def cancel_requested_among(self, task_ids: Sequence[str]) -> set[str]:
+        ids = json.dumps(list(task_ids))
+        return await self._run(lambda conn: {r[0] for r in conn.execute(Q["cancel_requested_among"], (ids,))})
 
     # -- transitions ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sqlite3
@@ -47,13 +48,15 @@ from ...model import Limit, State, Task, WorkerHeartbeat
 from .. import _groups
 from .._sql import load_script
 from . import _flow
-from ._commits import watch_commits
+from ._commits import Spaced, watch_commits
 from ._queries import Q
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
 SCHEMA_VERSION = 7
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
+# Workers' cancel checks woken by commits: at most one read per this many seconds, however busy the store.
+CANCEL_CHECK_GAP = 0.02
 _MIGRATIONS = {
     1: "schema_1.sql",
     2: "schema_2.sql",
@@ -139,6 +142,7 @@ class SQLiteDriver:
         self._executor: ThreadPoolExecutor | None = None
         self._key = ("sqlite", os.path.realpath(path))
         self._commits: asyncio.Task[None] | None = None
+        self._cancel_checks = Spaced(functools.partial(HUB.notify, cancel_key(self._key)), CANCEL_CHECK_GAP)
         self.chord_args: ChordArgs = _groups.no_chord_args
 
     @property
@@ -160,13 +164,13 @@ class SQLiteDriver:
         )
 
     def _committed(self) -> None:
-        # Any commit may be a cancel request: workers here re-read their in-flight tasks (rate-limited, see _cancels).
         HUB.notify(self._key)
         HUB.notify(("status", self._key))
-        HUB.notify(cancel_key(self._key))
+        self._cancel_checks()  # any commit may be a cancel request: workers here re-read their in-flight tasks
 
     async def close(self) -> None:
         commits, self._commits = self._commits, None
+        self._cancel_checks.cancel()
         if commits is not None:
             commits.cancel()
             if commits.get_loop() is asyncio.get_running_loop():

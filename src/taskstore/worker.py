@@ -8,6 +8,9 @@ One worker is one event loop with these background tasks, all owned by the ``Wor
 - the heart-beat renews every in-flight lease in one batched ``report_in_many`` well before it times
   out; a lease found lost (reaped, taken over) cancels its handler and its outcome is not written,
   and a cancel request cancels the handler and records ``cancelled``;
+- the cancel watch learns of cancel requests as they are made (``_cancels``): in-process at once, by
+  NOTIFY on PostgreSQL, by the ``-shm`` commit watch on SQLite; sync handlers see them through
+  ``taskstore.cancel_requested()``;
 - the completer writes successes in batches with ``mark_done_many`` (failures are written at once);
   a finished task keeps its lease renewed until its completion is written, and on stop the completer
   writes what finished within the grace;
@@ -32,6 +35,7 @@ import math
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -44,7 +48,7 @@ from ._connect import redact
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
-from .context import _current
+from .context import _current, _stop
 from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
 from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware
@@ -73,6 +77,7 @@ class _Job:
     released: bool = False  # the worker is stopping and gives the task back
     done: bool = False
     error: BaseException | None = None  # what the handler raised (for run_claimed's caller)
+    stop: threading.Event = field(default_factory=threading.Event)  # what taskstore.cancel_requested() reads
 
 
 def _call_of(payload: Any) -> tuple[list[Any], dict[str, Any]] | str:
@@ -242,6 +247,7 @@ class Worker:
             spawn(self._guard("heart-beat", self._beat_loop), name="taskstore-heartbeat"),
             self._completer,
             spawn(self._guard("worker record", self._record_loop), name="taskstore-record"),
+            spawn(self._guard("cancel watch", self._follow_cancels), name="taskstore-cancels"),
         ]
         if self._maintenance_on:
             maintenance = Maintenance(self._store, self._maintenance_config)
@@ -452,7 +458,7 @@ class Worker:
         """Run one claimed task through the middleware chain: the value to complete it with, or ``_ENDED``
         when its end (failure, cancellation, lost lease) is already taken care of."""
         task = job.task
-        token = _current.set(task)
+        token, stop_token = _current.set(task), _stop.set(job.stop)
         try:
             if job.lost or job.cancel_requested:  # found out while it waited (prefetch)
                 await self._after_cancel(job)
@@ -489,6 +495,7 @@ class Worker:
             return value
         finally:
             _current.reset(token)
+            _stop.reset(stop_token)
 
     async def run_claimed(self, task: Task) -> BaseException | None:
         """Run one task claimed under this worker's id here, in the caller's coroutine, on the claim loop's
@@ -580,6 +587,9 @@ class Worker:
         try:
             return await outcome_of(future)
         except asyncio.CancelledError:
+            flag = _stop.get()
+            if flag is not None:
+                flag.set()  # the handler may be polling taskstore.cancel_requested(): its outcome is discarded
             if future.cancelled():  # timed out, lost, cancelled or released while its thread still runs
                 self.stats.abandoned += 1
                 log.warning(
@@ -656,10 +666,8 @@ class Worker:
     def _renewed(self, job: _Job, outcome: Task | errors.TaskstoreError, now: float) -> None:
         if isinstance(outcome, Task):
             job.beat_at = now + outcome.processing_timeout / 3
-            if outcome.cancel_requested and not job.cancel_requested:
-                job.cancel_requested = True  # a waiting job sees it when its turn comes
-                if job.runner is not None:
-                    job.runner.cancel()
+            if outcome.cancel_requested:
+                self._cancel(job)
             return
         if isinstance(outcome, errors.LeaseError | errors.NotFound):
             log.warning("task %s: lease lost (%s); cancelling its handler", job.task.id, outcome)
@@ -668,6 +676,25 @@ class Worker:
                 job.runner.cancel()
         else:
             job.beat_at = now + _RETRY_PAUSE
+
+    def _cancel(self, job: _Job) -> None:
+        if not job.cancel_requested:
+            job.cancel_requested = True  # a waiting job sees it when its turn comes
+            job.stop.set()
+            if job.runner is not None:
+                job.runner.cancel()
+
+    async def _follow_cancels(self) -> None:
+        """Learn of cancel requests as they are made, not at the next renewal (see ``_cancels``)."""
+
+        def cancellable() -> list[str]:
+            return [i for i, j in self._jobs.items() if not (j.cancel_requested or j.lost or j.released)]
+
+        def requested(ids: set[str]) -> None:
+            for job in filter(None, map(self._jobs.get, ids)):
+                self._cancel(job)
+
+        await self.store.follow_cancel_requests(cancellable, requested, self._quit_background)
 
     # -- completion -----------------------------------------------------------------------------
 

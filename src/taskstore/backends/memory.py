@@ -300,6 +300,11 @@ class MemoryDriver:
                 for t in self._tasks.values()
             )
 
+    async def cancel_requested_among(self, task_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            found = (self._tasks.get(i) for i in task_ids)
+            return {t.id for t in found if t is not None and t.state is State.CLAIMED and t.cancel_requested}
+
     # -- transitions ----------------------------------------------------------------------------
 
     async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:

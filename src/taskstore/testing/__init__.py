@@ -14,6 +14,7 @@ It needs pytest, pytest-asyncio and hypothesis (``pip install taskstore[test]``)
 
 from ._base import JOIN_TRANSACTION, MULTIPROCESS, SHARED, SuiteBase
 from .suite_admin import AdminTests
+from .suite_attempts import AttemptHistoryTests
 from .suite_chains import ChainTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
@@ -39,6 +40,7 @@ class ConformanceSuite(
     ClaimTests,
     LeaseTests,
     AdminTests,
+    AttemptHistoryTests,
     MaintenanceTests,
     OpenTests,
     ProcessTests,

@@ -44,7 +44,7 @@ EXPIRED = "Expired"
 # At most this many failed attempts are kept per task, the latest. A poison task with a large ``max_attempts``
 # fails again and again, each failure with a traceback of a few KB; the entries are rewritten with the row at
 # every failure and read with it by every claim, so they must stay bounded. Twenty show a flaky task's pattern
-# and the run-up to a dead one, in a row of tens of KB at most; ``attempts`` still counts every attempt.
+# and the run-up to a dead one in tens of KB with typical tracebacks; ``attempts`` still counts every attempt.
 MAX_FAILURES_KEPT = 20
 
 

@@ -98,4 +98,5 @@ def task_json(task: Task) -> dict[str, Any]:
         "unique_key": task.unique_key,
         "concurrency_key": task.concurrency_key,
         "expires_at": _time(task.expires_at),
+        "failures": [entry.to_json() for entry in task.failures],
     }

@@ -30,6 +30,7 @@ from ._render import json_text, printable, task_json
 from .client import App
 from .model import Limit, NewTask, QueueInfo, RecurringTask, State, Task, WorkerHeartbeat, check_queue
 from .store import Store
+from .transitions import CANCELLED, TIMED_OUT
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -118,9 +119,19 @@ class _Cli:
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for key, value in task_json(task).items():
+            if key == "failures":
+                continue  # the attempts table below shows them (--json carries every field)
             shown = value if isinstance(value, str) else json_text(value, indent=None)
             table.add_row(key, _state_text(task) if key == "state" else _text(shown))
         self.out.print(table)
+        rows = attempt_rows(task)
+        if rows:
+            attempts = Table(title="attempts", title_justify="left", header_style="bold")
+            for column in ("#", "ended at", "worker", "outcome", "failure"):
+                attempts.add_column(column, overflow="fold", no_wrap=column == "ended at")
+            for row in rows:
+                attempts.add_row(*(_text(cell) for cell in row))
+            self.out.print(attempts)
 
 
 class _LogFormatter(logging.Formatter):
@@ -205,6 +216,32 @@ def _heartbeat_json(b: WorkerHeartbeat) -> dict[str, Any]:
         "timestamp": b.timestamp.isoformat() if b.timestamp else None,
         "extras": b.extras,
     }
+
+
+_OUTCOMES = {TIMED_OUT: "timed out", CANCELLED: "cancelled"}
+
+
+def attempt_rows(task: Task) -> list[tuple[str, str, str, str, str]]:
+    """The attempts ``tasks show`` lists: (number, ended at, worker, outcome, failure), oldest first.
+
+    Every failed attempt kept in ``Task.failures``, then the attempt that is running or that succeeded (the
+    store does not keep who ran a success, so its worker is "-"). After a manual retry the numbers start again.
+    """
+    rows = [
+        (
+            str(entry.attempt),
+            f"{entry.ended_at:%Y-%m-%d %H:%M:%S}",
+            entry.worker_id or "-",
+            _OUTCOMES.get(entry.failure.type, "failed"),
+            f"{entry.failure.type}: {entry.failure.message}" if entry.failure.message else entry.failure.type,
+        )
+        for entry in task.failures
+    ]
+    if task.state is State.CLAIMED and task.claim is not None:
+        rows.append((str(task.attempts), "-", task.claim.worker_id, "running", ""))
+    elif task.state is State.DONE and task.result is not None:
+        rows.append((str(task.attempts), f"{task.result.at:%Y-%m-%d %H:%M:%S}", "-", "done", ""))
+    return rows
 
 
 def _state_text(task: Task) -> Text:

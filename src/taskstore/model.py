@@ -162,6 +162,38 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptFailure:
+    """One attempt that ended without success: its number, when it ended, the worker that ran it, and why.
+
+    ``attempt`` is the task's ``attempts`` when it ended (1 for the first); a manual ``retry`` starts the count
+    again, so after one the numbers repeat and ``ended_at`` gives the order. ``worker_id`` is None only for an
+    entry whose worker is unknown (none today: every failed attempt was claimed by a worker).
+    """
+
+    attempt: int
+    ended_at: datetime
+    worker_id: str | None
+    failure: Failure
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "ended_at": self.ended_at.isoformat(),
+            "worker_id": self.worker_id,
+            "failure": self.failure.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> AttemptFailure:
+        return cls(
+            attempt=int(raw["attempt"]),
+            ended_at=datetime.fromisoformat(raw["ended_at"]),
+            worker_id=raw.get("worker_id"),
+            failure=Failure.from_json(raw["failure"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """A worker's last report-in: when, and what it said."""
 
@@ -305,6 +337,9 @@ class Task:
     # another create of the key released it: a released key is never taken back.
     unique_hold: frozenset[State] | None = None
     unique_until: datetime | None = None
+    # Every attempt that ended without success, oldest first, at most ``transitions.MAX_FAILURES_KEPT`` (the
+    # latest). ``result`` holds only the last outcome; this keeps the failures a later success would hide.
+    failures: tuple[AttemptFailure, ...] = ()
     seq: int = field(default=0, compare=False)
 
     def replace(self, **changes: Any) -> Task:
@@ -523,6 +558,7 @@ __all__ = [
     "DEFAULT_PROCESSING_TIMEOUT",
     "DEFAULT_UNIQUE_STATES",
     "TERMINAL_STATES",
+    "AttemptFailure",
     "Claim",
     "Failure",
     "GroupStatus",

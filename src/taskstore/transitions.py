@@ -5,6 +5,13 @@ backend invents a rule of its own. Nothing here reads a clock, a random source o
 caller passes ``now``, lease tokens and ``rand`` in.
 
 Each transition returns a new ``Task`` with ``version`` incremented and ``updated_at = now``.
+
+An attempt that ends without success adds an entry to ``Task.failures`` (``_record``): a handler's failure
+(``mark_failed``), a lease timed out (``reap``, or taken over by ``take_over``), and a running attempt cancelled
+(``mark_cancelled``, or a cancel honoured at ``mark_failed``/``unclaim``). Nothing else does: a release
+(``unclaim``) gives the attempt back, a waiting task that expires or is cancelled had no attempt running, and
+the outbox ``update`` is a raw write that decides nothing. A manual ``retry`` keeps the entries (it gives a new
+attempt budget, not a new task), and so does the archive. A success writes none: ``result`` holds it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from .model import (
     CLAIMABLE_STATES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PROCESSING_TIMEOUT,
+    AttemptFailure,
     Claim,
     Failure,
     NewTask,
@@ -32,6 +40,12 @@ from .retry import DEFAULT_POLICY, Rand
 TIMED_OUT = "timed_out"
 CANCELLED = "cancelled"
 EXPIRED = "Expired"
+
+# At most this many failed attempts are kept per task, the latest. A poison task with a large ``max_attempts``
+# fails again and again, each failure with a traceback of a few KB; the entries are rewritten with the row at
+# every failure and read with it by every claim, so they must stay bounded. Twenty show a flaky task's pattern
+# and the run-up to a dead one in tens of KB with typical tracebacks; ``attempts`` still counts every attempt.
+MAX_FAILURES_KEPT = 20
 
 
 def _touch(task: Task, now: datetime, **changes: Any) -> Task:
@@ -74,6 +88,7 @@ def create(new: NewTask, *, task_id: str, now: datetime, args: Any = None, seq: 
         expires_at=new.expires_at,
         unique_hold=new.unique_hold,
         unique_until=None if new.unique_for is None else now + as_timedelta(new.unique_for),
+        failures=(),
         seq=seq,
     )
 
@@ -115,6 +130,27 @@ def expire(task: Task, *, now: datetime) -> Task | None:
     return _cancelled(task, now, f"expired at {task.expires_at.isoformat()} before it ran", failure_type=EXPIRED)
 
 
+def _record(task: Task, failure: Failure, now: datetime) -> tuple[AttemptFailure, ...]:
+    """``task.failures`` with the attempt now ending added, the oldest dropped past ``MAX_FAILURES_KEPT``."""
+    claim = task.claim
+    entry = AttemptFailure(
+        attempt=task.attempts,
+        ended_at=now,
+        worker_id=None if claim is None else claim.worker_id,
+        failure=failure,
+    )
+    kept = task.failures[max(len(task.failures) - MAX_FAILURES_KEPT + 1, 0) :]
+    return (*kept, entry)
+
+
+def _timed_out(task: Task) -> Failure:
+    assert task.claim is not None
+    return Failure(
+        type=TIMED_OUT,
+        message=f"lease of worker {task.claim.worker_id!r} timed out at {task.claim.times_out_at.isoformat()}",
+    )
+
+
 def is_timed_out(task: Task, now: datetime) -> bool:
     return task.state is State.CLAIMED and task.claim is not None and task.claim.times_out_at <= now
 
@@ -146,8 +182,10 @@ def take_over(
     if is_timed_out(task, now):
         if task.attempts >= task.max_attempts or task.cancel_requested:
             return reap(task, now=now, rand=rand)  # dead, or cancelled as requested: not taken over
-        # The expired attempt was already counted at its claim; the takeover starts a new one.
-        task = task.replace(state=State.QUEUED, claim=None, run_at=min(task.run_at, now))
+        # The expired attempt was already counted at its claim (and is recorded as timed out); the takeover
+        # starts a new one.
+        failures = _record(task, _timed_out(task), now)
+        task = task.replace(state=State.QUEUED, claim=None, run_at=min(task.run_at, now), failures=failures)
     if not is_claimable(task, now):
         return None
     return claim(task, worker_id=worker_id, token=token, now=now, lease=lease)
@@ -206,8 +244,10 @@ def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None, retry_
     The backoff is ``retry_in`` seconds when given (a handler's ``Retry(delay=…)``), else the task's
     policy's. A task whose cancellation was requested while it ran is not tried again: it ends ``cancelled``.
     """
+    failures = _record(task, failure, now)
     if task.cancel_requested:
-        return _cancelled(task, now, f"cancelled while running (the attempt ended with {failure.type})")
+        message = f"cancelled while running (the attempt ended with {failure.type})"
+        return _cancelled(task, now, message, failures=failures)
     result = Result(at=now, failure=failure)
     if will_retry(task, failure):
         if retry_in is not None:
@@ -224,8 +264,18 @@ def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None, retry_
             run_at=now + timedelta(seconds=backoff),
             last_enqueued_at=now,
             cancel_requested=False,
+            failures=failures,
         )
-    return _touch(task, now, state=State.DEAD, claim=None, result=result, finished_at=now, cancel_requested=False)
+    return _touch(
+        task,
+        now,
+        state=State.DEAD,
+        claim=None,
+        result=result,
+        finished_at=now,
+        cancel_requested=False,
+        failures=failures,
+    )
 
 
 def mark_failed(
@@ -250,12 +300,7 @@ def reap(task: Task, *, now: datetime, rand: Rand | None = None) -> Task | None:
     """
     if not is_timed_out(task, now):
         return None
-    assert task.claim is not None
-    failure = Failure(
-        type=TIMED_OUT,
-        message=f"lease of worker {task.claim.worker_id!r} timed out at {task.claim.times_out_at.isoformat()}",
-    )
-    return _fail(task, failure, now, rand)
+    return _fail(task, _timed_out(task), now, rand)
 
 
 def unclaim(task: Task, lease: Claim, *, now: datetime) -> Task:
@@ -265,7 +310,7 @@ def unclaim(task: Task, lease: Claim, *, now: datetime) -> Task:
     """
     check_lease(task, lease)
     if task.cancel_requested:
-        return _cancelled(task, now, "cancelled while running (released before it finished)")
+        return _cancelled_running(task, now, "cancelled while running (released before it finished)")
     return _touch(
         task,
         now,
@@ -277,7 +322,14 @@ def unclaim(task: Task, lease: Claim, *, now: datetime) -> Task:
     )
 
 
-def _cancelled(task: Task, now: datetime, message: str, *, failure_type: str = CANCELLED) -> Task:
+def _cancelled(
+    task: Task,
+    now: datetime,
+    message: str,
+    *,
+    failure_type: str = CANCELLED,
+    failures: tuple[AttemptFailure, ...] | None = None,
+) -> Task:
     failure = Failure(type=failure_type, message=message, retryable=False)
     return _touch(
         task,
@@ -287,7 +339,14 @@ def _cancelled(task: Task, now: datetime, message: str, *, failure_type: str = C
         finished_at=now,
         result=Result(at=now, failure=failure),
         cancel_requested=False,
+        failures=task.failures if failures is None else failures,
     )
+
+
+def _cancelled_running(task: Task, now: datetime, message: str) -> Task:
+    """A running attempt ends cancelled, and is recorded as such in ``failures``."""
+    failures = _record(task, Failure(type=CANCELLED, message=message, retryable=False), now)
+    return _cancelled(task, now, message, failures=failures)
 
 
 def cancel(task: Task, *, now: datetime) -> Task:
@@ -305,11 +364,13 @@ def cancel(task: Task, *, now: datetime) -> Task:
 def mark_cancelled(task: Task, lease: Claim, *, now: datetime) -> Task:
     """The worker honours a cancel request: ``claimed`` -> ``cancelled``."""
     check_lease(task, lease)
-    return _cancelled(task, now, "cancelled while running")
+    return _cancelled_running(task, now, "cancelled while running")
 
 
 def retry(task: Task, *, now: datetime) -> Task:
     """Manual retry. ``dead``/``cancelled`` -> ``queued`` with a fresh attempt budget and run_at now.
+
+    ``failures`` is kept: the attempts before the retry stay visible (their numbers start again after it).
 
     A waiting task (``queued``/``failed``) is made to run now; ``claimed`` and ``done`` tasks are
     returned unchanged (a running task is not disturbed, a success is not redone).
@@ -370,6 +431,7 @@ def settle_group(expected: int, states: Sequence[State]) -> tuple[bool, bool]:
 
 
 __all__ = [
+    "MAX_FAILURES_KEPT",
     "cancel",
     "check_lease",
     "claim",

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..codec import dump_json
-from ..model import Claim, Failure, Report, Result, State, Task, trusted_task
+from ..model import AttemptFailure, Claim, Failure, Report, Result, State, Task, trusted_task
 from ..retry import RetryPolicy
 
 _STATES = {s.value: s for s in State}
@@ -31,6 +31,18 @@ def hold_text(hold: frozenset[State] | None) -> str | None:
     if hold is None:
         return None
     return "," + ",".join(s.value for s in State if s in hold) + ","
+
+
+def failures_of(document: Any) -> tuple[AttemptFailure, ...]:
+    """The ``failures`` column, parsed: a JSON array of ``AttemptFailure.to_json`` objects."""
+    return tuple(AttemptFailure.from_json(entry) for entry in document)
+
+
+def failures_json(task: Task) -> str | None:
+    """The ``failures`` column of ``task``: NULL while it has none (rows from before the column read the same)."""
+    if not task.failures:
+        return None
+    return dump_json([entry.to_json() for entry in task.failures], "failures")
 
 
 def task_from_columns(
@@ -85,12 +97,19 @@ def task_from_columns(
         expires_at=None if r[35] is None else time(r[35]),
         unique_hold=hold_of(r[32]),
         unique_until=None if r[33] is None else time(r[33]),
+        failures=() if r[36] is None else failures_of(document(r[36])),
         seq=r[0],
     )
 
 
-def update_columns(task: Task, old_version: int, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
-    """The parameters of ``update_task``: every mutable column, then the row's seq and the version it had."""
+def update_columns(
+    task: Task, old_version: int, time: Callable[[datetime], Any], *, failures: bool = False
+) -> tuple[Any, ...]:
+    """The parameters of ``update_task``: every mutable column, then the row's seq and the version it had.
+
+    With ``failures``, those of ``update_task_failures``: ``failures`` follows the other mutable columns. Only
+    a transition that changed ``Task.failures`` writes the column (see ``transitions``); others leave it be.
+    """
     c = task.claim
     report = c.last_report if c is not None else None
     res = task.result
@@ -113,6 +132,7 @@ def update_columns(task: Task, old_version: int, time: Callable[[datetime], Any]
         None if task.finished_at is None else time(task.finished_at),
         task.version,
         hold_text(task.unique_hold),
+        *((failures_json(task),) if failures else ()),
         task.seq,
         old_version,
     )

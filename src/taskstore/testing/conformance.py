@@ -6,6 +6,7 @@ imports it only when asked for, so its app helpers (``drain``, ``run_until_compl
 
 from ._base import SuiteBase
 from .suite_admin import AdminTests
+from .suite_attempts import AttemptHistoryTests
 from .suite_chains import ChainTests
 from .suite_claim import ClaimTests
 from .suite_create import CreateTests
@@ -31,6 +32,7 @@ class ConformanceSuite(
     ClaimTests,
     LeaseTests,
     AdminTests,
+    AttemptHistoryTests,
     MaintenanceTests,
     OpenTests,
     ProcessTests,

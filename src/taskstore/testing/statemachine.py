@@ -1,8 +1,8 @@
 """A Hypothesis state machine that drives a store with random operations against a simple model.
 
 The model is written here by hand, independently of ``taskstore.transitions``, so the two check each
-other. After every step the store must agree with the model on every task's state and attempts,
-a task holds a claim exactly when it is ``claimed``, and attempts never exceed ``max_attempts``.
+other. After every step the store must agree with the model on every task's state, attempts and failed
+attempts, a task holds a claim exactly when it is ``claimed``, and attempts never exceed ``max_attempts``.
 
     TestMemoryMachine = store_state_machine(lambda: "memory://").TestCase
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import taskstore
 from taskstore import Claim, Failure, FakeClock, NewTask, State, Store, errors
 from taskstore.retry import BinaryExponential
+from taskstore.transitions import MAX_FAILURES_KEPT
 
 R = TypeVar("R")
 _POLICY = BinaryExponential(base=1.0, cap=4.0)  # deterministic backoff the model can predict
@@ -38,6 +39,10 @@ class _Model:
     token: str | None = None
     times_out_at: datetime | None = None
     cancel_requested: bool = False
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (attempt, failure type), oldest first
+
+    def failed_attempt(self, failure_type: str) -> None:
+        self.failures = [*self.failures, (self.attempts, failure_type)][-MAX_FAILURES_KEPT:]
 
 
 def store_state_machine(
@@ -70,7 +75,8 @@ def store_state_machine(
         def now(self) -> datetime:
             return self.clock.now()
 
-        def _fail(self, m: _Model) -> None:
+        def _fail(self, m: _Model, failure_type: str) -> None:
+            m.failed_attempt(failure_type)
             m.token = m.times_out_at = None
             if m.cancel_requested:  # a cancel requested while it ran: it is not tried again
                 m.cancel_requested = False
@@ -144,7 +150,7 @@ def store_state_machine(
         def fail(self, data: st.DataObject) -> None:
             lease = data.draw(st.sampled_from(self.leases))
             if self._lease_write(lease, lambda: self.store.mark_failed(lease, Failure("Flaky"))):
-                self._fail(self.model[lease.task_id])
+                self._fail(self.model[lease.task_id], "Flaky")
 
         @precondition(lambda self: self.leases)
         @rule(data=st.data())
@@ -153,6 +159,7 @@ def store_state_machine(
             if self._lease_write(lease, lambda: self.store.unclaim(lease)):
                 m = self.model[lease.task_id]
                 if m.cancel_requested:
+                    m.failed_attempt("cancelled")
                     m.state, m.token, m.times_out_at = State.CANCELLED, None, None
                 else:
                     m.state, m.attempts, m.token, m.times_out_at = State.QUEUED, m.attempts - 1, None, None
@@ -180,7 +187,7 @@ def store_state_machine(
             ]
             assert self.run(self.store.reap()) == len(due)
             for m in due:
-                self._fail(m)
+                self._fail(m, "timed_out")
 
         @precondition(lambda self: self.model)
         @rule(data=st.data())
@@ -215,6 +222,7 @@ def store_state_machine(
             for task_id, m in self.model.items():
                 task = stored[task_id]
                 assert (task.state, task.attempts) == (m.state, m.attempts), (task_id, task, m)
+                assert [(f.attempt, f.failure.type) for f in task.failures] == m.failures, (task_id, task, m)
                 assert task.attempts <= task.max_attempts
                 assert (task.claim is not None) == (task.state is State.CLAIMED)
                 if task.claim is not None:

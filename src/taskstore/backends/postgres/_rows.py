@@ -28,12 +28,15 @@ def task_from_row(r: Any) -> Task:
     return task_from_columns(r, _utc, _same, bytes, _policy)
 
 
-def update_params(task: Task, old_version: int) -> tuple[Any, ...]:
-    return update_columns(task, old_version, _same)
+def update_params(task: Task, old_version: int, *, failures: bool = False) -> tuple[Any, ...]:
+    return update_columns(task, old_version, _same, failures=failures)
 
 
 def write_statement(old: Task, new: Task) -> tuple[str, tuple[Any, ...]]:
-    """A report-in writes five columns; every other transition writes the full mutable set."""
+    """A report-in writes five columns; every other transition writes the full mutable set, and an attempt
+    ended without success its ``failures`` too."""
+    if new.failures is not old.failures:
+        return "update_task_failures", update_params(new, old.version, failures=True)
     c, oc = new.claim, old.claim
     if (
         c is not None

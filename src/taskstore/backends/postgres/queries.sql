@@ -334,12 +334,20 @@ SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)s) AND state = 'claimed' AND 
 
 -- Writes of transitions decided in Python, each fenced on the version read under FOR UPDATE.
 
--- name: update_task
+-- name: _update_task_set
 UPDATE {schema}.tasks
    SET state = %s, attempts = %s, run_at = %s, worker_id = %s, token = %s, claimed_at = %s, times_out_at = %s,
        report_at = %s, report_data = %s::jsonb, cancel_requested = %s, result_at = %s, result_value = %s,
        result_failure = %s::jsonb, updated_at = %s, last_enqueued_at = %s, finished_at = %s, version = %s,
        unique_hold = %s
+
+-- name: update_task
+{update_task_set}
+ WHERE seq = %s AND version = %s
+
+-- An attempt ended without success: the full update, and the task's failed attempts (see transitions._record).
+-- name: update_task_failures
+{update_task_set}, failures = %s::jsonb
  WHERE seq = %s AND version = %s
 
 -- name: write_report

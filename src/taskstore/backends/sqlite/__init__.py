@@ -53,7 +53,7 @@ from ._commits import Spaced, watch_commits
 from ._queries import Q
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
 # Workers' cancel checks woken by commits: at most one read per this many seconds, however busy the store.
@@ -66,6 +66,7 @@ _MIGRATIONS = {
     5: "schema_5.sql",
     6: "schema_6.sql",
     7: "schema_7.sql",
+    8: "schema_8.sql",
 }
 
 R = TypeVar("R")

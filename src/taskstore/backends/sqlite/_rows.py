@@ -91,8 +91,8 @@ def task_from_row(r: Any) -> Task:
     return task_from_columns(r, from_us, json.loads, _same, _policy)
 
 
-def update_params(task: Task, old_version: int) -> tuple[Any, ...]:
-    return update_columns(task, old_version, to_us)
+def update_params(task: Task, old_version: int, *, failures: bool = False) -> tuple[Any, ...]:
+    return update_columns(task, old_version, to_us, failures=failures)
 
 
 def _same(value: Any) -> Any:
@@ -106,6 +106,8 @@ def write_statement(old: Task, new: Task) -> tuple[str, tuple[Any, ...]]:
     here confirm that nothing else changed before the narrow statement is chosen, so any other
     change still goes through the full ``update_task``.
     """
+    if new.failures is not old.failures:  # an attempt ended without success: only then is the column written
+        return "update_task_failures", update_params(new, old.version, failures=True)
     c = new.claim
     same_rest = (
         old.run_at == new.run_at and old.last_enqueued_at == new.last_enqueued_at and old.unique_hold is new.unique_hold

@@ -26,11 +26,19 @@ SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?))
 -- name: get_archived
 SELECT * FROM tasks_archive WHERE id = ? ORDER BY seq DESC LIMIT 1
 
--- name: update_task
+-- name: _update_task_set
 UPDATE tasks
    SET state = ?, attempts = ?, run_at = ?, worker_id = ?, token = ?, claimed_at = ?, times_out_at = ?,
        report_at = ?, report_data = ?, cancel_requested = ?, result_at = ?, result_value = ?,
        result_failure = ?, updated_at = ?, last_enqueued_at = ?, finished_at = ?, version = ?, unique_hold = ?
+
+-- name: update_task
+{update_task_set}
+ WHERE seq = ? AND version = ?
+
+-- An attempt ended without success: the full update, and the task's failed attempts (see transitions._record).
+-- name: update_task_failures
+{update_task_set}, failures = ?
  WHERE seq = ? AND version = ?
 
 -- Claimable now: waiting, due, and not expired (SPEC §9). Paused queues are left out by each query.

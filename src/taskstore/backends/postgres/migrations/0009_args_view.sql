@@ -20,12 +20,12 @@ CREATE VIEW {schema}.tasks_json AS
 SELECT seq, id, queue, kind, state, {schema}.json_or_null(args) AS args, context, reference_id, priority, run_at,
        attempts, max_attempts, worker_id, claimed_at, times_out_at, cancel_requested, result_at,
        {schema}.json_or_null(result_value) AS result_value, result_failure, created_at, updated_at, finished_at,
-       recurring_id, group_id, unique_key, concurrency_key, expires_at
+       recurring_id, group_id, unique_key, concurrency_key, expires_at, failures
   FROM {schema}.tasks;
 
 CREATE VIEW {schema}.tasks_archive_json AS
 SELECT seq, id, queue, kind, state, {schema}.json_or_null(args) AS args, context, reference_id, priority, run_at,
        attempts, max_attempts, worker_id, claimed_at, times_out_at, cancel_requested, result_at,
        {schema}.json_or_null(result_value) AS result_value, result_failure, created_at, updated_at, finished_at,
-       recurring_id, group_id, unique_key, concurrency_key, expires_at, archived_at
+       recurring_id, group_id, unique_key, concurrency_key, expires_at, failures, archived_at
   FROM {schema}.tasks_archive;

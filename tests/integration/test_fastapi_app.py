@@ -219,3 +219,26 @@ def test_many_concurrent_requests_on_sync_and_async_endpoints(
     trouble = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [m for m in trouble if "different event loop" in m], trouble
     assert trouble == []
+
+
+@pytest.mark.parametrize("setup", ["postgres"], indirect=True)
+def test_a_dropped_database_connection_in_the_worker_does_not_fail_the_next_task(
+    setup: Setup, worker: Workers, postgres_db: str
+) -> None:
+    """The handler's pooled connection is cut between two tasks (as a server restart or an idle timeout would):
+    with ``pool_pre_ping=True`` SQLAlchemy replaces it on checkout, so the next task succeeds at its first try."""
+    with TestClient(create_api(setup.database_url)) as client:
+        first = client.post("/orders", json={"item": "first"}).json()["task_id"]
+        wait_for(all_done(setup.store_url, {first}), "the first task to finish", worker)
+        with psycopg.connect(postgres_db, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (WORKER_DB_NAME,),
+            ).fetchall()
+        assert cut, "the handler's pooled connection was not found"
+        assert all(ok for (ok,) in cut)
+        second = client.post("/async/orders", json={"item": "second"}).json()["task_id"]
+        wait_for(all_done(setup.store_url, {second}), "the second task to finish", worker)
+    found = tasks_in(setup.store_url)
+    assert [(found[i].state, found[i].attempts) for i in (first, second)] == [(State.DONE, 1), (State.DONE, 1)]
+    assert runs_per_task(setup.engine) == {first: 1, second: 1}

@@ -28,6 +28,7 @@ import functools
 import inspect
 import itertools
 import logging
+import math
 import os
 import signal
 import socket
@@ -39,13 +40,14 @@ from datetime import datetime
 from typing import Any
 
 from . import errors, limits
+from ._connect import redact
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
 from .context import _current
 from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
-from .middleware import CallNext, TaskContext, chain, logging_middleware, timeout_middleware
+from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware
 from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue
 from .store import Store
 
@@ -57,6 +59,7 @@ _FLUSH_TRIES = 10  # a completion the store refuses for another reason than bein
 _FAILURE_TRIES = 3
 _LAST_FLUSH_MINIMUM = 3.0  # results that finished as the grace ran out still get this long to be written
 _CANCEL_WAIT = 3.0  # for handlers cancelled at the end of the grace to unwind
+_ENDED: Any = object()  # an attempt whose end is already written (or is not to be written)
 
 
 @dataclass(eq=False)
@@ -69,6 +72,7 @@ class _Job:
     cancel_requested: bool = False
     released: bool = False  # the worker is stopping and gives the task back
     done: bool = False
+    error: BaseException | None = None  # what the handler raised (for run_claimed's caller)
 
 
 def _call_of(payload: Any) -> tuple[list[Any], dict[str, Any]] | str:
@@ -226,7 +230,7 @@ class Worker:
         # another loop (a store is used from its own loop only).
         self._store, self._owns_store = await self.app.loop_store()
         self._started_at = self._store.now()
-        self._pipeline = chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
+        self._pipeline = self._chain()
         removed = await self.app.store_recurring(self._store)
         if removed:
             log.info("removed recurring schedules App %r no longer declares: %s", self.app.name, ", ".join(removed))
@@ -247,7 +251,11 @@ class Worker:
                 )
             )
         log.info(
-            "worker %s started: queues %s, concurrency %d", self.worker_id, ",".join(self.queues), self.concurrency
+            "worker %s started on %s: queues %s, concurrency %d",
+            self.worker_id,
+            redact(self._store.url),
+            ",".join(self.queues),
+            self.concurrency,
         )
 
     def request_stop(self, *, immediate: bool = False) -> None:
@@ -428,46 +436,94 @@ class Worker:
     # -- running one task -----------------------------------------------------------------------
 
     async def _execute(self, job: _Job) -> None:
+        try:
+            value = await self._attempt(job)
+            if value is not _ENDED:
+                self._done.append((job, value))
+                self._done_ready.set()
+        finally:
+            job.done = True
+            self._jobs.pop(job.task.id, None)
+            self._running -= 1
+            self._start_waiting()
+            self._capacity.set()
+
+    async def _attempt(self, job: _Job) -> Any:
+        """Run one claimed task through the middleware chain: the value to complete it with, or ``_ENDED``
+        when its end (failure, cancellation, lost lease) is already taken care of."""
         task = job.task
         token = _current.set(task)
         try:
             if job.lost or job.cancel_requested:  # found out while it waited (prefetch)
                 await self._after_cancel(job)
-                return
+                return _ENDED
             prepared = self._prepare(task)
             if isinstance(prepared, Failure):
+                log_failure(task, prepared)
                 await self._write_failure(job, prepared)
-                return
+                return _ENDED
             assert self._pipeline is not None
             try:
                 value = await self._pipeline(prepared)
             except asyncio.CancelledError as exc:
                 if _cancelled_by_worker():
                     await self._after_cancel(job)
-                    return
+                    return _ENDED
+                job.error = exc
                 await self._write_failure(job, *self._failure_of(exc, prepared))  # the handler raised it itself
-                return
+                return _ENDED
             except BaseException as exc:  # SystemExit, KeyboardInterrupt too: they end the attempt, not the worker
+                job.error = exc
                 await self._write_failure(job, *self._failure_of(exc, prepared))
-                return
+                return _ENDED
             if value is not None:
                 try:
                     encode(self.store.codec, value, "the handler's result")
                 except errors.InvalidTask as exc:
+                    job.error = exc
                     await self._write_failure(job, Failure("UnencodableResult", str(exc), retryable=False))
-                    return
+                    return _ENDED
             if job.lost:
                 self.stats.lost += 1
-                return
-            self._done.append((job, value))
-            self._done_ready.set()
+                return _ENDED
+            return value
         finally:
             _current.reset(token)
-            job.done = True
-            self._jobs.pop(task.id, None)
-            self._running -= 1
-            self._start_waiting()
-            self._capacity.set()
+
+    async def run_claimed(self, task: Task) -> BaseException | None:
+        """Run one task claimed under this worker's id here, in the caller's coroutine, on the claim loop's
+        path (middleware, handler, failure mapping), and record its outcome before returning.
+
+        For in-process runs (``taskstore.testing.drain``, an App's eager mode), on a worker that was never
+        started; returns what the handler raised (its failure already recorded), or ``None``. Its lease is
+        not renewed meanwhile. ``close_threads()`` when done with the worker.
+        """
+        if task.claim is None or task.claim.worker_id != self.worker_id:
+            raise errors.ConfigError(f"task {task.id!r} is not claimed by worker {self.worker_id!r}")
+        if self._store is None:
+            self._store = await self.app.store()
+        if self._pipeline is None:
+            self._pipeline = self._chain()
+        job = _Job(task=task, claim=task.claim, beat_at=math.inf)
+        value = await self._attempt(job)
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():  # the caller was cancelled: give the task back
+            with contextlib.suppress(errors.TaskstoreError):
+                await asyncio.shield(self.store.unclaim(job.claim))
+            raise asyncio.CancelledError
+        if value is not _ENDED:
+            (refused,) = await self.store.acknowledge_many([(job.claim, value)])
+            if refused is not None:
+                raise refused
+            self.stats.succeeded += 1
+        return job.error
+
+    def close_threads(self) -> None:
+        """Let the threads that ran sync handlers for ``run_claimed`` end (``stop()`` does it for a started worker)."""
+        self._threads.close()
+
+    def _chain(self) -> CallNext:
+        return chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
 
     def _prepare(self, task: Task) -> TaskContext | Failure:
         handler = self.app.tasks.get(task.kind)

@@ -48,7 +48,7 @@ class Setup:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def setup(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     if request.param == "postgres":
         store_url, database_url = _postgres(request.getfixturevalue("postgres_db"))
     else:
@@ -57,13 +57,11 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     asyncio.run(_create_store(store_url))
     engine = create_engine(database_url)
     Base.metadata.create_all(engine)
-    # The module-level App reads $TASKSTORE_URL when it opens its store. A store an earlier test's lifespan
-    # closed is dropped, so that this test's opens on this URL (App.configure(url=) will say this plainly).
-    monkeypatch.setenv("TASKSTORE_URL", store_url)
-    monkeypatch.setattr(tasks.app, "_store", None)
+    tasks.app.configure(url=store_url)  # the module-level App, on this test's store (the lifespan closes it)
     try:
         yield Setup(store_url, database_url, engine)
     finally:
+        tasks.app.configure(url=None)
         engine.dispose()
 
 
@@ -182,7 +180,7 @@ def test_a_rolled_back_order_never_has_a_task(setup: Setup, worker: Workers) -> 
 
 
 def test_many_concurrent_requests_on_sync_and_async_endpoints(
-    setup: Setup, worker: Workers, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    setup: Setup, worker: Workers, caplog: pytest.LogCaptureFixture
 ) -> None:
     """100 requests at once from 32 threads: sync endpoints in the server's thread pool and async ones on its
     loop, joined enqueues and plain ones, reads and refusals, all through the one App. Before the App's store
@@ -194,7 +192,7 @@ def test_many_concurrent_requests_on_sync_and_async_endpoints(
     if setup.store_url.startswith("postgresql"):
         # A small pool, so that requests queue for its connections: the contention under which one pool shared by
         # two loops failed (a waiter on one loop is never woken by a connection returned on the other).
-        monkeypatch.setenv("TASKSTORE_URL", f"{setup.store_url}&pool_max=2")
+        tasks.app.configure(url=f"{setup.store_url}&pool_max=2")
     with TestClient(create_api(setup.database_url)) as client:
         seed = client.post("/orders", json={"item": "seed"}).json()
         calls: list[tuple[str, str, dict[str, Any] | None, int]] = [

@@ -329,8 +329,10 @@ class TaskFunction(Generic[P, R]):
 
     async def _enqueue(self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TaskHandle[R]:
         if call.conn is not None:
+            join = await _joins.aresolve(call.conn)
+            self.app._unopened_store().check_join_opens(join)
             store = await self.app.store()  # open first: a delay is counted on the store's clock
-            task = await store.create(self._new_task(call, args, kwargs), conn=call.conn)  # on the caller's loop
+            task = await store.create(self._new_task(call, args, kwargs), conn=join)  # on the caller's loop
             return TaskHandle(self.app, task.id, task)
 
         async def create(store: Store) -> Task:
@@ -356,6 +358,7 @@ class TaskFunction(Generic[P, R]):
             raise errors.ConfigError(
                 f"conn= is an async connection ({join.source}): use `await fn.options(conn=...).enqueue(...)`"
             )
+        self.app._unopened_store().check_join_opens(join)
         store = self.app.run_sync(self.app.store())
         task = run_inline(store.create(self._new_task(call, args, kwargs), conn=join))
         return TaskHandle(self.app, task.id, task)
@@ -731,6 +734,13 @@ class App:
         if self.clock is not None:
             options["clock"] = self.clock
         return open_store(self.url or default_url(), codec=self.codec, **options)
+
+    def _unopened_store(self) -> Store:
+        """The App's store object, made now if need be, without opening it or choosing its loop."""
+        with self._lock:
+            if self._store is None:
+                self._store = self.open_store()
+            return self._store
 
     def _current(self) -> tuple[Store, asyncio.AbstractEventLoop]:
         """The App's store and its home loop; the running loop becomes home when there is none."""

@@ -280,6 +280,18 @@ class Store:
                     self._opened = True
         return self
 
+    def check_join_opens(self, join: _joins.Join) -> None:
+        """Refuse at once, with ``ConfigError``, a joined insert whose transaction this store's first opening
+        would wait for (on SQLite, creating its tables needs the write lock that transaction holds): without
+        this both would wait for each other until ``busy_timeout`` ran out."""
+        waits = getattr(self._driver, "open_waits_on", None)
+        if not self._opened and waits is not None and waits(join.raw):
+            raise errors.ConfigError(
+                "the store's tables do not exist yet in the database of conn=, and creating them needs the write "
+                f"lock your open transaction holds: open the store before the transaction ({join.source}), e.g. "
+                "`await app.store()` at startup or `app.run_sync(app.store())` in sync code"
+            )
+
     async def close(self) -> None:
         if self._opened:
             self._check_loop()

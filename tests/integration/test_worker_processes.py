@@ -36,9 +36,10 @@ class Workers:
     blocks the worker in a write, with a transaction open, until the test gives up on it.
     """
 
-    def __init__(self, url: str, log: Path) -> None:
+    def __init__(self, url: str, log: Path, target: str = "tests.integration.workload:app") -> None:
         self.url = url
         self.log = log
+        self.target = target  # the App the workers run, as MODULE:APP
         self.procs: list[subprocess.Popen[str]] = []
         self._stderr: dict[int, Path] = {}
 
@@ -55,7 +56,7 @@ class Workers:
             "-m",
             "taskstore",
             "worker",
-            "tests.integration.workload:app",
+            self.target,
             "--url",
             self.url,
             "--concurrency",

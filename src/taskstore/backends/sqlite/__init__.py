@@ -417,6 +417,20 @@ class SQLiteDriver:
         created = [t.replace(seq=seqs[t.id]) for t in tasks]
         return created if plan is None else _flow.assemble(rows, plan, created)
 
+    def open_waits_on(self, raw: Any) -> bool:
+        """Whether ``open`` would wait for the write lock that ``raw``'s open transaction holds on this file.
+
+        It would when the store's tables are missing or out of date there: creating them needs that lock, and
+        the caller holding it waits for the enqueue, so both would wait until ``busy_timeout`` ran out.
+        """
+        if not isinstance(raw, sqlite3.Connection) or not raw.in_transaction:
+            return False
+        try:
+            self._check_same_file(raw)
+        except errors.ConfigError:
+            return False  # the insert refuses it, saying why
+        return bool(raw.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION)
+
     def _check_same_file(self, conn: sqlite3.Connection) -> None:
         files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
         if not files or os.path.realpath(files[0]) != self._key[1]:

@@ -97,6 +97,10 @@ def instant(value: object, what: str, *, error: type[TaskstoreError] = InvalidTa
         raise error(f"{what} must be a timezone-aware datetime, got {value!r}")
     if not EARLIEST <= value <= LATEST:
         raise error(f"{what} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}, got {value.isoformat()}")
+    if offset % timedelta(minutes=1):
+        # Python allows an offset of odd seconds or microseconds; PostgreSQL cannot read one back. The same
+        # instant in UTC says the same thing.
+        return value.astimezone(UTC)
     return value
 
 

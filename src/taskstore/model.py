@@ -244,7 +244,7 @@ class NewTask:
             check_id(self.id)
         limits.integer(self.priority, "priority")
         if self.run_at is not None:
-            check_aware(self.run_at, "run_at")
+            object.__setattr__(self, "run_at", check_aware(self.run_at, "run_at"))
         if self.max_attempts is not None:
             limits.integer(self.max_attempts, "max_attempts", 1)
         if self.processing_timeout is not None:
@@ -265,7 +265,7 @@ class NewTask:
         if self.concurrency_key is not None:
             limits.name(self.concurrency_key, "concurrency_key")
         if self.expires_at is not None:
-            check_aware(self.expires_at, "expires_at")
+            object.__setattr__(self, "expires_at", check_aware(self.expires_at, "expires_at"))
         if self.unique_key is None:
             if self.unique_for is not None or self.unique_states is not None:
                 raise InvalidTask("unique_for and unique_states need a unique_key")

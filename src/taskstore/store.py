@@ -135,6 +135,8 @@ def _check_heartbeat(beat: WorkerHeartbeat) -> None:
     if beat.started_at is not None:
         check_aware(beat.started_at, "heartbeat started_at")
     if beat.extras is not None:
+        if not isinstance(beat.extras, Mapping):
+            raise errors.InvalidTask(f"heartbeat extras must be a dict or None, got {type(beat.extras).__name__}")
         _json(beat.extras, "heartbeat extras")
 
 
@@ -835,7 +837,7 @@ class Store:
             raise errors.InvalidTask(f"expected a Task, got {type(task).__name__}")
         _state(task.state, optional=False)
         limits.integer(task.attempts, "attempts", 0)
-        check_aware(task.run_at, "run_at")
+        task = task.replace(run_at=check_aware(task.run_at, "run_at"))
         updated = await self._apply_one(check_id(task.id), lambda t, now: transitions.update(t, task, now=now))
         self._wake()
         return updated
@@ -863,7 +865,7 @@ class Store:
         if before is None:
             assert older_than is not None
             before = self.now() - timedelta(seconds=as_seconds(older_than, "older_than"))
-        check_aware(before, "before")
+        before = check_aware(before, "before")
         driver = await self._ready()
         total = 0
         while True:
@@ -1442,6 +1444,8 @@ class Store:
         if not isinstance(heartbeat, WorkerHeartbeat):
             raise errors.InvalidTask(f"expected a WorkerHeartbeat, got {type(heartbeat).__name__}")
         _check_heartbeat(heartbeat)
+        if heartbeat.started_at is not None:  # in UTC when its offset is one PostgreSQL cannot read
+            heartbeat = dataclasses.replace(heartbeat, started_at=check_aware(heartbeat.started_at, "started_at"))
         driver = await self._ready()
         return await driver.put_heartbeat(heartbeat)
 

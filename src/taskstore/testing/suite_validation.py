@@ -11,7 +11,7 @@ import functools
 import inspect
 import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -331,6 +331,25 @@ class ValidationTests(SuiteBase):
         assert await store.enqueue_due_recurring() == 1
         (task,) = (await store.list(queue="q")).items
         assert (await store.get(task.id)).recurring_id == longest
+
+    async def test_an_offset_of_odd_seconds_is_the_same_instant_in_utc(self, store: Store, clock: FakeClock) -> None:
+        # Valid in Python, unreadable for PostgreSQL: found by the fuzzing test below.
+        odd = timezone(timedelta(microseconds=1))
+        when = clock.now().astimezone(odd) + timedelta(seconds=5)
+        task = await store.create(new(run_at=when))
+        assert task.run_at == when
+        assert await store.claim("w", ["q"], limit=1) == []
+        clock.advance(5)
+        assert [t.id for t in await store.claim("w", ["q"], limit=1)] == [task.id]
+        beat = await store.set_worker_heartbeat(WorkerHeartbeat("w", ["q"], started_at=when))
+        assert beat.started_at == when
+        await still_works(store, clock)
+
+    async def test_heartbeat_extras_that_are_no_mapping_are_refused(self, store: Store, clock: FakeClock) -> None:
+        for extras in (False, [1, 2], "text"):
+            with pytest.raises(errors.InvalidTask, match="extras"):
+                await store.set_worker_heartbeat(WorkerHeartbeat("w", ["q"], extras=extras))  # type: ignore[arg-type]
+        await still_works(store, clock)
 
     # -- anything at all --------------------------------------------------------------------------
 

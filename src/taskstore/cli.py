@@ -142,6 +142,7 @@ def load_app(target: str) -> App:
         raise typer.BadParameter(f"{target!r} is not MODULE:APP, e.g. myproj.tasks:app")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    django = _django_project()  # set up before the App's module imports: its tasks may use models
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -149,7 +150,24 @@ def load_app(target: str) -> App:
     found = getattr(module, attribute, None)
     if not isinstance(found, App):
         raise typer.BadParameter(f"{target!r} is {type(found).__name__}, not a taskstore.App")
+    if django:
+        from .contrib.django._setup import prepare
+
+        prepare(found)
     return found
+
+
+def _django_project() -> bool:
+    """With ``$DJANGO_SETTINGS_MODULE`` set, ``django.setup()`` (see ``taskstore.contrib.django``)."""
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not settings_module:
+        return False
+    try:
+        from .contrib.django._setup import setup_django
+    except ImportError as exc:
+        raise typer.BadParameter(f"DJANGO_SETTINGS_MODULE={settings_module} is set, but {exc}") from None
+    setup_django()
+    return True
 
 
 _EXIT_WATCHDOG = 3.0  # seconds from a stopped worker to a forced exit

@@ -1,0 +1,66 @@
+"""``DjangoApp``: an App whose store comes from Django's settings, read when the store opens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import errors
+from ...client import App, _creator_module
+from ...clock import Clock
+from ...codec import Codec
+from ...store import Store
+from ._hygiene import install
+from ._settings import StoreSettings, store_settings
+
+
+class DjangoApp(App):
+    """A ``taskstore.App`` for a Django project.
+
+    - With no ``url``, the store is the one Django's settings name (``TASKSTORE_URL``, ``TASKSTORE_DATABASE``,
+      else ``DATABASES["default"]``: see ``_settings``), read when the store first opens, not at import:
+      a tasks module can be imported before Django is set up, and tests can change the settings first.
+    - Its workers recycle Django's database connections around every handler (``_hygiene``).
+
+    ``taskstore worker myproj.tasks:app`` sets Django up first when ``DJANGO_SETTINGS_MODULE`` is set, as
+    ``python manage.py taskstore_worker`` does.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        name: str | None = None,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+        **store_options: Any,
+    ) -> None:
+        super().__init__(url, name=name or _creator_module(), codec=codec, clock=clock, **store_options)
+        self._given_options = dict(store_options)
+        self.settings: StoreSettings | None = None  # what the settings said, once read
+        install(self)
+
+    def read_settings(self) -> StoreSettings:
+        """The store Django's settings name (read now); with ``url`` given in code, that URL instead."""
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+
+        try:
+            found = store_settings(settings)
+        except ImproperlyConfigured as exc:
+            raise errors.ConfigError(
+                f"taskstore's DjangoApp reads Django's settings, which are not set up: {exc} "
+                "(set DJANGO_SETTINGS_MODULE, or give DjangoApp a url)"
+            ) from exc
+        if self.url is not None:  # given in code or by the worker's --url: it wins, the options still apply
+            found = StoreSettings(self.url, None, found.options)
+        return found
+
+    async def store(self) -> Store:
+        if self._store is None:
+            self._apply_settings()
+        return await super().store()
+
+    def _apply_settings(self) -> None:
+        self.settings = self.read_settings()
+        self.url = self.settings.url
+        self.store_options = {**self.settings.options, **self._given_options}

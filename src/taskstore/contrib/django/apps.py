@@ -1,0 +1,19 @@
+"""The Django app (``"taskstore.contrib.django"`` in ``INSTALLED_APPS``): the ``taskstore_worker`` command,
+and the ``tasks`` modules of the installed apps imported once Django is ready, so a worker knows every task
+registered on its App, wherever it is declared (``TASKSTORE_AUTODISCOVER = False`` turns that off)."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.utils.module_loading import autodiscover_modules
+
+
+class TaskstoreConfig(AppConfig):
+    name = "taskstore.contrib.django"
+    label = "taskstore"
+    verbose_name = "taskstore"
+
+    def ready(self) -> None:
+        if getattr(settings, "TASKSTORE_AUTODISCOVER", True):
+            autodiscover_modules("tasks")

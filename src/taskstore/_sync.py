@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+from .errors import ConfigError
 
 R = TypeVar("R")
 
@@ -20,6 +22,10 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
 
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -43,7 +49,10 @@ class LoopThread:
         loop = self._ensure()
         if threading.current_thread() is self._thread:
             coro.close()
-            raise RuntimeError("a sync taskstore call was made from inside its own event loop thread")
+            raise ConfigError(
+                "a sync taskstore call was made on the App's own loop thread and would wait for itself: "
+                "use the async form (await ...)"
+            )
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def close(self) -> None:
@@ -55,3 +64,17 @@ class LoopThread:
             thread.join(timeout=5)
             if not thread.is_alive():
                 loop.close()
+
+
+def run_inline(coro: Coroutine[Any, Any, R]) -> R:
+    """Run a coroutine that never waits on an event loop, here, in the calling thread, with no loop at all.
+
+    For a joined insert on a sync connection (``enqueue_sync(conn=…)``): every step is a blocking call on
+    the caller's connection, which belongs to the caller's thread. Anything that really waits is a bug.
+    """
+    try:
+        coro.send(None)
+    except StopIteration as finished:
+        return cast(R, finished.value)
+    coro.close()
+    raise RuntimeError("internal error: a joined insert waited on an event loop")

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from . import errors, transitions
+from ._joins import Join
 from .clock import Clock
 from .errors import TaskstoreError
 from .gates import KeyGate
@@ -194,8 +195,11 @@ class Lifecycle(Protocol):
 
 
 class Outbox(Protocol):
-    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+    async def insert(self, rows: Sequence[NewRow], conn: Join | None = None) -> list[Task]:
         """All-or-nothing insert; ``conn`` is the caller's open transaction to join. One task per row.
+
+        With ``conn`` (a ``_joins.Join``) the insert uses ``conn.raw`` only: it runs in the caller's thread,
+        maybe with no event loop, so it must not await anything of the driver's own (pool, loop, locks).
 
         Stores each row's encoded payload; the tasks returned carry the caller's own ``args``
         (``row.new.args``), so create does not pay for a decode.

@@ -76,8 +76,7 @@ class GroupHandle:
     members: list[str]
 
     async def status(self) -> GroupStatus | None:
-        store = await self.app.store()
-        return await store.get_group(self.id)
+        return await self.app.on_home(lambda store: store.get_group(self.id))
 
     def member(self, index: int) -> TaskHandle[Any]:
         return self.app.handle(self.members[index])
@@ -95,7 +94,11 @@ class ChordHandle(GroupHandle):
         """
         limit = None if timeout is None else as_seconds(timeout, "timeout")
         deadline = None if limit is None else time.monotonic() + limit
-        store = await self.app.store()
+        await self.app.on_home(lambda store: self._callback_created(store, deadline, limit))
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        return await self.app.handle(self.callback).result(timeout=left)
+
+    async def _callback_created(self, store: Store, deadline: float | None, limit: float | None) -> None:
         pause = 0.01
         while True:
             try:
@@ -109,8 +112,6 @@ class ChordHandle(GroupHandle):
                 raise TimeoutError(f"chord {self.id!r}: the callback was not enqueued within {limit:g}s")
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, 0.25)
-        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        return await self.app.handle(self.callback).result(timeout=left)
 
 
 def _failed_members(group: GroupStatus) -> list[str]:
@@ -136,12 +137,14 @@ class Group:
         self.ttl = ttl
 
     async def _start(self, callback: Signature[Any] | None) -> tuple[str, list[str]]:
-        store = await self.app.store()
-        gid = task_id()
-        news = [sig.new_task(id=member_id(gid, i), group_id=gid) for i, sig in enumerate(self.members)]
-        template = None if callback is None else callback.new_task(id=callback_id(gid))
-        created = await store.create_group(gid, news, callback=template, ttl=self.ttl)
-        return gid, [t.id for t in created]
+        async def start(store: Store) -> tuple[str, list[str]]:
+            gid = task_id()
+            news = [sig.new_task(id=member_id(gid, i), group_id=gid) for i, sig in enumerate(self.members)]
+            template = None if callback is None else callback.new_task(id=callback_id(gid))
+            created = await store.create_group(gid, news, callback=template, ttl=self.ttl)
+            return gid, [t.id for t in created]
+
+        return await self.app.on_home(start)
 
     async def enqueue(self) -> GroupHandle:
         gid, ids = await self._start(None)
@@ -192,8 +195,7 @@ class ChainHandle:
 
     async def status(self) -> GroupStatus | None:
         """The chain's group: one result per link that has ended."""
-        store = await self.app.store()
-        return await store.get_group(self.id)
+        return await self.app.on_home(lambda store: store.get_group(self.id))
 
     def link(self, index: int) -> TaskHandle[Any]:
         """A handle on one link (a later link exists only once the one before it is ``done``)."""
@@ -208,7 +210,9 @@ class ChainHandle:
         """
         limit = None if timeout is None else as_seconds(timeout, "timeout")
         deadline = None if limit is None else time.monotonic() + limit
-        store = await self.app.store()
+        return await self.app.on_home(lambda store: self._last_result(store, deadline, limit))
+
+    async def _last_result(self, store: Store, deadline: float | None, limit: float | None) -> Any:
         value: Any = None
         for index, link_id in enumerate(self.links):
             task = await _find(store, link_id, first=index == 0)
@@ -258,12 +262,14 @@ class Chain:
         self.ttl = ttl
 
     async def enqueue(self) -> ChainHandle:
-        store = await self.app.store()
         cid = task_id()
         ids = [member_id(cid, i) for i in range(len(self.links))]
-        await store.create_chain(
-            cid, [sig.new_task(id=i) for sig, i in zip(self.links, ids, strict=True)], ttl=self.ttl
-        )
+
+        async def create(store: Store) -> None:
+            links = [sig.new_task(id=i) for sig, i in zip(self.links, ids, strict=True)]
+            await store.create_chain(cid, links, ttl=self.ttl)
+
+        await self.app.on_home(create)
         return ChainHandle(self.app, cid, ids)
 
     def enqueue_sync(self) -> ChainHandle:

@@ -17,16 +17,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from . import errors, limits
+from . import _joins, errors, limits
 from ._connect import default_url, redact
 from ._connect import open as open_store
-from ._sync import LoopThread
+from ._sync import LoopThread, run_inline
 from .canvas import Chain, Chord, Group, Signature
 from .clock import Clock
 from .codec import Codec
@@ -101,6 +102,10 @@ class CallOptions:
     unique_states: frozenset[State] | None = None
     concurrency_key: KeyOption | None = None
     expires: float | None = None
+    max_attempts: int | None = None
+    processing_timeout: float | None = None
+    retry: RetryPolicy | None = None
+    conn: Any = None  # the caller's transaction to join (see _joins)
 
 
 class TaskHandle(Generic[R]):
@@ -112,8 +117,7 @@ class TaskHandle(Generic[R]):
         self.task = task  # as last read; ``get()`` refreshes it
 
     async def get(self) -> Task:
-        store = await self.app.store()
-        self.task = await store.get(self.id)
+        self.task = await self.app.on_home(lambda store: store.get(self.id))
         return self.task
 
     async def result(self, timeout: float | timedelta | None = None) -> R:  # noqa: ASYNC109 (SPEC §7 names it)
@@ -123,29 +127,32 @@ class TaskHandle(Generic[R]):
         ``TimeoutError`` when ``timeout`` seconds pass first (the task itself is not touched).
         """
         limit = None if timeout is None else as_seconds(timeout, "timeout")
-        task = await self.get()  # an unknown id is NotFound at once, not a long wait
-        if not task.state.is_terminal:
-            store = await self.app.store()
-            try:
-                async with asyncio.timeout(limit):
-                    async for status in store.watch(self.id):
-                        if status.state.is_terminal:
-                            break
-            except TimeoutError:
-                raise TimeoutError(f"task {self.id!r} did not finish within {limit:g}s") from None
-            task = await self.get()
+        task = await self.app.on_home(lambda store: self._ended(store, limit))
+        self.task = task
         if task.state is State.DONE:
             return cast(R, task.result.value if task.result is not None else None)
         if task.state is State.DEAD:
             raise TaskFailed(task)
         raise TaskCancelled(task)
 
+    async def _ended(self, store: Store, limit: float | None) -> Task:
+        task = await store.get(self.id)  # an unknown id is NotFound at once, not a long wait
+        if task.state.is_terminal:
+            return task
+        try:
+            async with asyncio.timeout(limit):
+                async for status in store.watch(self.id):
+                    if status.state.is_terminal:
+                        break
+        except TimeoutError:
+            raise TimeoutError(f"task {self.id!r} did not finish within {limit:g}s") from None
+        return await store.get(self.id)
+
     def result_sync(self, timeout: float | timedelta | None = None) -> R:
         return self.app.run_sync(self.result(timeout))
 
     async def cancel(self) -> Task:
-        store = await self.app.store()
-        self.task = await store.cancel(self.id)
+        self.task = await self.app.on_home(lambda store: store.cancel(self.id))
         return self.task
 
     def __repr__(self) -> str:
@@ -161,6 +168,8 @@ class _Enqueuer(Generic[P, R]):
         return await self._fn._enqueue(self._call, args, kwargs)
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        if self._call.conn is not None:
+            return self._fn._enqueue_joined_sync(self._call, args, kwargs)
         return self._fn.app.run_sync(self._fn._enqueue(self._call, args, kwargs))
 
     def new_task(self, *args: P.args, **kwargs: P.kwargs) -> NewTask:
@@ -199,12 +208,22 @@ class TaskFunction(Generic[P, R]):
         unique_states: Collection[State | str] | None = None,
         concurrency_key: KeyOption | None = None,
         expires: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        processing_timeout: float | timedelta | None = None,
+        retry: RetryPolicy | None = None,
+        conn: Any = None,
     ) -> _Enqueuer[P, R]:
         """Per-call options; ``id`` is an idempotency key (a second enqueue raises ``AlreadyExists``).
 
-        ``unique_key``/``concurrency_key`` (a string, or a function of ``(args, kwargs)`` returning one
-        or ``None``), ``unique_for`` and ``unique_states`` replace the task's own; ``expires`` (seconds
-        or a ``timedelta``) sets ``expires_at`` to that long after the enqueue (SPEC §9).
+        ``priority``, ``max_attempts``, ``processing_timeout`` and ``retry`` replace the task's own for
+        this call. ``unique_key``/``concurrency_key`` (a string, or a function of ``(args, kwargs)``
+        returning one or ``None``), ``unique_for`` and ``unique_states`` replace the task's own; ``expires``
+        (seconds or a ``timedelta``) sets ``expires_at`` to that long after the enqueue (SPEC §9).
+
+        ``conn`` joins the caller's transaction: the task exists if and only if it commits. It takes a
+        ``sqlite3`` or psycopg connection, a SQLAlchemy ``Connection``/``Session`` (``enqueue_sync``) or
+        ``AsyncConnection``/``AsyncSession`` (``await enqueue``), or a Django connection; the insert runs on
+        that connection, in the caller's thread.
         """
         if delay is not None and run_at is not None:
             raise errors.InvalidTask("give delay= or run_at=, not both")
@@ -212,6 +231,15 @@ class TaskFunction(Generic[P, R]):
         if queue is not None:
             check_queue(queue)  # an empty name must not fall back to the task's queue unnoticed
         flow = _flow_options(unique_key, unique_for, unique_states, concurrency_key, expires)
+        # The same rules as NewTask's, checked here where the mistake is made rather than at each enqueue.
+        probe = NewTask(
+            queue or self.queue,
+            self.kind,
+            max_attempts=max_attempts,
+            priority=priority or 0,
+            processing_timeout=processing_timeout,
+            retry=retry,
+        )
         call = CallOptions(
             delay=seconds,
             run_at=run_at,
@@ -220,6 +248,10 @@ class TaskFunction(Generic[P, R]):
             queue=queue,
             context=context,
             group_id=group_id,
+            max_attempts=max_attempts,
+            processing_timeout=cast(float | None, probe.processing_timeout),
+            retry=retry,
+            conn=conn,
             **flow,
         )
         return _Enqueuer(self, call)
@@ -261,9 +293,9 @@ class TaskFunction(Generic[P, R]):
             id=call.id,
             priority=o.priority if call.priority is None else call.priority,
             run_at=run_at,
-            max_attempts=o.max_attempts,
-            processing_timeout=o.processing_timeout,
-            retry=o.retry,
+            max_attempts=o.max_attempts if call.max_attempts is None else call.max_attempts,
+            processing_timeout=o.processing_timeout if call.processing_timeout is None else call.processing_timeout,
+            retry=o.retry if call.retry is None else call.retry,
             context=call.context,
             group_id=call.group_id,
             unique_key=unique_key,
@@ -286,9 +318,32 @@ class TaskFunction(Generic[P, R]):
         return key
 
     async def _enqueue(self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TaskHandle[R]:
-        store = await self.app.store()  # first: a delay is counted on the store's clock
-        new = self._new_task(call, args, kwargs)
-        task = await store.create(new)
+        if call.conn is not None:
+            store = await self.app.store()  # open first: a delay is counted on the store's clock
+            task = await store.create(self._new_task(call, args, kwargs), conn=call.conn)  # on the caller's loop
+            return TaskHandle(self.app, task.id, task)
+
+        async def create(store: Store) -> Task:
+            return await store.create(self._new_task(call, args, kwargs))
+
+        task = await self.app.on_home(create)
+        return TaskHandle(self.app, task.id, task)
+
+    def _enqueue_joined_sync(
+        self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> TaskHandle[R]:
+        """``enqueue_sync`` with ``conn=``: the insert runs here, in the caller's thread, on its connection.
+
+        A sync connection (and Django's or SQLAlchemy's objects over one) belongs to the caller's thread,
+        so the store is opened on its own loop first and the insert itself never goes near that loop.
+        """
+        join = _joins.resolve(call.conn)
+        if join.is_async:
+            raise errors.ConfigError(
+                f"conn= is an async connection ({join.source}): use `await fn.options(conn=...).enqueue(...)`"
+            )
+        store = self.app.run_sync(self.app.store())
+        task = run_inline(store.create(self._new_task(call, args, kwargs), conn=join))
         return TaskHandle(self.app, task.id, task)
 
     def __repr__(self) -> str:
@@ -377,6 +432,8 @@ class App:
         self.thread_contexts: list[ThreadContext] = []
         self.recurring_specs: dict[str, RecurringSpec] = {}
         self._store: Store | None = None
+        self._home: asyncio.AbstractEventLoop | None = None  # the loop the store lives on (see on_home)
+        self._lock = threading.Lock()
         self._sync = LoopThread()
 
     # -- registration ---------------------------------------------------------------------------
@@ -547,6 +604,11 @@ class App:
         return Chain(self, links, ttl=ttl)
 
     # -- the store ------------------------------------------------------------------------------
+    #
+    # The App's store lives on one event loop, its *home*: the loop that first opened it (the caller's, or the
+    # App's private loop thread for sync callers). A store's connections belong to its loop, so the App's own
+    # operations run there from wherever they are called: ``on_home`` hops to the home loop from another
+    # loop, ``run_sync`` from plain threads. One pool serves a web app's async and sync endpoints alike.
 
     def now(self) -> datetime:
         if self._store is not None:
@@ -555,28 +617,126 @@ class App:
 
         return (self.clock or SystemClock()).now()
 
+    def open_store(self) -> Store:
+        """A new, unopened Store with this App's URL, codec, clock and options (the caller owns it)."""
+        options = dict(self.store_options)
+        if self.clock is not None:
+            options["clock"] = self.clock
+        return open_store(self.url or default_url(), codec=self.codec, **options)
+
+    def _current(self) -> tuple[Store, asyncio.AbstractEventLoop]:
+        """The App's store and its home loop; the running loop becomes home when there is none."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            store, home = self._store, self._home
+            if home is not None and home.is_closed():
+                # Its loop ended (a test's loop, an asyncio.run() that returned) and its connections with it.
+                home = None
+                if store is not None:
+                    try:
+                        store.rebind()  # memory:// keeps its tasks
+                    except errors.ConfigError:
+                        store = None
+            if store is None:
+                store = self.open_store()
+            self._store, self._home = store, home or loop
+            return store, self._home
+
     async def store(self) -> Store:
-        """The App's store, opened on first use and shared by every caller of this App."""
-        if self._store is None:
-            options = dict(self.store_options)
-            if self.clock is not None:
-                options["clock"] = self.clock
-            self._store = open_store(self.url or default_url(), codec=self.codec, **options)
-        return await self._store.connect()
+        """The App's store, opened on first use and shared by every caller of this App.
+
+        It belongs to the loop that opened it; from another loop, use the App's API (``fn.enqueue``,
+        ``handle.result``, ``app.on_home``), which runs there.
+        """
+        store, home = self._current()
+        if home is asyncio.get_running_loop():
+            return await store.connect()
+        await _hop(home, store.connect())
+        return store
+
+    async def on_home(self, fn: Callable[[Store], Awaitable[R]]) -> R:
+        """``await fn(store)`` on the store's own loop, from any loop."""
+        store, home = self._current()
+        if home is asyncio.get_running_loop():
+            return await fn(await store.connect())
+
+        async def there() -> R:
+            return await fn(await self.store())
+
+        return await _hop(home, there())
+
+    async def loop_store(self) -> tuple[Store, bool]:
+        """A store for the running loop: the App's own when it lives here (or nowhere yet), else a new one,
+        with True when the caller owns it and must close it (a worker started on a loop of its own)."""
+        store, home = self._current()
+        if home is asyncio.get_running_loop():
+            return await store.connect(), False
+        return await self.open_store().connect(), True
 
     def run_sync(self, coro: Awaitable[R]) -> R:
-        """Run one of this App's coroutines from sync code, on the App's private event loop."""
+        """Run one of this App's coroutines from sync code, on the store's loop.
+
+        That is the loop that opened the store when it runs in another thread (a web server's), else the
+        App's private loop thread. Called on the store's own loop it would wait for itself: ``ConfigError``.
+        """
+        with self._lock:
+            home = self._home if self._store is not None else None
+        if home is not None and not home.is_closed() and home is not self._sync.loop:
+            try:
+                running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is home:
+                _close(coro)
+                raise errors.ConfigError(
+                    "a sync taskstore call (enqueue_sync, result_sync, run_sync) was made on the event loop that "
+                    "runs the App's store, and would wait for itself: use the async form (await fn.enqueue(...))"
+                )
+            if home.is_running():
+                return asyncio.run_coroutine_threadsafe(_as_coroutine(coro), home).result()
         return self._sync.run(_as_coroutine(coro))
 
     async def aclose(self) -> None:
-        if self._store is not None:
-            await self._store.close()
+        """Close the App's store (on its loop); the next use opens it again."""
+        with self._lock:
+            store, home = self._store, self._home
+        if store is None or home is None:
+            return
+        if home.is_closed():
+            self._forget(home)
+        elif home is asyncio.get_running_loop():
+            await store.close()
+        else:
+            await _hop(home, store.close())
+        with self._lock:
+            if self._home is home:
+                self._home = None
 
     def close(self) -> None:
         """Close the store and stop the sync facade's loop (for sync programs)."""
-        if self._store is not None:
-            self.run_sync(self._store.close())
+        with self._lock:
+            store, home = self._store, self._home
+        if store is not None and home is not None:
+            if home.is_closed():
+                self._forget(home)
+            else:
+                self.run_sync(store.close())
+                with self._lock:
+                    if self._home is home:
+                        self._home = None
         self._sync.close()
+
+    def _forget(self, home: asyncio.AbstractEventLoop) -> None:
+        """Drop a store whose loop has closed (nothing of it can be closed any more), keeping memory's."""
+        with self._lock:
+            if self._home is not home:
+                return
+            self._home = None
+            if self._store is not None:
+                try:
+                    self._store.rebind()
+                except errors.ConfigError:
+                    self._store = None
 
     async def __aenter__(self) -> App:
         await self.store()
@@ -623,3 +783,20 @@ class _Decorator:
 
 async def _as_coroutine(awaitable: Awaitable[R]) -> R:
     return await awaitable
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    """Close a coroutine that will not run (no "never awaited" warning)."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+
+
+async def _hop(home: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, R]) -> R:
+    """Run ``coro`` on ``home`` (a loop in another thread) and wait for it on the running loop."""
+    if not home.is_running():
+        coro.close()
+        raise errors.ConfigError(
+            "the App's store was opened on an event loop that is not running now: close it there "
+            "(await app.aclose()) or open it on the loop you use"
+        )
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, home))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
-from . import _recurring, _statuses, _why, errors, limits, transitions
+from . import _joins, _recurring, _statuses, _why, errors, limits, transitions
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
 from ._wakeup import HUB
@@ -250,6 +250,8 @@ class Store:
         self.poll_interval = limits.duration(poll_interval, "poll_interval", positive=True, error=errors.ConfigError)
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
+        # The event loop that opened the store: its connections, pool and wake-ups live on it (see _ready).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -261,9 +263,16 @@ class Store:
         """The store's clock: the time every decision is taken against."""
         return self._driver.clock.now()
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the store was opened on (``None`` before); it is used from that loop only."""
+        return self._loop
+
     async def connect(self) -> Self:
         if not self._opened:
+            self._check_loop()
             if self._open_lock is None:
+                self._loop = asyncio.get_running_loop()
                 self._open_lock = asyncio.Lock()
             async with self._open_lock:
                 if not self._opened:
@@ -273,8 +282,10 @@ class Store:
 
     async def close(self) -> None:
         if self._opened:
+            self._check_loop()
             self._opened = False
             await self._driver.close()
+            self._loop = self._open_lock = None  # closed: it may be opened again, on any loop
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -287,7 +298,37 @@ class Store:
     async def _ready(self) -> Driver:
         if not self._opened:
             await self.connect()
+        elif self._loop is not asyncio.get_running_loop():
+            self._check_loop()
         return self._driver
+
+    def _check_loop(self) -> None:
+        """Refuse use from an event loop other than the store's own, at once.
+
+        A driver's connections, pool and wake-ups belong to the loop that opened them; used from another
+        loop they fail later and obscurely (psycopg_pool: "bound to a different event loop"), or not at all.
+        """
+        home = self._loop
+        if home is None or home is asyncio.get_running_loop():
+            return
+        where = "has been closed" if home.is_closed() else "runs in another thread"
+        raise errors.ConfigError(
+            f"this store was opened on another event loop, which {where}: a store is used from the loop that "
+            "opened it. An App's own API (fn.enqueue, handle.result, app.run_sync) works from any loop or "
+            "thread; elsewhere open a store per event loop (taskstore.open)"
+        )
+
+    def rebind(self) -> None:
+        """Let the next use open this store on its own loop again, once its loop has been closed.
+
+        Only for drivers that hold nothing on a loop (``memory://``): the App's way to keep an in-memory
+        store's tasks across the per-test event loops of a test suite.
+        """
+        if not getattr(self._driver, "loop_free", False):
+            raise errors.ConfigError("only a memory:// store can move to another event loop")
+        self._loop = None
+        self._open_lock = None
+        self._opened = False
 
     def _wake(self) -> None:
         """New claimable work: wake this process's blocked claimers of the same database."""
@@ -412,16 +453,37 @@ class Store:
                     raise errors.InvalidTask(
                         f"expires_at {expires.isoformat()} is not in the future (now {now.isoformat()})"
                     )
+        if conn is not None:
+            return await self._create_joined(rows, conn)
         driver = await self._ready()
-        stored = await driver.insert(rows, conn)
+        stored = await driver.insert(rows, None)
         created = stored
         if any(task.args is not row.new.args for task, row in zip(stored, rows, strict=True)):
             created, stored = self._deduped(rows, stored)
-        if conn is None and stored:
+        if stored:
             self._wake()
             self._touched()
             self._publish(stored, raw=True)
         return created
+
+    async def _create_joined(self, rows: Sequence[NewRow], conn: Any) -> builtins.list[Task]:
+        """The insert of ``create_many(conn=…)``, in the caller's thread and on the caller's loop (if any).
+
+        It touches only the caller's connection, never the store's own, so unlike every other method it may
+        run away from the store's loop: in a sync caller's thread (``enqueue_sync(conn=…)``, with no loop at
+        all) or on another loop (an async SQLAlchemy session of a web app's loop). Nothing wakes claimers:
+        the tasks appear when the caller commits (NOTIFY, the SQLite commit watch, or the next poll).
+        """
+        join = await _joins.aresolve(conn)
+        if not self._opened:
+            if self._loop is not None:
+                raise errors.ConfigError("the store is still opening on its own event loop; try again once it is open")
+            await self.connect()  # the first use of this store: the schema must exist before the insert
+        with join.around():
+            stored = await self._driver.insert(rows, join)
+        if any(task.args is not row.new.args for task, row in zip(stored, rows, strict=True)):
+            return self._deduped(rows, stored)[0]
+        return stored
 
     def _deduped(self, rows: Sequence[NewRow], got: Sequence[Task]) -> tuple[builtins.list[Task], builtins.list[Task]]:
         """Unique tasks: what create returns per row, and the tasks this batch really inserted.

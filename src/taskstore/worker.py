@@ -177,6 +177,7 @@ class Worker:
         self._signatures: dict[str, inspect.Signature | None] = {}
         self._pipeline: CallNext | None = None
         self._store: Store | None = None
+        self._owns_store = False
         self._started_at: datetime | None = None
         self._started = False
         self._stopping = False
@@ -221,7 +222,9 @@ class Worker:
         self._last_flush = asyncio.Event()
         if self._thread_cap is not None:
             self._thread_slots = asyncio.Semaphore(self._thread_cap)
-        self._store = await self.app.store()
+        # The App's store when it lives on this loop; a store of the worker's own when the App's was opened on
+        # another loop (a store is used from its own loop only).
+        self._store, self._owns_store = await self.app.loop_store()
         self._started_at = self._store.now()
         self._pipeline = chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
         removed = await self.app.store_recurring(self._store)
@@ -283,6 +286,8 @@ class Worker:
         self._threads.close()
         with contextlib.suppress(errors.TaskstoreError):
             await self.store.set_worker_heartbeat(self._heartbeat(stopping=True))
+        if self._owns_store:
+            await self.store.close()
         s = self.stats
         log.info(
             "worker %s stopped: %d succeeded, %d failed, %d released, %d lost",

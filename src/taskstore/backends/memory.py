@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors, gates, transitions
+from .._joins import Join
 from .._wakeup import HUB
 from ..backend import (
     Change,
@@ -46,6 +47,8 @@ def _key(new: NewTask) -> str:
 
 
 class MemoryDriver:
+    loop_free = True  # plain dicts under a threading lock: usable from any event loop (see Store.rebind)
+
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._lock = threading.Lock()
@@ -76,7 +79,7 @@ class MemoryDriver:
 
     # -- outbox ---------------------------------------------------------------------------------
 
-    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+    async def insert(self, rows: Sequence[NewRow], conn: Join | None = None) -> list[Task]:
         if conn is not None:
             raise errors.ConfigError("the memory backend has no transactions to join (conn= must be None)")
         with self._lock:

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from ... import errors, transitions
 from ..._connect import scrub
+from ..._joins import Join
 from ..._wakeup import HUB
 from ...backend import (
     Change,
@@ -472,7 +473,7 @@ class PostgresDriver:
             tasks.append(transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=seq))
         return tasks
 
-    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+    async def insert(self, rows: Sequence[NewRow], conn: Join | None = None) -> list[Task]:
         seen: set[str] = set()
         for row in rows:
             if row.id in seen:
@@ -480,7 +481,7 @@ class PostgresDriver:
             seen.add(row.id)
         unique = any(row.new.unique_key is not None for row in rows)
         if conn is not None:
-            return await self._insert_joined(rows, conn, unique)
+            return await self._insert_joined(rows, conn.raw, unique)
         try:
             if unique:
                 async with self._conn() as c, c.transaction():

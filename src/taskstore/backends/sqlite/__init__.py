@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ... import errors, gates, transitions
+from ..._joins import Join
 from ..._wakeup import HUB
 from ...backend import (
     Change,
@@ -309,14 +310,14 @@ class SQLiteDriver:
 
     # -- outbox ---------------------------------------------------------------------------------
 
-    async def insert(self, rows: Sequence[NewRow], conn: Any = None) -> list[Task]:
+    async def insert(self, rows: Sequence[NewRow], conn: Join | None = None) -> list[Task]:
         seen: set[str] = set()
         for row in rows:
             if row.id in seen:
                 raise errors.AlreadyExists(row.id)
             seen.add(row.id)
         if conn is not None:
-            return self._insert_joined(rows, conn)
+            return self._insert_joined(rows, conn.raw)
         return await self._run(lambda c: self._insert_own(c, rows))
 
     def _insert_own(self, conn: sqlite3.Connection, rows: Sequence[NewRow]) -> list[Task]:

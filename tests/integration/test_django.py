@@ -153,6 +153,25 @@ def _ids(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
+def test_an_enqueue_joining_the_views_transaction_runs_once_after_commit_and_never_exists_after_rollback(
+    project: Project,
+) -> None:
+    kept, dropped = _ids("kept"), _ids("dropped")
+    with project.worker("-m", "taskstore", "worker", APP, "--concurrency", "2", "--log-level", "warning"):
+        rolled_back, committed = project.post(
+            {"mode": "conn", "task": dropped, "fail": "1"}, {"mode": "conn", "task": kept}
+        )
+        assert rolled_back["status"] == 500
+        assert committed["status"] == 200
+        assert committed["body"]["task"] == kept  # conn= returns the handle at once
+        task = project.finished(kept)
+        assert task.state is State.DONE
+        assert task.attempts == 1
+        assert project.order(committed["body"]["order"])[0] == 1
+    assert not project.exists(dropped)  # it was inserted in the transaction that rolled back
+    assert project.orders() == 1
+
+
 def test_enqueue_on_commit_runs_once_after_commit_and_never_after_rollback(project: Project) -> None:
     kept, dropped = _ids("kept"), _ids("dropped")
     with project.worker("-m", "taskstore", "worker", APP, "--concurrency", "2", "--log-level", "warning"):

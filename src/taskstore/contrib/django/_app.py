@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ... import errors
+from ..._connect import open as open_store
+from ..._connect import redact
 from ...client import App, _creator_module
 from ...clock import Clock
 from ...codec import Codec
@@ -35,7 +37,6 @@ class DjangoApp(App):
         **store_options: Any,
     ) -> None:
         super().__init__(url, name=name or _creator_module(), codec=codec, clock=clock, **store_options)
-        self._given_options = dict(store_options)
         self.settings: StoreSettings | None = None  # what the settings said, once read
         install(self)
 
@@ -47,6 +48,8 @@ class DjangoApp(App):
         try:
             found = store_settings(settings)
         except ImproperlyConfigured as exc:
+            if self.url is not None:  # no Django settings to read options from: the URL given is enough
+                return StoreSettings(self.url)
             raise errors.ConfigError(
                 f"taskstore's DjangoApp reads Django's settings, which are not set up: {exc} "
                 "(set DJANGO_SETTINGS_MODULE, or give DjangoApp a url)"
@@ -55,12 +58,15 @@ class DjangoApp(App):
             found = StoreSettings(self.url, None, found.options)
         return found
 
-    async def store(self) -> Store:
-        if self._store is None:
-            self._apply_settings()
-        return await super().store()
+    def open_store(self) -> Store:
+        """A new Store where the settings say (read now, so each store the App opens sees the current settings)."""
+        found = self.read_settings()
+        self.settings = found
+        options = {**found.options, **self.store_options}
+        if self.clock is not None:
+            options["clock"] = self.clock
+        return open_store(found.url, codec=self.codec, **options)
 
-    def _apply_settings(self) -> None:
-        self.settings = self.read_settings()
-        self.url = self.settings.url
-        self.store_options = {**self.settings.options, **self._given_options}
+    def __repr__(self) -> str:
+        where = redact(self.url) if self.url is not None else "url from Django's settings"
+        return f"<taskstore.contrib.django.DjangoApp {self.name!r} {where} tasks={len(self.tasks)}>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.db.models import F
 
@@ -29,5 +30,7 @@ def process(order_id: int) -> int | None:
 
 
 @app.task(queue="shop", max_attempts=3)
-async def process_async(order_id: int) -> int:
-    return await Order.objects.filter(pk=order_id).aupdate(processed=F("processed") + 1)
+async def process_async(order_id: int) -> int | None:
+    pid = await sync_to_async(_backend_pid)()  # thread-sensitive, like the async ORM: on the same thread
+    await Order.objects.filter(pk=order_id).aupdate(processed=F("processed") + 1, backend_pid=pid)
+    return pid

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,26 +144,30 @@ def _sqlalchemy(conn: Any) -> Join:
     return _driver_join(connection.connection.driver_connection, hook, f"SQLAlchemy {type(conn).__name__}")
 
 
+# The callbacks waiting for each SQLAlchemy Session's / Connection's next commit (a target without an entry has
+# no listeners yet). Listeners stay registered: one cannot remove itself while its event is being dispatched.
+_pending: weakref.WeakKeyDictionary[Any, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
+
+
 def _once_per_transaction(target: Any, commit: str, rollbacks: tuple[str, ...]) -> OnCommit:
-    """A hook running a callback at ``target``'s next ``commit`` event, forgotten at its next rollback."""
+    """A hook running callbacks at ``target``'s next ``commit`` event; its next rollback drops them."""
     from sqlalchemy import event
 
-    def hook(callback: Callable[[], None]) -> None:
-        def committed(*_: Any) -> None:
-            forget()
+    def committed(*_: Any) -> None:
+        callbacks, _pending[target] = _pending.get(target, []), []
+        for callback in callbacks:
             callback()
 
-        def rolled_back(*_: Any) -> None:
-            forget()
+    def rolled_back(*_: Any) -> None:
+        _pending[target] = []
 
-        def forget() -> None:
-            for name, fn in ((commit, committed), *((r, rolled_back) for r in rollbacks)):
-                if event.contains(target, name, fn):
-                    event.remove(target, name, fn)
-
-        event.listen(target, commit, committed)
-        for name in rollbacks:
-            event.listen(target, name, rolled_back)
+    def hook(callback: Callable[[], None]) -> None:
+        if target not in _pending:
+            _pending[target] = []
+            event.listen(target, commit, committed)
+            for name in rollbacks:
+                event.listen(target, name, rolled_back)
+        _pending[target].append(callback)
 
     return hook
 

@@ -649,7 +649,7 @@ class App:
         ``handle.result``, ``app.on_home``), which runs there.
         """
         store, home = self._current()
-        if home is asyncio.get_running_loop():
+        if home is asyncio.get_running_loop() or store.loop_free:
             return await store.connect()
         await _hop(home, store.connect())
         return store
@@ -657,7 +657,7 @@ class App:
     async def on_home(self, fn: Callable[[Store], Awaitable[R]]) -> R:
         """``await fn(store)`` on the store's own loop, from any loop."""
         store, home = self._current()
-        if home is asyncio.get_running_loop():
+        if home is asyncio.get_running_loop() or store.loop_free:
             return await fn(await store.connect())
 
         async def there() -> R:
@@ -669,7 +669,7 @@ class App:
         """A store for the running loop: the App's own when it lives here (or nowhere yet), else a new one,
         with True when the caller owns it and must close it (a worker started on a loop of its own)."""
         store, home = self._current()
-        if home is asyncio.get_running_loop():
+        if home is asyncio.get_running_loop() or store.loop_free:
             return await store.connect(), False
         return await self.open_store().connect(), True
 

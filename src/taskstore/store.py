@@ -309,7 +309,7 @@ class Store:
         loop they fail later and obscurely (psycopg_pool: "bound to a different event loop"), or not at all.
         """
         home = self._loop
-        if home is None or home is asyncio.get_running_loop():
+        if home is None or self.loop_free or home is asyncio.get_running_loop():
             return
         where = "has been closed" if home.is_closed() else "runs in another thread"
         raise errors.ConfigError(
@@ -318,13 +318,18 @@ class Store:
             "thread; elsewhere open a store per event loop (taskstore.open)"
         )
 
+    @property
+    def loop_free(self) -> bool:
+        """True when the driver holds nothing on an event loop (``memory://``): any loop may use the store."""
+        return bool(getattr(self._driver, "loop_free", False))
+
     def rebind(self) -> None:
         """Let the next use open this store on its own loop again, once its loop has been closed.
 
         Only for drivers that hold nothing on a loop (``memory://``): the App's way to keep an in-memory
         store's tasks across the per-test event loops of a test suite.
         """
-        if not getattr(self._driver, "loop_free", False):
+        if not self.loop_free:
             raise errors.ConfigError("only a memory:// store can move to another event loop")
         self._loop = None
         self._open_lock = None

@@ -220,3 +220,21 @@ def test_a_dropped_connection_in_the_worker_does_not_fail_the_next_task(project:
         processed, new_pid = project.order(two["body"]["order"])
         assert processed == 1
         assert new_pid != pid
+
+
+def test_the_worker_says_in_one_line_when_the_django_settings_cannot_be_loaded(tmp_path: Path) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "no_such_project.settings", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "taskstore", "worker", APP],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: could not set Django up with DJANGO_SETTINGS_MODULE=no_such_project.settings: "
+        "No module named 'no_such_project'"
+    ]

@@ -12,6 +12,7 @@ from taskstore.contrib.django.management.commands.taskstore_worker import worker
 @pytest.fixture(autouse=True)
 def no_django_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    monkeypatch.delenv("TASKSTORE_URL", raising=False)
     from django.conf import settings
 
     assert not settings.configured
@@ -25,6 +26,11 @@ async def test_a_url_given_in_code_needs_no_settings() -> None:
         store = await app.store()
         assert store.url == "memory://"
     assert "memory://" in repr(app)
+
+
+def test_the_environments_url_counts_as_for_every_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKSTORE_URL", "memory://")
+    assert DjangoApp().open_store().url == "memory://"
 
 
 def test_no_url_and_no_settings_is_a_clear_error_when_the_store_opens() -> None:

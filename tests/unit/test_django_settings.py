@@ -99,3 +99,11 @@ def test_taskstore_url_wins_over_databases() -> None:
 def test_bad_settings_are_config_errors(values: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         store_settings(settings(DATABASES={"default": {"ENGINE": PG, "NAME": "x"}}, **values))
+
+
+def test_a_given_url_wins_and_keeps_the_settings_options() -> None:
+    found = store_settings(
+        settings(DATABASES={"default": {"ENGINE": "django.db.backends.mysql"}}, TASKSTORE_OPTIONS={"pool_max": 4}),
+        "postgresql:///q",
+    )
+    assert found == StoreSettings("postgresql:///q", None, {"pool_max": 4})

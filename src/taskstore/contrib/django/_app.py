@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ... import errors
@@ -41,22 +42,24 @@ class DjangoApp(App):
         install(self)
 
     def read_settings(self) -> StoreSettings:
-        """The store Django's settings name (read now); with ``url`` given in code, that URL instead."""
+        """The store Django's settings name (read now), unless a URL is given in code or in ``$TASKSTORE_URL``.
+
+        The environment variable counts as it does for every App: ``taskstore worker`` reads it too, and a web
+        process and its workers that disagreed about the store would lose every task to the other store.
+        """
         from django.conf import settings
         from django.core.exceptions import ImproperlyConfigured
 
+        given = self.url or os.environ.get("TASKSTORE_URL") or None
         try:
-            found = store_settings(settings)
+            return store_settings(settings, given)
         except ImproperlyConfigured as exc:
-            if self.url is not None:  # no Django settings to read options from: the URL given is enough
-                return StoreSettings(self.url)
+            if given is not None:  # no Django settings to read options from: the URL given is enough
+                return StoreSettings(given)
             raise errors.ConfigError(
                 f"taskstore's DjangoApp reads Django's settings, which are not set up: {exc} "
                 "(set DJANGO_SETTINGS_MODULE, or give DjangoApp a url)"
             ) from exc
-        if self.url is not None:  # given in code or by the worker's --url: it wins, the options still apply
-            found = StoreSettings(self.url, None, found.options)
-        return found
 
     def open_store(self) -> Store:
         """A new Store where the settings say (read now, so each store the App opens sees the current settings)."""

@@ -2,7 +2,8 @@
 
 Pure functions over plain values, so they are tested without a Django project. The precedence, first wins:
 
-1. the URL given in code (``DjangoApp(url=…)``) or by the worker (``taskstore worker --url`` / ``$TASKSTORE_URL``);
+1. the URL given in code (``DjangoApp(url=…)``, ``taskstore worker --url``), then ``$TASKSTORE_URL`` (as for
+   every App; the worker reads it too);
 2. ``TASKSTORE_URL`` in settings, or ``TASKSTORE_DATABASE = "alias"``: the store in that Django database
    (giving both is an error: which one is meant cannot be guessed);
 3. neither: ``DATABASES["default"]``, so a project on PostgreSQL or SQLite needs no setting at all.
@@ -59,13 +60,16 @@ class StoreSettings:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def store_settings(settings: Any) -> StoreSettings:
-    """The store named by a Django settings object (``django.conf.settings`` or anything with its attributes)."""
-    url = getattr(settings, "TASKSTORE_URL", None)
-    alias = getattr(settings, "TASKSTORE_DATABASE", None)
+def store_settings(settings: Any, given: str | None = None) -> StoreSettings:
+    """The store named by a Django settings object (``django.conf.settings`` or anything with its attributes),
+    or at ``given`` (a URL from code or the environment) with the settings' options."""
     options = getattr(settings, "TASKSTORE_OPTIONS", None) or {}
     if not isinstance(options, Mapping):
         raise ConfigError(f"TASKSTORE_OPTIONS must be a dict of store options, got {type(options).__name__}")
+    if given:
+        return StoreSettings(given, None, dict(options))
+    url = getattr(settings, "TASKSTORE_URL", None)
+    alias = getattr(settings, "TASKSTORE_DATABASE", None)
     if url is not None and alias is not None:
         raise ConfigError("set TASKSTORE_URL or TASKSTORE_DATABASE, not both")
     if url is not None:

@@ -107,3 +107,19 @@ def test_a_given_url_wins_and_keeps_the_settings_options() -> None:
         "postgresql:///q",
     )
     assert found == StoreSettings("postgresql:///q", None, {"pool_max": 4})
+
+
+def test_system_checks_name_misspelt_settings_and_bad_values() -> None:
+    from taskstore.contrib.django._checks import problems
+
+    ok = settings(DATABASES={"default": {"ENGINE": PG, "NAME": "x"}}, TASKSTORE_APP="shop.tasks:app")
+    assert problems(ok) == []
+    bad = settings(
+        DATABASES={"default": {"ENGINE": "django.db.backends.mysql"}},
+        TASKSTORE_DATABSE="default",
+        TASKSTORE_APP="shop.tasks",
+    )
+    found = problems(bad)
+    assert [check_id for check_id, _ in found] == ["taskstore.E001", "taskstore.E002", "taskstore.E003"]
+    assert "unknown setting TASKSTORE_DATABSE" in found[0][1]
+    assert "PostgreSQL or SQLite database only" in found[1][1]

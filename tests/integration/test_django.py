@@ -29,6 +29,7 @@ import taskstore
 from taskstore import State, Task, errors
 
 pytest.importorskip("django")
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.integration.django_app.shop.tasks:app"

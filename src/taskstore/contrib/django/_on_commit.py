@@ -9,7 +9,8 @@ and never when the transaction rolls back. Outside ``atomic()`` Django runs the 
 
 from __future__ import annotations
 
-from typing import Generic, ParamSpec, TypeVar
+import functools
+from typing import ParamSpec, TypeVar
 
 from ...client import TaskFunction, _Enqueuer
 
@@ -36,26 +37,13 @@ class OnCommit:
         """Enqueue ``fn(*args, **kwargs)`` (a task, or ``task.options(...)``) once the transaction commits."""
         from django.db import transaction
 
-        transaction.on_commit(_Deferred(fn, args, kwargs), using=self.database, robust=self.robust)
+        # Run by Django in the thread that commits: a plain sync enqueue there.
+        transaction.on_commit(
+            functools.partial(fn.enqueue_sync, *args, **kwargs), using=self.database, robust=self.robust
+        )
 
     def __repr__(self) -> str:
         return f"<enqueue_on_commit using={self.database or 'default'}>"
-
-
-class _Deferred(Generic[P, R]):
-    """The enqueue, run by Django in the thread that commits (a plain sync call there)."""
-
-    def __init__(self, fn: TaskFunction[P, R] | _Enqueuer[P, R], args: tuple[object, ...], kwargs: dict[str, object]):
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-
-    def __call__(self) -> None:
-        self.fn.enqueue_sync(*self.args, **self.kwargs)  # type: ignore[arg-type]
-
-    def __repr__(self) -> str:
-        kind = self.fn.kind if isinstance(self.fn, TaskFunction) else self.fn._fn.kind
-        return f"<enqueue {kind} on commit>"
 
 
 enqueue_on_commit = OnCommit()

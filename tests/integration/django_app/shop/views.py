@@ -26,14 +26,13 @@ class Refused(Exception):
 def create_order(request: HttpRequest) -> JsonResponse:
     mode = request.POST.get("mode", "conn")
     task = process_async if request.POST.get("async") == "1" else process
+    name = request.POST.get("task") or None
     with transaction.atomic():
         order = Order.objects.create(item=request.POST.get("item", "book"))
-        call = task.options(id=request.POST.get("task") or None)
         if mode == "conn":
-            call = task.options(id=request.POST.get("task") or None, conn=connection)
-            task_id: str | None = call.enqueue_sync(order.pk).id
+            task_id: str | None = task.options(id=name, conn=connection).enqueue_sync(order.pk).id
         else:
-            enqueue_on_commit(call, order.pk)
+            enqueue_on_commit(task.options(id=name), order.pk)
             task_id = None
         if request.POST.get("fail") == "1":
             raise Refused("the order is refused after its task was enqueued")

@@ -239,3 +239,24 @@ def test_the_worker_says_in_one_line_when_the_django_settings_cannot_be_loaded(t
         "error: could not set Django up with DJANGO_SETTINGS_MODULE=no_such_project.settings: "
         "No module named 'no_such_project'"
     ]
+
+
+def test_the_worker_sets_django_up_and_recycles_connections_for_a_plain_app_too(tmp_path: Path) -> None:
+    (tmp_path / "plain_tasks.py").write_text(
+        "import taskstore\n"
+        "from django.apps import apps\n"
+        "assert apps.ready  # Django was set up before this module was imported\n"
+        "app = taskstore.App('memory://')\n"
+    )
+    script = (
+        "from taskstore.cli import load_app\n"
+        "app = load_app('plain_tasks:app')\n"
+        "print(len(app.thread_contexts), len(app.middlewares))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.integration.django_app.settings", "PYTHONPATH": str(ROOT)}
+    env["TEST_DJANGO_DATABASE"] = str(tmp_path / "unused.sqlite3")
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]

@@ -8,6 +8,7 @@ handlers report through a memory-mapped file (_spans.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -35,6 +36,20 @@ from taskstore import NewTask, Worker
 
 HERE = Path(__file__).resolve().parent
 FLOW_KINDS = {"keyed", "limited"}
+
+
+def log_level() -> str:
+    """``BENCH_TASKSTORE_LOG_LEVEL=info`` runs the workers logging as ``taskstore worker --log-level info`` does."""
+    return os.environ.get("BENCH_TASKSTORE_LOG_LEVEL", "warning")
+
+
+def configure_logging() -> None:
+    """The in-process worker logs to stderr with the CLI's format, at ``log_level()``."""
+    from taskstore.cli import _LogFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level().upper(), handlers=[handler])
 
 
 def prefetch(concurrency: int) -> int:
@@ -143,7 +158,7 @@ class Taskstore(Adapter):
         cmd = [
             str(cli), "worker", "taskstore_flow_app:app", "--url", self.url, "--queue", "bench",
             "--concurrency", str(concurrency), "--prefetch", str(prefetch(concurrency)), "--no-maintenance",
-            "--log-level", "warning",
+            "--log-level", log_level(),
         ]  # fmt: skip
         self.process = subprocess.Popen(cmd, cwd=HERE, env={**os.environ, "BENCH_SPANS": str(path)})  # noqa: ASYNC220
 
@@ -161,4 +176,5 @@ class Taskstore(Adapter):
 
 
 if __name__ == "__main__":
+    configure_logging()
     run(Taskstore())

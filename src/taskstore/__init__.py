@@ -12,7 +12,7 @@ from ._connect import default_url, open
 from .client import App, TaskCancelled, TaskFailed, TaskFunction, TaskHandle
 from .clock import FakeClock, SystemClock
 from .codec import Codec, JsonCodec, TaggedJsonCodec, UndecodablePayload
-from .context import NoCurrentTask, current_task
+from .context import NoCurrentTask, cancel_requested, current_task
 from .control import HandlerSignal, Reject, Retry
 from .middleware import HandlerTimeout, TaskContext
 from .model import (
@@ -79,6 +79,7 @@ __all__ = [
     "Worker",
     "WorkerHeartbeat",
     "__version__",
+    "cancel_requested",
     "clock",
     "codec",
     "current_task",

@@ -128,6 +128,28 @@ def default_url() -> str:
     return os.environ.get("TASKSTORE_URL") or DEFAULT_URL
 
 
+def worker_url(flag: str | None, app_url: str | None, env_url: str | None) -> tuple[str, str | None]:
+    """The store a worker of an App uses, and a warning when a URL it was given is not the one it uses.
+
+    Precedence: ``--url``, then the App's own URL (``App(url)``), then ``$TASKSTORE_URL``, then the default.
+    The App's code wins over the environment because the processes that enqueue use the same App and
+    never read ``--url``: a worker that let the environment override ``App(url)`` would drain a store
+    the application does not write to. ``--url`` is typed for this one worker, so it wins, with a warning.
+    """
+    if flag:
+        if app_url and app_url != flag:
+            return flag, f"--url {redact(flag)} overrides the App's own URL {redact(app_url)}"
+        return flag, None
+    if app_url:
+        if env_url and env_url != app_url:
+            return app_url, (
+                f"$TASKSTORE_URL ({redact(env_url)}) is not used: the App names its own URL {redact(app_url)} "
+                "(give --url to override it)"
+            )
+        return app_url, None
+    return env_url or DEFAULT_URL, None
+
+
 def _sqlite_path(url: str) -> str:
     rest = url[len("sqlite://") :].split("?", 1)[0]
     if not rest.startswith("/") or rest == "/":

@@ -1,9 +1,12 @@
-"""In-process wake-ups for blocked claimers.
+"""In-process wake-ups for blocked claimers, status watchers and workers' cancel checks.
 
 A claimer blocked in ``claim(block_for=…)`` waits on a ``Waiter``; any store in this process that
 writes to the same underlying database (same key) wakes it at once. Waiters may live on different
 event loops or threads, so wake-ups go through ``call_soon_threadsafe``. Across processes, backends
 fall back to polling (SQLite) or a server-side channel (PostgreSQL LISTEN/NOTIFY).
+
+Channels of one database: its key itself (new claimable work), ``("status", key)`` (a task or status
+changed) and ``cancel_key`` (a cancel of a claimed task may have been requested).
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ class WakeHub:
             targets = list(group) if group else []
         for waiter in targets:
             waiter.wake()
+
+
+def cancel_key(database: Hashable) -> Hashable:
+    return ("cancel", database)
 
 
 # One hub per process: stores opened on the same SQLite file in one process must wake each other.

@@ -252,6 +252,14 @@ class Claims(Protocol):
         excluded; it may say True for tasks a key limit still holds back)."""
         ...
 
+    async def cancel_requested_among(self, task_ids: Sequence[str]) -> set[str]:
+        """Which of these tasks are ``claimed`` with a cancel request: one cheap read-only query by id.
+
+        A worker asks it about its in-flight tasks whenever a cancel may have been requested (see
+        ``_wakeup.cancel_key``), so it must read only the ``id``/``state``/``cancel_requested`` columns.
+        """
+        ...
+
 
 class Transitions(Protocol):
     async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:

@@ -148,6 +148,8 @@ class Group:
 
     async def enqueue(self) -> GroupHandle:
         gid, ids = await self._start(None)
+        if self.app.eager:
+            await self.app._run_eagerly(ids)
         return GroupHandle(self.app, gid, ids)
 
     def enqueue_sync(self) -> GroupHandle:
@@ -162,6 +164,8 @@ class Chord:
 
     async def enqueue(self) -> ChordHandle:
         gid, ids = await self.group._start(self.callback)
+        if self.app.eager:  # the callback exists once the last member is done: it runs after them
+            await self.app._run_eagerly([*ids, callback_id(gid)])
         return ChordHandle(self.app, gid, ids, callback=callback_id(gid))
 
     def enqueue_sync(self) -> ChordHandle:
@@ -270,6 +274,8 @@ class Chain:
             await store.create_chain(cid, links, ttl=self.ttl)
 
         await self.app.on_home(create)
+        if self.app.eager:  # each link is created as the one before it is done
+            await self.app._run_eagerly(ids)
         return ChainHandle(self.app, cid, ids)
 
     def enqueue_sync(self) -> ChainHandle:

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import _ids, errors, limits
-from ._connect import default_url, redact
+from ._connect import default_url, redact, worker_url
 from ._connect import open as open_store
 from ._render import json_text, printable, task_json
 from .client import App
@@ -43,6 +43,14 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url", envvar="TASKSTORE_URL", help="Store URL [default: sqlite:///taskstore.db]", show_default=False
+    ),
+]
+WorkerUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Store URL [default: the App's own URL, else $TASKSTORE_URL, else sqlite:///taskstore.db]",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
@@ -727,7 +735,7 @@ def build_app() -> typer.Typer:
         prefetch: Annotated[
             int, typer.Option(min=0, help="Claimed tasks held ready beyond the running ones (saves a round trip).")
         ] = 0,
-        url: UrlOption = None,
+        url: WorkerUrlOption = None,
         grace: Annotated[str, typer.Option(help="On SIGTERM/SIGINT, how long running tasks may finish.")] = "30s",
         worker_id: Annotated[str | None, typer.Option("--worker-id", help="[default: host-pid-random]")] = None,
         archive_after: Annotated[str, typer.Option(help="Archive finished tasks this old.")] = "7d",
@@ -746,8 +754,9 @@ def build_app() -> typer.Typer:
         handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=level, handlers=[handler])
         the_app = load_app(target)
-        if url is not None:
-            the_app.url = url
+        the_app.url, warning = worker_url(url, the_app.configured_url(), os.environ.get("TASKSTORE_URL"))
+        if warning is not None:
+            logging.getLogger("taskstore.worker").warning("%s", warning)
         try:
             config = MaintenanceConfig(
                 archive_after=parse_duration(archive_after).total_seconds(),

@@ -50,6 +50,16 @@ KeyOption = str | KeyFunction
 DEFAULT_QUEUE = "default"
 
 
+class _Keep:
+    """The type of ``KEEP``: "leave this setting as it is" (``None`` is a setting of its own)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()
+
+
 class TaskFailed(errors.TaskstoreError):
     """The task went ``dead``; ``failure`` says why its last attempt failed."""
 
@@ -327,7 +337,11 @@ class TaskFunction(Generic[P, R]):
             return await store.create(self._new_task(call, args, kwargs))
 
         task = await self.app.on_home(create)
-        return TaskHandle(self.app, task.id, task)
+        handle: TaskHandle[R] = TaskHandle(self.app, task.id, task)
+        if self.app.eager:  # a conn= task is not there before its commit: drain() runs it then
+            await self.app._run_eagerly([task.id])
+            await handle.get()
+        return handle
 
     def _enqueue_joined_sync(
         self, call: CallOptions, args: tuple[Any, ...], kwargs: Mapping[str, Any]
@@ -418,14 +432,18 @@ class App:
         name: str | None = None,
         codec: Codec | None = None,
         clock: Clock | None = None,
+        eager: bool = False,
+        eager_propagates: bool = True,
         **store_options: Any,
     ) -> None:
         self.name: str = (
             limits.name(name, "App name", error=errors.ConfigError) if name is not None else _creator_module()
         )
-        self.url = url
-        self.codec = codec
-        self.clock = clock
+        self._url = url
+        self._codec = codec
+        self._clock = clock
+        self.eager = False  # see configure()
+        self.eager_propagates = True
         self.store_options = store_options
         self.tasks: dict[str, TaskFunction[Any, Any]] = {}
         self.middlewares: list[Middleware] = []
@@ -435,11 +453,118 @@ class App:
         self._home: asyncio.AbstractEventLoop | None = None  # the loop the store lives on (see on_home)
         self._lock = threading.Lock()
         self._sync = LoopThread()
+        self.configure(url=url, clock=clock, codec=codec, eager=eager, eager_propagates=eager_propagates)
+
+    # -- settings -------------------------------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        url: str | _Keep | None = KEEP,
+        clock: Clock | _Keep | None = KEEP,
+        codec: Codec | _Keep | None = KEEP,
+        eager: bool | _Keep = KEEP,
+        eager_propagates: bool | _Keep = KEEP,
+    ) -> App:
+        """Replace some of the App's settings; what is not given is kept. Returns the App.
+
+        For tests of a module-level App (``taskstore.testing.plugin``'s ``taskstore_app`` does it and undoes
+        it): ``app.configure(url="memory://", clock=FakeClock(), eager=True)``. ``url``, ``clock`` and
+        ``codec`` choose the store, so they are refused with ``ConfigError`` while it is open (close it with
+        ``await app.aclose()`` or ``app.close()`` first); a closed store is dropped and the next use opens
+        one with the new settings. ``None`` means the default (``$TASKSTORE_URL``, the system clock, JSON).
+
+        ``eager=True``: ``enqueue``/``enqueue_sync`` (and groups, chords, chains) store the task and run
+        it in this process before returning, through the worker's own path (middleware, handler, the
+        failure's retry or dead-letter decision), so ``handle.result()`` is ready. Only the attempt due
+        now runs: a failure with attempts left leaves the task ``failed`` until its retry's ``run_at``
+        (``taskstore.testing.run_until_complete`` runs the retries on a ``FakeClock``), a delayed task
+        waits for its ``run_at``, and a task enqueued with ``conn=`` runs only once it is committed (by
+        ``drain``). With ``eager_propagates`` (the default) an attempt that fails re-raises the handler's
+        exception from ``enqueue`` after its failure is recorded; without it, ``enqueue`` returns the
+        handle and ``handle.result()`` tells (``TaskFailed`` once the task is ``dead``).
+        """
+        store_settings = {
+            name: value for name, value in (("url", url), ("clock", clock), ("codec", codec)) if value is not KEEP
+        }
+        if not isinstance(url, _Keep | str | None):
+            raise errors.ConfigError(f"url must be a string or None, got {type(url).__name__}")
+        if not isinstance(clock, _Keep | None) and not isinstance(clock, Clock):
+            raise errors.ConfigError(f"clock must have a now() method (a taskstore.clock.Clock), got {clock!r}")
+        if not isinstance(codec, _Keep | None) and not isinstance(codec, Codec):
+            raise errors.ConfigError(f"codec must be a taskstore.codec.Codec, got {type(codec).__name__}")
+        for name, flag in (("eager", eager), ("eager_propagates", eager_propagates)):
+            if not isinstance(flag, _Keep | bool):
+                raise errors.ConfigError(f"{name} must be True or False, got {flag!r}")
+        if store_settings:
+            self._drop_closed_store(", ".join(store_settings))
+        if not isinstance(url, _Keep):
+            self._url = url
+        if not isinstance(clock, _Keep):
+            self._clock = clock
+        if not isinstance(codec, _Keep):
+            self._codec = codec
+        if not isinstance(eager, _Keep):
+            self.eager = eager
+        if not isinstance(eager_propagates, _Keep):
+            self.eager_propagates = eager_propagates
+        return self
+
+    def _drop_closed_store(self, what: str) -> None:
+        """Store settings change only while no store is open; a closed one (or one whose loop has ended) is
+        dropped, so the next use opens a store with the new settings."""
+        with self._lock:
+            store, home = self._store, self._home
+            if store is not None and store._opened and not (home is not None and home.is_closed()):
+                raise errors.ConfigError(
+                    f"App {self.name!r}: cannot change {what} while its store is open; "
+                    "close it first (await app.aclose(), or app.close() from sync code)"
+                )
+            self._store, self._home = None, None
+
+    @property
+    def url(self) -> str | None:
+        return self._url
+
+    @url.setter
+    def url(self, value: str | None) -> None:
+        self.configure(url=value)
+
+    def configured_url(self) -> str | None:
+        """The store URL the App's own configuration names (``None``: none, so a worker falls back to
+        ``$TASKSTORE_URL`` or the default). An App configured by a framework's settings reads them here
+        (``taskstore.contrib.django.DjangoApp``), so the worker's ``--url`` precedence covers it too."""
+        return self.url
+
+    @property
+    def clock(self) -> Clock | None:
+        """The clock the App's store decides with (``None``: the system clock); set it before the store opens."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, value: Clock | None) -> None:
+        self.configure(clock=value)
+
+    @property
+    def codec(self) -> Codec | None:
+        return self._codec
+
+    @codec.setter
+    def codec(self, value: Codec | None) -> None:
+        self.configure(codec=value)
+
+    async def _run_eagerly(self, ids: Sequence[str]) -> None:
+        """Eager mode: run these just-enqueued tasks (in order, those that are due) before enqueue returns."""
+        from ._inline import run_now  # the worker's path; worker.py imports this module
+
+        raised = await self.on_home(lambda store: run_now(self, store, ids))
+        if raised is not None and self.eager_propagates:
+            raise raised
 
     # -- registration ---------------------------------------------------------------------------
 
     @overload
-    def task(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> TaskFunction[P, R]: ...
 
     @overload
     def task(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
@@ -773,7 +898,7 @@ class _Decorator:
         raise TypeError
 
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> TaskFunction[P, R]: ...
 
     @overload
     def __call__(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...

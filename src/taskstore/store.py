@@ -13,15 +13,15 @@ import dataclasses
 import functools
 import logging
 import re
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
-from . import _joins, _recurring, _statuses, _why, errors, limits, transitions
+from . import _cancels, _joins, _recurring, _statuses, _why, errors, limits, transitions
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
-from ._wakeup import HUB
+from ._wakeup import HUB, cancel_key
 from .backend import (
     Change,
     ChordRow,
@@ -788,7 +788,29 @@ class Store:
     # -- admin writes ---------------------------------------------------------------------------
 
     async def cancel(self, id: str) -> Task:
-        return await self._apply_one(check_id(id), lambda t, now: transitions.cancel(t, now=now))
+        """``queued``/``failed`` -> ``cancelled``; on a ``claimed`` task, a request its worker is told of at once."""
+        task = await self._apply_one(check_id(id), lambda t, now: transitions.cancel(t, now=now))
+        if task.state is State.CLAIMED and task.cancel_requested:
+            HUB.notify(cancel_key(self._driver.wake_key))  # other processes: the backend's own channel
+        return task
+
+    async def cancel_requested_among(self, ids: Iterable[str]) -> set[str]:
+        """Which of these tasks are ``claimed`` with a cancel request: one read by id, nothing decoded."""
+        checked = [check_id(i) for i in ids]
+        if not checked:
+            return set()
+        driver = await self._ready()
+        return await driver.cancel_requested_among(checked)
+
+    async def follow_cancel_requests(
+        self,
+        held: Callable[[], Collection[str]],
+        on_requested: Callable[[set[str]], None],
+        until: asyncio.Event,
+    ) -> None:
+        """A worker's watch: until ``until`` is set, call ``on_requested(ids)`` as soon as cancels of tasks in
+        ``held()`` are requested (in-process at once, PostgreSQL by NOTIFY, SQLite by its commit watch)."""
+        await _cancels.follow(await self._ready(), held, on_requested, until)
 
     async def retry(self, id: str) -> Task:
         task = await self._apply_one(check_id(id), lambda t, now: transitions.retry(t, now=now))

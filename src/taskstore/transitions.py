@@ -195,6 +195,11 @@ def mark_done(task: Task, lease: Claim, *, now: datetime, value: Any = None) -> 
     )
 
 
+def will_retry(task: Task, failure: Failure) -> bool:
+    """Whether an attempt of ``task`` (claimed, ``attempts`` spent) failing with ``failure`` leaves it to retry."""
+    return failure.retryable and task.attempts < task.max_attempts
+
+
 def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None, retry_in: float | None = None) -> Task:
     """``failed`` with a backoff while attempts remain and the failure is retryable, else ``dead``.
 
@@ -204,7 +209,7 @@ def _fail(task: Task, failure: Failure, now: datetime, rand: Rand | None, retry_
     if task.cancel_requested:
         return _cancelled(task, now, f"cancelled while running (the attempt ended with {failure.type})")
     result = Result(at=now, failure=failure)
-    if failure.retryable and task.attempts < task.max_attempts:
+    if will_retry(task, failure):
         if retry_in is not None:
             backoff = max(retry_in, 0.0)
         else:

@@ -8,6 +8,9 @@ One worker is one event loop with these background tasks, all owned by the ``Wor
 - the heart-beat renews every in-flight lease in one batched ``report_in_many`` well before it times
   out; a lease found lost (reaped, taken over) cancels its handler and its outcome is not written,
   and a cancel request cancels the handler and records ``cancelled``;
+- the cancel watch learns of cancel requests as they are made (``_cancels``): in-process at once, by
+  NOTIFY on PostgreSQL, by the ``-shm`` commit watch on SQLite; sync handlers see them through
+  ``taskstore.cancel_requested()``;
 - the completer writes successes in batches with ``mark_done_many`` (failures are written at once);
   a finished task keeps its lease renewed until its completion is written, and on stop the completer
   writes what finished within the grace;
@@ -28,9 +31,11 @@ import functools
 import inspect
 import itertools
 import logging
+import math
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -39,13 +44,14 @@ from datetime import datetime
 from typing import Any
 
 from . import errors, limits
+from ._connect import redact
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
-from .context import _current
+from .context import _current, _stop
 from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
-from .middleware import CallNext, TaskContext, chain, logging_middleware, timeout_middleware, within
+from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware, within
 from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue
 from .store import Store
 
@@ -57,6 +63,7 @@ _FLUSH_TRIES = 10  # a completion the store refuses for another reason than bein
 _FAILURE_TRIES = 3
 _LAST_FLUSH_MINIMUM = 3.0  # results that finished as the grace ran out still get this long to be written
 _CANCEL_WAIT = 3.0  # for handlers cancelled at the end of the grace to unwind
+_ENDED: Any = object()  # an attempt whose end is already written (or is not to be written)
 
 
 @dataclass(eq=False)
@@ -69,6 +76,8 @@ class _Job:
     cancel_requested: bool = False
     released: bool = False  # the worker is stopping and gives the task back
     done: bool = False
+    error: BaseException | None = None  # what the handler raised (for run_claimed's caller)
+    stop: threading.Event = field(default_factory=threading.Event)  # what taskstore.cancel_requested() reads
 
 
 def _call_of(payload: Any) -> tuple[list[Any], dict[str, Any]] | str:
@@ -226,7 +235,7 @@ class Worker:
         # another loop (a store is used from its own loop only).
         self._store, self._owns_store = await self.app.loop_store()
         self._started_at = self._store.now()
-        self._pipeline = chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
+        self._pipeline = self._chain()
         removed = await self.app.store_recurring(self._store)
         if removed:
             log.info("removed recurring schedules App %r no longer declares: %s", self.app.name, ", ".join(removed))
@@ -238,6 +247,7 @@ class Worker:
             spawn(self._guard("heart-beat", self._beat_loop), name="taskstore-heartbeat"),
             self._completer,
             spawn(self._guard("worker record", self._record_loop), name="taskstore-record"),
+            spawn(self._guard("cancel watch", self._follow_cancels), name="taskstore-cancels"),
         ]
         if self._maintenance_on:
             maintenance = Maintenance(self._store, self._maintenance_config)
@@ -247,7 +257,11 @@ class Worker:
                 )
             )
         log.info(
-            "worker %s started: queues %s, concurrency %d", self.worker_id, ",".join(self.queues), self.concurrency
+            "worker %s started on %s: queues %s, concurrency %d",
+            self.worker_id,
+            redact(self._store.url),
+            ",".join(self.queues),
+            self.concurrency,
         )
 
     def request_stop(self, *, immediate: bool = False) -> None:
@@ -428,46 +442,95 @@ class Worker:
     # -- running one task -----------------------------------------------------------------------
 
     async def _execute(self, job: _Job) -> None:
+        try:
+            value = await self._attempt(job)
+            if value is not _ENDED:
+                self._done.append((job, value))
+                self._done_ready.set()
+        finally:
+            job.done = True
+            self._jobs.pop(job.task.id, None)
+            self._running -= 1
+            self._start_waiting()
+            self._capacity.set()
+
+    async def _attempt(self, job: _Job) -> Any:
+        """Run one claimed task through the middleware chain: the value to complete it with, or ``_ENDED``
+        when its end (failure, cancellation, lost lease) is already taken care of."""
         task = job.task
-        token = _current.set(task)
+        token, stop_token = _current.set(task), _stop.set(job.stop)
         try:
             if job.lost or job.cancel_requested:  # found out while it waited (prefetch)
                 await self._after_cancel(job)
-                return
+                return _ENDED
             prepared = self._prepare(task)
             if isinstance(prepared, Failure):
+                log_failure(task, prepared)
                 await self._write_failure(job, prepared)
-                return
+                return _ENDED
             assert self._pipeline is not None
             try:
                 value = await self._pipeline(prepared)
             except asyncio.CancelledError as exc:
                 if _cancelled_by_worker():
                     await self._after_cancel(job)
-                    return
+                    return _ENDED
+                job.error = exc
                 await self._write_failure(job, *self._failure_of(exc, prepared))  # the handler raised it itself
-                return
+                return _ENDED
             except BaseException as exc:  # SystemExit, KeyboardInterrupt too: they end the attempt, not the worker
+                job.error = exc
                 await self._write_failure(job, *self._failure_of(exc, prepared))
-                return
+                return _ENDED
             if value is not None:
                 try:
                     encode(self.store.codec, value, "the handler's result")
                 except errors.InvalidTask as exc:
+                    job.error = exc
                     await self._write_failure(job, Failure("UnencodableResult", str(exc), retryable=False))
-                    return
+                    return _ENDED
             if job.lost:
                 self.stats.lost += 1
-                return
-            self._done.append((job, value))
-            self._done_ready.set()
+                return _ENDED
+            return value
         finally:
             _current.reset(token)
-            job.done = True
-            self._jobs.pop(task.id, None)
-            self._running -= 1
-            self._start_waiting()
-            self._capacity.set()
+            _stop.reset(stop_token)
+
+    async def run_claimed(self, task: Task) -> BaseException | None:
+        """Run one task claimed under this worker's id here, in the caller's coroutine, on the claim loop's
+        path (middleware, handler, failure mapping), and record its outcome before returning.
+
+        For in-process runs (``taskstore.testing.drain``, an App's eager mode), on a worker that was never
+        started; returns what the handler raised (its failure already recorded), or ``None``. Its lease is
+        not renewed meanwhile. ``close_threads()`` when done with the worker.
+        """
+        if task.claim is None or task.claim.worker_id != self.worker_id:
+            raise errors.ConfigError(f"task {task.id!r} is not claimed by worker {self.worker_id!r}")
+        if self._store is None:
+            self._store = await self.app.store()
+        if self._pipeline is None:
+            self._pipeline = self._chain()
+        job = _Job(task=task, claim=task.claim, beat_at=math.inf)
+        value = await self._attempt(job)
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():  # the caller was cancelled: give the task back
+            with contextlib.suppress(errors.TaskstoreError):
+                await asyncio.shield(self.store.unclaim(job.claim))
+            raise asyncio.CancelledError
+        if value is not _ENDED:
+            (refused,) = await self.store.acknowledge_many([(job.claim, value)])
+            if refused is not None:
+                raise refused
+            self.stats.succeeded += 1
+        return job.error
+
+    def close_threads(self) -> None:
+        """Let the threads that ran sync handlers for ``run_claimed`` end (``stop()`` does it for a started worker)."""
+        self._threads.close()
+
+    def _chain(self) -> CallNext:
+        return chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
 
     def _prepare(self, task: Task) -> TaskContext | Failure:
         handler = self.app.tasks.get(task.kind)
@@ -526,6 +589,9 @@ class Worker:
         try:
             return await outcome_of(future)
         except asyncio.CancelledError:
+            flag = _stop.get()
+            if flag is not None:
+                flag.set()  # the handler may be polling taskstore.cancel_requested(): its outcome is discarded
             if future.cancelled():  # timed out, lost, cancelled or released while its thread still runs
                 self.stats.abandoned += 1
                 log.warning(
@@ -602,10 +668,8 @@ class Worker:
     def _renewed(self, job: _Job, outcome: Task | errors.TaskstoreError, now: float) -> None:
         if isinstance(outcome, Task):
             job.beat_at = now + outcome.processing_timeout / 3
-            if outcome.cancel_requested and not job.cancel_requested:
-                job.cancel_requested = True  # a waiting job sees it when its turn comes
-                if job.runner is not None:
-                    job.runner.cancel()
+            if outcome.cancel_requested:
+                self._cancel(job)
             return
         if isinstance(outcome, errors.LeaseError | errors.NotFound):
             log.warning("task %s: lease lost (%s); cancelling its handler", job.task.id, outcome)
@@ -614,6 +678,25 @@ class Worker:
                 job.runner.cancel()
         else:
             job.beat_at = now + _RETRY_PAUSE
+
+    def _cancel(self, job: _Job) -> None:
+        if not job.cancel_requested:
+            job.cancel_requested = True  # a waiting job sees it when its turn comes
+            job.stop.set()
+            if job.runner is not None:
+                job.runner.cancel()
+
+    async def _follow_cancels(self) -> None:
+        """Learn of cancel requests as they are made, not at the next renewal (see ``_cancels``)."""
+
+        def cancellable() -> list[str]:
+            return [i for i, j in self._jobs.items() if not (j.cancel_requested or j.lost or j.released)]
+
+        def requested(ids: set[str]) -> None:
+            for job in filter(None, map(self._jobs.get, ids)):
+                self._cancel(job)
+
+        await self.store.follow_cancel_requests(cancellable, requested, self._quit_background)
 
     # -- completion -----------------------------------------------------------------------------
 

@@ -80,3 +80,19 @@ async def chord_total(results: list[int], tag: str) -> int:
         with open(path, "a", encoding="utf-8") as log:
             log.write(json.dumps({**line, "kind": "chord_results", "tag": tag, "results": results}) + "\n")
     return sum(results)
+
+
+# Leases of a minute: renewed every 20 s, so a cancel that reaches these sooner came by the prompt path.
+@app.task(queue="hang", kind="work.hang", max_attempts=1, processing_timeout=60.0)
+async def hang() -> None:
+    _record("hang")
+    await asyncio.sleep(3600)
+
+
+@app.task(queue="hang", kind="work.hang_sync", max_attempts=1, processing_timeout=60.0)
+def hang_sync() -> None:
+    _record("hang_sync")
+    deadline = time.monotonic() + 3600
+    while not taskstore.cancel_requested() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    _record("hang_sync_stopped")

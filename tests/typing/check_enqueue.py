@@ -51,3 +51,15 @@ async def flow_control_calls() -> None:
     await sync_account.options(unique_key="a", concurrency_key=lambda args, kwargs: None, expires=5).enqueue("a")
     await sync_account.options(unique_key=5).enqueue("a")  # type: ignore[arg-type]
     app.task(retry_for="ValueError")  # type: ignore[arg-type]
+
+
+async def testing_helpers() -> None:
+    from taskstore.testing import drain, run_until_complete
+
+    handle = await send.enqueue("a@b")
+    ran: int = await drain(app, queues=["mail"])
+    sent: bool = await run_until_complete(app, handle)
+    text: str = await run_until_complete(app, handle)  # type: ignore[arg-type]
+    app.configure(url="memory://", eager=True)
+    app.configure(eager="yes")  # type: ignore[arg-type]
+    print(ran, sent, text)

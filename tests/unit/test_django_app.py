@@ -28,9 +28,11 @@ async def test_a_url_given_in_code_needs_no_settings() -> None:
     assert "memory://" in repr(app)
 
 
-def test_the_environments_url_counts_as_for_every_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKSTORE_URL", "memory://")
-    assert DjangoApp().open_store().url == "memory://"
+def test_the_environments_url_does_not_replace_the_apps_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKSTORE_URL", "sqlite:///elsewhere.db")
+    app = DjangoApp("memory://")
+    assert app.configured_url() == "memory://"
+    assert app.open_store().url == "memory://"
 
 
 def test_no_url_and_no_settings_is_a_clear_error_when_the_store_opens() -> None:

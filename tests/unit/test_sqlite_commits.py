@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taskstore.backends.sqlite._commits import watch_commits
+from taskstore.backends.sqlite._commits import Spaced, watch_commits
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,3 +44,23 @@ async def test_a_commit_elsewhere_is_seen_and_a_read_is_not(tmp_path: Path) -> N
 
 async def test_without_a_shm_file_it_returns_and_the_store_keeps_polling(tmp_path: Path) -> None:
     await asyncio.wait_for(watch_commits(str(tmp_path / "missing.db"), lambda: None), 1)
+
+
+async def test_spaced_calls_merge_within_the_gap_and_none_is_dropped() -> None:
+    calls = 0
+    second = asyncio.Event()
+
+    def fn() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            second.set()
+
+    spaced = Spaced(fn, gap=0.5)
+    spaced()
+    assert calls == 1  # the first is made at once
+    spaced()
+    spaced()
+    assert calls == 1  # asked for within the gap: one call, when the gap ends
+    await asyncio.wait_for(second.wait(), 5)
+    assert calls == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
@@ -35,6 +36,8 @@ from ..clock import Clock
 from ..gates import KeyGate
 from ..model import Limit, NewTask, State, Task, WorkerHeartbeat
 from . import _groups
+
+log = logging.getLogger("taskstore.memory")
 
 
 def _claim_order(task: Task) -> tuple[int, datetime, int]:
@@ -80,10 +83,48 @@ class MemoryDriver:
     # -- outbox ---------------------------------------------------------------------------------
 
     async def insert(self, rows: Sequence[NewRow], conn: Join | None = None) -> list[Task]:
-        if conn is not None:
-            raise errors.ConfigError("the memory backend has no transactions to join (conn= must be None)")
+        if conn is None:
+            with self._lock:
+                return self._insert(rows)
+        return self._insert_at_commit(rows, conn)
+
+    def _insert_at_commit(self, rows: Sequence[NewRow], join: Join) -> list[Task]:
+        """``conn=``: there is no database of the caller's to write into, so follow its transaction instead.
+
+        Where the caller's library has a commit hook (``join.on_commit``: SQLAlchemy, Django) the tasks
+        are recorded when its transaction commits, and never if it rolls back; a raw sqlite3/psycopg
+        connection has none, so they are recorded at once (a rollback does not take them back). A taken
+        id is refused now; the ids are known now. Runs in the caller's thread; the hook may fire on any.
+        """
         with self._lock:
-            return self._insert(rows)
+            now = self.clock.now()
+            seen: set[str] = set()
+            for row in rows:
+                if row.id in self._tasks or row.id in seen:
+                    raise errors.AlreadyExists(row.id)
+                seen.add(row.id)
+        on_commit = getattr(join, "on_commit", None)
+        if on_commit is None or not on_commit(lambda: self._record_committed(rows)):
+            with self._lock:
+                inserted = self._insert(rows)
+            self._woken()
+            return inserted
+        # What the tasks will be once recorded (their order number comes at commit).
+        return [transitions.create(row.new, task_id=row.id, now=now, args=row.new.args) for row in rows]
+
+    def _record_committed(self, rows: Sequence[NewRow]) -> None:
+        try:
+            with self._lock:
+                self._insert(rows)
+        except errors.TaskstoreError as exc:  # an id taken between enqueue and commit: the commit stands
+            log.error("memory store: tasks enqueued in a transaction that committed were not recorded: %s", exc)
+            return
+        self._woken()
+
+    def _woken(self) -> None:
+        """Tasks recorded outside a Store call: wake this process's claimers and status watchers, as a Store does."""
+        HUB.notify(self._key)
+        HUB.notify(("status", self._key))
 
     def _insert(self, rows: Sequence[NewRow]) -> list[Task]:
         """All-or-nothing insert; the caller holds the lock. A held unique key gives back its holder."""
@@ -258,6 +299,11 @@ class MemoryDriver:
                 transitions.is_claimable(t, now) and (not wanted or t.queue in wanted) and t.queue not in paused
                 for t in self._tasks.values()
             )
+
+    async def cancel_requested_among(self, task_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            found = (self._tasks.get(i) for i in task_ids)
+            return {t.id for t in found if t is not None and t.state is State.CLAIMED and t.cancel_requested}
 
     # -- transitions ----------------------------------------------------------------------------
 

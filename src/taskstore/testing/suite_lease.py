@@ -93,6 +93,18 @@ class LeaseTests(SuiteBase):
         final = await store.mark_cancelled(task.claim)
         assert final.state is State.CANCELLED and final.finished_at is not None and final.claim is None
 
+    async def test_cancel_requested_among_names_only_claimed_tasks_with_a_request(self, store: Store) -> None:
+        running, asked, finished, waiting = await create(store, 4)  # claimed in this order
+        claimed = {t.id: t for t in await store.claim("w1", [], limit=3)}
+        assert set(claimed) == {running.id, asked.id, finished.id}
+        await store.cancel(asked.id)
+        await store.cancel(finished.id)
+        await store.mark_cancelled(claimed[finished.id])
+        await store.cancel(waiting.id)  # never claimed: cancelled outright, no request to deliver
+        everyone = [waiting.id, running.id, asked.id, finished.id, "no-such-task"]
+        assert await store.cancel_requested_among(everyone) == {asked.id}
+        assert await store.cancel_requested_among([]) == set()
+
     # -- mark_done ------------------------------------------------------------------------------
 
     async def test_mark_done_stores_the_result(self, store: Store, clock: FakeClock) -> None:

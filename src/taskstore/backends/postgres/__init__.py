@@ -10,6 +10,9 @@
 - Every decision uses the database's ``now()`` (or a clock injected for tests), never a worker's.
 - Blocked claimers wake on ``LISTEN``/``NOTIFY`` (one notification per enqueuing transaction), and
   poll as a fallback; ``notify=False`` turns notifications off (PgBouncer in transaction mode).
+  A cancel requested of a claimed task sends one NOTIFY on ``taskstore_<schema>_cancel`` in its
+  transaction: the worker holding it reads its in-flight tasks' cancel flags at once (without
+  notifications it learns at its next lease renewal).
 - The schema is created and upgraded by numbered migrations under an advisory lock.
 
 Driver errors are translated here: a lost connection is ``BackendUnavailable``.
@@ -35,7 +38,7 @@ from typing import Any, cast
 from ... import errors, transitions
 from ..._connect import scrub
 from ..._joins import Join
-from ..._wakeup import HUB
+from ..._wakeup import HUB, cancel_key
 from ...backend import (
     Change,
     ChordArgs,
@@ -217,6 +220,7 @@ class PostgresDriver:
         self.notify = notify
         self.channel = f"taskstore_{schema}"  # new claimable work
         self.status_channel = f"taskstore_{schema}_status"  # a task or status changed (for watchers)
+        self.cancel_channel = f"taskstore_{schema}_cancel"  # a claimed task's cancel was requested (for workers)
         self._pool_min, self._pool_max = pool_min, pool_max
         self._connect_timeout = connect_timeout
         # How long an operation waits for a free connection: a busy pool is backpressure, not an outage, so
@@ -408,11 +412,13 @@ class PostgresDriver:
                 ) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.status_channel)))
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.cancel_channel)))
                     pause = 0.1
-                    HUB.notify(self._key)  # anything sent while we were away is found by a fresh claim
-                    HUB.notify(("status", self._key))
+                    wakes = {self.status_channel: ("status", self._key), self.cancel_channel: cancel_key(self._key)}
+                    for key in (self._key, *wakes.values()):  # what was sent while we were away is found by a read
+                        HUB.notify(key)
                     async for note in conn.notifies():
-                        HUB.notify(("status", self._key) if note.channel == self.status_channel else self._key)
+                        HUB.notify(wakes.get(note.channel, self._key))
             except asyncio.CancelledError:
                 raise
             except psycopg.Error as exc:
@@ -791,6 +797,9 @@ class PostgresDriver:
             row = await self._fetchone("any_claimable")
         return bool(row[0])
 
+    async def cancel_requested_among(self, task_ids: Sequence[str]) -> set[str]:
+        return {r[0] for r in await self._fetchall("cancel_requested_among", ids=list(task_ids))}
+
     # -- transitions ----------------------------------------------------------------------------
 
     async def _write_back(self, conn: psycopg.AsyncConnection[Any], changes: Sequence[tuple[Task, Task]]) -> None:
@@ -831,6 +840,9 @@ class PostgresDriver:
             written = [(original[i], t) for i, t in current.items() if t is not original[i]]
             await self._write_back(conn, written)
             await self._settle(conn, _groups.ended_groups(written), now)
+            if self.notify and any(new.cancel_requested and not old.cancel_requested for old, new in written):
+                # One per transaction, delivered at commit: the worker holding the task checks it at once.
+                await conn.execute(self.q["notify"], {"channel": self.cancel_channel})
         return outcomes
 
     async def _complete(

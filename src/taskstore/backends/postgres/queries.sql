@@ -328,6 +328,10 @@ SELECT EXISTS (SELECT 1 FROM {schema}.tasks WHERE {claimable})
 -- name: any_claimable_in_queues
 SELECT EXISTS (SELECT 1 FROM {schema}.tasks WHERE queue = ANY(%(queues)s) AND {claimable})
 
+-- A worker's cancel check over its in-flight ids, by the primary key.
+-- name: cancel_requested_among
+SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)s) AND state = 'claimed' AND cancel_requested
+
 -- Writes of transitions decided in Python, each fenced on the version read under FOR UPDATE.
 
 -- name: update_task

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sqlite3
@@ -27,7 +28,7 @@ from typing import Any, TypeVar, cast
 
 from ... import errors, gates, transitions
 from ..._joins import Join
-from ..._wakeup import HUB
+from ..._wakeup import HUB, cancel_key
 from ...backend import (
     Change,
     ChordArgs,
@@ -48,13 +49,15 @@ from ...model import Limit, State, Task, WorkerHeartbeat
 from .. import _groups
 from .._sql import load_script
 from . import _flow
-from ._commits import watch_commits
+from ._commits import Spaced, watch_commits
 from ._queries import Q
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
 SCHEMA_VERSION = 7
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
+# Workers' cancel checks woken by commits: at most one read per this many seconds, however busy the store.
+CANCEL_CHECK_GAP = 0.02
 _MIGRATIONS = {
     1: "schema_1.sql",
     2: "schema_2.sql",
@@ -140,6 +143,7 @@ class SQLiteDriver:
         self._executor: ThreadPoolExecutor | None = None
         self._key = ("sqlite", os.path.realpath(path))
         self._commits: asyncio.Task[None] | None = None
+        self._cancel_checks = Spaced(functools.partial(HUB.notify, cancel_key(self._key)), CANCEL_CHECK_GAP)
         self.chord_args: ChordArgs = _groups.no_chord_args
 
     @property
@@ -163,9 +167,11 @@ class SQLiteDriver:
     def _committed(self) -> None:
         HUB.notify(self._key)
         HUB.notify(("status", self._key))
+        self._cancel_checks()  # any commit may be a cancel request: workers here re-read their in-flight tasks
 
     async def close(self) -> None:
         commits, self._commits = self._commits, None
+        self._cancel_checks.cancel()
         if commits is not None:
             commits.cancel()
             if commits.get_loop() is asyncio.get_running_loop():
@@ -521,6 +527,10 @@ class SQLiteDriver:
             )
 
         return await self._run(probe)
+
+    async def cancel_requested_among(self, task_ids: Sequence[str]) -> set[str]:
+        ids = json.dumps(list(task_ids))
+        return await self._run(lambda conn: {r[0] for r in conn.execute(Q["cancel_requested_among"], (ids,))})
 
     # -- transitions ----------------------------------------------------------------------------
 

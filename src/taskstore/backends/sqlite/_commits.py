@@ -4,14 +4,17 @@ SQLite cannot notify another process. In WAL mode every commit rewrites the WAL-
 the ``-shm`` file (https://www.sqlite.org/walformat.html: its change counter and frame count move with each
 transaction; readers write elsewhere in the file). Reading those 48 bytes every 2 ms is one ``pread``, so this
 process's claimers and status watchers are woken within about 2 ms of any commit, instead of each of them
-polling the database.
+polling the database. Workers' cancel checks are woken too, but ``Spaced``: a commit cannot say whether it
+was a cancel, and on a busy store (the worker's own commits included) each wake would be a read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("taskstore.sqlite")
@@ -37,3 +40,33 @@ async def watch_commits(db_path: str, on_commit: Callable[[], None], tick: float
                 on_commit()
     finally:
         os.close(fd)
+
+
+class Spaced:
+    """Calls ``fn`` at most once per ``gap`` seconds, on the running loop; a call asked for within the gap is
+    made when the gap ends, never dropped (however many were asked for meanwhile)."""
+
+    def __init__(self, fn: Callable[[], None], gap: float) -> None:
+        self._fn = fn
+        self._gap = gap
+        self._last = -math.inf
+        self._pending: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> None:
+        if self._pending is not None:
+            return
+        wait = self._last + self._gap - time.monotonic()
+        if wait <= 0:
+            self._fire()
+        else:
+            self._pending = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        self._last = time.monotonic()
+        self._fn()
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None

@@ -106,6 +106,10 @@ SELECT 1 FROM tasks WHERE queue = :queue AND {claimable} AND {queue_not_paused} 
 -- name: any_claimable
 SELECT 1 FROM tasks WHERE {claimable} AND {not_paused} LIMIT 1
 
+-- A worker's cancel check over its in-flight ids, by the unique index on id.
+-- name: cancel_requested_among
+SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND state = 'claimed' AND cancel_requested
+
 -- name: timed_out
 SELECT * FROM tasks WHERE state = 'claimed' AND times_out_at <= ? LIMIT ?
 

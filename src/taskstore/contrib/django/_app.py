@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ... import errors
@@ -42,24 +41,26 @@ class DjangoApp(App):
         install(self)
 
     def read_settings(self) -> StoreSettings:
-        """The store Django's settings name (read now), unless a URL is given in code or in ``$TASKSTORE_URL``.
+        """The store Django's settings name (read now), or the URL given in code or by ``taskstore worker --url``.
 
-        The environment variable counts as it does for every App: ``taskstore worker`` reads it too, and a web
-        process and its workers that disagreed about the store would lose every task to the other store.
+        ``$TASKSTORE_URL`` is not read: as for every App that names its store, the App's own configuration wins
+        over the environment, in the web process and in ``taskstore worker`` alike (which warns when it differs).
         """
         from django.conf import settings
         from django.core.exceptions import ImproperlyConfigured
 
-        given = self.url or os.environ.get("TASKSTORE_URL") or None
         try:
-            return store_settings(settings, given)
+            return store_settings(settings, self.url)
         except ImproperlyConfigured as exc:
-            if given is not None:  # no Django settings to read options from: the URL given is enough
-                return StoreSettings(given)
+            if self.url is not None:  # no Django settings to read options from: the URL given is enough
+                return StoreSettings(self.url)
             raise errors.ConfigError(
                 f"taskstore's DjangoApp reads Django's settings, which are not set up: {exc} "
                 "(set DJANGO_SETTINGS_MODULE, or give DjangoApp a url)"
             ) from exc
+
+    def configured_url(self) -> str | None:
+        return self.read_settings().url
 
     def open_store(self) -> Store:
         """A new Store where the settings say (read now, so each store the App opens sees the current settings)."""

@@ -9,7 +9,6 @@ migrated with that alias; a store of its own (``TASKSTORE_URL``) with the defaul
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +25,7 @@ def migrate_store(sender: Any, *, using: str = DEFAULT_DB_ALIAS, verbosity: int 
     if not getattr(settings, "TASKSTORE_MIGRATE", True):
         return
     try:
-        found = store_settings(settings, os.environ.get("TASKSTORE_URL"))  # the store DjangoApp opens
+        found = store_settings(settings)
     except ConfigError as exc:  # e.g. a test run on in-memory SQLite: no store to migrate there
         if verbosity >= 1:
             print(f"  taskstore: no store migrated ({exc})")

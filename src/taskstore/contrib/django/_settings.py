@@ -2,12 +2,13 @@
 
 Pure functions over plain values, so they are tested without a Django project. The precedence, first wins:
 
-1. the URL given in code (``DjangoApp(url=…)``, ``taskstore worker --url``), then ``$TASKSTORE_URL`` (as for
-   every App; the worker reads it too);
+1. the URL given in code (``DjangoApp(url=…)``) or to one worker (``taskstore worker --url``);
 2. ``TASKSTORE_URL`` in settings, or ``TASKSTORE_DATABASE = "alias"``: the store in that Django database
    (giving both is an error: which one is meant cannot be guessed);
 3. neither: ``DATABASES["default"]``, so a project on PostgreSQL or SQLite needs no setting at all.
 
+``$TASKSTORE_URL`` is not read: the settings are the App's own configuration, which wins over the environment
+for every App (``taskstore worker`` warns when the variable names another store).
 ``TASKSTORE_OPTIONS`` (a dict) are store options (``schema``, ``pool_max``, ``busy_timeout``…) in every case;
 options given in code win over them.
 """
@@ -62,7 +63,7 @@ class StoreSettings:
 
 def store_settings(settings: Any, given: str | None = None) -> StoreSettings:
     """The store named by a Django settings object (``django.conf.settings`` or anything with its attributes),
-    or at ``given`` (a URL from code or the environment) with the settings' options."""
+    or at ``given`` (a URL given in code or to the worker) with the settings' options."""
     options = getattr(settings, "TASKSTORE_OPTIONS", None) or {}
     if not isinstance(options, Mapping):
         raise ConfigError(f"TASKSTORE_OPTIONS must be a dict of store options, got {type(options).__name__}")

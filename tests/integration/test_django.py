@@ -84,8 +84,10 @@ class Project:
         return int(row[0])
 
     @contextlib.contextmanager
-    def worker(self, *command: str) -> Iterator[subprocess.Popen[str]]:
-        proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=self.env, stderr=subprocess.PIPE, text=True)
+    def worker(self, *command: str, **env: str) -> Iterator[subprocess.Popen[str]]:
+        proc = subprocess.Popen(
+            [sys.executable, *command], cwd=ROOT, env={**self.env, **env}, stderr=subprocess.PIPE, text=True
+        )
         try:
             yield proc
         finally:
@@ -173,9 +175,13 @@ def test_an_enqueue_joining_the_views_transaction_runs_once_after_commit_and_nev
     assert project.orders() == 1
 
 
-def test_enqueue_on_commit_runs_once_after_commit_and_never_after_rollback(project: Project) -> None:
+def test_enqueue_on_commit_runs_once_after_commit_and_never_after_rollback(project: Project, tmp_path: Path) -> None:
     kept, dropped = _ids("kept"), _ids("dropped")
-    with project.worker("-m", "taskstore", "worker", APP, "--concurrency", "2", "--log-level", "warning"):
+    # $TASKSTORE_URL elsewhere: the worker still works the store the settings name, as the web process does.
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    with project.worker(
+        "-m", "taskstore", "worker", APP, "--concurrency", "2", "--log-level", "warning", TASKSTORE_URL=elsewhere
+    ):
         rolled_back, committed = project.post(
             {"mode": "on_commit", "task": dropped, "fail": "1"}, {"mode": "on_commit", "task": kept}
         )

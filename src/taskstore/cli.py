@@ -161,6 +161,7 @@ def load_app(target: str) -> App:
         raise typer.BadParameter(f"{target!r} is not MODULE:APP, e.g. myproj.tasks:app")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    django = _django_project()  # set up before the App's module imports: its tasks may use models
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -168,7 +169,24 @@ def load_app(target: str) -> App:
     found = getattr(module, attribute, None)
     if not isinstance(found, App):
         raise typer.BadParameter(f"{target!r} is {type(found).__name__}, not a taskstore.App")
+    if django:
+        from .contrib.django._setup import prepare
+
+        prepare(found)
     return found
+
+
+def _django_project() -> bool:
+    """With ``$DJANGO_SETTINGS_MODULE`` set, ``django.setup()`` (see ``taskstore.contrib.django``)."""
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not settings_module:
+        return False
+    try:
+        from .contrib.django._setup import setup_django
+    except ImportError as exc:
+        raise typer.BadParameter(f"DJANGO_SETTINGS_MODULE={settings_module} is set, but {exc}") from None
+    setup_django()
+    return True
 
 
 _EXIT_WATCHDOG = 3.0  # seconds from a stopped worker to a forced exit
@@ -773,7 +791,7 @@ def build_app() -> typer.Typer:
         handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=level, handlers=[handler])
         the_app = load_app(target)
-        the_app.url, warning = worker_url(url, the_app.url, os.environ.get("TASKSTORE_URL"))
+        the_app.url, warning = worker_url(url, the_app.configured_url(), os.environ.get("TASKSTORE_URL"))
         if warning is not None:
             logging.getLogger("taskstore.worker").warning("%s", warning)
         try:

@@ -38,7 +38,7 @@ from .schedule import parse_schedule
 from .store import Store
 
 if TYPE_CHECKING:
-    from .middleware import Middleware
+    from .middleware import Middleware, ThreadContext
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -450,6 +450,7 @@ class App:
         self.store_options = store_options
         self.tasks: dict[str, TaskFunction[Any, Any]] = {}
         self.middlewares: list[Middleware] = []
+        self.thread_contexts: list[ThreadContext] = []
         self.recurring_specs: dict[str, RecurringSpec] = {}
         self._store: Store | None = None
         self._home: asyncio.AbstractEventLoop | None = None  # the loop the store lives on (see on_home)
@@ -531,6 +532,12 @@ class App:
     @url.setter
     def url(self, value: str | None) -> None:
         self.configure(url=value)
+
+    def configured_url(self) -> str | None:
+        """The store URL the App's own configuration names (``None``: none, so a worker falls back to
+        ``$TASKSTORE_URL`` or the default). An App configured by a framework's settings reads them here
+        (``taskstore.contrib.django.DjangoApp``), so the worker's ``--url`` precedence covers it too."""
+        return self.url
 
     @property
     def clock(self) -> Clock | None:
@@ -651,6 +658,16 @@ class App:
         """Register a ``call_next`` middleware around every handler this App's workers run."""
         self.middlewares.append(fn)
         return fn
+
+    def thread_context(self, factory: ThreadContext) -> ThreadContext:
+        """Run every sync handler inside ``factory()``, entered and exited in the handler's own thread.
+
+        For per-thread resources that ``middleware`` (which runs on the event loop) cannot reach:
+        ``taskstore.contrib.django`` recycles Django's database connections this way. Async handlers
+        run on the loop and are not wrapped. Registered factories nest in order, the first outermost.
+        """
+        self.thread_contexts.append(factory)
+        return factory
 
     def recurring(
         self,

@@ -4,14 +4,21 @@ A middleware is ``async def mw(ctx: TaskContext, call_next) -> Any``: it may act
 ``await call_next(ctx)``, change ``ctx``, turn an exception into another, or not call on at all.
 Logging and the handler timeout are middleware themselves; an App's own middleware runs between
 them, so a timeout covers only the handler, and the log sees what user middleware made of it.
+
+Middleware runs on the worker's event loop. What must happen in a *sync* handler's own thread (per-thread
+resources: Django's database connections) is a thread context instead: ``app.thread_context(factory)``
+registers a factory of context managers, and each sync handler call runs inside ``factory()``, entered and
+exited in the handler's thread (see ``within``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +48,16 @@ class TaskContext:
 
 CallNext = Callable[[TaskContext], Awaitable[Any]]
 Middleware = Callable[[TaskContext, CallNext], Awaitable[Any]]
+ThreadContext = Callable[[], AbstractContextManager[Any]]
+"""A factory of the context manager that a sync handler call runs inside, in the handler's thread."""
+
+
+def within(contexts: Sequence[ThreadContext], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` inside each of ``contexts`` (the first outermost), in the calling thread."""
+    with contextlib.ExitStack() as stack:
+        for factory in contexts:
+            stack.enter_context(factory())
+        return fn(*args, **kwargs)
 
 
 class HandlerTimeout(TaskstoreError, TimeoutError):

@@ -51,7 +51,7 @@ from .codec import UndecodablePayload, encode
 from .context import _current, _stop
 from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
-from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware
+from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware, within
 from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue
 from .store import Store
 
@@ -576,7 +576,9 @@ class Worker:
         fn = ctx.handler.fn
         if ctx.handler.is_async:
             return await fn(*ctx.args, **ctx.kwargs)
-        call = functools.partial(contextvars.copy_context().run, fn, *ctx.args, **ctx.kwargs)
+        contexts = tuple(self.app.thread_contexts)
+        target = functools.partial(within, contexts, fn) if contexts else fn
+        call = functools.partial(contextvars.copy_context().run, target, *ctx.args, **ctx.kwargs)
         if self._thread_slots is None:
             return await self._in_thread(call, ctx)
         async with self._thread_slots:

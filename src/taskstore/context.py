@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
-import threading
 from contextvars import ContextVar
 
 from .errors import TaskstoreError
 from .model import Task
 
 _current: ContextVar[Task | None] = ContextVar("taskstore_current_task", default=None)
-# Set by the worker when a cancel of the running task is requested, or when it stops waiting for the attempt
-# (lease lost, timeout, stop past the grace). A threading.Event, since sync handlers read it from their thread.
-_stop: ContextVar[threading.Event | None] = ContextVar("taskstore_stop_requested", default=None)
+
+
+class StopFlag:
+    """Set by the worker when a cancel of the running task is requested, or when it stops waiting for the
+    attempt (lease lost, timeout, stop past the grace); read by the handler, maybe from its own thread.
+
+    Nobody waits on it, so a plain attribute does (its write and read are atomic): a ``threading.Event`` per
+    task, with its lock and condition, cost about 5 µs of a no-op task's 70 µs of worker time.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+_stop: ContextVar[StopFlag | None] = ContextVar("taskstore_stop_requested", default=None)
 
 
 class NoCurrentTask(TaskstoreError, LookupError):

@@ -35,7 +35,6 @@ import math
 import os
 import signal
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -48,7 +47,7 @@ from ._connect import redact
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
-from .context import _current, _stop
+from .context import StopFlag, _current, _stop
 from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
 from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware, within
@@ -77,7 +76,7 @@ class _Job:
     released: bool = False  # the worker is stopping and gives the task back
     done: bool = False
     error: BaseException | None = None  # what the handler raised (for run_claimed's caller)
-    stop: threading.Event = field(default_factory=threading.Event)  # what taskstore.cancel_requested() reads
+    stop: StopFlag = field(default_factory=StopFlag)  # what taskstore.cancel_requested() reads
 
 
 def _call_of(payload: Any) -> tuple[list[Any], dict[str, Any]] | str:

@@ -8,8 +8,6 @@ from ... import errors
 from ..._connect import open as open_store
 from ..._connect import redact
 from ...client import App, _creator_module
-from ...clock import Clock
-from ...codec import Codec
 from ...store import Store
 from ._hygiene import install
 from ._settings import StoreSettings, store_settings
@@ -27,16 +25,9 @@ class DjangoApp(App):
     ``python manage.py taskstore_worker`` does.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        name: str | None = None,
-        codec: Codec | None = None,
-        clock: Clock | None = None,
-        **store_options: Any,
-    ) -> None:
-        super().__init__(url, name=name or _creator_module(), codec=codec, clock=clock, **store_options)
+    def __init__(self, url: str | None = None, *, name: str | None = None, **options: Any) -> None:
+        """``App``'s arguments (``codec``, ``clock``, ``eager``, store options); the URL defaults to the settings'."""
+        super().__init__(url, name=name or _creator_module(), **options)
         self.settings: StoreSettings | None = None  # what the settings said, once read
         install(self)
 

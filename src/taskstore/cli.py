@@ -68,6 +68,18 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB|)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``512KB``, ``10MB`` or ``1GB`` (powers of 1024) as bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise typer.BadParameter(f"{text!r} is not a size like 10MB or 512KB")
+    power: int = {"": 0, "b": 0, "kb": 1, "mb": 2, "gb": 3}[match.group(2).lower()]
+    return int(match.group(1)) * (1 << (10 * power))
+
+
 class _Cli:
     def __init__(self) -> None:
         # Piped output is not cut to 80 columns: a script or a pager gets whole rows.
@@ -813,6 +825,35 @@ def build_app() -> typer.Typer:
         except errors.TaskstoreError as exc:
             cli.fail(exc)
         raise typer.Exit(1 if w.forced else 0)
+
+    @app.command("serve")
+    def serve(
+        url: UrlOption = None,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+        token: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--token",
+                help="An API token, ROLE:SECRET (roles read, worker, admin) or SECRET for admin; repeatable "
+                "[default: $TASKSTORE_API_TOKENS]. Without any, only loopback clients are served.",
+            ),
+        ] = None,
+        max_body: Annotated[
+            str, typer.Option(help="Largest request body accepted (413 past it): 10MB, 512KB.")
+        ] = "10MB",
+        log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    ) -> None:
+        """Serve the HTTP API (and /metrics, events) over a store until SIGTERM or SIGINT."""
+        from .serve import run_server  # late: the web extra is optional
+
+        try:
+            run_server(
+                url or default_url(), host=host, port=port, tokens=token, max_body=parse_size(max_body),
+                log_level=log_level,
+            )  # fmt: skip
+        except errors.TaskstoreError as exc:
+            cli.fail(exc)
 
     @app.command("migrate")
     def migrate(url: UrlOption = None) -> None:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
-from . import _cancels, _joins, _recurring, _statuses, _why, errors, limits, transitions
+from . import _cancels, _joins, _otel, _recurring, _statuses, _why, errors, limits, transitions
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
 from ._wakeup import HUB, cancel_key
@@ -383,11 +383,14 @@ class Store:
         """Validate and encode a batch; the hot loop of bulk enqueue, so names are bound locally."""
         rows: builtins.list[NewRow] = []
         append, encode_, make_id = rows.append, self.codec.encode, task_id
+        trace = _otel.carrier()  # the caller's trace context, once for the whole batch
         for new in news:
             if not isinstance(new, NewTask):
                 raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
             if new.context is not None:
                 _json(new.context, "context")
+            if trace is not None:
+                new = _otel.traced(new, trace)  # a copy: the caller's NewTask is left as it was
             try:
                 data = encode_(new.args)
             except Exception:

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from starlette.routing import BaseRoute
 
-from .. import errors
+from .. import _otel, errors
 from ..model import Failure, State
 from . import convert
 from .auth import Role
@@ -61,10 +61,11 @@ def _create_body(raw: bytes) -> NewTaskIn | NewTasksIn:
 async def create_tasks(call: Call) -> TaskOut | TasksOut:
     raw = await read_body(call.request, call.state.max_body)
     body = _create_body(raw)
-    if isinstance(body, NewTasksIn):
-        created = await call.store.create_many([convert.new_task(item) for item in body.tasks])
-        return TasksOut(tasks=[convert.task_out(t) for t in created])
-    return convert.task_out(await call.store.create(convert.new_task(body)))
+    with _otel.extracted(call.request.headers):  # a client's traceparent: the tasks carry its trace
+        if isinstance(body, NewTasksIn):
+            created = await call.store.create_many([convert.new_task(item) for item in body.tasks])
+            return TasksOut(tasks=[convert.task_out(t) for t in created])
+        return convert.task_out(await call.store.create(convert.new_task(body)))
 
 
 async def list_tasks(call: Call) -> TaskPageOut:

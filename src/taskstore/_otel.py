@@ -12,6 +12,7 @@ The API is imported at the first use, never at ``import taskstore``: without it,
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
     from .model import Task
+
+log = logging.getLogger("taskstore.otel")
 
 _OFF = frozenset({"0", "false", "off", "no"})
 _UNKNOWN: Any = object()
@@ -93,7 +96,11 @@ def carrier() -> dict[str, str] | None:
     if not otel.trace.get_current_span().get_span_context().is_valid:
         return None
     fields: dict[str, str] = {}
-    otel.propagate.inject(fields)
+    try:
+        otel.propagate.inject(fields)
+    except Exception:  # the application's propagator: a fault in it must not refuse the enqueue
+        log.warning("the OpenTelemetry propagator failed to inject the trace context", exc_info=True)
+        return None
     return fields or None
 
 
@@ -172,10 +179,14 @@ def start_attempt(tracer: Tracer, task: Task) -> tuple[Span, object]:
     otel: _Api = _api
     links = None
     if task.context:
-        producer = otel.trace.get_current_span(otel.propagate.extract(task.context, otel.empty(), otel.getter))
-        span_context = producer.get_span_context()
-        if span_context.is_valid:
-            links = [otel.Link(span_context)]
+        try:
+            producer = otel.propagate.extract(task.context, otel.empty(), otel.getter)
+        except Exception:  # the application's propagator, on a context anyone may have written
+            log.warning("task %s: its trace context could not be read", task.id, exc_info=True)
+        else:
+            span_context = otel.trace.get_current_span(producer).get_span_context()
+            if span_context.is_valid:
+                links = [otel.Link(span_context)]
     span = tracer.start_span(
         f"process {task.queue}",
         context=otel.empty(),  # a root: not a child of whatever ran the worker

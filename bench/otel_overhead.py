@@ -25,11 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 MODES = ("off", "api", "sdk", "sdk-batch")
 
 
-def configure(mode: str) -> object:
+def configure(mode: str) -> tuple[Any, Any] | None:
     """The producer's tracer for ``mode`` (set up before taskstore reads anything)."""
     if mode == "off":
         os.environ["TASKSTORE_OTEL"] = "0"
@@ -88,8 +90,8 @@ def per_call(mode: str) -> str:
 
     from taskstore import NewTask, _otel
 
-    def best(fn: object, number: int = 20_000) -> float:
-        return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6  # type: ignore[arg-type]
+    def best(fn: Callable[[], object], number: int = 20_000) -> float:
+        return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
 
     parts = [f"tracer() {best(_otel.Tracing().tracer):.2f}", f"carrier() {best(_otel.carrier):.2f}"]
     with trace.get_tracer("bench").start_as_current_span("producer"):
@@ -118,7 +120,7 @@ def child(mode: str, url: str, tasks: int, batch: int, rounds: int) -> None:
     sdk = configure(mode)
     print(f"{mode:>9}: per call (µs): {per_call(mode)}")
     if sdk is not None:
-        sdk[1].clear()  # type: ignore[index]
+        sdk[1].clear()
     best_rate, best_wall, best_cpu = 0.0, float("inf"), float("inf")
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(rounds):
@@ -126,7 +128,7 @@ def child(mode: str, url: str, tasks: int, batch: int, rounds: int) -> None:
             rate, wall, cpu = asyncio.run(measure(round_url, tasks, batch))
             best_rate, best_wall, best_cpu = max(best_rate, rate), min(best_wall, wall), min(best_cpu, cpu)
             if sdk is not None:
-                provider, exporter = sdk  # type: ignore[misc]
+                provider, exporter = sdk
                 provider.force_flush()
                 spans = len(exporter.get_finished_spans())
                 assert spans >= tasks, f"expected a span per task, got {spans}"

@@ -461,6 +461,9 @@ class Store:
     async def create_many(self, news: Iterable[NewTask], *, conn: Any = None) -> list[Task]:
         """All-or-nothing. With ``conn`` the insert joins the caller's open transaction.
 
+        With OpenTelemetry installed and a valid current span, each task's ``context`` gets the W3C trace
+        fields (``traceparent``, ``tracestate``) the worker links its span to; a key the caller set is kept.
+
         A task with a ``unique_key`` whose key is held by a live task of its queue is not created: its
         place in the result is that existing task (SPEC §9), for ``create`` too.
         """

@@ -102,9 +102,14 @@ async def test_enqueue_in_a_span_records_its_context_and_keeps_the_callers_keys(
 
 
 async def test_a_batch_is_injected_once(app: App, provider: TracerProvider, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
+    calls: list[dict[str, str]] = []
     real = propagate.inject
-    monkeypatch.setattr(propagate, "inject", lambda carrier: calls.append(1) or real(carrier))
+
+    def counted(carrier: dict[str, str]) -> None:
+        calls.append(carrier)
+        real(carrier)
+
+    monkeypatch.setattr(propagate, "inject", counted)
     store = await app.store()
     with provider.get_tracer("test").start_as_current_span("request"):
         tasks = await store.create_many([NewTask("q", "k") for _ in range(50)])

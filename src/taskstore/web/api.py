@@ -231,7 +231,11 @@ ENDPOINTS: Sequence[Endpoint] = (
         "POST", "/tasks", "create_tasks", "Create one task, or several all-or-nothing", Role.WORKER, create_tasks,
         response=TaskOut | TasksOut, status=201, body=NewTaskIn | NewTasksIn, decode_body=False,
         errors=(401, 403, 409, 413, 422, 503),
-        description="A unique task whose key is held returns the existing task (SPEC §9), still with 201.",
+        description=(
+            "A unique task whose key is held returns the existing task (SPEC §9), still with 201. A W3C "
+            "`traceparent` header (with `tracestate`) puts the tasks in that trace: their `context` gets those "
+            "keys unless the body sets them, and workers link each attempt's span to it."
+        ),
     ),
     Endpoint("GET", "/tasks", "list_tasks", "List tasks in enqueue order", Role.READ, list_tasks,
              response=TaskPageOut, query=TaskListQuery, errors=_READ_ERRORS),

@@ -7,6 +7,8 @@ spans come from the same provider, and reach ``create`` through the context like
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -271,3 +273,32 @@ async def test_a_provider_that_records_nothing_costs_no_span(app: App) -> None:
     """The API's own no-op provider (what an application without an SDK has): the worker skips the span."""
     assert _otel.Tracing(trace.NoOpTracerProvider()).tracer() is None
     assert _otel.Tracing(trace.ProxyTracerProvider()).tracer() is None  # the global one while no SDK is set
+
+
+async def test_without_the_api_nothing_is_traced_and_nothing_breaks(
+    app: App, provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``opentelemetry`` not importable (the ``otel`` extra not installed): tasks run, untraced."""
+    with provider.get_tracer("test").start_as_current_span("request"):
+        monkeypatch.setitem(sys.modules, "opentelemetry", None)  # an import of it now raises ImportError
+        assert _otel.api() is None
+
+        @app.task
+        def work() -> None:
+            pass
+
+        handle = await work.enqueue()
+    assert handle.task is not None
+    assert handle.task.context is None
+    async with Worker(app, tracer_provider=provider):
+        await ended(app, handle.id, State.DONE)
+    assert [s.name for s in exporter.get_finished_spans()] == ["request"]
+
+
+async def test_importing_taskstore_imports_no_opentelemetry() -> None:
+    code = (
+        "import sys, taskstore, taskstore.worker, taskstore.store, taskstore.cli\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'opentelemetry')\n"
+        "assert not loaded, loaded\n"
+    )
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], check=True, timeout=60)

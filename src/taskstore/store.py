@@ -379,11 +379,13 @@ class Store:
             result = Result(at=result.at, value=decode(self.codec, result.value), failure=result.failure)
         return task.replace(args=decode(self.codec, task.args), result=result)
 
-    def _rows(self, news: Iterable[NewTask]) -> builtins.list[NewRow]:
-        """Validate and encode a batch; the hot loop of bulk enqueue, so names are bound locally."""
+    def _rows(self, news: Iterable[NewTask], trace: Mapping[str, str] | None) -> builtins.list[NewRow]:
+        """Validate and encode a batch; the hot loop of bulk enqueue, so names are bound locally.
+
+        ``trace``: the caller's trace context (``_otel.carrier()``, read once per call), added to each context.
+        """
         rows: builtins.list[NewRow] = []
         append, encode_, make_id = rows.append, self.codec.encode, task_id
-        trace = _otel.carrier()  # the caller's trace context, once for the whole batch
         for new in news:
             if not isinstance(new, NewTask):
                 raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
@@ -467,7 +469,7 @@ class Store:
         A task with a ``unique_key`` whose key is held by a live task of its queue is not created: its
         place in the result is that existing task (SPEC §9), for ``create`` too.
         """
-        rows = self._rows(news)
+        rows = self._rows(news, _otel.carrier())
         if not rows:
             raise errors.InvalidTask("create_many needs at least one task")
         if any(row.new.expires_at is not None for row in rows):
@@ -1278,17 +1280,20 @@ class Store:
         fields = _mapping(meta, "group meta")
         _json(fields, "group meta")
         seconds = self._ttl(ttl)
+        trace = _otel.carrier()
         chord = None
         if callback is not None:
             if not isinstance(callback, NewTask):
                 raise errors.InvalidTask(f"expected a NewTask callback, got {type(callback).__name__}")
+            if trace is not None:  # enqueued later, by the last member's completion, for this caller
+                callback = _otel.traced(callback, trace)
             template = _chord_template(callback)
             chord = ChordRow(
                 id=check_id(f"{id}:callback" if callback.id is None else callback.id, "callback id"),
                 template=template_json(callback),
                 args=encode(self.codec, template, "callback args"),
             )
-        rows = self._rows(news)
+        rows = self._rows(news, trace)
         group = self._new_group(id, [r.id for r in rows], fields, seconds, callback=chord)
         driver = await self._ready()
         created = await driver.insert_group(group, rows)
@@ -1334,6 +1339,9 @@ class Store:
             raise errors.InvalidTask("two links of the chain share an id")
         fields = _mapping(meta, "group meta")
         _json(fields, "group meta")
+        trace = _otel.carrier()
+        if trace is not None:  # every link carries the caller's trace, the later ones inserted by completions
+            news = [_otel.traced(new, trace) for new in news]
         later = tuple(
             ChordRow(
                 id=ids[i],
@@ -1342,7 +1350,7 @@ class Store:
             )
             for i, new in enumerate(news[1:], start=1)
         )
-        rows = self._rows(news[:1])
+        rows = self._rows(news[:1], None)  # traced above
         group = self._new_group(id, ids, fields, self._ttl(ttl), links=later)
         driver = await self._ready()
         (first,) = await driver.insert_group(group, rows)

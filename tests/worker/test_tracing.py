@@ -119,6 +119,36 @@ async def test_a_batch_is_injected_once(app: App, provider: TracerProvider, monk
     assert all(t.context is not None and "traceparent" in t.context for t in tasks)
 
 
+async def test_a_chords_callback_and_a_chains_later_links_carry_the_enqueuers_context(
+    app: App, provider: TracerProvider
+) -> None:
+    """They are inserted later, by a completion in some worker: the trace is the enqueuer's all the same."""
+
+    @app.task
+    async def square(x: int) -> int:
+        return x * x
+
+    @app.task
+    async def total(results: list[int]) -> int:
+        return sum(results)
+
+    @app.task
+    async def plus_one(x: int) -> int:
+        return x + 1
+
+    with provider.get_tracer("test").start_as_current_span("request") as span:
+        chord = await app.chord(app.group(square.s(1), square.s(2)), total.s()).enqueue()
+        chain = await app.chain(square.s(3), plus_one.s()).enqueue()
+    async with Worker(app):
+        assert await chord.result(timeout=10) == 5
+        assert await chain.result(timeout=10) == 10
+    store = await app.store()
+    expected = {"traceparent": traceparent_of(span)}
+    created = await store.list(limit=100)
+    assert len(created.items) == 5  # the chord's two members and its callback, the chain's two links
+    assert [t.context for t in created.items] == [expected] * 5
+
+
 async def test_enqueue_sync_carries_the_callers_context_to_the_apps_loop(provider: TracerProvider) -> None:
     sync_app = App("memory://")
 

@@ -332,3 +332,24 @@ async def test_importing_taskstore_imports_no_opentelemetry() -> None:
         "assert not loaded, loaded\n"
     )
     await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_the_trace_survives_every_backend(
+    url: str, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The context goes through each backend's storage (JSON text, jsonb) and comes back to the worker."""
+    stored_app = App(url)
+
+    @stored_app.task
+    def work() -> None:
+        pass
+
+    try:
+        with provider.get_tracer("test").start_as_current_span("request") as producer:
+            handle = await work.enqueue()
+        async with Worker(stored_app, tracer_provider=provider):
+            await ended(stored_app, handle.id, State.DONE)
+            (span,) = attempt_spans(exporter, 1)
+        assert [ids(link.context) for link in span.links] == [ids(producer.get_span_context())]
+    finally:
+        await stored_app.aclose()

@@ -473,8 +473,7 @@ class Worker:
         if tracer is None:
             return await self._run_attempt(job)
         span, token = _otel.start_attempt(tracer, job.task)
-        value: Any = _ENDED
-        outcome = "interrupted"  # what escapes _run_attempt: the worker's own task was cancelled
+        outcome = "interrupted"  # what escapes _run_attempt: the worker's own task was cancelled meanwhile
         try:
             value = await self._run_attempt(job)
             outcome = "done" if value is not _ENDED else job.outcome or "lost"

@@ -413,9 +413,7 @@ class Store:
             append(NewRow(new, make_id() if new.id is None else new.id, data))
         return rows
 
-    async def _apply_one(
-        self, task_id_: str, change: Change, item: object = None, *, failed: bool = False
-    ) -> Task:
+    async def _apply_one(self, task_id_: str, change: Change, item: object = None, *, failed: bool = False) -> Task:
         """One write; with ``item`` (the caller's claim, task or the id) its outcome goes to the observers."""
         driver = await self._ready()
         (outcome,) = await driver.apply([(task_id_, change)])
@@ -842,9 +840,7 @@ class Store:
     async def mark_cancelled(self, claim: Claim | Task) -> Task:
         """The worker honours ``cancel_requested``: ``claimed`` -> ``cancelled``."""
         lease = _lease_of(claim)
-        return await self._apply_one(
-            lease.task_id, lambda t, now: transitions.mark_cancelled(t, lease, now=now), claim
-        )
+        return await self._apply_one(lease.task_id, lambda t, now: transitions.mark_cancelled(t, lease, now=now), claim)
 
     # -- admin writes ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from .auth import Role
 from .routes import Call, Endpoint, route
 
 try:
-    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - the extra is installed wherever this module is tested
@@ -196,3 +196,35 @@ def routes(state: WebState) -> list[BaseRoute]:
     app_metrics = state.extras["metrics"] = AppMetrics()
     state.on_store(app_metrics.attach)
     return [route(e, state) for e in ENDPOINTS]
+
+
+# -- a worker's own endpoint ----------------------------------------------------------------------
+
+
+class WorkerExporter:
+    """``taskstore worker --metrics-port``: the worker's ``TaskMetrics`` on prometheus_client's HTTP server.
+
+    The server runs in a daemon thread and answers any path (``/metrics`` by convention); ``close`` stops it.
+    """
+
+    def __init__(self, metrics: TaskMetrics, server: Any, thread: Any) -> None:
+        self.metrics = metrics
+        self._server = server
+        self._thread = thread
+
+    @classmethod
+    def start(cls, host: str, port: int) -> WorkerExporter:
+        metrics = TaskMetrics()
+        try:
+            server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+        return cls(metrics, server, thread)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Literal, Protocol
 
 from .errors import LeaseError, TaskstoreError
@@ -84,7 +83,7 @@ def claimed(observers: Observers, tasks: Iterable[Task]) -> None:
     for task in tasks:
         latency = 0.0
         if task.claim is not None:
-            ready: datetime = max(task.run_at, task.last_enqueued_at)
+            ready = task.run_at if task.run_at > task.last_enqueued_at else task.last_enqueued_at
             latency = max((task.claim.claimed_at - ready).total_seconds(), 0.0)
         for o in observers:
             o.claimed(task.queue, task.kind, latency)

@@ -45,10 +45,26 @@ LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 _LABELS = ("queue", "kind")
 
 
+class _Series:
+    """The labelled children of one (queue, kind): one dict lookup per event finds them all."""
+
+    __slots__ = ("claimed", "enqueued", "handler", "latency", "outcomes", "stale")
+
+    def __init__(self, metrics: TaskMetrics, queue: str, kind: str) -> None:
+        self.enqueued = metrics._enqueued.labels(queue, kind)
+        self.claimed = metrics._claimed.labels(queue, kind)
+        self.latency = metrics._latency.labels(queue, kind)
+        self.handler = metrics._handler.labels(queue, kind)
+        self.stale = metrics._stale.labels(queue, kind)
+        self.outcomes = {name: counter.labels(queue, kind) for name, counter in metrics._outcomes.items()}
+
+
 class TaskMetrics(NullObserver):
     """The counters and histograms of one app or worker, in ``registry`` (a new one by default).
 
-    Labelled children are cached per (queue, kind): an event costs a dict lookup and an increment.
+    The labelled children of a (queue, kind) are made together the first time it is seen, and cached: an
+    event costs a dict lookup and an increment. (Every series of a pair is then exported, at 0 until it
+    moves, so rates and ratios have both sides from the start.)
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -87,35 +103,35 @@ class TaskMetrics(NullObserver):
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self._children: dict[tuple[object, str, str], Any] = {}
+        self._series: dict[tuple[str, str], _Series] = {}
 
-    def _child(self, metric: Counter | Histogram, queue: str, kind: str) -> Any:
-        key = (metric, queue, kind)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(queue, kind)
-        return child
+    def _of(self, queue: str, kind: str) -> _Series:
+        series = self._series.get((queue, kind))
+        if series is None:
+            series = self._series[(queue, kind)] = _Series(self, queue, kind)
+        return series
 
     # -- the observer -------------------------------------------------------------------------------
 
     def enqueued(self, queue: str, kind: str, count: int) -> None:
-        self._child(self._enqueued, queue, kind).inc(count)
+        self._of(queue, kind).enqueued.inc(count)
 
     def claimed(self, queue: str, kind: str, latency: float) -> None:
-        self._child(self._claimed, queue, kind).inc()
-        self._child(self._latency, queue, kind).observe(latency)
+        series = self._of(queue, kind)
+        series.claimed.inc()
+        series.latency.observe(latency)
 
     def finished(self, outcome: Outcome, queue: str, kind: str) -> None:
-        self._child(self._outcomes[outcome], queue, kind).inc()
+        self._of(queue, kind).outcomes[outcome].inc()
 
     def reaped(self, count: int) -> None:
         self._reaped.inc(count)
 
     def stale_write(self, queue: str, kind: str) -> None:
-        self._child(self._stale, queue, kind).inc()
+        self._of(queue, kind).stale.inc()
 
     def handled(self, queue: str, kind: str, seconds: float) -> None:
-        self._child(self._handler, queue, kind).observe(seconds)
+        self._of(queue, kind).handler.observe(seconds)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -374,3 +374,13 @@ def test_without_prometheus_client_the_error_names_the_extra(monkeypatch: pytest
     monkeypatch.delitem(sys.modules, "taskstore.web.metrics")
     with pytest.raises(errors.ConfigError, match=r"taskstore\[web\]"):
         _worker_metrics("127.0.0.1", 0)
+
+
+def test_the_core_and_the_worker_command_import_no_metrics_library() -> None:
+    """Observing is in the core; prometheus_client is an extra, imported only for --metrics-port or the web app."""
+    code = (
+        "import sys, taskstore, taskstore.store, taskstore.worker, taskstore._observe, taskstore.cli\n"
+        "print(sorted(m for m in ('prometheus_client', 'starlette', 'msgspec') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -256,6 +256,7 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         # A tuple, empty unless observed: each hook costs a truth test when nobody observes (see _observe).
         self._observers: tuple[_observe.Observer, ...] = ()
+        self._labels = _observe.Labels()  # filled only while observed
 
     # -- observers --------------------------------------------------------------------------------
 
@@ -420,7 +421,7 @@ class Store:
         self._touched()
         self._freed([outcome])
         if self._observers and item is not None:
-            _observe.ended(self._observers, [outcome], [item], attempt_failed=failed)
+            _observe.ended(self._observers, [outcome], [item], self._labels, attempt_failed=failed)
         task = self._decoded(_raise_or(outcome))
         self._publish([task])
         return task
@@ -435,7 +436,7 @@ class Store:
         self._touched()
         self._freed(outcomes)
         if self._observers and items is not None:
-            _observe.ended(self._observers, outcomes, items)
+            _observe.ended(self._observers, outcomes, items, self._labels)
         decoded = [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
         self._publish(o for o in decoded if isinstance(o, Task))
         return decoded
@@ -626,7 +627,7 @@ class Store:
                 self._touched()
                 self._publish(claimed, raw=True)
                 if self._observers:
-                    _observe.claimed(self._observers, claimed)
+                    _observe.claimed(self._observers, claimed, self._labels)
             return [self._decoded(t) for t in claimed]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -656,7 +657,7 @@ class Store:
             self._touched()
             self._publish(got, raw=True)
             if self._observers:
-                _observe.claimed(self._observers, got)
+                _observe.claimed(self._observers, got, self._labels)
         return [self._decoded(t) for t in got]
 
     async def _claim_batch(
@@ -696,7 +697,7 @@ class Store:
             self._freed(outcomes)
             self._wake()
             if self._observers:
-                _observe.ended(self._observers, outcomes, leases)
+                _observe.ended(self._observers, outcomes, leases, self._labels)
             self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
 
     async def claim_task(self, id: str, worker_id: str, ttl: float | timedelta | None = None) -> Task | None:
@@ -713,7 +714,7 @@ class Store:
         decoded = self._decoded(task)
         self._publish([decoded])
         if self._observers:
-            _observe.claimed(self._observers, [task])
+            _observe.claimed(self._observers, [task], self._labels)
         return decoded
 
     async def find_available(self, queues: str | Iterable[str] | None = None, limit: int = 10) -> builtins.list[Task]:
@@ -781,12 +782,12 @@ class Store:
             self._freed(outcomes)
             self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
             if self._observers:
-                _observe.ended(self._observers, outcomes, listed)
+                _observe.ended(self._observers, outcomes, listed, self._labels)
             return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
         acks = await driver.acknowledge([cast(Completion, change) for _, change in changes])
         self._touched()
-        if self._observers:  # no task comes back: an item that is a Task (the worker's) gives the labels
-            _observe.ended(self._observers, acks, listed)
+        if self._observers:  # no task comes back: the labels come from the items or from the claims made here
+            _observe.ended(self._observers, acks, listed, self._labels)
         self._freed_ids(task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None)
         self._read_back([task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None])
         return acks
@@ -1061,8 +1062,8 @@ class Store:
             try:
                 inserted = await driver.insert([NewRow(new=new, id=new.id or "", args=row.args)])
                 created = 1
-                if self._observers:
-                    _observe.enqueued(self._observers, inserted)
+                if self._observers:  # not a unique template's holder handed back
+                    _observe.enqueued(self._observers, [t for t in inserted if t.id == new.id])
             except errors.AlreadyExists:
                 pass  # another scheduler fired this slot first
         try:

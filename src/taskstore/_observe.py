@@ -5,10 +5,10 @@ A store keeps a tuple of observers (``Store.add_observer``); every hook in the h
 An observer is called synchronously on the store's loop, after the write is in: keep it cheap (a counter
 increment), and never raise (an observer's exception would surface in the caller's write).
 
-Labels are the task's ``queue`` and ``kind`` where the store knows them. Where it does not, they are the
-empty string: a fenced write refused for a ``Claim`` (a lease carries only the task id), an
-acknowledgement given claims rather than tasks (the Worker passes its tasks, so its own are labelled),
-and the reaper, which returns only a count (``reaped`` has no labels at all).
+Labels are the task's ``queue`` and ``kind``. A write that names its task by a bare ``Claim`` (which carries
+only the task id) and returns no task (an acknowledgement, a refusal) takes them from the store's record of
+what it claimed (``Labels``); a task claimed by another process or before the observer came has no such
+record, and its labels are the empty string. The reaper returns only a count: ``reaped`` has no labels.
 """
 
 from __future__ import annotations
@@ -71,6 +71,45 @@ class NullObserver:
 
 Observers = Sequence[Observer]
 
+# Labels of the tasks a store claimed, by id, kept only while it is observed; a bound, not a tuning knob.
+_MAX_LABELS = 100_000
+
+
+class Labels:
+    """The queue and kind of each task claimed through one store, until its attempt ends.
+
+    A fenced write may name its task by a bare ``Claim`` (the HTTP API's completions, a refused write): the
+    claim carries only the task id, so the labels it was claimed with are looked up here. Entries of tasks
+    whose end this store never sees (reaped, finished by another process) are dropped wholesale at the bound.
+    """
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, tuple[str, str]] = {}
+
+    def remember(self, task: Task) -> tuple[str, str]:
+        by_id = self._by_id
+        if len(by_id) >= _MAX_LABELS:
+            by_id.clear()
+        pair = by_id[task.id] = (task.queue, task.kind)
+        return pair
+
+    def forget(self, task_id: str) -> None:
+        self._by_id.pop(task_id, None)
+
+    def of(self, item: object) -> tuple[str, str]:
+        """The labels of a write's item (a task, a claim, either paired with a result), ending its entry."""
+        if isinstance(item, tuple) and item:
+            item = item[0]
+        if isinstance(item, Task):
+            self._by_id.pop(item.id, None)
+            return item.queue, item.kind
+        task_id = getattr(item, "task_id", None)
+        if isinstance(task_id, str):
+            return self._by_id.pop(task_id, ("", ""))
+        return "", ""
+
 
 def enqueued(observers: Observers, tasks: Iterable[Task]) -> None:
     counts = Counter((t.queue, t.kind) for t in tasks)
@@ -79,26 +118,22 @@ def enqueued(observers: Observers, tasks: Iterable[Task]) -> None:
             o.enqueued(queue, kind, n)
 
 
-def claimed(observers: Observers, tasks: Iterable[Task]) -> None:
+def claimed(observers: Observers, tasks: Iterable[Task], labels: Labels) -> None:
     for task in tasks:
+        queue, kind = labels.remember(task)
         latency = 0.0
         if task.claim is not None:
             ready = task.run_at if task.run_at > task.last_enqueued_at else task.last_enqueued_at
             latency = max((task.claim.claimed_at - ready).total_seconds(), 0.0)
         for o in observers:
-            o.claimed(task.queue, task.kind, latency)
-
-
-def _labels(item: object) -> tuple[str, str]:
-    if isinstance(item, tuple) and item:
-        item = item[0]
-    return (item.queue, item.kind) if isinstance(item, Task) else ("", "")
+            o.claimed(queue, kind, latency)
 
 
 def ended(
     observers: Observers,
     outcomes: Iterable[Task | TaskstoreError | None],
     items: Iterable[object],
+    labels: Labels,
     *,
     attempt_failed: bool = False,
 ) -> None:
@@ -110,11 +145,13 @@ def ended(
     for outcome, item in zip(outcomes, items, strict=False):
         if isinstance(outcome, Task):
             queue, kind, state = outcome.queue, outcome.kind, outcome.state
+            if state is not State.CLAIMED:
+                labels.forget(outcome.id)
         elif outcome is None:
-            (queue, kind), state = _labels(item), State.DONE
+            (queue, kind), state = labels.of(item), State.DONE
         else:
             if isinstance(outcome, LeaseError):
-                queue, kind = _labels(item)
+                queue, kind = labels.of(item)
                 for o in observers:
                     o.stale_write(queue, kind)
             continue

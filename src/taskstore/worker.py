@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import _otel, errors, limits
+from . import _observe, _otel, errors, limits
 from ._connect import redact
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
@@ -145,6 +145,7 @@ class Worker:
         completion_linger: float = 0.002,
         heartbeat_every: float = 5.0,
         tracer_provider: TracerProvider | None = None,
+        observers: Iterable[_observe.Observer] = (),
     ) -> None:
         bad = errors.ConfigError
         limits.integer(concurrency, "concurrency", 1, limits.MAX_CONCURRENCY, error=bad)
@@ -178,6 +179,8 @@ class Worker:
         # Each attempt runs in an OpenTelemetry span of this provider's (default: the global one), when the API
         # is installed, an SDK records, and TASKSTORE_OTEL does not switch it off.
         self._tracing = _otel.Tracing(tracer_provider)
+        # Added to the worker's store while it runs: they see its claims and outcomes, and its handlers' durations.
+        self._own_observers = tuple(observers)
         self._threads = HandlerThreads(keep=threads or concurrency)
         # ``threads`` below ``concurrency`` caps the sync handlers running at once; an abandoned thread
         # gives its place back.
@@ -242,6 +245,8 @@ class Worker:
         # The App's store when it lives on this loop; a store of the worker's own when the App's was opened on
         # another loop (a store is used from its own loop only).
         self._store, self._owns_store = await self.app.loop_store()
+        for observer in self._own_observers:
+            self._store.add_observer(observer)
         self._started_at = self._store.now()
         self._pipeline = self._chain()
         removed = await self.app.store_recurring(self._store)
@@ -308,6 +313,8 @@ class Worker:
         self._threads.close()
         with contextlib.suppress(errors.TaskstoreError):
             await self.store.set_worker_heartbeat(self._heartbeat(stopping=True))
+        for observer in self._own_observers:
+            self.store.remove_observer(observer)
         if self._owns_store:
             await self.store.close()
         s = self.stats
@@ -496,8 +503,16 @@ class Worker:
                 await self._write_failure(job, prepared)
                 return _ENDED
             assert self._pipeline is not None
+            observers = self.store.observers
+            started = time.perf_counter() if observers else 0.0
             try:
-                value = await self._pipeline(prepared)
+                try:
+                    value = await self._pipeline(prepared)
+                finally:
+                    if observers:
+                        seconds = time.perf_counter() - started
+                        for observer in observers:
+                            observer.handled(task.queue, task.kind, seconds)
             except asyncio.CancelledError as exc:
                 if _cancelled_by_worker():
                     await self._after_cancel(job)
@@ -546,7 +561,7 @@ class Worker:
                 await asyncio.shield(self.store.unclaim(job.claim))
             raise asyncio.CancelledError
         if value is not _ENDED:
-            (refused,) = await self.store.acknowledge_many([(job.claim, value)])
+            (refused,) = await self.store.acknowledge_many([(job.task, value)])
             if refused is not None:
                 raise refused
             self.stats.succeeded += 1
@@ -636,7 +651,7 @@ class Worker:
         elif job.cancel_requested:
             job.outcome = "cancelled"
             try:
-                await self.store.mark_cancelled(job.claim)
+                await self.store.mark_cancelled(job.task)
                 self.stats.cancelled += 1
             except errors.TaskstoreError as exc:
                 log.warning("task %s: could not record its cancellation: %s", job.task.id, exc)
@@ -652,7 +667,7 @@ class Worker:
         refusals = 0
         for attempt in itertools.count(1):
             try:
-                written = await self.store.mark_failed(job.claim, failure, retry_in=retry_in)
+                written = await self.store.mark_failed(job.task, failure, retry_in=retry_in)
                 job.outcome = "dead" if written.state is State.DEAD else "retry"
                 self.stats.failed += 1
                 return
@@ -683,7 +698,7 @@ class Worker:
             due = [j for j in self._held() if j.beat_at <= now and not (j.lost or j.released)]
             if due:
                 try:
-                    outcomes = await self.store.report_in_many([j.claim for j in due])
+                    outcomes = await self.store.report_in_many([j.task for j in due])
                 except errors.TaskstoreError as exc:
                     log.warning("worker %s could not renew leases: %s", self.worker_id, exc)
                     outcomes = []
@@ -774,7 +789,8 @@ class Worker:
         refusals = 0
         for attempt in itertools.count(1):
             try:
-                outcomes = await self.store.acknowledge_many([(job.claim, value) for job, value in batch])
+                # Tasks, not claims: they carry the same lease, and give the store their queue and kind to report.
+                outcomes = await self.store.acknowledge_many([(job.task, value) for job, value in batch])
                 break
             except errors.BackendUnavailable as exc:
                 problem: errors.TaskstoreError = exc  # the leases are kept meanwhile: wait for the store

@@ -34,6 +34,13 @@ ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30.0  # generous bound on any one awaited event: a failure, never a latency assertion
 
 
+@pytest.fixture(autouse=True)
+def wake_ups_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Push the streams' safety re-reads out of reach: what these tests see, wake-ups delivered."""
+    monkeypatch.setattr(events, "WATCH_POLL", 3600.0)
+    monkeypatch.setattr(events, "QUEUES_POLL", 3600.0)
+
+
 @dataclass
 class Event:
     event: str
@@ -164,13 +171,17 @@ async def test_several_ids_merge_and_the_stream_ends_when_all_are_terminal() -> 
         ]
 
 
-def _finish_in_another_process(url: str, queue: str) -> subprocess.Popen[bytes]:
+def _in_another_process(url: str, queue: str, action: str) -> subprocess.Popen[bytes]:
+    """``create`` a task in ``queue``, or ``finish`` one: claim it, then mark it done."""
     code = textwrap.dedent(
         f"""
         import asyncio, taskstore
 
         async def main():
             async with taskstore.open({url!r}) as store:
+                if {action!r} == "create":
+                    await store.create(taskstore.NewTask({queue!r}, "k"))
+                    return
                 [task] = await store.claim("other-process", [{queue!r}], block_for=20)
                 await asyncio.sleep(0.2)
                 await store.mark_done(task, "from elsewhere")
@@ -189,7 +200,7 @@ async def test_a_change_made_by_another_process_reaches_the_stream(shared_url: s
         async with stream(client, id=task.id, timeout=WAIT) as reader:
             first = await reader.next()
             assert first is not None and first.data["state"] == "queued"
-            proc = _finish_in_another_process(shared_url, "elsewhere")
+            proc = _in_another_process(shared_url, "elsewhere", "finish")
             try:
                 rest = await reader.rest()
             finally:
@@ -223,19 +234,19 @@ async def test_queue_snapshots_follow_changes(url: str) -> None:
 @pytest.mark.asyncio
 async def test_queue_snapshots_follow_another_process(shared_url: str) -> None:
     async with taskstore.open(shared_url) as store, serving(store) as client:
-        await store.create(NewTask("far", "k"))
         async with stream(client, interval=0.1, timeout=WAIT) as reader:
             first = await reader.next()
-            assert first is not None and first.data["queues"][0]["counts"]["queued"] == 1
-            proc = _finish_in_another_process(shared_url, "far")
-            try:
-                while True:
-                    event = await reader.next()
-                    assert event is not None, "the stream ended before the other process's change arrived"
-                    if event.data["queues"][0]["counts"]["done"] == 1:
-                        break
-            finally:
-                assert proc.wait(WAIT) == 0
+            assert first is not None and first.data == {"queues": []}
+            for action, state in (("create", "queued"), ("finish", "done")):
+                proc = _in_another_process(shared_url, "far", action)
+                try:
+                    while True:
+                        event = await reader.next()
+                        assert event is not None, f"the stream ended before the other process's {action} arrived"
+                        if event.data["queues"] and event.data["queues"][0]["counts"][state] == 1:
+                            break
+                finally:
+                    assert proc.wait(WAIT) == 0
 
 
 def _leftovers(key: Any) -> list[str]:

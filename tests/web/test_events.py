@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 import taskstore
-from taskstore import NewTask, Store
+from taskstore import NewTask, Store, serve
 from taskstore._feed import FEED
 from taskstore._wakeup import HUB
 from taskstore.web import create_app, events
@@ -82,12 +82,17 @@ class EventReader:
 
 @contextlib.asynccontextmanager
 async def serving(store: Store) -> AsyncIterator[httpx2.AsyncClient]:
+    async with running(store) as (client, _):
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running(store: Store) -> AsyncIterator[tuple[httpx2.AsyncClient, uvicorn.Server]]:
     """The app on a free loopback port of this event loop, and a client for it; both stopped on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(store, tokens=[]), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    server = serve.server(create_app(store, tokens=[]), log_level="warning", lifespan="off")
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(500):
@@ -96,7 +101,7 @@ async def serving(store: Store) -> AsyncIterator[httpx2.AsyncClient]:
             await asyncio.sleep(0.01)
         assert server.started, "uvicorn did not start"
         async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as client:
-            yield client
+            yield client, server
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, WAIT)
@@ -138,16 +143,20 @@ async def test_a_task_stream_shows_queued_running_succeeded_in_order_and_ends(ur
         task = await store.create(NewTask("mail", "send"))
         async with stream(client, id=task.id, timeout=WAIT) as reader:
             first = await reader.next()
-            assert first is not None and first.event == "status"
-            assert first.data["id"] == task.id and first.data["state"] == "queued"
+            assert first is not None
+            assert first.event == "status"
+            assert first.data["id"] == task.id
+            assert first.data["state"] == "queued"
             [claimed] = await store.claim("w1", ["mail"])
             running = await reader.next()
-            assert running is not None and running.data["state"] == "running"
+            assert running is not None
+            assert running.data["state"] == "running"
             await store.mark_done(claimed, {"sent": True})
             rest = await reader.rest()
         assert states(rest) == ["succeeded"]
         assert rest[0].data["payload"] == {"sent": True}
-        assert rest[-1].event == "end" and rest[-1].id == "end"
+        assert rest[-1].event == "end"
+        assert rest[-1].id == "end"
         ids = [first.id, running.id, rest[0].id]
         assert ids == ["1", "2", "3"]
 
@@ -162,7 +171,8 @@ async def test_several_ids_merge_and_the_stream_ends_when_all_are_terminal() -> 
             assert sorted(e.data["id"] for e in initial if e is not None) == sorted([a.id, b.id])
             await store.cancel(a.id)
             cancelled = await reader.next()
-            assert cancelled is not None and (cancelled.data["id"], cancelled.data["state"]) == (a.id, "cancelled")
+            assert cancelled is not None
+            assert (cancelled.data["id"], cancelled.data["state"]) == (a.id, "cancelled")
             await store.cancel(b.id)
             rest = await reader.rest()
         assert [(e.event, e.data.get("id"), e.data.get("state")) for e in rest] == [
@@ -199,7 +209,8 @@ async def test_a_change_made_by_another_process_reaches_the_stream(shared_url: s
         task = await store.create(NewTask("elsewhere", "k"))
         async with stream(client, id=task.id, timeout=WAIT) as reader:
             first = await reader.next()
-            assert first is not None and first.data["state"] == "queued"
+            assert first is not None
+            assert first.data["state"] == "queued"
             proc = _in_another_process(shared_url, "elsewhere", "finish")
             try:
                 rest = await reader.rest()
@@ -214,39 +225,50 @@ async def test_a_change_made_by_another_process_reaches_the_stream(shared_url: s
 
 @pytest.mark.asyncio
 async def test_queue_snapshots_follow_changes(url: str) -> None:
-    async with taskstore.open(url) as store, serving(store) as client:
-        async with stream(client, interval=0.1, timeout=WAIT) as reader:
-            first = await reader.next()
-            assert first is not None and first.event == "queues" and first.data == {"queues": []}
-            await store.create(NewTask("snap", "k"))
-            queued = await reader.next()
-            assert queued is not None and queued.event == "queues"
-            [snap] = queued.data["queues"]
-            assert snap["name"] == "snap" and snap["counts"]["queued"] == 1
-            await store.claim("w1", ["snap"])
-            running = await reader.next()
-            assert running is not None
-            assert running.data["queues"][0]["counts"]["queued"] == 0
-            assert running.data["queues"][0]["counts"]["claimed"] == 1
+    async with (
+        taskstore.open(url) as store,
+        serving(store) as client,
+        stream(client, interval=0.1, timeout=WAIT) as reader,
+    ):
+        first = await reader.next()
+        assert first is not None
+        assert first.event == "queues"
+        assert first.data == {"queues": []}
+        await store.create(NewTask("snap", "k"))
+        queued = await reader.next()
+        assert queued is not None
+        assert queued.event == "queues"
+        [snap] = queued.data["queues"]
+        assert snap["name"] == "snap"
+        assert snap["counts"]["queued"] == 1
+        await store.claim("w1", ["snap"])
+        running = await reader.next()
+        assert running is not None
+        assert running.data["queues"][0]["counts"]["queued"] == 0
+        assert running.data["queues"][0]["counts"]["claimed"] == 1
 
 
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_queue_snapshots_follow_another_process(shared_url: str) -> None:
-    async with taskstore.open(shared_url) as store, serving(store) as client:
-        async with stream(client, interval=0.1, timeout=WAIT) as reader:
-            first = await reader.next()
-            assert first is not None and first.data == {"queues": []}
-            for action, state in (("create", "queued"), ("finish", "done")):
-                proc = _in_another_process(shared_url, "far", action)
-                try:
-                    while True:
-                        event = await reader.next()
-                        assert event is not None, f"the stream ended before the other process's {action} arrived"
-                        if event.data["queues"] and event.data["queues"][0]["counts"][state] == 1:
-                            break
-                finally:
-                    assert proc.wait(WAIT) == 0
+    async with (
+        taskstore.open(shared_url) as store,
+        serving(store) as client,
+        stream(client, interval=0.1, timeout=WAIT) as reader,
+    ):
+        first = await reader.next()
+        assert first is not None
+        assert first.data == {"queues": []}
+        for action, state in (("create", "queued"), ("finish", "done")):
+            proc = _in_another_process(shared_url, "far", action)
+            try:
+                while True:
+                    event = await reader.next()
+                    assert event is not None, f"the stream ended before the other process's {action} arrived"
+                    if event.data["queues"] and event.data["queues"][0]["counts"][state] == 1:
+                        break
+            finally:
+                assert proc.wait(WAIT) == 0
 
 
 def _leftovers(key: Any) -> list[str]:
@@ -327,3 +349,15 @@ async def test_the_openapi_document_describes_the_stream() -> None:
 def test_frames_are_single_line_json() -> None:
     framed = events.frame("status", b'{"a":"x\\ny"}', "7")
     assert framed == b'event: status\nid: 7\ndata: {"a":"x\\ny"}\n\n'
+
+
+@pytest.mark.asyncio
+async def test_open_streams_end_when_the_server_shuts_down() -> None:
+    async with taskstore.open("memory://") as store, running(store) as (client, server):
+        task = await store.create(NewTask("q", "k"))
+        async with stream(client, id=task.id) as by_id, stream(client) as by_queue:
+            assert await by_id.next() is not None
+            assert await by_queue.next() is not None
+            server.should_exit = True  # uvicorn would wait for both responses, without limit
+            assert await by_id.rest() == []
+            assert await by_queue.rest() == []

@@ -16,10 +16,10 @@ writes (PostgreSQL ``LISTEN``/``NOTIFY``, SQLite's watch of the ``-shm`` header,
 a claim made by another process notifies nobody, so its ``running`` shows at that pace (or is merged away).
 
 A plain ``Response`` subclass rather than ``sse-starlette``: the wire format is a few lines, and this class
-needs exactly three concurrent jobs (the events, a ``: ping`` comment every ``PING_EVERY`` seconds, and a
-listener for the client's disconnect) ended together; a dependency for that is not worth it. Listening for
-the disconnect matters: Starlette's ``StreamingResponse`` (ASGI spec 2.4 servers) learns of a departed
-client only at its next write, which for an idle stream is the next ping, 15 s later.
+needs exactly four concurrent jobs ended together: the events, a ``: ping`` comment every ``PING_EVERY``
+seconds, a listener for the client's disconnect and one for the server's shutdown. A dependency for that is
+not worth it. Listening for the disconnect matters: Starlette's ``StreamingResponse`` (ASGI spec 2.4
+servers) learns of a departed client only at its next write, which for an idle stream is the next ping.
 
 ``Last-Event-ID``: statuses are states, not a log the store keeps, so there is nothing to replay; a
 reconnecting client gets every id's current status again, which supersedes whatever it missed. Event ids
@@ -49,7 +49,10 @@ from .routes import Call, Endpoint
 from .schemas import JSON_ENCODER, EventsQuery, QueuesOut
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from ..store import Store
+    from .app import WebState
 
 log = logging.getLogger("taskstore.web")
 
@@ -57,8 +60,27 @@ PING_EVERY = 15.0  # a comment line this often keeps proxies from closing an idl
 WATCH_POLL = 1.0  # an id's safety re-read when no wake-up came (PostgreSQL claims send none)
 QUEUES_POLL = 5.0  # the queue snapshot's safety re-read (also what moves the live-worker counts)
 END_ID = "end"
+_CLOSING = "events.closing"  # the key of the app's "streams must end" event in WebState.extras
 
 EVENT_STREAM = "text/event-stream"
+
+
+def closing(state: WebState) -> asyncio.Event:
+    """Set when the server shuts down: every open stream of the app ends."""
+    event = state.extras.get(_CLOSING)
+    if event is None:
+        event = state.extras[_CLOSING] = asyncio.Event()
+    assert isinstance(event, asyncio.Event)
+    return event
+
+
+def end_streams(app: Starlette) -> None:
+    """End every open event stream of ``app`` (``create_app``'s), on the server's loop.
+
+    A server shutting down waits for open responses to finish (uvicorn does, without limit by default), and
+    an event stream never finishes by itself: call this first. ``taskstore serve`` does (``serve.server``).
+    """
+    closing(app.state.taskstore).set()
 
 
 def frame(event: str, data: bytes, event_id: str) -> bytes:
@@ -71,9 +93,10 @@ class EventStream(Response):
 
     media_type = EVENT_STREAM
 
-    def __init__(self, events: AsyncGenerator[bytes, None], *, timeout: float | None) -> None:
+    def __init__(self, events: AsyncGenerator[bytes, None], *, timeout: float | None, closing: asyncio.Event) -> None:
         self._events = events
         self._timeout = timeout
+        self._closing = closing
         self.status_code = 200
         self.background = None
         # no-cache: an intermediary must not replay a stream; X-Accel-Buffering: nginx must not hold it back.
@@ -113,8 +136,11 @@ class EventStream(Response):
                 message = await receive()
             gone.set()
 
+        async def shutdown() -> None:
+            await self._closing.wait()
+
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [produce, ping, listen]
+        jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [produce, ping, listen, shutdown]
         tasks = [asyncio.create_task(job(), name=f"taskstore-events-{job.__name__}") for job in jobs]
         try:
             await asyncio.wait(tasks, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -190,7 +216,7 @@ async def events(call: Call) -> Response | None:
     if call.request.headers.get("last-event-id") == END_ID:
         return None  # 204: an EventSource stops reconnecting to a stream that ended
     source = _statuses(call.store, list(dict.fromkeys(q.id))) if q.id else _queues(call.store, q.interval)
-    return EventStream(source, timeout=q.timeout)
+    return EventStream(source, timeout=q.timeout, closing=closing(call.state))
 
 
 DESCRIPTION = (
@@ -198,7 +224,8 @@ DESCRIPTION = (
     "current status and then each change; once every id is terminal, event `end` (id `end`) and the stream "
     "ends. Without `id`: event `queues` (data: a `QueuesOut`) at connect and after changes, at most one per "
     "`interval` seconds. A `: ping` comment every 15 s. `timeout` (seconds) ends the stream. A reconnect with "
-    "`Last-Event-ID: end` is answered 204; any other Last-Event-ID restarts from the current statuses."
+    "`Last-Event-ID: end` is answered 204; any other Last-Event-ID restarts from the current statuses. "
+    "Streams end when the server shuts down."
 )
 
 ENDPOINT = Endpoint(

@@ -308,6 +308,23 @@ async def test_timeout_ends_the_stream_and_pings_keep_it_alive(monkeypatch: pyte
 
 
 @pytest.mark.asyncio
+async def test_a_store_failure_mid_stream_is_an_error_event_that_ends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with taskstore.open("memory://") as store, serving(store) as client:
+        async with stream(client, interval=0.1, timeout=WAIT) as reader:
+            assert await reader.next() is not None
+
+            async def down() -> None:
+                raise taskstore.errors.BackendUnavailable("the database went away")
+
+            monkeypatch.setattr(store, "list_queues", down)
+            await store.create(NewTask("q", "k"))
+            found = await reader.rest()
+        assert [e.event for e in found] == ["error"]
+        assert found[0].data["type"] == "BackendUnavailable"
+        assert found[0].data["status"] == 503
+
+
+@pytest.mark.asyncio
 async def test_a_reconnect_after_the_end_is_told_to_stop() -> None:
     async with taskstore.open("memory://") as store, serving(store) as client:
         response = await client.get("/api/v1/events", params={"id": "x"}, headers={"Last-Event-ID": "end"})

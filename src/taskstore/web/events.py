@@ -119,11 +119,12 @@ class EventStream(Response):
                 try:
                     async for chunk in events:
                         await emit(chunk)
-                except OSError:
-                    if not gone.is_set():
-                        raise
-                except Exception as exc:  # headers are sent: the failure can only be told as an event
-                    await emit(frame("error", JSON_ENCODER.encode(problem_of(exc)), "error"))
+                except Exception as exc:
+                    if gone.is_set():  # the client left mid-write: nobody to tell
+                        return
+                    # Headers are sent: the failure can only be told as an event, and it ends the stream.
+                    with contextlib.suppress(OSError):
+                        await emit(frame("error", JSON_ENCODER.encode(problem_of(exc)), "error"))
 
         async def ping() -> None:
             while True:

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 
 from .. import _otel, errors
 from ..model import Failure, State
-from . import convert
+from . import convert, events
 from .auth import Role
 from .problems import HTTPProblem, problem_of
 from .routes import Call, Endpoint, read_body, route
@@ -276,6 +276,7 @@ ENDPOINTS: Sequence[Endpoint] = (
              response=StatusOut, errors=_READ_ERRORS, tag="results"),
     Endpoint("GET", "/groups/{id}", "get_group", "A group or chord and its members' statuses", Role.READ,
              get_group, response=GroupOut, errors=_READ_ERRORS, tag="results"),
+    events.ENDPOINT,
 )  # fmt: skip
 
 

@@ -1,0 +1,210 @@
+"""Workers in two languages on one queue: ``curl_worker.sh`` (bash, curl, jq) through ``taskstore serve``, and
+``taskstore worker`` (Python) on the store itself, with the same task kind.
+
+A few hundred tasks are enqueued over HTTP; some report progress, some fail their first attempt on purpose.
+Each worker records every execution to a file; the checker then finds every task done exactly once, with the
+right result, every planned failure retried to success, and nothing run that was not planned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .curl_app import KIND
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).resolve().parent / "curl_worker.sh"
+TOKEN = "worker-secret-for-the-curl-test"
+TASKS = 300
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("curl") is None or shutil.which("jq") is None,
+        reason="curl and jq are needed for the curl worker (.ci/run installs them)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Http:
+    """The checker's own view, through the API with the worker's token."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + "/api/v1" + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {TOKEN}")
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def tasks(self, queue: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", f"/tasks?queue={queue}&limit=1000")["items"])
+
+
+class Processes:
+    """Everything the test starts, stopped (and waited for) at its end whatever happened."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        # Output to files: a pipe nobody reads fills up and blocks the process.
+        with (self.logs / f"{name}.log").open("wb") as out:
+            proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        self.procs.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mixed.db'}"
+    return str(request.getfixturevalue("postgres_db"))
+
+
+def wait_until(check: Any, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: the process exited {proc.returncode} first")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def serves(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/api/openapi.json", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def plan(i: int) -> dict[str, Any]:
+    """Task i's kwargs: every 5th reports progress, every 7th fails its first attempt."""
+    return {"n": i, "progress": i % 5 == 0, "fail_first": i % 7 == 0}
+
+
+def read_records(*paths: Path) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for path in paths:
+        if path.exists():
+            lines += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return lines
+
+
+def test_a_curl_worker_and_a_python_worker_share_a_queue(url: str, processes: Processes, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    queue = f"mixed-{uuid.uuid4().hex[:8]}"  # the PostgreSQL database is shared by the session's tests
+    cli = [sys.executable, "-m", "taskstore"]
+    server = processes.start(
+        "serve",
+        [*cli, "serve", "--url", url, "--port", str(port), "--token", f"worker:{TOKEN}", "--log-level", "warning"],
+    )
+    wait_until(lambda: serves(base), 60, "taskstore serve to answer", server)
+    http = Http(base)
+    created = http.call(
+        "POST",
+        "/tasks",
+        {"tasks": [{"queue": queue, "kind": KIND, "id": f"t{i}", "args": {"args": [], "kwargs": plan(i)},
+                    "max_attempts": 3} for i in range(TASKS)]},
+    )  # fmt: skip
+    assert len(created["tasks"]) == TASKS
+
+    curl_record, python_record, stop = tmp_path / "curl.jsonl", tmp_path / "python.jsonl", tmp_path / "stop"
+    curl = processes.start(
+        "curl",
+        ["bash", str(SCRIPT), base],
+        {"TASKSTORE_TOKEN": TOKEN, "QUEUE": queue, "WORKER_ID": "curl-1", "BATCH": "5", "BLOCK_FOR": "0.5",
+         "STOP_FILE": str(stop), "RECORD": str(curl_record)},
+    )  # fmt: skip
+    # The Python worker starts once the curl worker has run a task, so both surely take a share.
+    wait_until(lambda: bool(read_records(curl_record)), 60, "the curl worker's first task", curl)
+    python = processes.start(
+        "python",
+        [*cli, "worker", "tests.web.curl_app:app", "--url", url, "--queue", queue, "--concurrency", "4",
+         "--log-level", "warning"],
+        {"CURL_TEST_RECORD": str(python_record)},
+    )  # fmt: skip
+
+    def all_done() -> bool:
+        return sum(t["state"] == "done" for t in http.tasks(queue)) == TASKS
+
+    wait_until(all_done, 90, "every task to be done", curl)
+    stop.touch()
+    assert curl.wait(timeout=30) == 0, processes.log("curl")
+    python.terminate()
+    assert python.wait(timeout=30) == 0, processes.log("python")
+
+    records = read_records(curl_record, python_record)
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in records:
+        by_task[line["id"]].append(line)
+    tasks = {t["id"]: t for t in http.tasks(queue)}
+    assert set(tasks) == set(by_task) == {f"t{i}" for i in range(TASKS)}
+    for i in range(TASKS):
+        task_id, kwargs = f"t{i}", plan(i)
+        runs = sorted(by_task[task_id], key=lambda line: line["attempt"])
+        task = tasks[task_id]
+        # Exactly the planned executions: a failed first attempt then a done second one, or one done run.
+        expected = [(1, "failed"), (2, "done")] if kwargs["fail_first"] else [(1, "done")]
+        assert [(r["attempt"], r["outcome"]) for r in runs] == expected, (task_id, runs)
+        assert task["state"] == "done" and task["attempts"] == len(expected), task
+        assert task["result"]["value"] == 3 * i + 1 == runs[-1]["result"], (task, runs)
+        if kwargs["fail_first"]:
+            assert [f["failure"]["type"].rsplit(".", 1)[-1] for f in task["failures"]] == ["Flaky"], task
+        for run in runs:
+            if run["by"] == "curl":
+                assert run["status"] == 200, run
+                assert run["reported"] is kwargs["progress"], run  # its report was stored and answered
+    done_by = {r["by"] for r in records if r["outcome"] == "done"}
+    assert done_by == {"curl", "python"}, "both workers should have finished tasks"

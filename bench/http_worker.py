@@ -141,7 +141,7 @@ def produce(base: str, params: dict[str, Any]) -> dict[str, Any]:
         "p99_ms": qs[98],
         "max_ms": ms[-1] if ms else 0.0,
         "sent": len(took),
-        "expected": total,
+        "planned": total,
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
     }

@@ -74,7 +74,8 @@ class Processes:
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         # Output to files: a pipe nobody reads fills up and blocks the process.
         with (self.logs / f"{name}.log").open("wb") as out:
-            proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+            full_env = {**os.environ, **(env or {})}
+            proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=full_env)
         self.procs.append(proc)
         return proc
 
@@ -198,7 +199,8 @@ def test_a_curl_worker_and_a_python_worker_share_a_queue(url: str, processes: Pr
         # Exactly the planned executions: a failed first attempt then a done second one, or one done run.
         expected = [(1, "failed"), (2, "done")] if kwargs["fail_first"] else [(1, "done")]
         assert [(r["attempt"], r["outcome"]) for r in runs] == expected, (task_id, runs)
-        assert task["state"] == "done" and task["attempts"] == len(expected), task
+        assert task["state"] == "done", task
+        assert task["attempts"] == len(expected), task
         assert task["result"]["value"] == 3 * i + 1 == runs[-1]["result"], (task, runs)
         if kwargs["fail_first"]:
             assert [f["failure"]["type"].rsplit(".", 1)[-1] for f in task["failures"]] == ["Flaky"], task

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,7 @@ def last_json(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     return result
 
 
-def drain(backend: Backend, fill: Any, n: int, cap: float) -> dict[str, Any]:
+def drain(backend: Backend, fill: Callable[[str, int], dict[str, Any]], n: int, cap: float) -> dict[str, Any]:
     """``fill(url, n)`` puts n no-op tasks in queue ``bench``; the workers then drain them through the server."""
     url = backend.fresh("taskstore-postgres-http")
     filled = fill(url, n)

@@ -178,7 +178,7 @@ def test_a_curl_worker_and_a_python_worker_share_a_queue(url: str, processes: Pr
     )  # fmt: skip
 
     def all_done() -> bool:
-        return sum(t["state"] == "done" for t in http.tasks(queue)) == TASKS
+        return sum(1 for t in http.tasks(queue) if t["state"] == "done") == TASKS
 
     wait_until(all_done, 90, "every task to be done", curl)
     stop.touch()

@@ -12,7 +12,9 @@
 # Every write carries the worker id and the lease token the claim returned, so the store fences it as it
 # fences a Python worker's. A refused write (409: the lease was lost) is recorded and the task left alone.
 #
-# It stops when $STOP_FILE exists or after $IDLE_EXIT claims in a row came back empty (0: never).
+# It stops when $STOP_FILE exists, after $IDLE_EXIT claims in a row came back empty (0: never), or on SIGTERM or
+# SIGINT: then it finishes the task in hand and gives the rest of its batch back (POST /tasks/{id}/unclaim,
+# no attempt spent) rather than leave them to wait out their lease.
 # With $RECORD set, each execution appends one JSON line to that file: id, attempt, outcome, HTTP status.
 set -euo pipefail
 
@@ -86,10 +88,13 @@ work_one() {  # one claimed task, as compact JSON
     "{\"reported\": $reported, \"result\": $((3 * n + 1))}"
 }
 
+stopping=false
+trap 'stopping=true' TERM INT  # bash runs it once the curl in hand returns: the loops below check it
+
 claim_body=$(jq -cn --arg w "$WORKER_ID" --arg q "$QUEUE" --argjson limit "$BATCH" --argjson block "$BLOCK_FOR" \
   '{worker_id: $w, queues: [$q], limit: $limit, block_for: $block}')
 idle=0
-while [ -z "$STOP_FILE" ] || [ ! -e "$STOP_FILE" ]; do
+while [ "$stopping" = false ] && { [ -z "$STOP_FILE" ] || [ ! -e "$STOP_FILE" ]; }; do
   post /claims "$claim_body"
   if [ "$STATUS" != 200 ]; then
     echo "curl_worker.sh: claim answered $STATUS: $BODY" >&2
@@ -106,6 +111,11 @@ while [ -z "$STOP_FILE" ] || [ ! -e "$STOP_FILE" ]; do
   fi
   idle=0
   for task in "${tasks[@]}"; do
+    if [ "$stopping" = true ]; then
+      IFS=$'\t' read -r id token < <(jq -r '[.id, .token] | @tsv' <<<"$task")
+      post "/tasks/$id/unclaim" "$(lease_body "$token")"
+      continue
+    fi
     work_one "$task"
   done
 done

@@ -210,3 +210,35 @@ def test_a_curl_worker_and_a_python_worker_share_a_queue(url: str, processes: Pr
                 assert run["reported"] is kwargs["progress"], run  # its report was stored and answered
     done_by = {r["by"] for r in records if r["outcome"] == "done"}
     assert done_by == {"curl", "python"}, "both workers should have finished tasks"
+
+
+def test_a_stopped_curl_worker_gives_its_batch_back(processes: Processes, tmp_path: Path) -> None:
+    """SIGTERM mid-batch: the task in hand is finished, the rest are unclaimed (no attempt spent), none left held."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    server = processes.start(
+        "serve", [sys.executable, "-m", "taskstore", "serve", "--url", url, "--port", str(port),
+                  "--token", f"worker:{TOKEN}", "--log-level", "warning"],
+    )  # fmt: skip
+    wait_until(lambda: serves(base), 60, "taskstore serve to answer", server)
+    http = Http(base)
+    tasks = [{"queue": "stop", "kind": KIND, "args": {"args": [], "kwargs": {"n": i}}} for i in range(200)]
+    http.call("POST", "/tasks", {"tasks": tasks})
+    record = tmp_path / "curl.jsonl"
+    curl = processes.start(
+        "curl",
+        ["bash", str(SCRIPT), base],
+        {"TASKSTORE_TOKEN": TOKEN, "QUEUE": "stop", "BATCH": "50", "BLOCK_FOR": "0.5", "RECORD": str(record)},
+    )
+    wait_until(lambda: bool(read_records(record)), 60, "the curl worker's first task", curl)
+    curl.terminate()
+    assert curl.wait(timeout=30) == 0, processes.log("curl")
+    states = {t["id"]: t for t in http.tasks("stop")}
+    done = {r["id"] for r in read_records(record) if r["outcome"] == "done"}
+    assert done, "it finished at least the task in hand"
+    for task_id, task in states.items():
+        if task_id in done:
+            assert task["state"] == "done", task
+        else:  # given back, or never claimed: queued, and no attempt spent
+            assert (task["state"], task["attempts"]) == ("queued", 0), task

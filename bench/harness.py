@@ -239,12 +239,16 @@ def run_http(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str
     def fill(url: str, n: int) -> dict[str, Any]:
         return child(system, "fill", url, {"kind": "noop", "n": n}, timeout=3600)
 
-    try:
-        r["http_drain"] = http_bench.drain(backend, fill, plan.http, plan.cap + 60)
-    except Exception as exc:  # a server that would not start, a worker that crashed: shown, not fatal
-        r["http_drain"] = {"error": f"{type(exc).__name__}: {exc}"}
     workers = http_bench.HTTP_WORKERS
-    show("http_drain", f"{{rate:,.0f}} tasks/s by {workers} HTTP workers, serve CPU {{serve_cpu_s:.1f}} s")
+    for run, processes in (("http_drain", 1), ("http_drain2", 2)):
+        try:
+            r[run] = http_bench.drain(backend, fill, plan.http, plan.cap + 60, processes)
+        except Exception as exc:  # a server that would not start, a worker that crashed: shown, not fatal
+            r[run] = {"error": f"{type(exc).__name__}: {exc}"}
+        show(
+            run,
+            f"{{rate:,.0f}} tasks/s by {workers} HTTP workers, serve processes {processes}, CPU {{serve_cpu_s:.1f}} s",
+        )
     try:
         r["http_enqueue"] = http_bench.enqueue_latency(backend, plan.http_rate, plan.http_seconds)
     except Exception as exc:

@@ -4,6 +4,7 @@
    with a worker-role token), and ``HTTP_WORKERS`` processes of ``bench/http_worker.py`` (claims of 50 with
    ``block_for``, one ``POST /api/v1/completions`` per batch): tasks/s from the first claim that returned
    tasks to the last completion, and the CPU of the server process and of the database during the run.
+   ``http_drain2`` is the same with ``taskstore serve --workers 2``.
 2. ``http_enqueue``: ``POST /api/v1/tasks`` open loop at ``http_rate`` requests/s from one producer process;
    p50 and p99 from each request's slot to its answer.
 
@@ -33,11 +34,13 @@ BATCH = 50
 
 
 @contextlib.contextmanager
-def serving(url: str, token: str) -> Iterator[tuple[str, psutil.Process]]:
-    """``taskstore serve`` on a free port, until the block ends; its base URL and its process."""
+def serving(url: str, token: str, processes: int = 1) -> Iterator[tuple[str, psutil.Process]]:
+    """``taskstore serve`` on a free port, until the block ends; its base URL and its (parent) process."""
     port = free_port()
     cli = Path(sys.executable).parent / "taskstore"
     cmd = [str(cli), "serve", "--url", url, "--port", str(port), "--token", f"worker:{token}", "--log-level", "warning"]
+    if processes > 1:
+        cmd += ["--workers", str(processes)]
     proc = subprocess.Popen(cmd)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -88,14 +91,17 @@ def last_json(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     return result
 
 
-def drain(backend: Backend, fill: Callable[[str, int], dict[str, Any]], n: int, cap: float) -> dict[str, Any]:
-    """``fill(url, n)`` puts n no-op tasks in queue ``bench``; the workers then drain them through the server."""
+def drain(
+    backend: Backend, fill: Callable[[str, int], dict[str, Any]], n: int, cap: float, processes: int = 1
+) -> dict[str, Any]:
+    """``fill(url, n)`` puts n no-op tasks in queue ``bench``; the workers then drain them through the server
+    (``taskstore serve --workers processes``)."""
     url = backend.fresh("taskstore-postgres-http")
     filled = fill(url, n)
     if "error" in filled:
         return filled
     token = secrets.token_urlsafe(16)
-    with serving(url, token) as (base, server):
+    with serving(url, token, processes) as (base, server):
         server_cpu0, db_cpu0 = tree_cpu(server), backend.server_cpu()
         params = {"token": token, "queue": "bench", "batch": BATCH, "block_for": 0.5, "idle": 2, "cap": cap}
         procs = [http_worker("work", base, params) for _ in range(HTTP_WORKERS)]
@@ -114,7 +120,8 @@ def drain(backend: Backend, fill: Callable[[str, int], dict[str, Any]], n: int, 
         "elapsed_s": elapsed,
         "serve_cpu_s": server_cpu,
         "capped": done < n,
-        "settings": f"taskstore serve (one process, uvicorn) and {HTTP_WORKERS} bench/http_worker.py processes: "
+        "settings": f"taskstore serve ({'one process' if processes == 1 else f'--workers {processes}'}, uvicorn) "
+        f"and {HTTP_WORKERS} bench/http_worker.py processes: "
         f"POST /api/v1/claims limit {BATCH} with block_for, POST /api/v1/completions per batch",
     }
     if db_cpu0 is not None and db_cpu1 is not None:

@@ -54,6 +54,7 @@ SCENARIO_OF = {
     "enqueue_plain": "unique",
     "enqueue_unique": "unique",
     "http_drain": "http",
+    "http_drain2": "http",
     "http_enqueue": "http",
 }
 
@@ -106,6 +107,12 @@ def rows(plan: dict[str, Any], scenarios: list[str] | None = None) -> list[Row]:
                 "rate",
                 True,
                 chart="HTTP drain, 4 workers, one server, tasks/s",
+            ),
+            Row(
+                f"HTTP drain {plan['http']:,} no-op: the same, taskstore serve --workers 2 (tasks/s)",
+                "http_drain2",
+                "rate",
+                True,
             ),
             Row(f"POST /api/v1/tasks p50 at {rate:,}/s, open loop (ms)", "http_enqueue", "p50_ms", False, "{:,.1f}"),
             Row(f"POST /api/v1/tasks p99 at {rate:,}/s, open loop (ms)", "http_enqueue", "p99_ms", False, "{:,.1f}"),
@@ -251,11 +258,12 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
     if any("http_drain" in r for r in results.values()):
         lines += [
             "- HTTP rows (taskstore on PostgreSQL only; the peers have no HTTP API): `taskstore serve` started with",
-            "  the CLI and a worker-role token, one process; 4 `bench/http_worker.py` processes (stdlib `http.client`,",
-            "  no taskstore import) claim 50 at a time with `block_for` and finish each batch with one",
-            "  `POST /api/v1/completions`; the rate runs from the first claim that returned tasks to the last",
-            "  completion. The POST /api/v1/tasks latency runs from each request's slot (open loop, one producer",
-            "  process, a thread pool of kept-alive connections) to its answer.",
+            "  the CLI and a worker-role token, one process (the next row: `--workers 2`); 4 `bench/http_worker.py`",
+            "  processes (stdlib `http.client`, no taskstore import) claim 50 at a time with `block_for` and finish",
+            "  each batch with one `POST /api/v1/completions`; the rate runs from the first claim that returned",
+            "  tasks to the last completion. The POST /api/v1/tasks latency runs from each request's slot (open",
+            "  loop, one producer process, a thread pool of kept-alive connections, one server process) to its",
+            "  answer.",
         ]
     lines.append("")
     for title, run in (

@@ -5,10 +5,11 @@
 #
 # It claims up to $BATCH tasks at a time from $QUEUE (POST /api/v1/claims, waiting up to $BLOCK_FOR seconds
 # for one to be ready) and works each by its arguments ({"args": [...], "kwargs": {"n": N, "progress": bool,
-# "fail_first": bool}}, the shape a Python App enqueues):
+# "fail_first": bool}}, the shape a Python App enqueues; n may also be the first positional argument):
 #   - progress: POST /tasks/{id}/report with data, which also renews the lease;
 #   - fail_first on the first attempt: POST /tasks/{id}/fail with a failure (retryable, retried at once);
-#   - otherwise POST /tasks/{id}/done with the result 3 * n + 1.
+#   - otherwise POST /tasks/{id}/done with the result 3 * n + 1, or, when n is not a number, /fail with a
+#     failure that is not retryable (the task goes dead at once).
 # Every write carries the worker id and the lease token the claim returned, so the store fences it as it
 # fences a Python worker's. A refused write (409: the lease was lost) is recorded and the task left alone.
 #
@@ -62,10 +63,12 @@ lease_body() {
 }
 
 work_one() {  # one claimed task, as compact JSON
-  local id token attempt n progress fail_first reported=false
-  IFS=$'\t' read -r id token attempt n progress fail_first < <(
-    jq -r '[.id, .token, .attempts, (.args.kwargs.n // 0), (.args.kwargs.progress // false),
-            (.args.kwargs.fail_first // false)] | @tsv' <<<"$1"
+  local id token attempt result progress fail_first reported=false
+  # n as a keyword or the first positional argument; a result of null means n is not a number.
+  IFS=$'\t' read -r id token attempt result progress fail_first < <(
+    jq -r '(.args.kwargs // {}) as $kw | [.id, .token, .attempts,
+            (try (3 * ($kw.n // .args.args[0]) + 1) catch null), ($kw.progress // false), ($kw.fail_first // false)]
+           | map(tostring) | @tsv' <<<"$1"
   )
   if [ "$progress" = true ]; then
     post "/tasks/$id/report" "$(lease_body "$token" '{"data": {"progress": 0.5, "by": "curl"}}')"
@@ -83,9 +86,15 @@ work_one() {  # one claimed task, as compact JSON
       "{\"reported\": $reported}"
     return
   fi
-  post "/tasks/$id/done" "$(lease_body "$token" "{\"result\": $((3 * n + 1))}")"
+  if [ "$result" = null ]; then  # bad arguments: retrying cannot help, so the task goes dead at once
+    post "/tasks/$id/fail" "$(lease_body "$token" \
+      '{"failure": {"type": "BadArguments", "message": "n must be a number", "retryable": false}}')"
+    record "$id" "$attempt" "$([ "$STATUS" = 200 ] && echo dead || echo refused)" "$STATUS"
+    return
+  fi
+  post "/tasks/$id/done" "$(lease_body "$token" "{\"result\": $result}")"
   record "$id" "$attempt" "$([ "$STATUS" = 200 ] && echo done || echo refused)" "$STATUS" \
-    "{\"reported\": $reported, \"result\": $((3 * n + 1))}"
+    "{\"reported\": $reported, \"result\": $result}"
 }
 
 stopping=false

@@ -155,3 +155,32 @@ def test_a_stopped_curl_worker_gives_its_batch_back(processes: Processes, tmp_pa
             assert task["state"] == "done", task
         else:  # given back, or never claimed: queued, and no attempt spent
             assert (task["state"], task["attempts"]) == ("queued", 0), task
+
+
+def test_the_curl_worker_reads_positional_args_refuses_bad_ones_and_exits_when_idle(
+    processes: Processes, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = processes.start(
+        "serve", [sys.executable, "-m", "taskstore", "serve", "--url", f"sqlite:///{tmp_path / 'args.db'}",
+                  "--port", str(port), "--token", f"worker:{TOKEN}", "--log-level", "warning"],
+    )  # fmt: skip
+    wait_until(lambda: serves(base), 60, "taskstore serve to answer", server)
+    http = Http(base)
+    args: list[Any] = [[5], ["five"], [2.5], []]
+    tasks = [
+        {"queue": "args", "kind": KIND, "id": f"a{i}", "args": {"args": a, "kwargs": {}}} for i, a in enumerate(args)
+    ]
+    http.call("POST", "/tasks", {"tasks": tasks})
+    curl = processes.start(
+        "curl", ["bash", str(SCRIPT), base],
+        {"TASKSTORE_TOKEN": TOKEN, "QUEUE": "args", "BLOCK_FOR": "0.2", "IDLE_EXIT": "2"},
+    )  # fmt: skip
+    assert curl.wait(timeout=60) == 0, processes.log("curl")  # on its own: two empty claims in a row
+    states = {t["id"]: t for t in http.tasks("args")}
+    assert (states["a0"]["state"], states["a0"]["result"]["value"]) == ("done", 16)
+    assert (states["a2"]["state"], states["a2"]["result"]["value"]) == ("done", 8.5)
+    for bad in ("a1", "a3"):  # not retried: the failure says retrying cannot help
+        assert (states[bad]["state"], states[bad]["attempts"]) == ("dead", 1), states[bad]
+        assert states[bad]["result"]["failure"]["type"] == "BadArguments", states[bad]

@@ -66,13 +66,19 @@ def test_a_curl_worker_and_a_python_worker_share_a_queue(url: str, processes: Pr
     )
     wait_until(lambda: serves(base), 60, "taskstore serve to answer", server)
     http = Http(base)
-    created = http.call(
-        "POST",
-        "/tasks",
-        {"tasks": [{"queue": queue, "kind": KIND, "id": f"t{i}", "args": {"args": [], "kwargs": plan(i)},
-                    "max_attempts": 3} for i in range(TASKS)]},
-    )  # fmt: skip
-    assert len(created["tasks"]) == TASKS
+
+    def enqueue(numbers: range) -> None:
+        created = http.call(
+            "POST",
+            "/tasks",
+            {"tasks": [{"queue": queue, "kind": KIND, "id": f"t{i}", "args": {"args": [], "kwargs": plan(i)},
+                        "max_attempts": 3} for i in numbers]},
+        )  # fmt: skip
+        assert len(created["tasks"]) == len(numbers)
+
+    # Both workers surely take a share: the curl worker starts alone on the first half; the second half is
+    # enqueued once the Python worker is live (its heartbeat is written before it claims anything).
+    enqueue(range(TASKS // 2))
 
     curl_record, python_record, stop = tmp_path / "curl.jsonl", tmp_path / "python.jsonl", tmp_path / "stop"
     curl = processes.start(
@@ -81,7 +87,6 @@ def test_a_curl_worker_and_a_python_worker_share_a_queue(url: str, processes: Pr
         {"TASKSTORE_TOKEN": TOKEN, "QUEUE": queue, "WORKER_ID": "curl-1", "BATCH": "5", "BLOCK_FOR": "0.5",
          "STOP_FILE": str(stop), "RECORD": str(curl_record)},
     )  # fmt: skip
-    # The Python worker starts once the curl worker has run a task, so both surely take a share.
     wait_until(lambda: bool(read_records(curl_record)), 60, "the curl worker's first task", curl)
     python = processes.start(
         "python",
@@ -89,6 +94,12 @@ def test_a_curl_worker_and_a_python_worker_share_a_queue(url: str, processes: Pr
          "--log-level", "warning"],
         {"CURL_TEST_RECORD": str(python_record)},
     )  # fmt: skip
+
+    def python_live() -> bool:
+        return any(queue in w["queues"] for w in http.call("GET", "/workers")["workers"])
+
+    wait_until(python_live, 60, "the Python worker's heartbeat", python)
+    enqueue(range(TASKS // 2, TASKS))
 
     def all_done() -> bool:
         return sum(1 for t in http.tasks(queue) if t["state"] == "done") == TASKS
@@ -123,6 +134,10 @@ def test_a_curl_worker_and_a_python_worker_share_a_queue(url: str, processes: Pr
                 assert run["reported"] is kwargs["progress"], run  # its report was stored and answered
     done_by = {r["by"] for r in records if r["outcome"] == "done"}
     assert done_by == {"curl", "python"}, "both workers should have finished tasks"
+    # The curl worker's share (the first tasks, t0 among them) had a progress report and a planned failure.
+    curl_runs = [r for r in records if r["by"] == "curl"]
+    assert any(r["outcome"] == "failed" for r in curl_runs), curl_runs
+    assert any(r["reported"] for r in curl_runs), curl_runs
 
 
 def test_a_stopped_curl_worker_gives_its_batch_back(processes: Processes, tmp_path: Path) -> None:

@@ -59,6 +59,8 @@ def run_server(
         raise ConfigError(f"{log_level!r} is not a log level (debug, info, warning or error)")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive int, got {workers!r}")
+    if workers > 1 and url.startswith("memory:"):
+        raise ConfigError("a memory:// store lives in one process: serve it with --workers 1")
     logging.basicConfig(level=level.upper(), format=_FORMAT)
     roles = ", ".join(sorted({t.role.label for t in chosen})) or "none: loopback clients only"
     processes = f", {workers} processes" if workers > 1 else ""

@@ -55,3 +55,8 @@ def test_serve_with_two_processes_answers_and_stops(processes: Processes, tmp_pa
 def test_serve_refuses_a_bad_number_of_processes(workers: int) -> None:
     with pytest.raises(ConfigError, match="workers"):
         run_server("memory://", host="127.0.0.1", port=0, tokens=None, max_body=1 << 20, workers=workers)
+
+
+def test_serve_refuses_several_processes_over_a_memory_store() -> None:
+    with pytest.raises(ConfigError, match="memory"):
+        run_server("memory://", host="127.0.0.1", port=0, tokens=None, max_body=1 << 20, workers=2)

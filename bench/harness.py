@@ -17,7 +17,11 @@ time, each peer in its own virtual environment:
    check that no two tasks of one key ever overlapped); bulk enqueue with a distinct deduplication key per task,
    against the plain bulk enqueue.
 
-``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique (default: all).
+7. HTTP (taskstore on PostgreSQL only): a drain by 4 worker processes that use only the HTTP API against one
+   ``taskstore serve``, and the p50/p99 of ``POST /api/v1/tasks`` under an open-loop 500 requests/s
+   (bench/http_bench.py).
+
+``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique, http (default: all).
 
 Results: bench/results/<date>[-quick].md (table with taskstore's ratio to the best peer), .png (chart) and
 .json (every figure). Not a test: it prints figures for a person to read.
@@ -64,6 +68,9 @@ class Plan:
     keys: int = 1_000  # concurrency keys they spread over (must match KEYS in bench/peers/_common.py)
     unique: int = 0  # tasks of the unique bulk enqueue (and of its plain twin)
     repeat: int = 1  # each flow-control pair runs this many times; the best run of each is kept
+    http: int = 0  # tasks drained through taskstore serve by the HTTP workers
+    http_rate: int = 500  # POST /api/v1/tasks per second, open loop
+    http_seconds: float = 10.0  # for this long
 
 
 FULL = Plan(
@@ -80,9 +87,13 @@ FULL = Plan(
     50_000,
     1_000,
     100_000,
+    http=100_000,
 )
-QUICK = Plan(10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000, 5_000, 5_000, 8, 5_000, 1_000, 10_000)
-SCENARIOS = ("enqueue", "drain", "sleep", "latency", "backlog", "limited", "unique")
+QUICK = Plan(
+    10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000, 5_000, 5_000, 8, 5_000, 1_000, 10_000,
+    http=20_000, http_seconds=3.0,
+)  # fmt: skip
+SCENARIOS = ("enqueue", "drain", "sleep", "latency", "backlog", "limited", "unique", "http")
 
 
 def child(system: System, scenario: str, url: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -149,6 +160,8 @@ def run_system(system: System, backend: Backend, plan: Plan, scenarios: set[str]
         run_limited(system, backend, plan, r, show)
     if "unique" in scenarios:
         run_unique(system, backend, plan, r, show)
+    if "http" in scenarios and system.key == "taskstore-postgres":
+        run_http(system, backend, plan, r, show)
     return r
 
 
@@ -218,6 +231,29 @@ def run_unique(system: System, backend: Backend, plan: Plan, r: dict[str, dict[s
         r["enqueue_unique"]["vs_plain"] = r["enqueue_unique"]["rate"] / r["enqueue_plain"]["rate"]
     show("enqueue_plain", "{rate:,.0f} tasks/s")
     show("enqueue_unique", "{rate:,.0f} tasks/s with a unique key each ({vs_plain:.2f} of plain); {settings}")
+
+
+def run_http(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
+    from bench import http_bench
+
+    def fill(url: str, n: int) -> dict[str, Any]:
+        return child(system, "fill", url, {"kind": "noop", "n": n}, timeout=3600)
+
+    workers = http_bench.HTTP_WORKERS
+    for run, processes in (("http_drain", 1), ("http_drain2", 2)):
+        try:
+            r[run] = http_bench.drain(backend, fill, plan.http, plan.cap + 60, processes)
+        except Exception as exc:  # a server that would not start, a worker that crashed: shown, not fatal
+            r[run] = {"error": f"{type(exc).__name__}: {exc}"}
+        show(
+            run,
+            f"{{rate:,.0f}} tasks/s by {workers} HTTP workers, serve processes {processes}, CPU {{serve_cpu_s:.1f}} s",
+        )
+    try:
+        r["http_enqueue"] = http_bench.enqueue_latency(backend, plan.http_rate, plan.http_seconds)
+    except Exception as exc:
+        r["http_enqueue"] = {"error": f"{type(exc).__name__}: {exc}"}
+    show("http_enqueue", f"POST /api/v1/tasks at {plan.http_rate}/s: p50 {{p50_ms:.1f}} ms, p99 {{p99_ms:.1f}} ms")
 
 
 SLOW_RUN = 60.0  # seconds: a flow-control pair with a run this long (or capped) is not repeated

@@ -53,6 +53,9 @@ SCENARIO_OF = {
     "drain_limited": "limited",
     "enqueue_plain": "unique",
     "enqueue_unique": "unique",
+    "http_drain": "http",
+    "http_drain2": "http",
+    "http_enqueue": "http",
 }
 
 
@@ -94,6 +97,25 @@ def rows(plan: dict[str, Any], scenarios: list[str] | None = None) -> list[Row]:
                 chart="bulk enqueue, unique key each, tasks/s",
             ),
             Row("unique enqueue / plain (aim ≥ 0.80)", "enqueue_unique", "vs_plain", True, "{:.2f}"),
+        ]
+    if plan.get("http"):
+        rate = plan.get("http_rate", 500)
+        out += [
+            Row(
+                f"HTTP drain {plan['http']:,} no-op: 4 worker processes, one taskstore serve (tasks/s; aim ≥ 5,000)",
+                "http_drain",
+                "rate",
+                True,
+                chart="HTTP drain, 4 workers, one server, tasks/s",
+            ),
+            Row(
+                f"HTTP drain {plan['http']:,} no-op: the same, taskstore serve --workers 2 (tasks/s)",
+                "http_drain2",
+                "rate",
+                True,
+            ),
+            Row(f"POST /api/v1/tasks p50 at {rate:,}/s, open loop (ms)", "http_enqueue", "p50_ms", False, "{:,.1f}"),
+            Row(f"POST /api/v1/tasks p99 at {rate:,}/s, open loop (ms)", "http_enqueue", "p99_ms", False, "{:,.1f}"),
         ]
     if scenarios is not None:
         out = [row for row in out if scenario_name(row.scenario) in scenarios]
@@ -233,16 +255,29 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
             "  duplicate: the row measures what the check costs), through the API named below; the plain row is the",
             "  same enqueue without keys, run right after.",
         ]
+    if any("http_drain" in r for r in results.values()):
+        lines += [
+            "- HTTP rows (taskstore on PostgreSQL only; the peers have no HTTP API): `taskstore serve` started with",
+            "  the CLI and a worker-role token, one process (the next row: `--workers 2`); 4 `bench/http_worker.py`",
+            "  processes (stdlib `http.client`, no taskstore import) claim 50 at a time with `block_for` and finish",
+            "  each batch with one `POST /api/v1/completions`; the rate runs from the first claim that returned",
+            "  tasks to the last completion. The POST /api/v1/tasks latency runs from each request's slot (open",
+            "  loop, one producer process, a thread pool of kept-alive connections, one server process) to its",
+            "  answer.",
+        ]
     lines.append("")
     for title, run in (
         ("Settings (drain)", "drain"),
         ("Settings (limited drain)", "drain_limited"),
         ("Unique enqueue (API)", "enqueue_unique"),
+        ("HTTP drain", "http_drain"),
     ):
         if not any(run in results[s.key] for s in systems):
             continue
         lines += [f"{title}:", ""]
         for s in systems:
+            if run not in results[s.key]:
+                continue  # a scenario only some systems run (HTTP)
             res = results[s.key].get(run, {})
             text = res.get("settings") or res.get("error") or res.get("skipped")
             if "error" in res and res.get("settings"):
@@ -261,6 +296,7 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         f"{plan['backlog_big']:,} waiting",
         "limited": f"limited drain {plan.get('limited', 0):,} over {plan.get('keys', 0):,} keys",
         "unique": f"unique enqueue {plan.get('unique', 0):,}",
+        "http": f"HTTP drain {plan.get('http', 0):,}, POST /api/v1/tasks for {plan.get('http_seconds', 0):g} s",
     }
     lines += [
         "",
@@ -281,6 +317,8 @@ def chart(document: dict[str, Any], path: Path) -> None:
     info, results = document["info"], document["results"]
     systems = [s for s in SYSTEMS if s.key in results]
     charted = [row for row in rows(info["plan"], info.get("scenarios")) if row.chart]
+    if not charted:
+        return  # scenarios with no charted figure: the table says it all
     colours = {"sqlite": "#4c72b0", "postgres": "#55a868", "redis": "#c44e52"}
     cols = 3
     fig, axes = plt.subplots((len(charted) + cols - 1) // cols, cols, figsize=(16, 4.2 * ((len(charted) + 2) // 3)))

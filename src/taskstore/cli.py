@@ -875,6 +875,10 @@ def build_app() -> typer.Typer:
             str, typer.Option(help="Largest request body accepted (413 past it): 10MB, 512KB.")
         ] = "10MB",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+        workers: Annotated[
+            int,
+            typer.Option(min=1, max=64, help="Server processes sharing the port, each with its own store connections."),
+        ] = 1,
     ) -> None:
         """Serve the HTTP API (and /metrics, events) over a store until SIGTERM or SIGINT."""
         from .serve import run_server  # late: the web extra is optional
@@ -882,7 +886,7 @@ def build_app() -> typer.Typer:
         try:
             run_server(
                 url or default_url(), host=host, port=port, tokens=token, max_body=parse_size(max_body),
-                log_level=log_level,
+                log_level=log_level, workers=workers,
             )  # fmt: skip
         except errors.TaskstoreError as exc:
             cli.fail(exc)

@@ -7,7 +7,9 @@ instead of failing on an import deep inside.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskstore.web")
 
 STARTUP_FAILURE = 3  # uvicorn.run's exit status when the server could not start
+# With --workers N uvicorn starts N processes that import the app by name; they get their settings (the URL,
+# the tokens, the body cap) from the parent through this variable, which only the parent sets and never logs.
+_CHILD_ENV = "_TASKSTORE_SERVE_CHILD"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _web_modules() -> None:
@@ -41,6 +47,7 @@ def run_server(
     tokens: Sequence[str] | None,
     max_body: int,
     log_level: str = "info",
+    workers: int = 1,
 ) -> None:
     _web_modules()
     from .web import create_app
@@ -55,16 +62,40 @@ def run_server(
     level = log_level.lower()
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{log_level!r} is not a log level (debug, info, warning or error)")
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(url, tokens=chosen, max_body=max_body)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive int, got {workers!r}")
+    if workers > 1 and url.startswith("memory:"):
+        raise ConfigError("a memory:// store lives in one process: serve it with --workers 1")
+    logging.basicConfig(level=level.upper(), format=_FORMAT)
     roles = ", ".join(sorted({t.role.label for t in chosen})) or "none: loopback clients only"
-    log.info("serving %s on http://%s:%d (tokens with roles: %s)", redact(url), host, port, roles)
+    processes = f", {workers} processes" if workers > 1 else ""
+    log.info("serving %s on http://%s:%d (tokens with roles: %s%s)", redact(url), host, port, roles, processes)
     # The access log would print request lines only; tokens travel in headers, which it never logs.
-    running = server(app, host=host, port=port, log_level=level, lifespan="on", server_header=False)
-    with contextlib.suppress(KeyboardInterrupt):
-        running.run()
-    if not running.started:
-        raise SystemExit(STARTUP_FAILURE)
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": level, "lifespan": "on", "server_header": False}
+    if workers == 1:
+        running = server(create_app(url, tokens=chosen, max_body=max_body), **options)
+        with contextlib.suppress(KeyboardInterrupt):
+            running.run()
+        if not running.started:
+            raise SystemExit(STARTUP_FAILURE)
+        return
+    import uvicorn
+
+    # One process is one core: past it, uvicorn's processes share the listening socket, each with its own
+    # event loop and its own pool of store connections (opened on its first request). Their servers are
+    # uvicorn's own, which cannot end event streams first: a bounded graceful shutdown cancels what is left.
+    secrets = [f"{t.role.label}:{t.secret}" for t in chosen]
+    os.environ[_CHILD_ENV] = json.dumps({"url": url, "tokens": secrets, "max_body": max_body, "level": level})
+    uvicorn.run("taskstore.serve:child_app", factory=True, workers=workers, timeout_graceful_shutdown=5, **options)
+
+
+def child_app() -> Any:
+    """The app of one of ``taskstore serve --workers N``'s processes, from the settings its parent left it."""
+    from .web import create_app
+
+    settings = json.loads(os.environ[_CHILD_ENV])
+    logging.basicConfig(level=settings["level"].upper(), format=_FORMAT)
+    return create_app(settings["url"], tokens=settings["tokens"], max_body=settings["max_body"])
 
 
 def server(app: Starlette, **options: Any) -> uvicorn.Server:

@@ -50,12 +50,23 @@ from .schemas import (
 # -- producers and operators ----------------------------------------------------------------------
 
 
+_ONE = msgspec.json.Decoder(NewTaskIn)
+_MANY = msgspec.json.Decoder(NewTasksIn)
+_TASKS_KEY = "Object contains unknown field `tasks`"
+
+
 def _create_body(raw: bytes) -> NewTaskIn | NewTasksIn:
-    """One task, or ``{"tasks": [...]}``: told apart by the ``tasks`` key (the two shapes share no field)."""
-    value = msgspec.json.decode(raw)
-    if isinstance(value, dict) and "tasks" in value:
-        return msgspec.convert(value, NewTasksIn)
-    return msgspec.convert(value, NewTaskIn)
+    """One task, or ``{"tasks": [...]}``: told apart by the ``tasks`` key (the two shapes share no field).
+
+    Decoded straight into the one shape (the common case, parsed once); a batch is refused by it at its
+    ``tasks`` key, before anything else is parsed, and then decoded as a batch.
+    """
+    try:
+        return _ONE.decode(raw)
+    except msgspec.ValidationError as exc:
+        if str(exc) != _TASKS_KEY:
+            raise
+    return _MANY.decode(raw)
 
 
 async def create_tasks(call: Call) -> TaskOut | TasksOut:

@@ -82,15 +82,19 @@ async def read_body(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def _query_dict(request: Request, kind: type) -> dict[str, Any]:
+def _list_fields(kind: type) -> dict[str, bool]:
+    """Each query field's name, and whether it takes a list (worked out once per endpoint, not per request)."""
+    return {f.name: _is_list(f.type) for f in msgspec.structs.fields(kind)}
+
+
+def _query_dict(request: Request, fields: Mapping[str, bool]) -> dict[str, Any]:
     """Query parameters by name; a parameter whose field is a list keeps every value it was given."""
-    fields = {f.name: f for f in msgspec.structs.fields(kind)}
     out: dict[str, Any] = {}
     for key in request.query_params:
         if key not in fields:
             raise HTTPProblem(422, "InvalidTask", f"unknown query parameter {key!r}", field=key)
         values = request.query_params.getlist(key)
-        if _is_list(fields[key].type):
+        if fields[key]:
             out[key] = values
         elif len(values) > 1:
             raise HTTPProblem(422, "InvalidTask", f"query parameter {key!r} is given more than once", field=key)
@@ -106,6 +110,7 @@ def _is_list(annotation: Any) -> bool:
 
 def route(endpoint: Endpoint, state: WebState) -> Route:
     body_decoder = _decoder(endpoint.body) if endpoint.decode_body else None
+    query_fields = None if endpoint.query is None else _list_fields(endpoint.query)
 
     async def respond(request: Request) -> Response:
         try:
@@ -117,13 +122,16 @@ def route(endpoint: Endpoint, state: WebState) -> Route:
                     raise HTTPProblem(422, "InvalidTask", "a JSON body is required")
                 body = body_decoder.decode(raw)
             query: Any = None
-            if endpoint.query is not None:
-                query = msgspec.convert(_query_dict(request, endpoint.query), endpoint.query, strict=False)
+            if endpoint.query is not None and query_fields is not None:
+                query = msgspec.convert(_query_dict(request, query_fields), endpoint.query, strict=False)
             store = await state.store()
             call = Call(store, body, query, request.path_params, role, request, state)
             result = await endpoint.handler(call)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             return _invalid(exc)
+        except RecursionError:
+            # msgspec raises this for JSON nested deeper than it will follow: bad input, not a server fault.
+            return error_response(HTTPProblem(422, "InvalidTask", "the body is nested too deeply"))
         except Exception as exc:
             return error_response(exc)
         if isinstance(result, Response):

@@ -6,7 +6,6 @@ import logging
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -69,8 +68,8 @@ def test_the_openapi_document_needs_no_token(secured: Api) -> None:
 
 
 @pytest.fixture
-def open_app(sqlite_url: str) -> Iterator[Any]:
-    yield create_app(sqlite_url, tokens=())
+def open_app(sqlite_url: str) -> Any:
+    return create_app(sqlite_url, tokens=())
 
 
 def test_without_tokens_only_loopback_is_served(open_app: Any) -> None:

@@ -22,7 +22,7 @@ def problem(response: Any, status: int, field: str | None = None) -> dict[str, A
     assert "Traceback" not in response.text
     doc: dict[str, Any] = response.json()
     assert doc["status"] == status
-    assert doc["title"] and doc["type"] and doc["detail"]
+    assert all(doc[key] for key in ("title", "type", "detail"))
     if field is not None:
         assert doc.get("field") == field, doc
     return doc
@@ -197,7 +197,8 @@ def test_a_body_at_the_cap_is_read(small: TestClient) -> None:
 
 
 def test_a_store_that_cannot_be_reached_is_503_with_retry_after() -> None:
-    app = create_app("postgresql://postgres@127.0.0.1:1/nowhere")  # nothing listens on port 1
+    # Nothing listens on port 1; the short connect_timeout only bounds how long the test waits to be refused.
+    app = create_app("postgresql://postgres@127.0.0.1:1/nowhere", store_options={"connect_timeout": 0.5})
     with TestClient(app, raise_server_exceptions=False) as client:
         for response in (client.get(f"{V1}/queues"), client.post(f"{V1}/tasks", json={"queue": "q", "kind": "k"})):
             doc = problem(response, 503)

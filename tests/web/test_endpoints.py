@@ -6,8 +6,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
-
 from taskstore.model import NewTask, RecurringTask, WorkerHeartbeat
 from taskstore.web import api as api_module
 
@@ -199,9 +197,9 @@ def test_a_failure_not_retryable_is_dead_at_once(api: Api) -> None:
     task = api.create()
     (claimed,) = api.claim()
     failure = {"type": "Fatal", "retryable": False}
-    assert api.client.post(f"{V1}/tasks/{task['id']}/fail", json=lease(claimed, failure=failure)).json()[
-        "state"
-    ] == "dead"
+    assert (
+        api.client.post(f"{V1}/tasks/{task['id']}/fail", json=lease(claimed, failure=failure)).json()["state"] == "dead"
+    )
 
 
 def test_unclaim_gives_it_back_without_spending_an_attempt(api: Api) -> None:

@@ -88,7 +88,10 @@ def _claim(claim: Claim | None) -> ClaimOut | None:
 
 def _attempt(entry: AttemptFailure) -> AttemptOut:
     return AttemptOut(
-        attempt=entry.attempt, ended_at=_utc(entry.ended_at), worker_id=entry.worker_id, failure=failure_out(entry.failure)
+        attempt=entry.attempt,
+        ended_at=_utc(entry.ended_at),
+        worker_id=entry.worker_id,
+        failure=failure_out(entry.failure),
     )
 
 

@@ -9,7 +9,7 @@ So the OpenAPI document cannot drift from what the handlers accept.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -61,6 +61,8 @@ class Endpoint:
     description: str = ""
     # False: the handler reads and decodes the body itself (a body of several shapes); ``body`` documents it.
     decode_body: bool = True
+    # Path parameters' types for the document (the store checks the values); a name not here is an id.
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _decoder(kind: Any) -> msgspec.json.Decoder[Any] | None:

@@ -94,6 +94,11 @@ def test_serve_on_a_public_address_without_a_token_refuses(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("TASKSTORE_API_TOKENS", raising=False)
+
+    def never(*args: Any, **kwargs: Any) -> None:  # were the refusal gone, no server may start on 0.0.0.0
+        raise AssertionError("uvicorn.run was called")
+
+    monkeypatch.setattr("uvicorn.run", never)
     with pytest.raises(SystemExit) as exited:
         main(["serve", "--url", "memory://", "--host", "0.0.0.0", "--port", "1"])
     assert exited.value.code not in (0, None)

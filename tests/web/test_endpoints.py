@@ -311,3 +311,10 @@ def test_workers_recurring_statuses_groups(api: Api) -> None:
     assert group["completed"] == 1
     assert [(s["state"], s["payload"]) for s in group["results"].values()] == [("succeeded", "r")]
     assert api.client.get(f"{V1}/groups/nope").status_code == 404
+
+
+def test_any_offset_rfc_3339_allows_is_stored_as_the_same_instant(api: Api) -> None:
+    """+23:59 is valid RFC 3339 and Python, but past PostgreSQL's ±15:59: it was a 503 there."""
+    created = api.create(run_at="2030-01-02T00:00:00+23:59", expires_at="2100-01-01T00:00:00-23:59")
+    assert created["run_at"] == "2030-01-01T00:01:00Z"
+    assert created["expires_at"] == "2100-01-01T23:59:00Z"

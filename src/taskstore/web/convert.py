@@ -150,7 +150,8 @@ def new_task(body: NewTaskIn) -> NewTask:
         body.args,
         id=body.id,
         priority=body.priority,
-        run_at=body.run_at,
+        # In UTC: an offset Python allows (up to ±23:59) can be past what PostgreSQL reads (±15:59).
+        run_at=utc(body.run_at),
         max_attempts=body.max_attempts,
         processing_timeout=body.processing_timeout,
         retry=retry,
@@ -161,7 +162,7 @@ def new_task(body: NewTaskIn) -> NewTask:
         unique_for=body.unique_for,
         unique_states=body.unique_states,
         concurrency_key=body.concurrency_key,
-        expires_at=body.expires_at,
+        expires_at=utc(body.expires_at),
     )
 
 

@@ -56,6 +56,10 @@ DEEP_OBJECT = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
         (b'{"queue": "q", "kind": "k", "run_at": "2030-01-01T00:00:00"}', "run_at"),  # naive
         (b'{"queue": "q", "kind": "k", "expires_at": "yesterday"}', "expires_at"),
         (b'{"queue": "q", "kind": "k", "run_at": "9999-12-31T23:59:59+00:00"}', None),  # past the store's range
+        (b'{"queue": "q", "kind": "k", "expires_at": "0001-01-01T00:06:00+03:00"}', None),  # no UTC form: was a 500
+        (b'{"queue": "q", "kind": "k", "run_at": "9999-12-31T23:59:00-01:00"}', None),
+        (b'{"queue": "q", "kind": "k\\u0000"}', "kind"),
+        (b'{"queue": "q", "kind": "k", "unique_key": "\\u0000"}', "unique_key"),
         (b'{"queue": "q", "kind": "k", "priority": NaN}', None),
         (b'{"queue": "q", "kind": "k", "processing_timeout": Infinity}', None),
         (b'{"queue": "q", "kind": "k", "args": {"x": 1e999}}', "args"),  # overflows to infinity
@@ -108,6 +112,10 @@ def test_a_duplicate_key_takes_the_last_value(sqlite_api: Api) -> None:
         ("/tasks/x/fail", b'{"worker_id": "w", "token": "t", "failure": {"type": "E"}, "retry_in": -1}', "retry_in"),
         ("/tasks/x/unclaim", b'{"worker_id": "w", "token": "t", "extra": 1}', "extra"),
         ("/completions", b'{"worker_id": "w", "tasks": []}', "tasks"),
+        # NUL once reached PostgreSQL in a batch write and came back a 503.
+        ("/completions", b'{"worker_id": "w\\u0000", "tasks": [{"id": "x", "token": "t"}]}', "worker_id"),
+        ("/completions", b'{"worker_id": "w", "tasks": [{"id": "x", "token": "t\\u0000"}]}', "tasks[0].token"),
+        ("/tasks/x/done", b'{"worker_id": "w\\u0000", "token": "t"}', "worker_id"),
         ("/completions", b'{"worker_id": "w", "tasks": [{"id": "x"}]}', "tasks[0].token"),
         ("/tasks/x/cancel", b"", None),  # an id that does not exist: 404, below
     ],

@@ -50,6 +50,14 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _utc_in(value: datetime | None) -> datetime | None:
+    """A given time in UTC; one that has no UTC form (year 1 at +03:00) goes on as is, for the store to refuse."""
+    try:
+        return utc(value)
+    except OverflowError:
+        return value
+
+
 def payload(value: Any) -> Any:
     """A stored payload as JSON; one the codec could not read is shown as base64 with the decoder's error."""
     if isinstance(value, UndecodablePayload):
@@ -151,7 +159,7 @@ def new_task(body: NewTaskIn) -> NewTask:
         id=body.id,
         priority=body.priority,
         # In UTC: an offset Python allows (up to ±23:59) can be past what PostgreSQL reads (±15:59).
-        run_at=utc(body.run_at),
+        run_at=_utc_in(body.run_at),
         max_attempts=body.max_attempts,
         processing_timeout=body.processing_timeout,
         retry=retry,
@@ -162,7 +170,7 @@ def new_task(body: NewTaskIn) -> NewTask:
         unique_for=body.unique_for,
         unique_states=body.unique_states,
         concurrency_key=body.concurrency_key,
-        expires_at=utc(body.expires_at),
+        expires_at=_utc_in(body.expires_at),
     )
 
 

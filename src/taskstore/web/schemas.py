@@ -19,7 +19,9 @@ from msgspec import Meta, Struct
 from .. import limits
 from ..model import QUEUE_NAME, State, StatusState
 
-Name = Annotated[str, Meta(min_length=1, max_length=limits.MAX_NAME_LENGTH)]
+# No NUL: the store refuses it in every name (PostgreSQL cannot hold it), so the schema says so and the
+# refusal names the field (a worker_id with NUL once reached PostgreSQL and came back a 503).
+Name = Annotated[str, Meta(min_length=1, max_length=limits.MAX_NAME_LENGTH, pattern="^[^\x00]+$")]
 # An id the API itself will be asked for by path (``/tasks/{id}``, ``/groups/{id}``): no ``/``, which no path
 # segment can carry, and no control characters. Ids made in Python may hold either; the API still lists them.
 PathId = Annotated[str, Meta(min_length=1, max_length=limits.MAX_NAME_LENGTH, pattern="^[^/\x00-\x1f\x7f]+$")]

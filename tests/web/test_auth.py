@@ -52,6 +52,25 @@ def test_each_endpoint_enforces_its_role(secured: Api, endpoint: Endpoint) -> No
             assert response.status_code not in (401, 403), (role, response.text)
 
 
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ("Bearer", 401),
+        ("Bearer ", 401),
+        ("Token admin-secret-1", 401),
+        ("Bearer admin-secret-", 401),  # a prefix of a token
+        ("Bearer admin-secret-1x", 401),
+        ("Bearer \xff\xfe", 401),  # not UTF-8 (headers travel as latin-1)
+        ("Bearer " + "x" * 50_000, 401),
+        ("bearer admin-secret-1", 200),  # the scheme is case-insensitive (RFC 9110 §11.1)
+        ("Bearer admin-secret-1 ", 200),
+    ],
+)
+def test_authorization_header_variants(secured: Api, header: str, status: int) -> None:
+    response = secured.client.get("/api/v1/queues", headers={b"Authorization": header.encode("latin-1")})
+    assert response.status_code == status, response.text
+
+
 def test_the_roles_of_the_table() -> None:
     """The split SPEC §10 and the issue describe: reads for read, work for worker, operations for admin."""
     roles = {e.name: e.role for e in ENDPOINTS}

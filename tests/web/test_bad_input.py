@@ -165,6 +165,12 @@ def test_bad_paths_queries_and_methods(sqlite_api: Api, method: str, path: str, 
         assert doc["field"] in path
 
 
+def test_a_wrong_method_says_which_are_allowed(sqlite_api: Api) -> None:
+    response = sqlite_api.client.delete(f"{V1}/tasks")
+    problem(response, 405)
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "POST"}
+
+
 def test_outside_the_api(sqlite_api: Api) -> None:
     problem(sqlite_api.client.get("/nowhere"), 404)
     problem(sqlite_api.client.post("/api/openapi.json"), 405)

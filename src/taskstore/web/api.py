@@ -21,7 +21,8 @@ from ..model import Failure, State
 from . import convert
 from .auth import Role
 from .problems import HTTPProblem, problem_of
-from .routes import Call, Endpoint, read_body, route
+from .routes import Call, Endpoint, read_body
+from .routes import routes as route_table
 from .schemas import (
     ClaimedOut,
     ClaimIn,
@@ -287,4 +288,4 @@ ENDPOINTS: Sequence[Endpoint] = (
 
 
 def routes(state: Any) -> list[BaseRoute]:
-    return [route(e, state) for e in ENDPOINTS]
+    return list(route_table(ENDPOINTS, state))

@@ -22,7 +22,7 @@ from .. import errors
 from .._connect import open as open_store
 from ..store import Store
 from .auth import Authenticator, Role, Token, parse_tokens, tokens_from_env
-from .problems import HTTPProblem, error_response
+from .problems import HTTPProblem, error_response, problem_of, problem_response
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -116,7 +116,10 @@ def create_app(
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(status, "HTTPError")
-        return error_response(HTTPProblem(status, kind, f"{detail}: {request.method} {request.url.path}"))
+        doc = problem_of(HTTPProblem(status, kind, f"{detail}: {request.method} {request.url.path}"))
+        # Starlette's own headers go along: a 405 must say which methods are allowed (RFC 9110 §15.5.6).
+        headers = exc.headers if isinstance(exc, HTTPException) else None
+        return problem_response(doc, dict(headers or {}))
 
     async def crash(request: Request, exc: Exception) -> Response:
         return error_response(exc)

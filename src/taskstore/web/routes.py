@@ -8,7 +8,7 @@ So the OpenAPI document cannot drift from what the handlers accept.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Any]]
+Responder = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,27 @@ def _is_list(annotation: Any) -> bool:
     return "list[" in text
 
 
-def route(endpoint: Endpoint, state: WebState) -> Route:
+def routes(endpoints: Iterable[Endpoint], state: WebState) -> list[Route]:
+    """One route per path, serving each of its methods: a wrong method's 405 then lists them all in ``Allow``
+    (one route per endpoint would answer for the first route of that path alone)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
+    out: list[Route] = []
+    for path, methods in by_path.items():
+        handlers = {method: _respond(endpoint, state) for method, endpoint in methods.items()}
+        if "GET" in handlers:
+            handlers.setdefault("HEAD", handlers["GET"])
+
+        async def dispatch(request: Request, handlers: Mapping[str, Responder] = handlers) -> Response:
+            return await handlers[request.method](request)
+
+        names = "|".join(e.name for e in methods.values())
+        out.append(Route(path, dispatch, methods=list(handlers), name=names))
+    return out
+
+
+def _respond(endpoint: Endpoint, state: WebState) -> Responder:
     body_decoder = _decoder(endpoint.body) if endpoint.decode_body else None
     query_fields = None if endpoint.query is None else _list_fields(endpoint.query)
 
@@ -142,7 +163,7 @@ def route(endpoint: Endpoint, state: WebState) -> Route:
             return Response(status_code=204)
         return Response(JSON_ENCODER.encode(result), status_code=endpoint.status, media_type=endpoint.media_type)
 
-    return Route(endpoint.path, respond, methods=[endpoint.method], name=endpoint.name)
+    return respond
 
 
 def _invalid(exc: Exception) -> Response:

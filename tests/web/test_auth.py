@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,3 +186,56 @@ def test_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKSTORE_API_TOKENS", "read:short")
     with pytest.raises(errors.ConfigError):
         tokens_from_env()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+def test_a_real_server_never_logs_its_tokens(tmp_path: Path) -> None:
+    """``taskstore serve`` under uvicorn at debug level: requests with good and bad tokens; nothing shows one."""
+    secret, wrong = "real-server-secret-1", "wrong-guess-secret-2"
+    port = _free_port()
+    env = {**os.environ, "TASKSTORE_API_TOKENS": f"worker:{secret}"}
+    command = [sys.executable, "-m", "taskstore", "serve", "--url", f"sqlite:///{tmp_path / 's.db'}"]
+    command += ["--port", str(port), "--log-level", "debug"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    statuses: list[int] = []
+    bodies: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/openapi.json", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        for token in (secret, wrong, secret):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/tasks",
+                data=json.dumps({"queue": "q", "kind": "k", "args": "x"}).encode(),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    statuses.append(response.status)
+                    bodies.append(response.read().decode())
+            except urllib.error.HTTPError as refused:
+                statuses.append(refused.code)
+                bodies.append(refused.read().decode())
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            output, _ = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            output, _ = server.communicate()
+    assert statuses == [201, 401, 201]
+    text = output.decode(errors="replace") + "\n".join(bodies)
+    assert "POST /api/v1/tasks" in text  # the access log ran, at debug level
+    assert secret not in text
+    assert wrong not in text

@@ -110,6 +110,43 @@ def test_without_tokens_only_loopback_is_served(open_app: Any) -> None:
             assert local.post("/api/v1/queues/q/pause").status_code == 200  # loopback is admin
 
 
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://evil.example", False),
+        ("http://127.0.0.1.evil.example:8000", False),
+        ("null", False),  # a sandboxed or file: page
+        ("http://[::1", False),
+        ("http://127.0.0.1:8000", True),
+        ("http://localhost:8000", True),
+        ("http://[::1]:8000", True),
+    ],
+)
+def test_without_tokens_a_page_not_from_loopback_is_refused(open_app: Any, origin: str, allowed: bool) -> None:
+    """A page the operator opens must not drive a token-less server through the browser (CSRF, DNS rebinding)."""
+    with TestClient(open_app) as local:
+        for response in (
+            local.post("/api/v1/tasks", content=b'{"queue": "q", "kind": "k"}', headers={"origin": origin}),
+            local.post("/api/v1/queues/q/pause", headers={"origin": origin}),
+            local.get("/api/v1/tasks", headers={"origin": origin}),
+        ):
+            if allowed:
+                assert response.status_code in (200, 201), response.text
+            else:
+                assert response.status_code == 403, response.text
+                assert "loopback" in response.json()["detail"]
+        if not allowed:
+            assert local.get("/api/v1/tasks").json()["items"] == []
+
+
+def test_with_tokens_any_origin_with_a_token_is_served(sqlite_url: str) -> None:
+    """A browser cannot attach a bearer token across origins without CORS, which the server does not grant."""
+    with TestClient(create_app(sqlite_url, tokens=TOKENS)) as client:
+        response = client.get("/api/v1/queues", headers={"origin": "https://ops.example", **bearer(READ)})
+        assert response.status_code == 200
+        assert "access-control-allow-origin" not in response.headers
+
+
 def test_with_tokens_a_remote_client_with_a_token_is_served(sqlite_url: str) -> None:
     app = create_app(sqlite_url, tokens=TOKENS)
     with TestClient(app, client=("10.1.2.3", 5000)) as remote:

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount
 from .. import errors
 from .._connect import open as open_store
 from ..store import Store
-from .auth import Authenticator, Role, Token, parse_tokens, tokens_from_env
+from .auth import Authenticator, Role, Token, origin_is_loopback, parse_tokens, tokens_from_env
 from .problems import HTTPProblem, error_response, problem_of, problem_response
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -71,6 +71,11 @@ class WebState:
         """The caller's role; 401 without a valid token, 403 when the role is too low for ``needed``."""
         client = request.client
         role = self.auth.role_of(request.headers.get("authorization"), client.host if client else None)
+        if self.auth.open and role is not None and not origin_is_loopback(request.headers.get("origin")):
+            # With no token, trust rests on the peer address, and a web page the operator opens could make the
+            # browser send requests from loopback (a form POST needs no CORS preflight). Browsers name the
+            # page's origin on such requests; a page not served from loopback is refused.
+            raise HTTPProblem(403, "Forbidden", "with no API token configured only pages served from loopback may call")
         if needed is None:
             return role or Role.READ
         if role is None:

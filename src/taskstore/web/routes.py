@@ -131,6 +131,11 @@ def routes(endpoints: Iterable[Endpoint], state: WebState) -> list[Route]:
     return out
 
 
+def route(endpoint: Endpoint, state: WebState) -> Route:
+    """One endpoint alone as a route (a table whose paths each have one method can use this)."""
+    return Route(endpoint.path, _respond(endpoint, state), methods=[endpoint.method], name=endpoint.name)
+
+
 def _respond(endpoint: Endpoint, state: WebState) -> Responder:
     body_decoder = _decoder(endpoint.body) if endpoint.decode_body else None
     query_fields = None if endpoint.query is None else _list_fields(endpoint.query)

@@ -7,7 +7,7 @@ bound to the loop that opened it). ``Api.run`` calls the store directly on that 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from taskstore.clock import FakeClock
 from taskstore.store import Store
 from taskstore.web import create_app
+from taskstore.web.routes import Endpoint
 
 T = TypeVar("T")
 
@@ -24,6 +25,11 @@ ADMIN = "admin:admin-secret-1"
 WORKER = "worker:worker-secret-1"
 READ = "read:read-secret-1"
 TOKENS = (ADMIN, WORKER, READ)
+
+
+def plain(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+    """The endpoints that answer and end: an event stream (``/events``) is left to its own tests."""
+    return [e for e in endpoints if e.media_type != "text/event-stream" and not e.path.endswith("/events")]
 
 
 def bearer(token: str) -> dict[str, str]:

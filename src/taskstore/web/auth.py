@@ -89,6 +89,7 @@ def origin_is_loopback(origin: str | None) -> bool:
         host = urlsplit(origin.strip()).hostname if "://" in origin else None
     except ValueError:  # "http://[::1" and the like
         return False
+    # "testclient" is the TestClient's peer name, never a page's host: is_loopback accepts it only as a peer.
     return is_loopback(host) if host not in (None, "testclient") else False
 
 

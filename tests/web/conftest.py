@@ -27,6 +27,15 @@ READ = "read:read-secret-1"
 TOKENS = (ADMIN, WORKER, READ)
 
 
+# Lines for the end of the run's report (the Schemathesis figures), shown without -s.
+SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
+
+
 def plain(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
     """The endpoints that answer and end: an event stream (``/events``) is left to its own tests."""
     return [e for e in endpoints if e.media_type != "text/event-stream" and not e.path.endswith("/events")]

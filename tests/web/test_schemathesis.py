@@ -3,7 +3,7 @@
 Every operation is called with generated valid (positive) and invalid (negative) inputs and an admin token;
 each response must not be a server error and must conform to the document: its status code is one the
 operation lists, its content type the one listed for that code, its body valid against the listed schema.
-The figures (requests made, failures) are printed (``-s``) and recorded in the test report.
+The figures (requests made, failures) are printed (``-s``), in the run's closing summary and in a JUnit report.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from taskstore.web import create_app
 
-from .conftest import ADMIN, bearer
+from .conftest import ADMIN, SUMMARY, bearer
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 MAX_EXAMPLES = 30  # per operation and mode: 20 operations x 2 modes x 30 = 1,200 requests
@@ -70,7 +70,9 @@ def _fuzz(
     call()
 
 
-def test_the_api_conforms_to_its_openapi_document(sqlite_url: str, record_property: Callable[..., None]) -> None:
+def test_the_api_conforms_to_its_openapi_document(
+    sqlite_url: str, record_testsuite_property: Callable[[str, object], None]
+) -> None:
     app = create_app(sqlite_url, tokens=[ADMIN])
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)
     counts: Counter[str] = Counter()
@@ -89,8 +91,10 @@ def test_the_api_conforms_to_its_openapi_document(sqlite_url: str, record_proper
         asgi.shutdown_lifespans()  # closes the store the app opened
     summary = f"schemathesis: requests made {counts['requests']}, failures {len(failures)}"
     statuses = ", ".join(f"{k.split()[1]}: {v}" for k, v in sorted(counts.items()) if k.startswith("status"))
-    print(f"\n{summary} ({len(operations)} operations; statuses {statuses})")
-    record_property("schemathesis_requests", counts["requests"])
-    record_property("schemathesis_failures", len(failures))
+    line = f"{summary} ({len(operations)} operations; statuses {statuses})"
+    print(f"\n{line}")
+    SUMMARY.append(line)
+    record_testsuite_property("schemathesis_requests", counts["requests"])  # in --junitxml reports
+    record_testsuite_property("schemathesis_failures", len(failures))
     assert not failures, "\n\n".join(failures[:10])
     assert counts["requests"] > 500

@@ -21,7 +21,8 @@ from ..model import Failure, State
 from . import convert, events
 from .auth import Role
 from .problems import HTTPProblem, problem_of
-from .routes import Call, Endpoint, read_body, route
+from .routes import Call, Endpoint, read_body
+from .routes import routes as route_table
 from .schemas import (
     ClaimedOut,
     ClaimIn,
@@ -34,6 +35,7 @@ from .schemas import (
     NewTasksIn,
     OutcomeOut,
     OutcomesOut,
+    QueueName,
     QueueOut,
     QueuesOut,
     RecurringListOut,
@@ -50,12 +52,23 @@ from .schemas import (
 # -- producers and operators ----------------------------------------------------------------------
 
 
+_ONE = msgspec.json.Decoder(NewTaskIn)
+_MANY = msgspec.json.Decoder(NewTasksIn)
+_TASKS_KEY = "Object contains unknown field `tasks`"
+
+
 def _create_body(raw: bytes) -> NewTaskIn | NewTasksIn:
-    """One task, or ``{"tasks": [...]}``: told apart by the ``tasks`` key (the two shapes share no field)."""
-    value = msgspec.json.decode(raw)
-    if isinstance(value, dict) and "tasks" in value:
-        return msgspec.convert(value, NewTasksIn)
-    return msgspec.convert(value, NewTaskIn)
+    """One task, or ``{"tasks": [...]}``: told apart by the ``tasks`` key (the two shapes share no field).
+
+    Decoded straight into the one shape (the common case, parsed once); a batch is refused by it at its
+    ``tasks`` key, before anything else is parsed, and then decoded as a batch.
+    """
+    try:
+        return _ONE.decode(raw)
+    except msgspec.ValidationError as exc:
+        if str(exc) != _TASKS_KEY:
+            raise
+    return _MANY.decode(raw)
 
 
 async def create_tasks(call: Call) -> TaskOut | TasksOut:
@@ -265,9 +278,9 @@ ENDPOINTS: Sequence[Endpoint] = (
     Endpoint("GET", "/queues", "list_queues", "Queues with their counts per state", Role.READ, list_queues,
              response=QueuesOut, errors=_READ_ERRORS, tag="queues"),
     Endpoint("POST", "/queues/{name}/pause", "pause_queue", "Pause a queue: claims skip it", Role.ADMIN,
-             pause_queue, response=QueueOut, errors=_WRITE_ERRORS, tag="queues"),
+             pause_queue, response=QueueOut, errors=_WRITE_ERRORS, tag="queues", params={"name": QueueName}),
     Endpoint("POST", "/queues/{name}/resume", "resume_queue", "Resume a paused queue", Role.ADMIN, resume_queue,
-             response=QueueOut, errors=_WRITE_ERRORS, tag="queues"),
+             response=QueueOut, errors=_WRITE_ERRORS, tag="queues", params={"name": QueueName}),
     Endpoint("GET", "/workers", "list_workers", "Live workers' heartbeats", Role.READ, list_workers,
              response=WorkersOut, errors=_READ_ERRORS, tag="workers"),
     Endpoint("GET", "/recurring", "list_recurring", "Recurring schedules and their next run", Role.READ,
@@ -281,4 +294,4 @@ ENDPOINTS: Sequence[Endpoint] = (
 
 
 def routes(state: Any) -> list[BaseRoute]:
-    return [route(e, state) for e in ENDPOINTS]
+    return list(route_table(ENDPOINTS, state))

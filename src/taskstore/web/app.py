@@ -21,8 +21,8 @@ from starlette.routing import BaseRoute, Mount
 from .. import errors
 from .._connect import open as open_store
 from ..store import Store
-from .auth import Authenticator, Role, Token, parse_tokens, tokens_from_env
-from .problems import HTTPProblem, error_response
+from .auth import Authenticator, Role, Token, origin_is_loopback, parse_tokens, tokens_from_env
+from .problems import HTTPProblem, error_response, problem_of, problem_response
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -89,6 +89,11 @@ class WebState:
         """The caller's role; 401 without a valid token, 403 when the role is too low for ``needed``."""
         client = request.client
         role = self.auth.role_of(request.headers.get("authorization"), client.host if client else None)
+        if self.auth.open and role is not None and not origin_is_loopback(request.headers.get("origin")):
+            # With no token, trust rests on the peer address, and a web page the operator opens could make the
+            # browser send requests from loopback (a form POST needs no CORS preflight). Browsers name the
+            # page's origin on such requests; a page not served from loopback is refused.
+            raise HTTPProblem(403, "Forbidden", "with no API token configured only pages served from loopback may call")
         if needed is None:
             return role or Role.READ
         if role is None:
@@ -138,7 +143,10 @@ def create_app(
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(status, "HTTPError")
-        return error_response(HTTPProblem(status, kind, f"{detail}: {request.method} {request.url.path}"))
+        doc = problem_of(HTTPProblem(status, kind, f"{detail}: {request.method} {request.url.path}"))
+        # Starlette's own headers go along: a 405 must say which methods are allowed (RFC 9110 §15.5.6).
+        headers = exc.headers if isinstance(exc, HTTPException) else None
+        return problem_response(doc, dict(headers or {}))
 
     async def crash(request: Request, exc: Exception) -> Response:
         return error_response(exc)

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 
@@ -78,6 +79,18 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def origin_is_loopback(origin: str | None) -> bool:
+    """No ``Origin`` header (not a browser, or a same-origin read), or one whose host is a loopback address."""
+    if origin is None:
+        return True
+    try:
+        host = urlsplit(origin.strip()).hostname if "://" in origin else None
+    except ValueError:  # "http://[::1" and the like
+        return False
+    # "testclient" is the TestClient's peer name, never a page's host: is_loopback accepts it only as a peer.
+    return is_loopback(host) if host not in (None, "testclient") else False
 
 
 class Authenticator:

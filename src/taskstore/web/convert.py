@@ -41,6 +41,23 @@ from .schemas import (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def utc(value: datetime | None) -> datetime | None:
+    """A time in UTC, as SPEC §10 writes every time (the memory store keeps the offset it was given)."""
+    return None if value is None else value.astimezone(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _utc_in(value: datetime | None) -> datetime | None:
+    """A given time in UTC; one that has no UTC form (year 1 at +03:00) goes on as is, for the store to refuse."""
+    try:
+        return utc(value)
+    except OverflowError:
+        return value
+
+
 def payload(value: Any) -> Any:
     """A stored payload as JSON; one the codec could not read is shown as base64 with the decoder's error."""
     if isinstance(value, UndecodablePayload):
@@ -62,7 +79,7 @@ def _result(result: Result | None) -> ResultOut | None:
     if result is None:
         return None
     failure = None if result.failure is None else failure_out(result.failure)
-    return ResultOut(at=result.at, value=payload(result.value), failure=failure)
+    return ResultOut(at=_utc(result.at), value=payload(result.value), failure=failure)
 
 
 def _claim(claim: Claim | None) -> ClaimOut | None:
@@ -71,15 +88,18 @@ def _claim(claim: Claim | None) -> ClaimOut | None:
     report = claim.last_report
     return ClaimOut(
         worker_id=claim.worker_id,
-        claimed_at=claim.claimed_at,
-        times_out_at=claim.times_out_at,
-        last_report=None if report is None else ReportOut(at=report.at, data=report.data),
+        claimed_at=_utc(claim.claimed_at),
+        times_out_at=_utc(claim.times_out_at),
+        last_report=None if report is None else ReportOut(at=_utc(report.at), data=report.data),
     )
 
 
 def _attempt(entry: AttemptFailure) -> AttemptOut:
     return AttemptOut(
-        attempt=entry.attempt, ended_at=entry.ended_at, worker_id=entry.worker_id, failure=failure_out(entry.failure)
+        attempt=entry.attempt,
+        ended_at=_utc(entry.ended_at),
+        worker_id=entry.worker_id,
+        failure=failure_out(entry.failure),
     )
 
 
@@ -93,7 +113,7 @@ def _fields(task: Task) -> dict[str, Any]:
         "context": None if task.context is None else dict(task.context),
         "reference_id": task.reference_id,
         "priority": task.priority,
-        "run_at": task.run_at,
+        "run_at": _utc(task.run_at),
         "attempts": task.attempts,
         "max_attempts": task.max_attempts,
         "processing_timeout": task.processing_timeout,
@@ -101,16 +121,16 @@ def _fields(task: Task) -> dict[str, Any]:
         "claim": _claim(task.claim),
         "cancel_requested": task.cancel_requested,
         "result": _result(task.result),
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "last_enqueued_at": task.last_enqueued_at,
-        "finished_at": task.finished_at,
+        "created_at": _utc(task.created_at),
+        "updated_at": _utc(task.updated_at),
+        "last_enqueued_at": _utc(task.last_enqueued_at),
+        "finished_at": utc(task.finished_at),
         "version": task.version,
         "recurring_id": task.recurring_id,
         "group_id": task.group_id,
         "unique_key": task.unique_key,
         "concurrency_key": task.concurrency_key,
-        "expires_at": task.expires_at,
+        "expires_at": utc(task.expires_at),
         "failures": [_attempt(entry) for entry in task.failures],
     }
 
@@ -138,7 +158,8 @@ def new_task(body: NewTaskIn) -> NewTask:
         body.args,
         id=body.id,
         priority=body.priority,
-        run_at=body.run_at,
+        # In UTC: an offset Python allows (up to ±23:59) can be past what PostgreSQL reads (±15:59).
+        run_at=_utc_in(body.run_at),
         max_attempts=body.max_attempts,
         processing_timeout=body.processing_timeout,
         retry=retry,
@@ -149,7 +170,7 @@ def new_task(body: NewTaskIn) -> NewTask:
         unique_for=body.unique_for,
         unique_states=body.unique_states,
         concurrency_key=body.concurrency_key,
-        expires_at=body.expires_at,
+        expires_at=_utc_in(body.expires_at),
     )
 
 
@@ -169,7 +190,7 @@ def queue_out(info: QueueInfo) -> QueueOut:
         name=info.name,
         paused=info.paused,
         counts=dict(info.counts),
-        oldest_ready_at=info.oldest_ready_at,
+        oldest_ready_at=utc(info.oldest_ready_at),
         workers=info.workers,
     )
 
@@ -182,8 +203,8 @@ def worker_out(beat: WorkerHeartbeat) -> WorkerOut:
         host=beat.host,
         pid=beat.pid,
         version=beat.version,
-        started_at=beat.started_at,
-        timestamp=beat.timestamp,
+        started_at=utc(beat.started_at),
+        timestamp=utc(beat.timestamp),
         extras=None if beat.extras is None else dict(beat.extras),
     )
 
@@ -196,7 +217,7 @@ def recurring_out(r: RecurringTask) -> RecurringOut:
         kind=r.template.kind,
         args=payload(r.template.args),
         skip_if_outstanding=r.skip_if_outstanding,
-        next_at=r.next_at,
+        next_at=utc(r.next_at),
         owner=r.owner,
     )
 
@@ -209,8 +230,8 @@ def status_out(s: TaskStatus) -> StatusOut:
         error=None if s.error is None else dict(s.error),
         attempt=s.attempt,
         meta=dict(s.meta),
-        created_at=s.created_at,
-        updated_at=s.updated_at,
+        created_at=utc(s.created_at),
+        updated_at=utc(s.updated_at),
     )
 
 
@@ -222,7 +243,7 @@ def group_out(g: GroupStatus) -> GroupOut:
         is_complete=g.is_complete,
         results={k: status_out(v) for k, v in g.results.items()},
         meta=dict(g.meta),
-        created_at=g.created_at,
-        updated_at=g.updated_at,
-        expires_at=g.expires_at,
+        created_at=utc(g.created_at),
+        updated_at=utc(g.updated_at),
+        expires_at=utc(g.expires_at),
     )

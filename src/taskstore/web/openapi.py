@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from .. import __version__
 from .problems import PROBLEM_JSON
 from .routes import Endpoint
-from .schemas import JSON_ENCODER, Problem
+from .schemas import JSON_ENCODER, Name, Problem
 
 REF = "#/components/schemas/{name}"
 _PARAM = re.compile(r"{(\w+)}")
@@ -42,7 +42,7 @@ def _schema(kind: Any, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
 
 def _parameters(endpoint: Endpoint, refs: dict[Any, dict[str, Any]], components: dict[str, Any]) -> list[Any]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+        {"name": name, "in": "path", "required": True, "schema": msgspec.json.schema(endpoint.params.get(name, Name))}
         for name in _PARAM.findall(endpoint.path)
     ]
     if endpoint.query is not None:

@@ -88,7 +88,11 @@ def _field_of(message: str) -> str | None:
     if named is not None:
         parent = at.group(1) if at is not None else ""
         return f"{parent}.{named.group(1)}" if parent else named.group(1)
-    return (at.group(1) or None) if at is not None else None
+    if at is None:
+        return None
+    # Inside a value of any type msgspec cannot name the keys (``$.args[...]``): name the field that holds it.
+    path = at.group(1).split("[...]", 1)[0]
+    return path or None
 
 
 def problem_response(doc: Problem, headers: dict[str, str] | None = None) -> Response:

@@ -8,8 +8,8 @@ So the OpenAPI document cannot drift from what the handlers accept.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -40,6 +40,7 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Any]]
+Responder = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Endpoint:
     description: str = ""
     # False: the handler reads and decodes the body itself (a body of several shapes); ``body`` documents it.
     decode_body: bool = True
+    # Path parameters' types for the document (the store checks the values); a name not here is an id.
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _decoder(kind: Any) -> msgspec.json.Decoder[Any] | None:
@@ -82,15 +85,19 @@ async def read_body(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def _query_dict(request: Request, kind: type) -> dict[str, Any]:
+def _list_fields(kind: type) -> dict[str, bool]:
+    """Each query field's name, and whether it takes a list (worked out once per endpoint, not per request)."""
+    return {f.name: _is_list(f.type) for f in msgspec.structs.fields(kind)}
+
+
+def _query_dict(request: Request, fields: Mapping[str, bool]) -> dict[str, Any]:
     """Query parameters by name; a parameter whose field is a list keeps every value it was given."""
-    fields = {f.name: f for f in msgspec.structs.fields(kind)}
     out: dict[str, Any] = {}
     for key in request.query_params:
         if key not in fields:
             raise HTTPProblem(422, "InvalidTask", f"unknown query parameter {key!r}", field=key)
         values = request.query_params.getlist(key)
-        if _is_list(fields[key].type):
+        if fields[key]:
             out[key] = values
         elif len(values) > 1:
             raise HTTPProblem(422, "InvalidTask", f"query parameter {key!r} is given more than once", field=key)
@@ -104,8 +111,34 @@ def _is_list(annotation: Any) -> bool:
     return "list[" in text
 
 
+def routes(endpoints: Iterable[Endpoint], state: WebState) -> list[Route]:
+    """One route per path, serving each of its methods: a wrong method's 405 then lists them all in ``Allow``
+    (one route per endpoint would answer for the first route of that path alone)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
+    out: list[Route] = []
+    for path, methods in by_path.items():
+        handlers = {method: _respond(endpoint, state) for method, endpoint in methods.items()}
+        if "GET" in handlers:
+            handlers.setdefault("HEAD", handlers["GET"])
+
+        async def dispatch(request: Request, handlers: Mapping[str, Responder] = handlers) -> Response:
+            return await handlers[request.method](request)
+
+        names = "|".join(e.name for e in methods.values())
+        out.append(Route(path, dispatch, methods=list(handlers), name=names))
+    return out
+
+
 def route(endpoint: Endpoint, state: WebState) -> Route:
+    """One endpoint alone as a route (a table whose paths each have one method can use this)."""
+    return Route(endpoint.path, _respond(endpoint, state), methods=[endpoint.method], name=endpoint.name)
+
+
+def _respond(endpoint: Endpoint, state: WebState) -> Responder:
     body_decoder = _decoder(endpoint.body) if endpoint.decode_body else None
+    query_fields = None if endpoint.query is None else _list_fields(endpoint.query)
 
     async def respond(request: Request) -> Response:
         try:
@@ -117,13 +150,16 @@ def route(endpoint: Endpoint, state: WebState) -> Route:
                     raise HTTPProblem(422, "InvalidTask", "a JSON body is required")
                 body = body_decoder.decode(raw)
             query: Any = None
-            if endpoint.query is not None:
-                query = msgspec.convert(_query_dict(request, endpoint.query), endpoint.query, strict=False)
+            if endpoint.query is not None and query_fields is not None:
+                query = msgspec.convert(_query_dict(request, query_fields), endpoint.query, strict=False)
             store = await state.store()
             call = Call(store, body, query, request.path_params, role, request, state)
             result = await endpoint.handler(call)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             return _invalid(exc)
+        except RecursionError:
+            # msgspec raises this for JSON nested deeper than it will follow: bad input, not a server fault.
+            return error_response(HTTPProblem(422, "InvalidTask", "the body is nested too deeply"))
         except Exception as exc:
             return error_response(exc)
         if isinstance(result, Response):
@@ -132,7 +168,7 @@ def route(endpoint: Endpoint, state: WebState) -> Route:
             return Response(status_code=204)
         return Response(JSON_ENCODER.encode(result), status_code=endpoint.status, media_type=endpoint.media_type)
 
-    return Route(endpoint.path, respond, methods=[endpoint.method], name=endpoint.name)
+    return respond
 
 
 def _invalid(exc: Exception) -> Response:

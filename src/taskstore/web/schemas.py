@@ -19,7 +19,15 @@ from msgspec import Meta, Struct
 from .. import limits
 from ..model import QUEUE_NAME, State, StatusState
 
-Name = Annotated[str, Meta(min_length=1, max_length=limits.MAX_NAME_LENGTH)]
+# No NUL: the store refuses it in every name (PostgreSQL cannot hold it), so the schema says so and the
+# refusal names the field (a worker_id with NUL once reached PostgreSQL and came back a 503).
+Name = Annotated[str, Meta(min_length=1, max_length=limits.MAX_NAME_LENGTH, pattern="^[^\x00]+$")]
+# An id the API itself will be asked for by path (``/tasks/{id}``, ``/groups/{id}``): no ``/``, which no path
+# segment can carry, and no control characters. Ids made in Python may hold either; the API still lists them.
+PathId = Annotated[str, Meta(min_length=1, max_length=limits.MAX_NAME_LENGTH, pattern="^[^/\x00-\x1f\x7f]+$")]
+# RFC 3339 (JSON Schema's date-time) requires an offset; a naive time would be refused by the store anyway, but
+# here the refusal names the field.
+AwareDatetime = Annotated[datetime, Meta(tz=True)]
 QueueName = Annotated[str, Meta(pattern=f"^{QUEUE_NAME.pattern}$")]
 Int32 = Annotated[int, Meta(ge=limits.INT32_MIN, le=limits.INT32_MAX)]
 Seconds = Annotated[float, Meta(ge=0, le=limits.MAX_DURATION)]
@@ -54,20 +62,20 @@ class NewTaskIn(_In):
     queue: QueueName
     kind: Name
     args: Any = None
-    id: Name | None = None
+    id: PathId | None = None
     priority: Int32 = 0
-    run_at: datetime | None = None
+    run_at: AwareDatetime | None = None
     max_attempts: Annotated[int, Meta(ge=1, le=limits.INT32_MAX)] | None = None
     processing_timeout: PositiveSeconds | None = None
     retry: RetrySpecIn | None = None
     context: JsonObject | None = None
     reference_id: Name | None = None
-    group_id: Name | None = None
+    group_id: PathId | None = None
     unique_key: Name | None = None
     unique_for: PositiveSeconds | None = None
     unique_states: list[State] | None = None
     concurrency_key: Name | None = None
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
 
 
 class NewTasksIn(_In):

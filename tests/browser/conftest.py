@@ -55,11 +55,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         try:
             urllib.request.urlopen(f"{base}/api/openapi.json", timeout=1).close()
             break
-        except OSError:
+        except OSError as exc:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 log.close()
-                raise RuntimeError(f"taskstore serve did not start: {Path(log.name).read_text()}")
+                raise RuntimeError(f"taskstore serve did not start: {Path(log.name).read_text()}") from exc
             time.sleep(0.1)
     try:
         yield Server(base, url, proc)

@@ -42,7 +42,8 @@ def test_overview_numbers_match_the_store(page: Any, server: Server) -> None:
     row = page.locator(f"tr[data-queue='{queue}']")
     for state, n in counts.items():
         assert row.locator(f"td[data-state='{state}']").inner_text() == str(n)
-    assert counts["queued"] == 7 and counts["dead"] == 1
+    assert counts["queued"] == 7
+    assert counts["dead"] == 1
     assert page.problems == []
 
 

@@ -28,6 +28,7 @@ from ...model import State, Task
 from ..auth import Role
 from ..problems import HTTPProblem
 from . import session
+from .charts import activity_charts
 from .failures import failure_groups
 
 HERE = Path(__file__).resolve().parent
@@ -157,7 +158,8 @@ async def overview(request: Request, p: Page) -> Response:
     queues = await store.list_queues()
     workers = await store.list_worker_heartbeats()
     totals = {s: sum(q.counts.get(s, 0) for q in queues) for s in State}
-    ctx = {"page": p, "queues": queues, "workers": workers, "totals": totals, "ago": _ago}
+    charts = activity_charts(await store.activity(window=3600, bucket=60))
+    ctx = {"page": p, "queues": queues, "workers": workers, "totals": totals, "charts": charts, "ago": _ago}
     name = "_overview.html" if request.headers.get("hx-request") else "overview.html"
     return templates.TemplateResponse(request, name, ctx)
 

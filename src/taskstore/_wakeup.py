@@ -66,8 +66,9 @@ class WakeHub:
         self._lock = threading.Lock()
         self._waiters: dict[Hashable, weakref.WeakSet[Waiter]] = {}
 
-    def subscribe(self, key: Hashable) -> Waiter:
-        waiter = Waiter()
+    def subscribe(self, key: Hashable, waiter: Waiter | None = None) -> Waiter:
+        """A waiter woken by ``key``; pass one already subscribed to another key to wait on both."""
+        waiter = Waiter() if waiter is None else waiter
         with self._lock:
             self._waiters.setdefault(key, weakref.WeakSet()).add(waiter)
         return waiter

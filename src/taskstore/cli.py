@@ -33,6 +33,7 @@ from .store import Store
 from .transitions import CANCELLED, TIMED_OUT
 
 if TYPE_CHECKING:
+    from .web.metrics import WorkerExporter
     from .worker import Worker
 
 R = TypeVar("R")
@@ -210,6 +211,17 @@ async def _run_worker(worker: Worker) -> None:
     finally:
         await worker.app.aclose()
         _exit_soon(1 if worker.forced else 0)
+
+
+def _worker_metrics(host: str, port: int) -> WorkerExporter:
+    """Start the worker's Prometheus endpoint (a thread of prometheus_client's own HTTP server)."""
+    try:
+        from .web.metrics import WorkerExporter
+    except ImportError as exc:
+        raise errors.ConfigError(f"--metrics-port needs the web extra: pip install 'taskstore[web]' ({exc})") from None
+    exporter = WorkerExporter.start(host, port)
+    logging.getLogger("taskstore.worker").info("serving worker metrics on http://%s:%d/metrics", host, exporter.port)
+    return exporter
 
 
 def _exit_soon(code: int) -> None:
@@ -791,6 +803,18 @@ def build_app() -> typer.Typer:
         reap_every: Annotated[str, typer.Option(help="How often to look for timed-out leases.")] = "5s",
         maintenance: Annotated[bool, typer.Option(help="Run the reaper, archiver and scheduler here.")] = True,
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                max=65535,
+                help="Serve this worker's Prometheus counters and histograms at http://HOST:PORT/metrics "
+                "(0: any free port, logged). The store-wide gauges (tasks by state, oldest ready age, live "
+                "workers, paused queues) are on `taskstore serve`'s /metrics, not on every worker's. Needs "
+                "taskstore[web].",
+            ),
+        ] = None,
+        metrics_host: Annotated[str, typer.Option(help="Address the --metrics-port server listens on.")] = "127.0.0.1",
     ) -> None:
         """Run a worker for an App until SIGTERM or SIGINT (a second signal stops at once)."""
         from .maintenance import MaintenanceConfig
@@ -802,6 +826,10 @@ def build_app() -> typer.Typer:
         handler = logging.StreamHandler()
         handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=level, handlers=[handler])
+        try:
+            exporter = None if metrics_port is None else _worker_metrics(metrics_host, metrics_port)
+        except errors.TaskstoreError as exc:
+            cli.fail(exc)
         the_app = load_app(target)
         the_app.url, warning = worker_url(url, the_app.configured_url(), os.environ.get("TASKSTORE_URL"))
         if warning is not None:
@@ -820,10 +848,14 @@ def build_app() -> typer.Typer:
                 grace=parse_duration(grace).total_seconds(),
                 maintenance=maintenance,
                 maintenance_config=config,
+                observers=() if exporter is None else (exporter.metrics,),
             )
             asyncio.run(_run_worker(w))
         except errors.TaskstoreError as exc:
             cli.fail(exc)
+        finally:
+            if exporter is not None:
+                exporter.close()
         raise typer.Exit(1 if w.forced else 0)
 
     @app.command("serve")

@@ -6,13 +6,22 @@ instead of failing on an import deep inside.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._connect import redact
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
 log = logging.getLogger("taskstore.web")
+
+STARTUP_FAILURE = 3  # uvicorn.run's exit status when the server could not start
 
 
 def _web_modules() -> None:
@@ -34,8 +43,6 @@ def run_server(
     log_level: str = "info",
 ) -> None:
     _web_modules()
-    import uvicorn
-
     from .web import create_app
     from .web.auth import is_loopback, parse_tokens, tokens_from_env
 
@@ -53,4 +60,26 @@ def run_server(
     roles = ", ".join(sorted({t.role.label for t in chosen})) or "none: loopback clients only"
     log.info("serving %s on http://%s:%d (tokens with roles: %s)", redact(url), host, port, roles)
     # The access log would print request lines only; tokens travel in headers, which it never logs.
-    uvicorn.run(app, host=host, port=port, log_level=level, lifespan="on", server_header=False)
+    running = server(app, host=host, port=port, log_level=level, lifespan="on", server_header=False)
+    with contextlib.suppress(KeyboardInterrupt):
+        running.run()
+    if not running.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
+def server(app: Starlette, **options: Any) -> uvicorn.Server:
+    """A uvicorn server of ``create_app``'s ``app`` that ends its event streams when it shuts down.
+
+    uvicorn's graceful shutdown waits for every open response, and ``/api/v1/events`` never ends by itself:
+    without this, stopping the server would hang until each browser tab went away.
+    """
+    import uvicorn
+
+    from .web.events import end_streams
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            end_streams(app)
+            await super().shutdown(sockets)
+
+    return Server(uvicorn.Config(app, **options))

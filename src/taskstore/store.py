@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
-from . import _cancels, _joins, _recurring, _statuses, _why, errors, limits, transitions
+from . import _cancels, _joins, _observe, _otel, _recurring, _statuses, _why, errors, limits, transitions
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
 from ._wakeup import HUB, cancel_key
@@ -256,6 +256,23 @@ class Store:
         self._open_lock: asyncio.Lock | None = None
         # The event loop that opened the store: its connections, pool and wake-ups live on it (see _ready).
         self._loop: asyncio.AbstractEventLoop | None = None
+        # A tuple, empty unless observed: each hook costs a truth test when nobody observes (see _observe).
+        self._observers: tuple[_observe.Observer, ...] = ()
+        self._labels = _observe.Labels()  # filled only while observed
+
+    # -- observers --------------------------------------------------------------------------------
+
+    @property
+    def observers(self) -> tuple[_observe.Observer, ...]:
+        return self._observers
+
+    def add_observer(self, observer: _observe.Observer) -> None:
+        """Report enqueues, claims, outcomes, reaps and refused writes to ``observer`` (see ``_observe``)."""
+        if observer not in self._observers:
+            self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: _observe.Observer) -> None:
+        self._observers = tuple(o for o in self._observers if o is not observer)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -381,8 +398,11 @@ class Store:
             result = Result(at=result.at, value=decode(self.codec, result.value), failure=result.failure)
         return task.replace(args=decode(self.codec, task.args), result=result)
 
-    def _rows(self, news: Iterable[NewTask]) -> builtins.list[NewRow]:
-        """Validate and encode a batch; the hot loop of bulk enqueue, so names are bound locally."""
+    def _rows(self, news: Iterable[NewTask], trace: Mapping[str, str] | None) -> builtins.list[NewRow]:
+        """Validate and encode a batch; the hot loop of bulk enqueue, so names are bound locally.
+
+        ``trace``: the caller's trace context (``_otel.carrier()``, read once per call), added to each context.
+        """
         rows: builtins.list[NewRow] = []
         append, encode_, make_id = rows.append, self.codec.encode, task_id
         for new in news:
@@ -390,6 +410,8 @@ class Store:
                 raise errors.InvalidTask(f"expected a NewTask, got {type(new).__name__}")
             if new.context is not None:
                 _json(new.context, "context")
+            if trace is not None:
+                new = _otel.traced(new, trace)  # a copy: the caller's NewTask is left as it was
             try:
                 data = encode_(new.args)
             except Exception:
@@ -399,22 +421,29 @@ class Store:
             append(NewRow(new, make_id() if new.id is None else new.id, data))
         return rows
 
-    async def _apply_one(self, task_id_: str, change: Change) -> Task:
+    async def _apply_one(self, task_id_: str, change: Change, item: object = None, *, failed: bool = False) -> Task:
+        """One write; with ``item`` (the caller's claim, task or the id) its outcome goes to the observers."""
         driver = await self._ready()
         (outcome,) = await driver.apply([(task_id_, change)])
         self._touched()
         self._freed([outcome])
+        if self._observers and item is not None:
+            _observe.ended(self._observers, [outcome], [item], self._labels, attempt_failed=failed)
         task = self._decoded(_raise_or(outcome))
         self._publish([task])
         return task
 
-    async def _apply_many(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
+    async def _apply_many(
+        self, changes: Sequence[tuple[str, Change]], items: Sequence[Any] | None = None
+    ) -> list[Outcome]:
         if not changes:
             return []
         driver = await self._ready()
         outcomes = await driver.apply(changes)
         self._touched()
         self._freed(outcomes)
+        if self._observers and items is not None:
+            _observe.ended(self._observers, outcomes, items, self._labels)
         decoded = [o if isinstance(o, errors.TaskstoreError) else self._decoded(o) for o in outcomes]
         self._publish(o for o in decoded if isinstance(o, Task))
         return decoded
@@ -460,10 +489,13 @@ class Store:
     async def create_many(self, news: Iterable[NewTask], *, conn: Any = None) -> list[Task]:
         """All-or-nothing. With ``conn`` the insert joins the caller's open transaction.
 
+        With OpenTelemetry installed and a valid current span, each task's ``context`` gets the W3C trace
+        fields (``traceparent``, ``tracestate``) the worker links its span to; a key the caller set is kept.
+
         A task with a ``unique_key`` whose key is held by a live task of its queue is not created: its
         place in the result is that existing task (SPEC §9), for ``create`` too.
         """
-        rows = self._rows(news)
+        rows = self._rows(news, _otel.carrier())
         if not rows:
             raise errors.InvalidTask("create_many needs at least one task")
         if any(row.new.expires_at is not None for row in rows):
@@ -485,6 +517,8 @@ class Store:
             self._wake()
             self._touched()
             self._publish(stored, raw=True)
+            if self._observers:
+                _observe.enqueued(self._observers, stored)
         return created
 
     async def _create_joined(self, rows: Sequence[NewRow], conn: Any) -> builtins.list[Task]:
@@ -502,9 +536,12 @@ class Store:
             await self.connect()  # the first use of this store: the schema must exist before the insert
         with join.around():
             stored = await self._driver.insert(rows, join)
+        created = stored
         if any(task.args is not row.new.args for task, row in zip(stored, rows, strict=True)):
-            return self._deduped(rows, stored)[0]
-        return stored
+            created, stored = self._deduped(rows, stored)
+        if self._observers:  # counted at the insert: a transaction the caller rolls back is counted too
+            _observe.enqueued(self._observers, stored)
+        return created
 
     def _deduped(self, rows: Sequence[NewRow], got: Sequence[Task]) -> tuple[builtins.list[Task], builtins.list[Task]]:
         """Unique tasks: what create returns per row, and the tasks this batch really inserted.
@@ -599,6 +636,8 @@ class Store:
                 self._keyed(claimed)
                 self._touched()
                 self._publish(claimed, raw=True)
+                if self._observers:
+                    _observe.claimed(self._observers, claimed, self._labels)
             return [self._decoded(t) for t in claimed]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -627,6 +666,8 @@ class Store:
             self._keyed(got)
             self._touched()
             self._publish(got, raw=True)
+            if self._observers:
+                _observe.claimed(self._observers, got, self._labels)
         return [self._decoded(t) for t in got]
 
     async def _claim_batch(
@@ -665,6 +706,8 @@ class Store:
             outcomes = await self._driver.apply(changes)
             self._freed(outcomes)
             self._wake()
+            if self._observers:
+                _observe.ended(self._observers, outcomes, leases, self._labels)
             self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
 
     async def claim_task(self, id: str, worker_id: str, ttl: float | timedelta | None = None) -> Task | None:
@@ -680,6 +723,8 @@ class Store:
         self._keyed([task])
         decoded = self._decoded(task)
         self._publish([decoded])
+        if self._observers:
+            _observe.claimed(self._observers, [task], self._labels)
         return decoded
 
     async def find_available(self, queues: str | Iterable[str] | None = None, limit: int = 10) -> builtins.list[Task]:
@@ -703,13 +748,14 @@ class Store:
         self, claim: Claim | Task, data: Any = None, *, extend_by: float | timedelta | None = None
     ) -> Task:
         """Renew the lease. The returned task's ``cancel_requested`` tells the worker to stop."""
-        return await self._apply_one(*self._report_change(claim, data, extend_by))
+        return await self._apply_one(*self._report_change(claim, data, extend_by), claim)
 
     async def report_in_many(
         self, claims: Iterable[Claim | Task], data: Any = None, *, extend_by: float | timedelta | None = None
     ) -> builtins.list[Outcome]:
         """Renew many leases in one write, each fenced on its own token; one outcome per claim."""
-        return await self._apply_many([self._report_change(c, data, extend_by) for c in claims])
+        items = builtins.list(claims)
+        return await self._apply_many([self._report_change(c, data, extend_by) for c in items], items)
 
     def _done_change(self, claim: Claim | Task, result: Any) -> tuple[str, Change]:
         lease = _lease_of(claim)
@@ -717,14 +763,15 @@ class Store:
         return lease.task_id, Completion(lease, value)
 
     async def mark_done(self, claim: Claim | Task, result: Any = None) -> Task:
-        return await self._apply_one(*self._done_change(claim, result))
+        return await self._apply_one(*self._done_change(claim, result), claim)
 
     async def mark_done_many(self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]) -> builtins.list[Outcome]:
         """Complete many tasks in one write, each fenced on its own token; one outcome per item.
 
         An item is a claim (result ``None``) or a ``(claim, result)`` pair.
         """
-        return await self._apply_many(self._done_changes(items))
+        listed = builtins.list(items)
+        return await self._apply_many(self._done_changes(listed), listed)
 
     async def acknowledge_many(
         self, items: Iterable[Claim | Task | tuple[Claim | Task, Any]]
@@ -734,7 +781,8 @@ class Store:
         Each item's outcome is ``None`` when accepted, or the error that refused it; the store skips
         reading and decoding the finished tasks.
         """
-        changes = self._done_changes(items)
+        listed = builtins.list(items)
+        changes = self._done_changes(listed)
         if not changes:
             return []
         driver = await self._ready()
@@ -743,9 +791,13 @@ class Store:
             self._touched()
             self._freed(outcomes)
             self._publish((o for o in outcomes if isinstance(o, Task)), raw=True)
+            if self._observers:
+                _observe.ended(self._observers, outcomes, listed, self._labels)
             return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
         acks = await driver.acknowledge([cast(Completion, change) for _, change in changes])
         self._touched()
+        if self._observers:  # no task comes back: the labels come from the items or from the claims made here
+            _observe.ended(self._observers, acks, listed, self._labels)
         self._freed_ids(task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None)
         self._read_back([task_id for (task_id, _), ack in zip(changes, acks, strict=True) if ack is None])
         return acks
@@ -785,27 +837,28 @@ class Store:
         def change(task: Task, now: datetime) -> Task:
             return transitions.mark_failed(task, lease, now=now, failure=checked, retry_in=delay)
 
-        task = await self._apply_one(lease.task_id, change)
+        task = await self._apply_one(lease.task_id, change, claim, failed=True)
         self._wake()
         return task
 
     async def unclaim(self, claim: Claim | Task) -> Task:
         """Release the lease: back to ``queued`` without spending an attempt."""
         lease = _lease_of(claim)
-        task = await self._apply_one(lease.task_id, lambda t, now: transitions.unclaim(t, lease, now=now))
+        task = await self._apply_one(lease.task_id, lambda t, now: transitions.unclaim(t, lease, now=now), claim)
         self._wake()
         return task
 
     async def mark_cancelled(self, claim: Claim | Task) -> Task:
         """The worker honours ``cancel_requested``: ``claimed`` -> ``cancelled``."""
         lease = _lease_of(claim)
-        return await self._apply_one(lease.task_id, lambda t, now: transitions.mark_cancelled(t, lease, now=now))
+        return await self._apply_one(lease.task_id, lambda t, now: transitions.mark_cancelled(t, lease, now=now), claim)
 
     # -- admin writes ---------------------------------------------------------------------------
 
     async def cancel(self, id: str) -> Task:
         """``queued``/``failed`` -> ``cancelled``; on a ``claimed`` task, a request its worker is told of at once."""
-        task = await self._apply_one(check_id(id), lambda t, now: transitions.cancel(t, now=now))
+        checked = check_id(id)
+        task = await self._apply_one(checked, lambda t, now: transitions.cancel(t, now=now), checked)
         if task.state is State.CLAIMED and task.cancel_requested:
             HUB.notify(cancel_key(self._driver.wake_key))  # other processes: the backend's own channel
         return task
@@ -858,6 +911,9 @@ class Store:
         if total:
             self._wake()
             self._touched()
+            if self._observers:
+                for o in self._observers:
+                    o.reaped(total)
         return total
 
     async def archive(self, before: datetime | None = None, *, older_than: float | timedelta | None = None) -> int:
@@ -1043,8 +1099,10 @@ class Store:
                 row, self.codec, id=slot_task_id(row.id, slot), run_at=slot, recurring_id=row.id
             )
             try:
-                await driver.insert([NewRow(new=new, id=new.id or "", args=row.args)])
+                inserted = await driver.insert([NewRow(new=new, id=new.id or "", args=row.args)])
                 created = 1
+                if self._observers:  # not a unique template's holder handed back
+                    _observe.enqueued(self._observers, [t for t in inserted if t.id == new.id])
             except errors.AlreadyExists:
                 pass  # another scheduler fired this slot first
         try:
@@ -1303,22 +1361,27 @@ class Store:
         fields = _mapping(meta, "group meta")
         _json(fields, "group meta")
         seconds = self._ttl(ttl)
+        trace = _otel.carrier()
         chord = None
         if callback is not None:
             if not isinstance(callback, NewTask):
                 raise errors.InvalidTask(f"expected a NewTask callback, got {type(callback).__name__}")
+            if trace is not None:  # enqueued later, by the last member's completion, for this caller
+                callback = _otel.traced(callback, trace)
             template = _chord_template(callback)
             chord = ChordRow(
                 id=check_id(f"{id}:callback" if callback.id is None else callback.id, "callback id"),
                 template=template_json(callback),
                 args=encode(self.codec, template, "callback args"),
             )
-        rows = self._rows(news)
+        rows = self._rows(news, trace)
         group = self._new_group(id, [r.id for r in rows], fields, seconds, callback=chord)
         driver = await self._ready()
         created = await driver.insert_group(group, rows)
         self._wake()
         self._touched()
+        if self._observers:
+            _observe.enqueued(self._observers, created)
         return created
 
     async def create_chain(
@@ -1359,6 +1422,9 @@ class Store:
             raise errors.InvalidTask("two links of the chain share an id")
         fields = _mapping(meta, "group meta")
         _json(fields, "group meta")
+        trace = _otel.carrier()
+        if trace is not None:  # every link carries the caller's trace, the later ones inserted by completions
+            news = [_otel.traced(new, trace) for new in news]
         later = tuple(
             ChordRow(
                 id=ids[i],
@@ -1367,12 +1433,14 @@ class Store:
             )
             for i, new in enumerate(news[1:], start=1)
         )
-        rows = self._rows(news[:1])
+        rows = self._rows(news[:1], None)  # traced above
         group = self._new_group(id, ids, fields, self._ttl(ttl), links=later)
         driver = await self._ready()
         (first,) = await driver.insert_group(group, rows)
         self._wake()
         self._touched()
+        if self._observers:
+            _observe.enqueued(self._observers, [first])
         return first
 
     def _new_group(

@@ -40,9 +40,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import errors, limits
+from . import _observe, _otel, errors, limits
 from ._connect import redact
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
@@ -51,8 +51,11 @@ from .context import StopFlag, _current, _stop
 from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
 from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware, within
-from .model import Claim, Failure, Task, WorkerHeartbeat, check_queue
+from .model import Claim, Failure, State, Task, WorkerHeartbeat, check_queue
 from .store import Store
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 log = logging.getLogger("taskstore.worker")
 
@@ -76,6 +79,8 @@ class _Job:
     released: bool = False  # the worker is stopping and gives the task back
     done: bool = False
     error: BaseException | None = None  # what the handler raised (for run_claimed's caller)
+    failure: Failure | None = None  # the failure recorded for this attempt
+    outcome: str | None = None  # how the attempt ended, when not ``done``: retry, dead, cancelled, lost, released
     stop: StopFlag = field(default_factory=StopFlag)  # what taskstore.cancel_requested() reads
 
 
@@ -139,6 +144,8 @@ class Worker:
         completion_batch: int = 256,
         completion_linger: float = 0.002,
         heartbeat_every: float = 5.0,
+        tracer_provider: TracerProvider | None = None,
+        observers: Iterable[_observe.Observer] = (),
     ) -> None:
         bad = errors.ConfigError
         limits.integer(concurrency, "concurrency", 1, limits.MAX_CONCURRENCY, error=bad)
@@ -169,6 +176,11 @@ class Worker:
         self.completion_linger = completion_linger
         self.heartbeat_every = heartbeat_every
         self.stats = WorkerStats()
+        # Each attempt runs in an OpenTelemetry span of this provider's (default: the global one), when the API
+        # is installed, an SDK records, and TASKSTORE_OTEL does not switch it off.
+        self._tracing = _otel.Tracing(tracer_provider)
+        # Added to the worker's store while it runs: they see its claims and outcomes, and its handlers' durations.
+        self._own_observers = tuple(observers)
         self._threads = HandlerThreads(keep=threads or concurrency)
         # ``threads`` below ``concurrency`` caps the sync handlers running at once; an abandoned thread
         # gives its place back.
@@ -233,6 +245,8 @@ class Worker:
         # The App's store when it lives on this loop; a store of the worker's own when the App's was opened on
         # another loop (a store is used from its own loop only).
         self._store, self._owns_store = await self.app.loop_store()
+        for observer in self._own_observers:
+            self._store.add_observer(observer)
         self._started_at = self._store.now()
         self._pipeline = self._chain()
         removed = await self.app.store_recurring(self._store)
@@ -299,6 +313,8 @@ class Worker:
         self._threads.close()
         with contextlib.suppress(errors.TaskstoreError):
             await self.store.set_worker_heartbeat(self._heartbeat(stopping=True))
+        for observer in self._own_observers:
+            self.store.remove_observer(observer)
         if self._owns_store:
             await self.store.close()
         s = self.stats
@@ -455,7 +471,26 @@ class Worker:
 
     async def _attempt(self, job: _Job) -> Any:
         """Run one claimed task through the middleware chain: the value to complete it with, or ``_ENDED``
-        when its end (failure, cancellation, lost lease) is already taken care of."""
+        when its end (failure, cancellation, lost lease) is already taken care of.
+
+        With tracing on, in a CONSUMER span that is current meanwhile: the handler's own spans are its
+        children, in its thread too (a sync handler runs in a copy of this context).
+        """
+        tracer = self._tracing.tracer()
+        if tracer is None:
+            return await self._run_attempt(job)
+        span, token = _otel.start_attempt(tracer, job.task)
+        outcome = "interrupted"  # what escapes _run_attempt: the worker's own task was cancelled meanwhile
+        try:
+            value = await self._run_attempt(job)
+            outcome = "done" if value is not _ENDED else job.outcome or "lost"
+            return value
+        finally:
+            failure = job.failure
+            text = None if failure is None else f"{failure.type}: {failure.message}"
+            _otel.end_attempt(span, token, outcome, job.error, text)
+
+    async def _run_attempt(self, job: _Job) -> Any:
         task = job.task
         token, stop_token = _current.set(task), _stop.set(job.stop)
         try:
@@ -468,8 +503,16 @@ class Worker:
                 await self._write_failure(job, prepared)
                 return _ENDED
             assert self._pipeline is not None
+            observers = self.store.observers
+            started = time.perf_counter() if observers else 0.0
             try:
-                value = await self._pipeline(prepared)
+                try:
+                    value = await self._pipeline(prepared)
+                finally:
+                    if observers:
+                        seconds = time.perf_counter() - started
+                        for observer in observers:
+                            observer.handled(task.queue, task.kind, seconds)
             except asyncio.CancelledError as exc:
                 if _cancelled_by_worker():
                     await self._after_cancel(job)
@@ -518,7 +561,7 @@ class Worker:
                 await asyncio.shield(self.store.unclaim(job.claim))
             raise asyncio.CancelledError
         if value is not _ENDED:
-            (refused,) = await self.store.acknowledge_many([(job.claim, value)])
+            (refused,) = await self.store.acknowledge_many([(job.task, value)])
             if refused is not None:
                 raise refused
             self.stats.succeeded += 1
@@ -603,26 +646,33 @@ class Worker:
 
     async def _after_cancel(self, job: _Job) -> None:
         if job.lost:
+            job.outcome = "lost"
             self.stats.lost += 1
         elif job.cancel_requested:
+            job.outcome = "cancelled"
             try:
-                await self.store.mark_cancelled(job.claim)
+                await self.store.mark_cancelled(job.task)
                 self.stats.cancelled += 1
             except errors.TaskstoreError as exc:
                 log.warning("task %s: could not record its cancellation: %s", job.task.id, exc)
-        # released (the worker is stopping): stop() gives it back with unclaim.
+        else:
+            job.outcome = "released"  # the worker is stopping: stop() gives it back with unclaim
 
     async def _write_failure(self, job: _Job, failure: Failure, retry_in: float | None = None) -> None:
+        job.failure = failure
         if job.lost:
+            job.outcome = "lost"
             self.stats.lost += 1
             return
         refusals = 0
         for attempt in itertools.count(1):
             try:
-                await self.store.mark_failed(job.claim, failure, retry_in=retry_in)
+                written = await self.store.mark_failed(job.task, failure, retry_in=retry_in)
+                job.outcome = "dead" if written.state is State.DEAD else "retry"
                 self.stats.failed += 1
                 return
             except errors.LeaseError as exc:
+                job.outcome = "lost"
                 self.stats.lost += 1
                 log.warning("task %s: failure not recorded, the lease was lost: %s", job.task.id, exc)
                 return
@@ -648,7 +698,7 @@ class Worker:
             due = [j for j in self._held() if j.beat_at <= now and not (j.lost or j.released)]
             if due:
                 try:
-                    outcomes = await self.store.report_in_many([j.claim for j in due])
+                    outcomes = await self.store.report_in_many([j.task for j in due])
                 except errors.TaskstoreError as exc:
                     log.warning("worker %s could not renew leases: %s", self.worker_id, exc)
                     outcomes = []
@@ -739,7 +789,8 @@ class Worker:
         refusals = 0
         for attempt in itertools.count(1):
             try:
-                outcomes = await self.store.acknowledge_many([(job.claim, value) for job, value in batch])
+                # Tasks, not claims: they carry the same lease, and give the store their queue and kind to report.
+                outcomes = await self.store.acknowledge_many([(job.task, value) for job, value in batch])
                 break
             except errors.BackendUnavailable as exc:
                 problem: errors.TaskstoreError = exc  # the leases are kept meanwhile: wait for the store

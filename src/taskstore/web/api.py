@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 from starlette.routing import BaseRoute
 
-from .. import errors
+from .. import _otel, errors
 from ..model import Failure, State
-from . import convert
+from . import convert, events
 from .auth import Role
 from .problems import HTTPProblem, problem_of
 from .routes import Call, Endpoint, read_body, route
@@ -61,10 +61,11 @@ def _create_body(raw: bytes) -> NewTaskIn | NewTasksIn:
 async def create_tasks(call: Call) -> TaskOut | TasksOut:
     raw = await read_body(call.request, call.state.max_body)
     body = _create_body(raw)
-    if isinstance(body, NewTasksIn):
-        created = await call.store.create_many([convert.new_task(item) for item in body.tasks])
-        return TasksOut(tasks=[convert.task_out(t) for t in created])
-    return convert.task_out(await call.store.create(convert.new_task(body)))
+    with _otel.extracted(call.request.headers):  # a client's traceparent: the tasks carry its trace
+        if isinstance(body, NewTasksIn):
+            created = await call.store.create_many([convert.new_task(item) for item in body.tasks])
+            return TasksOut(tasks=[convert.task_out(t) for t in created])
+        return convert.task_out(await call.store.create(convert.new_task(body)))
 
 
 async def list_tasks(call: Call) -> TaskPageOut:
@@ -230,7 +231,11 @@ ENDPOINTS: Sequence[Endpoint] = (
         "POST", "/tasks", "create_tasks", "Create one task, or several all-or-nothing", Role.WORKER, create_tasks,
         response=TaskOut | TasksOut, status=201, body=NewTaskIn | NewTasksIn, decode_body=False,
         errors=(401, 403, 409, 413, 422, 503),
-        description="A unique task whose key is held returns the existing task (SPEC §9), still with 201.",
+        description=(
+            "A unique task whose key is held returns the existing task (SPEC §9), still with 201. A W3C "
+            "`traceparent` header (with `tracestate`) puts the tasks in that trace: their `context` gets those "
+            "keys unless the body sets them, and workers link each attempt's span to it."
+        ),
     ),
     Endpoint("GET", "/tasks", "list_tasks", "List tasks in enqueue order", Role.READ, list_tasks,
              response=TaskPageOut, query=TaskListQuery, errors=_READ_ERRORS),
@@ -271,6 +276,7 @@ ENDPOINTS: Sequence[Endpoint] = (
              response=StatusOut, errors=_READ_ERRORS, tag="results"),
     Endpoint("GET", "/groups/{id}", "get_group", "A group or chord and its members' statuses", Role.READ,
              get_group, response=GroupOut, errors=_READ_ERRORS, tag="results"),
+    events.ENDPOINT,
 )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -47,6 +47,19 @@ class WebState:
         self.max_body = max_body
         # Per-process extras hooked in by other modules (the metrics registry, the events hub).
         self.extras: dict[str, Any] = {}
+        self._hooks: list[Callable[[Store], Callable[[], None] | None]] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def on_store(self, hook: Callable[[Store], Callable[[], None] | None]) -> None:
+        """Call ``hook(store)`` once the store is open (at once if it is); what it returns is called at close."""
+        self._hooks.append(hook)
+        if self._store is not None:
+            self._run_hook(hook, self._store)
+
+    def _run_hook(self, hook: Callable[[Store], Callable[[], None] | None], store: Store) -> None:
+        undo = hook(store)
+        if undo is not None:
+            self._undo.append(undo)
 
     async def store(self) -> Store:
         if self._store is not None:
@@ -59,9 +72,14 @@ class WebState:
                 store = open_store(self._target, **self._store_options)
                 await store.connect()
                 self._owned = self._store = store
+                for hook in self._hooks:
+                    self._run_hook(hook, store)
         return self._store
 
     async def close(self) -> None:
+        undo, self._undo = self._undo, []
+        for step in undo:
+            step()
         owned, self._owned = self._owned, None
         if owned is not None:
             self._store = None
@@ -108,11 +126,12 @@ def create_app(
     chosen = tokens_from_env() if tokens is None else parse_tokens(tokens)
     state = WebState(url_or_store, chosen, max_body=max_body, store_options=dict(store_options or {}))
 
-    from . import api, dashboard, openapi
+    from . import api, dashboard, metrics, openapi
 
     routes: list[BaseRoute] = [
         Mount("/api/v1", routes=api.routes(state)),
         *openapi.routes(state),
+        *metrics.routes(state),
         *dashboard.routes(state),
     ]
 

@@ -120,9 +120,9 @@ def document(mounted: Iterable[tuple[str, Sequence[Endpoint]]]) -> dict[str, Any
 
 
 def routes(state: Any) -> list[BaseRoute]:
-    from . import api
+    from . import api, metrics
 
-    body = JSON_ENCODER.encode(document([("/api/v1", api.ENDPOINTS)]))
+    body = JSON_ENCODER.encode(document([("/api/v1", api.ENDPOINTS), ("", metrics.ENDPOINTS)]))
 
     async def serve(request: Request) -> Response:
         return Response(body, media_type="application/json")

@@ -327,7 +327,11 @@ class TaskListQuery(_In):
 
 
 class EventsQuery(_In):
-    id: Annotated[list[Name], Meta(max_length=100)] | None = None
+    """``id`` (repeated, up to 100): those tasks' or status records' statuses; none: queue snapshots."""
+
+    id: Annotated[list[Name], Meta(min_length=1, max_length=100)] | None = None
+    interval: Annotated[float, Meta(ge=0.1, le=60)] = 1.0
+    timeout: Annotated[float, Meta(gt=0, le=86_400)] | None = None
 
 
 JSON_ENCODER = msgspec.json.Encoder()

@@ -170,3 +170,21 @@ def test_a_change_made_by_another_process_appears_live(page: Any, server: Server
     expect(cell).to_have_text("5", timeout=10_000)  # generous: the point is that it arrives, not how fast
     assert page.evaluate("window.__same_page === true")
     assert page.problems == []
+
+
+def test_a_task_page_follows_its_task_live(page: Any, server: Server) -> None:
+    """A worker elsewhere claims and finishes the task: the open page shows running, then succeeded."""
+    from playwright.sync_api import expect
+
+    queue = _queue()
+    task = api(server, "POST", "/tasks", {"queue": queue, "kind": "k"})
+    page.goto(f"{server.base}/tasks/{task['id']}")
+    page.evaluate("window.__same_page = true")
+    heading = page.locator("h1 .badge").first
+    expect(heading).to_have_text("queued")
+    claimed = api(server, "POST", "/claims", {"worker_id": "w-live", "queues": [queue]})["tasks"][0]
+    expect(heading).to_have_text("claimed", timeout=10_000)
+    api(server, "POST", f"/tasks/{task['id']}/done", {"worker_id": "w-live", "token": claimed["token"], "result": 7})
+    expect(heading).to_have_text("done", timeout=10_000)
+    assert page.evaluate("window.__same_page === true")
+    assert page.problems == []

@@ -24,6 +24,7 @@ from starlette.templating import Jinja2Templates
 
 from ... import errors
 from ..._render import task_json
+from ..._statuses import TASK_TO_STATUS
 from ...model import State, Task
 from ..auth import Role
 from ..problems import HTTPProblem
@@ -204,6 +205,7 @@ async def task_page(request: Request, p: Page) -> Response:
         "value_text": None if value_text is None else value_text[:PAYLOAD_SHOWN],
         "value_cut": value_text is not None and len(value_text) > PAYLOAD_SHOWN,
         "why": why,
+        "status_state": TASK_TO_STATUS[task.state].value,
         "ago": _ago,
     }
     return templates.TemplateResponse(request, "task.html", ctx)

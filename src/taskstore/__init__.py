@@ -16,6 +16,7 @@ from .context import NoCurrentTask, cancel_requested, current_task
 from .control import HandlerSignal, Reject, Retry
 from .middleware import HandlerTimeout, TaskContext
 from .model import (
+    Activity,
     AttemptFailure,
     Claim,
     Failure,
@@ -41,6 +42,7 @@ from .worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "Activity",
     "App",
     "AttemptFailure",
     "BinaryExponential",

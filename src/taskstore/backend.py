@@ -223,6 +223,10 @@ class Outbox(Protocol):
 
     async def count(self, state: State | None, queue: str | None, archived: bool) -> int: ...
 
+    async def finished_counts(self, since: datetime, bucket: float) -> list[tuple[int, State, int]]:
+        """Live tasks finished at or after ``since``: (slot, state, count), slot = whole ``bucket``s after ``since``."""
+        ...
+
     async def outstanding_count(self, recurring_id: str) -> int: ...
 
 

@@ -512,6 +512,16 @@ class Limit:
 
 
 @dataclass(frozen=True, slots=True)
+class Activity:
+    """Tasks that finished in one time slot (``store.activity``): how many succeeded, went dead, were cancelled."""
+
+    start: datetime
+    done: int = 0
+    dead: int = 0
+    cancelled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class QueueInfo:
     """A queue as ``list_queues`` reports it: paused or not, its tasks by state (every state present,
     archived tasks not counted), the ``run_at`` of its longest-waiting ready task, and how many live workers
@@ -558,6 +568,7 @@ __all__ = [
     "DEFAULT_PROCESSING_TIMEOUT",
     "DEFAULT_UNIQUE_STATES",
     "TERMINAL_STATES",
+    "Activity",
     "AttemptFailure",
     "Claim",
     "Failure",

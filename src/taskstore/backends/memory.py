@@ -212,6 +212,15 @@ class MemoryDriver:
         with self._lock:
             return sum(1 for _ in self._matching(ListQuery(state=state, queue=queue, archived=archived)))
 
+    async def finished_counts(self, since: datetime, bucket: float) -> list[tuple[int, State, int]]:
+        counts: dict[tuple[int, State], int] = {}
+        with self._lock:
+            for t in self._tasks.values():
+                if t.finished_at is not None and t.finished_at >= since:
+                    key = (int((t.finished_at - since).total_seconds() // bucket), t.state)
+                    counts[key] = counts.get(key, 0) + 1
+        return [(slot, state, n) for (slot, state), n in counts.items()]
+
     async def outstanding_count(self, recurring_id: str) -> int:
         outstanding = (State.QUEUED, State.FAILED, State.CLAIMED)
         with self._lock:

@@ -240,3 +240,33 @@ class AdminTests(SuiteBase):
         clock.advance(6)
         assert await store.claim_task(created.id, "w2", ttl=5) is None
         assert (await store.get(created.id)).state is State.CANCELLED
+
+    # -- activity (the dashboard's charts) --------------------------------------------------------
+
+    async def test_activity_counts_finished_tasks_per_slot(self, store: Store, clock: FakeClock) -> None:
+        await create(store, 6, max_attempts=1)
+        start = clock.now()
+        await store.mark_done(await claim_one(store))  # slot 0 of the window below
+        clock.advance(61)
+        await store.mark_done(await claim_one(store))
+        await store.mark_done(await claim_one(store))
+        await store.mark_failed(await claim_one(store), Failure("Boom"))  # dead: one attempt
+        task = await claim_one(store)
+        await store.cancel(task.id)
+        await store.mark_cancelled(task)
+        clock.advance(30)
+        slots = await store.activity(window=180, bucket=60)
+        assert len(slots) == 3
+        assert [s.start for s in slots] == [clock.now() - timedelta(seconds=180 - 60 * i) for i in range(3)]
+        assert sum(s.done for s in slots) == 3
+        assert [(s.done, s.dead, s.cancelled) for s in slots] == [(0, 0, 0), (1, 0, 0), (2, 1, 1)]
+        assert start >= slots[1].start
+        # a window that starts after the first finish leaves it out; queued tasks never count
+        recent = await store.activity(window=60, bucket=60)
+        assert [(s.done, s.dead, s.cancelled) for s in recent] == [(2, 1, 1)]
+
+    async def test_activity_refuses_too_many_slots(self, store: Store) -> None:
+        with pytest.raises(errors.InvalidTask):
+            await store.activity(window=86400 * 30, bucket=1)
+        with pytest.raises(errors.InvalidTask):
+            await store.activity(window=60, bucket=0)

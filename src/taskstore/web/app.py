@@ -88,7 +88,14 @@ class WebState:
     def authenticate(self, request: Request, needed: Role | None) -> Role:
         """The caller's role; 401 without a valid token, 403 when the role is too low for ``needed``."""
         client = request.client
-        role = self.auth.role_of(request.headers.get("authorization"), client.host if client else None)
+        peer = client.host if client else None
+        header = request.headers.get("authorization")
+        role = self.auth.role_of(header, peer)
+        if role is None and header is None and request.method == "GET" and not self.auth.open:
+            # The dashboard's login cookie, for reads only (the browser's EventSource cannot send a header);
+            # a write never rides on a cookie, so no other site can make a logged-in browser change anything.
+            cookie = request.cookies.get("taskstore_token")
+            role = None if cookie is None else self.auth.role_of_secret(cookie)
         if self.auth.open and role is not None and not origin_is_loopback(request.headers.get("origin")):
             # With no token, trust rests on the peer address, and a web page the operator opens could make the
             # browser send requests from loopback (a form POST needs no CORS preflight). Browsers name the
@@ -124,12 +131,13 @@ def create_app(
     chosen = tokens_from_env() if tokens is None else parse_tokens(tokens)
     state = WebState(url_or_store, chosen, max_body=max_body, store_options=dict(store_options or {}))
 
-    from . import api, metrics, openapi
+    from . import api, dashboard, metrics, openapi
 
     routes: list[BaseRoute] = [
         Mount("/api/v1", routes=api.routes(state)),
         *openapi.routes(state),
         *metrics.routes(state),
+        *dashboard.routes(state),
     ]
 
     @contextlib.asynccontextmanager

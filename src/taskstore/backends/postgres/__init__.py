@@ -625,6 +625,10 @@ class PostgresDriver:
         )
         return int(row[0])
 
+    async def finished_counts(self, since: datetime, bucket: float) -> list[tuple[int, State, int]]:
+        rows = await self._fetchall("finished_counts", since=since, bucket=bucket)
+        return [(int(slot), State(state), int(n)) for slot, state, n in rows]
+
     async def outstanding_count(self, recurring_id: str) -> int:
         return int((await self._fetchone("outstanding", id=recurring_id))[0])
 

@@ -456,6 +456,13 @@ SELECT * FROM {schema}.tasks_archive
 SELECT count(*) FROM {schema}.tasks
  WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
 
+-- Finished tasks per time slot (the dashboard's charts), over the partial index on finished_at.
+-- name: finished_counts
+SELECT floor(extract(epoch FROM finished_at - %(since)s) / %(bucket)s)::int AS slot, state, count(*)
+  FROM {schema}.tasks
+ WHERE finished_at IS NOT NULL AND finished_at >= %(since)s
+ GROUP BY 1, 2
+
 -- name: count_archived
 SELECT count(*) FROM {schema}.tasks_archive
  WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)

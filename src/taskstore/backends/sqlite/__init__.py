@@ -461,6 +461,11 @@ class SQLiteDriver:
         name = "count_archived" if archived else "count"
         return await self._run(lambda c: int(c.execute(Q[name], params).fetchone()[0]))
 
+    async def finished_counts(self, since: datetime, bucket: float) -> list[tuple[int, State, int]]:
+        params = {"since": to_us(since), "bucket": max(int(bucket * 1_000_000), 1)}
+        rows = await self._run(lambda c: c.execute(Q["finished_counts"], params).fetchall())
+        return [(int(slot), State(state), int(n)) for slot, state, n in rows]
+
     async def outstanding_count(self, recurring_id: str) -> int:
         return await self._run(lambda c: int(c.execute(Q["outstanding"], (recurring_id,)).fetchone()[0]))
 

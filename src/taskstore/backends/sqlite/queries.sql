@@ -168,6 +168,12 @@ SELECT * FROM tasks_archive
 SELECT count(*) FROM tasks
  WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
 
+-- Finished tasks per time slot (the dashboard's charts), over the partial index on finished_at.
+-- name: finished_counts
+SELECT (finished_at - :since) / :bucket AS slot, state, count(*) FROM tasks
+ WHERE finished_at IS NOT NULL AND finished_at >= :since
+ GROUP BY slot, state
+
 -- name: count_archived
 SELECT count(*) FROM tasks_archive
  WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import secrets
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import taskstore
+from bench.local_pg import pg_schema
 from taskstore import App, State, Worker
 
 LEASE = 60.0
@@ -149,24 +147,10 @@ def main() -> None:
         url = f"sqlite:///{Path(tmp, 'cancel.db')}"
         print(_line("SQLite", "same process:", lambda w: in_process(url, n, w)))
         print(_line("SQLite", "other process:", lambda w: other_process(url, n, w)))
-    pg = args.postgres
-    if pg is None:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            pg = "postgresql://postgres@127.0.0.1:5432/postgres"
-    if pg is None:
-        print("PostgreSQL: skipped (no server; set TASKSTORE_BENCH_POSTGRES_URL)")
-        return
-    schema = f"bench_cancel_{secrets.token_hex(3)}"
-    url = f"{pg}{'&' if '?' in pg else '?'}schema={schema}"
-    try:
-        print(_line("PostgreSQL", "same process:", lambda w: in_process(url, n, w)))
-        print(_line("PostgreSQL", "other process:", lambda w: other_process(url, n, w)))
-    finally:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(pg, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with pg_schema(args.postgres, "bench_cancel") as pg_url:
+        if pg_url is not None:
+            print(_line("PostgreSQL", "same process:", lambda w: in_process(pg_url, n, w)))
+            print(_line("PostgreSQL", "other process:", lambda w: other_process(pg_url, n, w)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
 import socket
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx2
 
 import taskstore
+from bench.local_pg import pg_schema
 from taskstore import NewTask
 
 IDLE_SECONDS = 5.0
@@ -118,21 +118,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         print("SQLite:")
         asyncio.run(measure(f"sqlite:///{Path(tmp, 'events.db')}", args.tasks, args.streams))
-    pg = args.postgres
-    if pg is None:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            pg = "postgresql://postgres@127.0.0.1:5432/postgres"
-    if pg is None:
-        print("PostgreSQL: skipped (no server; set TASKSTORE_BENCH_POSTGRES_URL)")
-        return
-    schema = f"bench_events_{secrets.token_hex(3)}"
-    print("PostgreSQL:")
-    asyncio.run(measure(f"{pg}{'&' if '?' in pg else '?'}schema={schema}", args.tasks, args.streams))
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with pg_schema(args.postgres, "bench_events") as url:
+        if url is not None:
+            print("PostgreSQL:")
+            asyncio.run(measure(url, args.tasks, args.streams))
 
 
 if __name__ == "__main__":

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import secrets
-import socket
 import statistics
 import sys
 import tempfile
@@ -23,6 +20,7 @@ import time
 from pathlib import Path
 
 import taskstore
+from bench.local_pg import pg_schema
 from taskstore import NewTask
 
 _WATCHER = """
@@ -76,22 +74,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         p50, p99 = asyncio.run(measure(f"sqlite:///{Path(tmp, 'watch.db')}", args.tasks))
         print(f"SQLite:     completion -> watcher in another process: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    pg = args.postgres
-    if pg is None:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            pg = "postgresql://postgres@127.0.0.1:5432/postgres"
-    if pg is None:
-        print("PostgreSQL: skipped (no server; set TASKSTORE_BENCH_POSTGRES_URL)")
-        return
-    schema = f"bench_watch_{secrets.token_hex(3)}"
-    url = f"{pg}{'&' if '?' in pg else '?'}schema={schema}"
-    p50, p99 = asyncio.run(measure(url, args.tasks))
-    print(f"PostgreSQL: completion -> watcher in another process: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with pg_schema(args.postgres, "bench_watch") as url:
+        if url is not None:
+            p50, p99 = asyncio.run(measure(url, args.tasks))
+            print(f"PostgreSQL: completion -> watcher in another process: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
 
 
 if __name__ == "__main__":

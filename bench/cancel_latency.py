@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import taskstore
-from bench.local_pg import pg_schema
 from taskstore import App, State, Worker
 
 LEASE = 60.0
@@ -147,6 +146,8 @@ def main() -> None:
         url = f"sqlite:///{Path(tmp, 'cancel.db')}"
         print(_line("SQLite", "same process:", lambda w: in_process(url, n, w)))
         print(_line("SQLite", "other process:", lambda w: other_process(url, n, w)))
+    from bench.local_pg import pg_schema  # here: this file also runs by path as the measured worker process
+
     with pg_schema(args.postgres, "bench_cancel") as pg_url:
         if pg_url is not None:
             print(_line("PostgreSQL", "same process:", lambda w: in_process(pg_url, n, w)))

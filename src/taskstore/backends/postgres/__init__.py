@@ -613,6 +613,7 @@ class PostgresDriver:
             name,
             state=None if query.state is None else query.state.value,
             queue=query.queue,
+            kind=query.kind,
             ready=query.ready_as_of,
             after=query.after_seq,
             limit=query.limit,
@@ -929,6 +930,9 @@ class PostgresDriver:
 
     async def archive(self, before: datetime, limit: int) -> int:
         return await self._execute("archive", before=before, limit=limit)
+
+    async def archive_ids(self, ids: Sequence[str]) -> int:
+        return await self._execute("archive_ids", ids=list(ids))
 
     # -- recurring schedules --------------------------------------------------------------------
 

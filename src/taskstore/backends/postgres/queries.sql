@@ -420,12 +420,27 @@ moved AS (
            FOR UPDATE SKIP LOCKED)
     RETURNING *
 )
+{into_archive}
+
+-- The finished tasks among some ids, by the unique index on id. A row changed meanwhile (a retry committed
+-- first) is checked again after its lock is granted, so a task no longer finished stays.
+-- name: archive_ids
+WITH clock AS (SELECT {now} AS now),
+moved AS (
+    DELETE FROM {schema}.tasks
+     WHERE id = ANY(%(ids)s::text[]) AND state IN ('done', 'dead', 'cancelled')
+    RETURNING *
+)
+{into_archive}
+
+-- Both archivers' one move: the rows deleted above (``moved``), into the archive stamped with ``clock.now``.
+-- name: _into_archive
 INSERT INTO {schema}.tasks_archive SELECT moved.*, clock.now FROM moved, clock
 
 -- A listing's filter: every condition is optional (NULL leaves it out); `after` is the keyset cursor.
 -- name: _list_filter
  WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s)
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s) AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s)
 
 -- An ascending page ends below the seqs open transactions may still commit (see _announce_seqs).
 -- name: list_asc

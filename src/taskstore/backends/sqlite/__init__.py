@@ -450,6 +450,7 @@ class SQLiteDriver:
         params = {
             "state": None if query.state is None else query.state.value,
             "queue": query.queue,
+            "kind": query.kind,
             "ready": None if query.ready_as_of is None else to_us(query.ready_as_of),
             "after": query.after_seq,
             "limit": query.limit,
@@ -674,15 +675,27 @@ class SQLiteDriver:
         def archive(conn: sqlite3.Connection) -> int:
             with self._write(conn):
                 seqs = [r[0] for r in conn.execute(Q["finished_before"], (to_us(before), limit))]
-                if seqs:
-                    encoded = json.dumps(seqs)
-                    copied = conn.execute(Q["copy_to_archive"], (to_us(self.clock.now()), encoded)).rowcount
-                    deleted = conn.execute(Q["delete_archived"], (encoded,)).rowcount
-                    if copied != len(seqs) or deleted != len(seqs):
-                        raise errors.BackendUnavailable("archive copied and deleted different rows")
-            return len(seqs)
+                return self._move_to_archive(conn, seqs)
 
         return await self._run(archive)
+
+    async def archive_ids(self, ids: Sequence[str]) -> int:
+        def archive(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                seqs = [r[0] for r in conn.execute(Q["finished_among"], (json.dumps(list(ids)),))]
+                return self._move_to_archive(conn, seqs)
+
+        return await self._run(archive)
+
+    def _move_to_archive(self, conn: sqlite3.Connection, seqs: list[int]) -> int:
+        """Both archivers' one move, inside their write transaction: copy the rows, then delete them."""
+        if seqs:
+            encoded = json.dumps(seqs)
+            copied = conn.execute(Q["copy_to_archive"], (to_us(self.clock.now()), encoded)).rowcount
+            deleted = conn.execute(Q["delete_archived"], (encoded,)).rowcount
+            if copied != len(seqs) or deleted != len(seqs):
+                raise errors.BackendUnavailable("archive copied and deleted different rows")
+        return len(seqs)
 
     # -- recurring schedules --------------------------------------------------------------------
 

@@ -575,9 +575,7 @@ def build_app() -> typer.Typer:
         wanted = _state(state)
         page = cli.run(
             url,
-            lambda s: s.list(
-                state=wanted, queue=queue, limit=limit, descending=newest, archived=archived, kind=kind
-            ),
+            lambda s: s.list(state=wanted, queue=queue, limit=limit, descending=newest, archived=archived, kind=kind),
             create=False,
         )
         if as_json:

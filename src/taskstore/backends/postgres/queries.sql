@@ -457,6 +457,23 @@ SELECT * FROM {schema}.tasks
 {list_filter} AND (%(after)s::bigint IS NULL OR seq < %(after)s)
  ORDER BY seq DESC LIMIT %(limit)s
 
+-- One queue's tasks of one kind: queue and kind are plain equalities (never "NULL leaves it out"), so even the
+-- generic plan of a prepared statement walks tasks_queue_kind (migration 10) in seq order.
+-- name: _list_kind_filter
+ WHERE queue = %(queue)s AND kind = %(kind)s
+   AND (%(state)s::text IS NULL OR state = %(state)s) AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s)
+
+-- name: list_kind_asc
+SELECT * FROM {schema}.tasks
+{list_kind_filter} AND (%(after)s::bigint IS NULL OR seq > %(after)s)
+   AND seq < coalesce({seq_horizon}, 9223372036854775807)
+ ORDER BY seq LIMIT %(limit)s
+
+-- name: list_kind_desc
+SELECT * FROM {schema}.tasks
+{list_kind_filter} AND (%(after)s::bigint IS NULL OR seq < %(after)s)
+ ORDER BY seq DESC LIMIT %(limit)s
+
 -- name: list_archived_asc
 SELECT * FROM {schema}.tasks_archive
 {list_filter} AND (%(after)s::bigint IS NULL OR seq > %(after)s)

@@ -46,9 +46,7 @@ async def fill(store: taskstore.Store, n: int) -> None:
     for start in range(0, n, CHUNK):
         size = min(CHUNK, n - start)
         kinds = rng.choices(names, weights, k=size)
-        batch = [
-            NewTask(rng.choice(QUEUES), kind, {"args": [start + i], "kwargs": {}}) for i, kind in enumerate(kinds)
-        ]
+        batch = [NewTask(rng.choice(QUEUES), kind, {"args": [start + i], "kwargs": {}}) for i, kind in enumerate(kinds)]
         await store.create_many(batch)
 
 

@@ -422,13 +422,17 @@ moved AS (
 )
 {into_archive}
 
--- The finished tasks among some ids, by the unique index on id. A row changed meanwhile (a retry committed
--- first) is checked again after its lock is granted, so a task no longer finished stays.
+-- The finished tasks among some ids, by the unique index on id, locked in seq order (two calls over the same
+-- ids never deadlock). A row changed meanwhile (a retry committed first) is checked again once its lock is
+-- granted, so a task no longer finished stays.
 -- name: archive_ids
 WITH clock AS (SELECT {now} AS now),
 moved AS (
-    DELETE FROM {schema}.tasks
-     WHERE id = ANY(%(ids)s::text[]) AND state IN ('done', 'dead', 'cancelled')
+    DELETE FROM {schema}.tasks WHERE seq IN (
+        SELECT seq FROM {schema}.tasks
+         WHERE id = ANY(%(ids)s::text[]) AND state IN ('done', 'dead', 'cancelled')
+         ORDER BY seq
+           FOR UPDATE)
     RETURNING *
 )
 {into_archive}

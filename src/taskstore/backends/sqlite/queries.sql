@@ -159,6 +159,22 @@ SELECT * FROM tasks
 {list_filter} AND (:after IS NULL OR seq < :after)
  ORDER BY seq DESC LIMIT :limit
 
+-- One queue's tasks of one kind: queue and kind are plain equalities (not "NULL leaves it out"), which lets
+-- the planner walk tasks_queue_kind (schema 9) in seq order instead of scanning the table.
+-- name: _list_kind_filter
+ WHERE queue = :queue AND kind = :kind
+   AND (:state IS NULL OR state = :state) AND (:ready IS NULL OR run_at <= :ready)
+
+-- name: list_kind_asc
+SELECT * FROM tasks
+{list_kind_filter} AND (:after IS NULL OR seq > :after)
+ ORDER BY seq LIMIT :limit
+
+-- name: list_kind_desc
+SELECT * FROM tasks
+{list_kind_filter} AND (:after IS NULL OR seq < :after)
+ ORDER BY seq DESC LIMIT :limit
+
 -- name: list_archived_asc
 SELECT * FROM tasks_archive
 {list_filter} AND (:after IS NULL OR seq > :after)

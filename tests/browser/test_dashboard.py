@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -104,6 +105,9 @@ def test_bulk_discard_of_a_failure_group(page: Any, server: Server) -> None:
     page.goto(f"{server.base}/dead")
     row = page.locator("tr", has_text=f"quota {marker} exceeded")
     assert row.locator("td.num").inner_text() == "2"
+    forged = page.request.post(f"{server.base}/dead/discard", form={"group": row.get_attribute("data-group")})
+    assert forged.status == 403  # no CSRF value: refused, nothing archived
+    assert api(server, "GET", f"/tasks?queue={queue}&archived=true")["items"] == []
     row.get_by_role("button", name="Discard").click()  # confirms (the dialog is accepted)
     page.wait_for_url(f"{server.base}/dead")
     assert page.locator("tr", has_text=f"quota {marker} exceeded").count() == 0
@@ -179,6 +183,9 @@ def test_the_read_role_sees_no_action_buttons(browser: Any, server: Server) -> N
         pg.goto(f"{server.base}/dead")
         assert pg.get_by_role("button", name="Retry").count() == 0
         assert pg.get_by_role("button", name="Discard").count() == 0
+        csrf = json.loads(pg.locator("body").get_attribute("hx-headers") or "{}")["X-CSRF-Token"]
+        refused = pg.request.post(f"{server.base}/dead/discard", form={"group": "any", "csrf": csrf})
+        assert refused.status == 403  # the action itself needs the admin role, whatever the page shows
     finally:
         context.close()
 

@@ -151,6 +151,9 @@ def worker_url(flag: str | None, app_url: str | None, env_url: str | None) -> tu
 
 
 def _sqlite_path(url: str) -> str:
+    # The scheme was matched without "://" (and in any case): "SQLITE:00/0/0" must not pass as a path.
+    if url[: len("sqlite://")].lower() != "sqlite://":
+        raise ConfigError(f"SQLite URLs look like sqlite:///relative.db or sqlite:////absolute.db, not {redact(url)!r}")
     rest = url[len("sqlite://") :].split("?", 1)[0]
     if not rest.startswith("/") or rest == "/":
         raise ConfigError(f"SQLite URLs look like sqlite:///relative.db or sqlite:////absolute.db, not {redact(url)!r}")

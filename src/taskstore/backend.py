@@ -179,6 +179,7 @@ class ListQuery:
     limit: int = 100
     descending: bool = False
     archived: bool = False
+    kind: str | None = None
 
 
 class Lifecycle(Protocol):
@@ -291,6 +292,11 @@ class Maintenance(Protocol):
         ...
 
     async def archive(self, before: datetime, limit: int) -> int: ...
+
+    async def archive_ids(self, ids: Sequence[str]) -> int:
+        """Move the finished (``done``/``dead``/``cancelled``) tasks among ``ids`` to the archive, in one
+        transaction, the same way ``archive`` moves them; others and unknown ids are left alone."""
+        ...
 
 
 class Schedules(Protocol):

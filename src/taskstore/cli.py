@@ -565,6 +565,7 @@ def build_app() -> typer.Typer:
         url: UrlOption = None,
         state: Annotated[str | None, typer.Option(help="Only tasks in this state.")] = None,
         queue: Annotated[str | None, typer.Option(help="Only tasks of this queue.")] = None,
+        kind: Annotated[str | None, typer.Option(help="Only tasks of this kind.")] = None,
         limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many tasks.")] = 50,
         newest: Annotated[bool, typer.Option("--newest", help="Newest first.")] = False,
         archived: Annotated[bool, typer.Option("--archived", help="List archived tasks.")] = False,
@@ -574,7 +575,7 @@ def build_app() -> typer.Typer:
         wanted = _state(state)
         page = cli.run(
             url,
-            lambda s: s.list(state=wanted, queue=queue, limit=limit, descending=newest, archived=archived),
+            lambda s: s.list(state=wanted, queue=queue, limit=limit, descending=newest, archived=archived, kind=kind),
             create=False,
         )
         if as_json:

@@ -58,6 +58,7 @@ from .model import (
     as_seconds,
     check_aware,
     check_id,
+    check_kind,
     check_queue,
 )
 from .schedule import parse_schedule, slot_task_id
@@ -575,6 +576,7 @@ class Store:
         descending: bool = False,
         *,
         archived: bool = False,
+        kind: str | None = None,
     ) -> Page[Task]:
         """A page of tasks in enqueue order (``seq``); ``cursor`` is the previous page's ``next_cursor``.
 
@@ -589,6 +591,7 @@ class Store:
             limit=_limit(limit) + 1,  # one extra row tells whether another page exists
             descending=descending,
             archived=archived,
+            kind=check_kind(kind) if kind is not None else None,
         )
         driver = await self._ready()
         rows = await driver.list_tasks(query)
@@ -931,6 +934,20 @@ class Store:
             total += n
             if n < _BATCH:
                 return total
+
+    async def archive_tasks(self, ids: Iterable[str]) -> int:
+        """Move the finished (``done``/``dead``/``cancelled``) tasks among ``ids`` to the archive now.
+
+        One transaction, moving each task as ``archive`` does; a task not finished (retried meanwhile, say)
+        stays, and unknown or already archived ids are ignored. Returns how many moved.
+        """
+        if isinstance(ids, str):
+            raise errors.InvalidTask("archive_tasks() takes a collection of ids, not one id")
+        wanted = builtins.list(dict.fromkeys(check_id(i) for i in ids))  # each once, in the order given
+        if not wanted:
+            return 0
+        driver = await self._ready()
+        return await driver.archive_ids(wanted)
 
     # -- flow control (SPEC §9) -----------------------------------------------------------------
 

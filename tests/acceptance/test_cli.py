@@ -67,6 +67,8 @@ def test_filters_and_options(url: str) -> None:
     assert sms["max_attempts"] == 2
     assert sms["run_at"] > sms["created_at"]
     assert cli_json("tasks", "ls", "--state", "dead", "--url", url)["items"] == []
+    cli("enqueue", "sms", "remind", "--url", url)
+    assert [t["kind"] for t in cli_json("tasks", "ls", "--kind", "remind", "--url", url)["items"]] == ["remind"]
 
 
 def test_cancel_and_retry(url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -96,6 +97,58 @@ def test_bulk_retry_of_a_failure_group(page: Any, server: Server) -> None:
     assert page.problems == []
 
 
+def test_bulk_discard_of_a_failure_group(page: Any, server: Server) -> None:
+    queue = _queue()
+    marker = uuid.uuid4().hex
+    tasks = [_dead_task(server, queue, f"quota {marker} exceeded by {n}") for n in (1, 42)]
+    other = _dead_task(server, queue, f"something else {marker}x")
+    page.goto(f"{server.base}/dead")
+    row = page.locator("tr", has_text=f"quota {marker} exceeded")
+    assert row.locator("td.num").inner_text() == "2"
+    forged = page.request.post(f"{server.base}/dead/discard", form={"group": row.get_attribute("data-group")})
+    assert forged.status == 403  # no CSRF value: refused, nothing archived
+    assert api(server, "GET", f"/tasks?queue={queue}&archived=true")["items"] == []
+    row.get_by_role("button", name="Discard").click()  # confirms (the dialog is accepted)
+    page.wait_for_url(f"{server.base}/dead")
+    assert page.locator("tr", has_text=f"quota {marker} exceeded").count() == 0
+    assert page.locator("tr", has_text=f"something else {marker}x").count() == 1
+    archived = api(server, "GET", f"/tasks?queue={queue}&archived=true")["items"]
+    assert sorted(t["id"] for t in archived) == sorted(t["id"] for t in tasks)
+    live = api(server, "GET", f"/tasks?queue={queue}")["items"]
+    assert [t["id"] for t in live] == [other["id"]]
+    assert live[0]["state"] == "dead"
+    page.goto(f"{server.base}/tasks/{tasks[0]['id']}")  # the task page still shows it, from the archive
+    assert "dead" in page.locator("h1").inner_text()
+    assert page.problems == []
+
+
+def test_filter_a_queue_by_kind_keeps_state_and_paging(page: Any, server: Server) -> None:
+    queue = _queue()
+    api(server, "POST", "/tasks", {"tasks": [{"queue": queue, "kind": "send"} for _ in range(55)]})
+    api(server, "POST", "/tasks", {"tasks": [{"queue": queue, "kind": "bill"} for _ in range(3)]})
+    page.goto(f"{server.base}/queues/{queue}")
+    page.locator("nav.tabs a", has_text="queued").click()
+    page.fill("form.filter input[name=kind]", "send")
+    page.locator("form.filter").get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r".*kind=send.*"))
+    assert "state=queued" in page.url
+    kinds = page.locator("table.tasks tbody td:nth-child(2)").all_inner_texts()
+    assert len(kinds) == 50
+    assert set(kinds) == {"send"}
+    page.get_by_role("link", name="Older →").click()
+    page.wait_for_url(re.compile(r".*cursor=.*"))
+    assert "kind=send" in page.url
+    assert "state=queued" in page.url
+    assert page.locator("table.tasks tbody td:nth-child(2)").all_inner_texts() == ["send"] * 5
+    page.locator("nav.tabs a", has_text="all").click()  # another state tab keeps the kind
+    page.wait_for_load_state()
+    assert "kind=send" in page.url
+    page.get_by_role("link", name="all kinds").click()
+    page.wait_for_load_state()
+    assert set(page.locator("table.tasks tbody td:nth-child(2)").all_inner_texts()) == {"send", "bill"}
+    assert page.problems == []
+
+
 def test_an_injected_script_shows_as_text(page: Any, server: Server) -> None:
     evil = "<script>window.__pwned = 1</script><img src=x onerror='window.__pwned=2'>"
     task = api(server, "POST", "/tasks", {"queue": _queue(), "kind": evil, "args": {"html": evil}})
@@ -129,6 +182,10 @@ def test_the_read_role_sees_no_action_buttons(browser: Any, server: Server) -> N
         assert pg.get_by_role("button", name="Pause").count() == 0
         pg.goto(f"{server.base}/dead")
         assert pg.get_by_role("button", name="Retry").count() == 0
+        assert pg.get_by_role("button", name="Discard").count() == 0
+        csrf = json.loads(pg.locator("body").get_attribute("hx-headers") or "{}")["X-CSRF-Token"]
+        refused = pg.request.post(f"{server.base}/dead/discard", form={"group": "any", "csrf": csrf})
+        assert refused.status == 403  # the action itself needs the admin role, whatever the page shows
     finally:
         context.close()
 

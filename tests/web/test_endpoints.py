@@ -93,6 +93,16 @@ def test_list_filters_and_pages_with_a_cursor(api: Api) -> None:
     assert [t["id"] for t in newest] == [other["id"]]
 
 
+def test_list_filters_by_kind(api: Api) -> None:
+    sends = [api.create(queue="a", kind="send")["id"], api.create(queue="b", kind="send")["id"]]
+    api.create(queue="a", kind="bill")
+    listed = api.client.get(f"{V1}/tasks", params={"kind": "send"}).json()["items"]
+    assert [t["id"] for t in listed] == sends
+    both = api.client.get(f"{V1}/tasks", params={"kind": "send", "queue": "a"}).json()["items"]
+    assert [t["id"] for t in both] == sends[:1]
+    assert api.client.get(f"{V1}/tasks", params={"kind": ""}).status_code == 422
+
+
 def test_get_falls_back_to_the_archive(api: Api) -> None:
     task = api.create()
     (claimed,) = api.claim()

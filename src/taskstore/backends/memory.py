@@ -200,6 +200,8 @@ class MemoryDriver:
                 continue
             if query.queue is not None and task.queue != query.queue:
                 continue
+            if query.kind is not None and task.kind != query.kind:
+                continue
             if query.ready_as_of is not None and task.run_at > query.ready_as_of:
                 continue
             yield task
@@ -356,13 +358,22 @@ class MemoryDriver:
                 for t in self._tasks.values()
                 if t.state.is_terminal and t.finished_at is not None and t.finished_at <= before
             ][:limit]
-            for task in moving:
-                del self._tasks[task.id]
-                if task.unique_key is not None and self._unique.get((task.queue, task.unique_key)) == task.id:
-                    del self._unique[(task.queue, task.unique_key)]  # the index does not outgrow the live tasks
-            self._archive.extend(moving)
-            self._archive.sort(key=lambda t: t.seq)
-            return len(moving)
+            return self._move_to_archive(moving)
+
+    async def archive_ids(self, ids: Sequence[str]) -> int:
+        with self._lock:
+            found = (self._tasks.get(i) for i in ids)
+            return self._move_to_archive([t for t in found if t is not None and t.state.is_terminal])
+
+    def _move_to_archive(self, moving: list[Task]) -> int:
+        """Both archivers' one move, under the lock: out of the live tasks (and the unique index), into the archive."""
+        for task in moving:
+            del self._tasks[task.id]
+            if task.unique_key is not None and self._unique.get((task.queue, task.unique_key)) == task.id:
+                del self._unique[(task.queue, task.unique_key)]  # the index does not outgrow the live tasks
+        self._archive.extend(moving)
+        self._archive.sort(key=lambda t: t.seq)
+        return len(moving)
 
     # -- recurring schedules --------------------------------------------------------------------
 

@@ -157,6 +157,23 @@ class AdminTests(SuiteBase):
         assert [t.id for t in (await store.list(state="claimed")).items] == ["a1"]
         assert [t.id for t in (await store.list(queue="b")).items] == ["b1"]
 
+    async def test_list_filters_by_kind(self, store: Store) -> None:
+        await store.create_many(
+            [new("a", "send", id="s1"), new("a", "bill", id="b1"), new("b", "send", id="s2"), new("a", "send", id="s3")]
+        )
+        await store.claim("w", ["a"], limit=1)  # s1
+        assert [t.id for t in (await store.list(kind="send")).items] == ["s1", "s2", "s3"]
+        assert [t.id for t in (await store.list(kind="send", queue="a", state=State.QUEUED)).items] == ["s3"]
+        assert [t.id for t in (await store.list(kind="send", queue="a", descending=True)).items] == ["s3", "s1"]
+        first = await store.list(kind="send", limit=2)
+        rest = await store.list(kind="send", limit=2, cursor=first.next_cursor)
+        assert [t.id for t in [*first.items, *rest.items]] == ["s1", "s2", "s3"] and rest.next_cursor is None
+        assert (await store.list(kind="nothing-of-this-kind")).items == []
+
+    async def test_list_rejects_a_bad_kind(self, store: Store) -> None:
+        with pytest.raises(errors.InvalidTask):
+            await store.list(kind="")
+
     async def test_list_ready_as_of_is_inclusive(self, store: Store, clock: FakeClock) -> None:
         now = clock.now()
         await store.create_many([new(id=f"t{i}", run_at=now + timedelta(seconds=i)) for i in range(5)])

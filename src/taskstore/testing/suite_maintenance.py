@@ -9,7 +9,7 @@ import pytest
 
 from taskstore import Failure, FakeClock, NewTask, State, Store, errors
 
-from ._base import SHARED, OpenStore, SuiteBase, claim_one, create
+from ._base import SHARED, OpenStore, SuiteBase, claim_one, create, new
 
 
 class MaintenanceTests(SuiteBase):
@@ -149,6 +149,41 @@ class MaintenanceTests(SuiteBase):
     async def test_archive_needs_one_cutoff(self, store: Store) -> None:
         with pytest.raises(errors.InvalidTask):
             await store.archive()
+
+    async def test_archive_tasks_moves_only_the_finished_ones(self, store: Store, clock: FakeClock) -> None:
+        done, dead, cancelled, running = await self._finish_three(store)
+        (waiting,) = await create(store)
+        moved = await store.archive_tasks([done, dead, cancelled, running, waiting.id, "no-such-task", dead])
+        assert moved == 3  # no cutoff: finished a moment ago is enough; a repeated id counts once
+        for task_id in (done, dead, cancelled):
+            with pytest.raises(errors.NotFound):
+                await store.get(task_id)
+        assert (await store.get_archived(dead)).state is State.DEAD
+        assert (await store.get(running)).state is State.CLAIMED
+        assert (await store.get(waiting.id)).state is State.QUEUED
+        archived = await store.list(archived=True, state=State.DEAD)
+        assert [t.id for t in archived.items] == [dead]
+        assert await store.archive_tasks([done, "no-such-task"]) == 0  # already archived, unknown: ignored
+        assert await store.archive_tasks([]) == 0
+
+    async def test_archive_tasks_leaves_a_retried_task(self, store: Store) -> None:
+        _, dead, _, _ = await self._finish_three(store)
+        await store.retry(dead)
+        assert await store.archive_tasks([dead]) == 0
+        assert (await store.get(dead)).state is State.QUEUED
+
+    async def test_archive_tasks_of_a_group_keeps_the_group_whole(self, store: Store, clock: FakeClock) -> None:
+        members = await store.create_group("g", [new(args={"i": i}) for i in range(2)])
+        first = await claim_one(store)
+        await store.mark_done(first, result="one")
+        assert await store.archive_tasks([m.id for m in members]) == 1  # the unfinished member stays
+        await store.mark_done(await claim_one(store), result="two")
+        group = await store.get_group("g")  # the archived member still counts, as after archive(before)
+        assert group is not None and group.completed == 2 and set(group.results) == {m.id for m in members}
+
+    async def test_archive_tasks_takes_ids_not_one_id(self, store: Store) -> None:
+        with pytest.raises(errors.InvalidTask):
+            await store.archive_tasks("abc")
 
     async def test_archived_tasks_are_listed_and_counted_only_when_asked(self, store: Store, clock: FakeClock) -> None:
         ids = await self._finish_three(store)

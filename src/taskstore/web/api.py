@@ -84,7 +84,13 @@ async def create_tasks(call: Call) -> TaskOut | TasksOut:
 async def list_tasks(call: Call) -> TaskPageOut:
     q: TaskListQuery = call.query
     page = await call.store.list(
-        state=q.state, queue=q.queue, cursor=q.cursor, limit=q.limit, descending=q.descending, archived=q.archived
+        state=q.state,
+        queue=q.queue,
+        cursor=q.cursor,
+        limit=q.limit,
+        descending=q.descending,
+        archived=q.archived,
+        kind=q.kind,
     )
     return TaskPageOut(items=[convert.task_out(t) for t in page.items], next_cursor=page.next_cursor)
 

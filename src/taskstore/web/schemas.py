@@ -328,6 +328,7 @@ class Problem(_Out, omit_defaults=True):
 class TaskListQuery(_In):
     queue: QueueName | None = None
     state: State | None = None
+    kind: Name | None = None
     cursor: Annotated[str, Meta(max_length=1000)] | None = None
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     descending: bool = False

@@ -608,11 +608,14 @@ class PostgresDriver:
         return task_from_row(row)
 
     async def list_tasks(self, query: ListQuery) -> list[Task]:
-        name = ("list_archived_" if query.archived else "list_") + ("desc" if query.descending else "asc")
+        # One queue and one kind (the dashboard's filter) has its own statement and index: see list_kind_asc.
+        by_kind = query.kind is not None and query.queue is not None and not query.archived
+        prefix = "list_kind_" if by_kind else "list_archived_" if query.archived else "list_"
         rows = await self._fetchall(
-            name,
+            prefix + ("desc" if query.descending else "asc"),
             state=None if query.state is None else query.state.value,
             queue=query.queue,
+            kind=query.kind,
             ready=query.ready_as_of,
             after=query.after_seq,
             limit=query.limit,
@@ -929,6 +932,9 @@ class PostgresDriver:
 
     async def archive(self, before: datetime, limit: int) -> int:
         return await self._execute("archive", before=before, limit=limit)
+
+    async def archive_ids(self, ids: Sequence[str]) -> int:
+        return await self._execute("archive_ids", ids=list(ids))
 
     # -- recurring schedules --------------------------------------------------------------------
 

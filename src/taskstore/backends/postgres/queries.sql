@@ -420,12 +420,31 @@ moved AS (
            FOR UPDATE SKIP LOCKED)
     RETURNING *
 )
+{into_archive}
+
+-- The finished tasks among some ids, by the unique index on id, locked in seq order (two calls over the same
+-- ids never deadlock). A row changed meanwhile (a retry committed first) is checked again once its lock is
+-- granted, so a task no longer finished stays.
+-- name: archive_ids
+WITH clock AS (SELECT {now} AS now),
+moved AS (
+    DELETE FROM {schema}.tasks WHERE seq IN (
+        SELECT seq FROM {schema}.tasks
+         WHERE id = ANY(%(ids)s::text[]) AND state IN ('done', 'dead', 'cancelled')
+         ORDER BY seq
+           FOR UPDATE)
+    RETURNING *
+)
+{into_archive}
+
+-- Both archivers' one move: the rows deleted above (``moved``), into the archive stamped with ``clock.now``.
+-- name: _into_archive
 INSERT INTO {schema}.tasks_archive SELECT moved.*, clock.now FROM moved, clock
 
 -- A listing's filter: every condition is optional (NULL leaves it out); `after` is the keyset cursor.
 -- name: _list_filter
  WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-   AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s)
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s) AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s)
 
 -- An ascending page ends below the seqs open transactions may still commit (see _announce_seqs).
 -- name: list_asc
@@ -440,6 +459,23 @@ SELECT * FROM {schema}.tasks
 -- name: list_desc
 SELECT * FROM {schema}.tasks
 {list_filter} AND (%(after)s::bigint IS NULL OR seq < %(after)s)
+ ORDER BY seq DESC LIMIT %(limit)s
+
+-- One queue's tasks of one kind: queue and kind are plain equalities (never "NULL leaves it out"), so even the
+-- generic plan of a prepared statement walks tasks_queue_kind (migration 10) in seq order.
+-- name: _list_kind_filter
+ WHERE queue = %(queue)s AND kind = %(kind)s
+   AND (%(state)s::text IS NULL OR state = %(state)s) AND (%(ready)s::timestamptz IS NULL OR run_at <= %(ready)s)
+
+-- name: list_kind_asc
+SELECT * FROM {schema}.tasks
+{list_kind_filter} AND (%(after)s::bigint IS NULL OR seq > %(after)s)
+   AND seq < coalesce({seq_horizon}, 9223372036854775807)
+ ORDER BY seq LIMIT %(limit)s
+
+-- name: list_kind_desc
+SELECT * FROM {schema}.tasks
+{list_kind_filter} AND (%(after)s::bigint IS NULL OR seq < %(after)s)
  ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: list_archived_asc

@@ -53,7 +53,7 @@ from ._commits import Spaced, watch_commits
 from ._queries import Q
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
 # Workers' cancel checks woken by commits: at most one read per this many seconds, however busy the store.
@@ -67,6 +67,7 @@ _MIGRATIONS = {
     6: "schema_6.sql",
     7: "schema_7.sql",
     8: "schema_8.sql",
+    9: "schema_9.sql",
 }
 
 R = TypeVar("R")
@@ -446,10 +447,14 @@ class SQLiteDriver:
         return await self._run(read)
 
     async def list_tasks(self, query: ListQuery) -> list[Task]:
-        name = ("list_archived_" if query.archived else "list_") + ("desc" if query.descending else "asc")
+        # One queue and one kind (the dashboard's filter) has its own queries and index: see list_kind_asc.
+        by_kind = query.kind is not None and query.queue is not None and not query.archived
+        prefix = "list_kind_" if by_kind else "list_archived_" if query.archived else "list_"
+        name = prefix + ("desc" if query.descending else "asc")
         params = {
             "state": None if query.state is None else query.state.value,
             "queue": query.queue,
+            "kind": query.kind,
             "ready": None if query.ready_as_of is None else to_us(query.ready_as_of),
             "after": query.after_seq,
             "limit": query.limit,
@@ -674,15 +679,27 @@ class SQLiteDriver:
         def archive(conn: sqlite3.Connection) -> int:
             with self._write(conn):
                 seqs = [r[0] for r in conn.execute(Q["finished_before"], (to_us(before), limit))]
-                if seqs:
-                    encoded = json.dumps(seqs)
-                    copied = conn.execute(Q["copy_to_archive"], (to_us(self.clock.now()), encoded)).rowcount
-                    deleted = conn.execute(Q["delete_archived"], (encoded,)).rowcount
-                    if copied != len(seqs) or deleted != len(seqs):
-                        raise errors.BackendUnavailable("archive copied and deleted different rows")
-            return len(seqs)
+                return self._move_to_archive(conn, seqs)
 
         return await self._run(archive)
+
+    async def archive_ids(self, ids: Sequence[str]) -> int:
+        def archive(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                seqs = [r[0] for r in conn.execute(Q["finished_among"], (json.dumps(list(ids)),))]
+                return self._move_to_archive(conn, seqs)
+
+        return await self._run(archive)
+
+    def _move_to_archive(self, conn: sqlite3.Connection, seqs: list[int]) -> int:
+        """Both archivers' one move, inside their write transaction: copy the rows, then delete them."""
+        if seqs:
+            encoded = json.dumps(seqs)
+            copied = conn.execute(Q["copy_to_archive"], (to_us(self.clock.now()), encoded)).rowcount
+            deleted = conn.execute(Q["delete_archived"], (encoded,)).rowcount
+            if copied != len(seqs) or deleted != len(seqs):
+                raise errors.BackendUnavailable("archive copied and deleted different rows")
+        return len(seqs)
 
     # -- recurring schedules --------------------------------------------------------------------
 

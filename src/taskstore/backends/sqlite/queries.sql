@@ -133,6 +133,11 @@ SELECT seq FROM tasks
  WHERE state IN ('done', 'dead', 'cancelled') AND finished_at IS NOT NULL AND finished_at <= ?
  LIMIT ?
 
+-- The finished tasks among some ids (a JSON array), by the unique index on id: archive_ids' selection.
+-- name: finished_among
+SELECT seq FROM tasks
+ WHERE state IN ('done', 'dead', 'cancelled') AND id IN (SELECT value FROM json_each(?))
+
 -- name: copy_to_archive
 INSERT INTO tasks_archive SELECT *, ? FROM tasks WHERE seq IN (SELECT value FROM json_each(?))
 
@@ -142,7 +147,7 @@ DELETE FROM tasks WHERE seq IN (SELECT value FROM json_each(?))
 -- A listing's filter: every condition is optional (NULL leaves it out); `after` is the keyset cursor.
 -- name: _list_filter
  WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
-   AND (:ready IS NULL OR run_at <= :ready)
+   AND (:kind IS NULL OR kind = :kind) AND (:ready IS NULL OR run_at <= :ready)
 
 -- name: list_asc
 SELECT * FROM tasks
@@ -152,6 +157,22 @@ SELECT * FROM tasks
 -- name: list_desc
 SELECT * FROM tasks
 {list_filter} AND (:after IS NULL OR seq < :after)
+ ORDER BY seq DESC LIMIT :limit
+
+-- One queue's tasks of one kind: queue and kind are plain equalities (not "NULL leaves it out"), which lets
+-- the planner walk tasks_queue_kind (schema 9) in seq order instead of scanning the table.
+-- name: _list_kind_filter
+ WHERE queue = :queue AND kind = :kind
+   AND (:state IS NULL OR state = :state) AND (:ready IS NULL OR run_at <= :ready)
+
+-- name: list_kind_asc
+SELECT * FROM tasks
+{list_kind_filter} AND (:after IS NULL OR seq > :after)
+ ORDER BY seq LIMIT :limit
+
+-- name: list_kind_desc
+SELECT * FROM tasks
+{list_kind_filter} AND (:after IS NULL OR seq < :after)
  ORDER BY seq DESC LIMIT :limit
 
 -- name: list_archived_asc

@@ -1,7 +1,7 @@
 """The dashboard's pages and actions: server-rendered from the store on every request, nothing kept in memory.
 
 Pages read through the same Store methods as the CLI and the API; actions (Retry, Cancel, Pause, Resume, the
-bulk retry of a failure group) call them too, after the role and CSRF checks. Task data is untrusted: every
+bulk retry and discard of a failure group) call them too, after the role and CSRF checks. Task data is untrusted: every
 value reaches the page through Jinja2's autoescaping, and large payloads are cut with a link to the whole.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.requests import Request
@@ -25,7 +25,7 @@ from starlette.templating import Jinja2Templates
 from ... import errors
 from ..._render import task_json
 from ..._statuses import TASK_TO_STATUS
-from ...model import State, Task
+from ...model import State, Task, check_kind
 from ..auth import Role
 from ..problems import HTTPProblem
 from . import session
@@ -66,8 +66,15 @@ def _ago(at: datetime | None, now: datetime) -> str:
     return ""
 
 
+def _query(**params: str | None) -> str:
+    """A page's query string from its filters, leaving out the empty ones (escaped as a URL, then by Jinja2)."""
+    kept = {k: v for k, v in params.items() if v}
+    return "?" + urlencode(kept) if kept else "?"
+
+
 templates.env.filters["pretty"] = _pretty
 templates.env.globals["State"] = State
+templates.env.globals["query"] = _query
 
 
 @dataclass(frozen=True)
@@ -171,12 +178,29 @@ async def queue_page(request: Request, p: Page) -> Response:
     raw_state = request.query_params.get("state") or None
     wanted = State(raw_state) if raw_state in {s.value for s in State} else None
     cursor = request.query_params.get("cursor") or None
+    kind = request.query_params.get("kind") or None
+    if kind is not None:
+        try:
+            kind = check_kind(kind)
+        except errors.InvalidTask:
+            raise errors.NotFound(kind, "kind") from None
     try:
-        tasks = await store.list(state=wanted, queue=name, cursor=cursor, limit=PAGE_SIZE, descending=True)
+        tasks = await store.list(state=wanted, queue=name, cursor=cursor, limit=PAGE_SIZE, descending=True, kind=kind)
     except errors.InvalidTask:
         raise errors.NotFound(name, "queue") from None
     info = next((q for q in await store.list_queues() if q.name == name), None)
-    ctx = {"page": p, "name": name, "info": info, "tasks": tasks, "wanted": wanted, "ago": _ago}
+    # The kinds offered are those on this page (and the one chosen): the store keeps no list of kinds per queue.
+    kinds = sorted({t.kind for t in tasks.items} | ({kind} if kind else set()))
+    ctx = {
+        "page": p,
+        "name": name,
+        "info": info,
+        "tasks": tasks,
+        "wanted": wanted,
+        "kind": kind,
+        "kinds": kinds,
+        "ago": _ago,
+    }
     return templates.TemplateResponse(request, "queue.html", ctx)
 
 
@@ -304,6 +328,17 @@ async def retry_group(request: Request, store: Any) -> str:
     return "/dead"
 
 
+async def discard_group(request: Request, store: Any) -> str:
+    """The group's dead tasks to the archive now; one retried meanwhile is no longer finished and stays."""
+    form = await request.form()
+    key = form.get("group")
+    groups, _, _ = await failure_groups(store)
+    for group in groups:
+        if group.key == key:
+            await store.archive_tasks(group.ids)
+    return "/dead"
+
+
 # -- login ----------------------------------------------------------------------------------------
 
 
@@ -359,6 +394,7 @@ def routes(state: Any) -> list[BaseRoute]:
         Route("/queues/{name}/pause", action(pause_queue), methods=["POST"]),
         Route("/queues/{name}/resume", action(resume_queue), methods=["POST"]),
         Route("/dead/retry", action(retry_group), methods=["POST"]),
+        Route("/dead/discard", action(discard_group), methods=["POST"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login_submit, methods=["POST"]),
         Route("/logout", logout_submit, methods=["POST"]),

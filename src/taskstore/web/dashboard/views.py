@@ -44,8 +44,18 @@ SECURITY_HEADERS = {
 }
 
 # Autoescaping everywhere (not only for .html names): every value on a page may be a producer's data.
+def _root_of(request: Request) -> dict[str, str]:
+    """``root``: where the app is mounted ("" at the top), so every link works under a prefix too."""
+    return {"root": _root(request)}
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
 templates = Jinja2Templates(
-    env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, auto_reload=False)
+    env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, auto_reload=False),
+    context_processors=[_root_of],
 )
 
 
@@ -115,7 +125,7 @@ def page(render: Render) -> Callable[[Request], Awaitable[Response]]:
     async def view(request: Request) -> Response:
         role = _role(request)
         if role is None:
-            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+            return RedirectResponse(f"{_root(request)}/login?next={quote(request.url.path)}", status_code=303)
         store = await _state(request).store()
         probe = Response()
         csrf = session.ensure_csrf(request, probe)
@@ -153,7 +163,7 @@ def action(act: Act) -> Callable[[Request], Awaitable[Response]]:
             target = await act(request, store)
         except (errors.TaskstoreError, HTTPProblem) as exc:
             return HTMLResponse(f"Refused: {type(exc).__name__}", status_code=409)
-        return RedirectResponse(target, status_code=303)
+        return RedirectResponse(_root(request) + target, status_code=303)
 
     return view
 
@@ -287,8 +297,8 @@ async def group_page(request: Request, p: Page) -> Response:
 async def search(request: Request, p: Page) -> Response:
     wanted = request.query_params.get("id", "").strip()
     if not wanted:
-        return RedirectResponse("/", status_code=303)
-    return RedirectResponse(f"/tasks/{quote(wanted, safe='')}", status_code=303)
+        return RedirectResponse(f"{_root(request)}/", status_code=303)
+    return RedirectResponse(f"{_root(request)}/tasks/{quote(wanted, safe='')}", status_code=303)
 
 
 # -- actions --------------------------------------------------------------------------------------
@@ -345,7 +355,7 @@ async def discard_group(request: Request, store: Any) -> str:
 async def login_form(request: Request) -> Response:
     probe = Response()
     csrf = session.ensure_csrf(request, probe)
-    nxt = request.query_params.get("next", "/")
+    nxt = request.query_params.get("next", f"{_root(request)}/")
     response = templates.TemplateResponse(request, "login.html", {"csrf": csrf, "next": nxt, "error": None})
     for key, value in probe.headers.items():
         if key == "set-cookie":
@@ -357,9 +367,10 @@ async def login_form(request: Request) -> Response:
 async def login_submit(request: Request) -> Response:
     form = await request.form()
     submitted = form.get(session.CSRF_FIELD)
-    nxt = str(form.get("next") or "/")
-    if not nxt.startswith("/") or nxt.startswith("//"):
-        nxt = "/"  # never an open redirect
+    home = f"{_root(request)}/"
+    nxt = str(form.get("next") or home)
+    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+        nxt = home  # never an open redirect
     if not session.csrf_ok(request, submitted if isinstance(submitted, str) else None):
         return HTMLResponse("The form has expired: reload the page and try again.", status_code=403)
     token = str(form.get("token") or "")
@@ -373,7 +384,7 @@ async def login_submit(request: Request) -> Response:
 
 
 async def logout_submit(request: Request) -> Response:
-    response = RedirectResponse("/login", status_code=303)
+    response = RedirectResponse(f"{_root(request)}/login", status_code=303)
     session.logout(response)
     return response
 

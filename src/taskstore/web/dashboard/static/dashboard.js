@@ -15,7 +15,8 @@ document.addEventListener("DOMContentLoaded", function () {
     return;
   }
   var id = body.getAttribute("data-live-task");
-  var source = new EventSource("/api/v1/events?id=" + encodeURIComponent(id));
+  var root = document.body.getAttribute("data-root") || "";
+  var source = new EventSource(root + "/api/v1/events?id=" + encodeURIComponent(id));
   source.addEventListener("status", function (event) {
     var current = document.querySelector("[data-live-task]");
     var shown = current ? current.getAttribute("data-status") : null;

@@ -43,6 +43,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
+
 # Autoescaping everywhere (not only for .html names): every value on a page may be a producer's data.
 def _root_of(request: Request) -> dict[str, str]:
     """``root``: where the app is mounted ("" at the top), so every link works under a prefix too."""

@@ -102,6 +102,24 @@ def _storable(value: Any) -> Any:
     return value
 
 
+# A failure is kept with the task (and its last ``MAX_FAILURES_KEPT`` in its history), logged and shown: a
+# handler whose exception carries megabytes (a response body, a dumped dataframe) must not bloat every row.
+MAX_MESSAGE_CHARS = 16 * 1024
+MAX_TRACEBACK_CHARS = 64 * 1024
+
+
+def cut_text(text: str, limit: int, *, head: int) -> str:
+    """``text`` within ``limit`` characters: its first ``head`` and its end, with what was cut said between.
+
+    The end is kept because a traceback's last lines name the exception; the head says where it started.
+    """
+    if len(text) <= limit:
+        return text
+    marker = f"\n… [{len(text) - limit} characters cut] …\n"
+    tail = limit - head - len(marker)
+    return text[:head] + marker + text[len(text) - tail :]
+
+
 def exception_text(exc: BaseException) -> str:
     """``str(exc)``, or a stand-in when the exception's own ``__str__`` fails."""
     try:
@@ -115,7 +133,8 @@ class Failure:
     """Why an attempt failed.
 
     Its text is made storable when the Failure is made (see ``storable_text``), so every backend
-    stores, and returns, the same text.
+    stores, and returns, the same text; a message over ``MAX_MESSAGE_CHARS`` or a traceback over
+    ``MAX_TRACEBACK_CHARS`` is cut in the middle (``cut_text``), saying how much was cut.
     """
 
     type: str
@@ -129,6 +148,10 @@ class Failure:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _storable(value))
+        if isinstance(self.message, str) and len(self.message) > MAX_MESSAGE_CHARS:
+            object.__setattr__(self, "message", cut_text(self.message, MAX_MESSAGE_CHARS, head=MAX_MESSAGE_CHARS // 2))
+        if isinstance(self.traceback, str) and len(self.traceback) > MAX_TRACEBACK_CHARS:
+            object.__setattr__(self, "traceback", cut_text(self.traceback, MAX_TRACEBACK_CHARS, head=8 * 1024))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

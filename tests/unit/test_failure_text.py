@@ -26,3 +26,28 @@ def test_an_exception_whose_str_fails_still_makes_a_failure() -> None:
     failure = Failure.from_exception(Unprintable())
     assert failure.type == "Unprintable"
     assert failure.message == "<unprintable Unprintable: its __str__ raised ValueError>"
+
+
+def test_a_huge_message_and_traceback_are_cut_in_the_middle_saying_so() -> None:
+    from taskstore.model import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS
+
+    message = "start " + "m" * 1_000_000 + " end"
+    traceback = "Traceback (most recent call last):\n" + "  frame\n" * 200_000 + "ValueError: the last line"
+    failure = Failure("ValueError", message, traceback=traceback)
+    assert len(failure.message) == MAX_MESSAGE_CHARS
+    assert failure.message.startswith("start mmm")
+    assert failure.message.endswith("mmm end")
+    assert f"[{len(message) - MAX_MESSAGE_CHARS} characters cut]" in failure.message
+    assert failure.traceback is not None
+    assert len(failure.traceback) == MAX_TRACEBACK_CHARS
+    assert failure.traceback.startswith("Traceback (most recent call last):\n")
+    assert failure.traceback.endswith("ValueError: the last line")  # the line that names the exception is kept
+    assert Failure.from_json(failure.to_json()) == failure  # a cut failure reads back unchanged
+
+
+def test_text_within_the_limits_is_kept_whole() -> None:
+    from taskstore.model import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS
+
+    failure = Failure("E", "x" * MAX_MESSAGE_CHARS, traceback="t" * MAX_TRACEBACK_CHARS)
+    assert failure.message == "x" * MAX_MESSAGE_CHARS
+    assert failure.traceback == "t" * MAX_TRACEBACK_CHARS

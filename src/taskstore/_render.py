@@ -41,7 +41,8 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _payload(value: Any) -> Any:
+def payload_json(value: Any) -> Any:
+    """A stored payload as JSON; one the codec could not read is base64 with the decoder's error."""
     if isinstance(value, UndecodablePayload):
         return {"undecodable": base64.b64encode(value.data).decode(), "error": value.error}
     return value
@@ -54,7 +55,7 @@ def _failure(failure: Failure | None) -> dict[str, Any] | None:
 def _result(result: Result | None) -> dict[str, Any] | None:
     if result is None:
         return None
-    return {"at": _time(result.at), "value": _payload(result.value), "failure": _failure(result.failure)}
+    return {"at": _time(result.at), "value": payload_json(result.value), "failure": _failure(result.failure)}
 
 
 def claim_json(claim: Claim | None) -> dict[str, Any] | None:
@@ -76,7 +77,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "queue": task.queue,
         "kind": task.kind,
         "state": task.state.value,
-        "args": _payload(task.args),
+        "args": payload_json(task.args),
         "context": task.context,
         "reference_id": task.reference_id,
         "priority": task.priority,

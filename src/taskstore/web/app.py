@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount
 from .. import errors
 from .._connect import open as open_store
 from ..store import Store
-from .auth import Authenticator, Role, Token, origin_is_loopback, parse_tokens, tokens_from_env
+from .auth import TOKEN_COOKIE, Authenticator, Role, Token, origin_is_loopback, parse_tokens, tokens_from_env
 from .problems import HTTPProblem, error_response, problem_of, problem_response
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -94,7 +94,7 @@ class WebState:
         if role is None and header is None and request.method == "GET" and not self.auth.open:
             # The dashboard's login cookie, for reads only (the browser's EventSource cannot send a header);
             # a write never rides on a cookie, so no other site can make a logged-in browser change anything.
-            cookie = request.cookies.get("taskstore_token")
+            cookie = request.cookies.get(TOKEN_COOKIE)
             role = None if cookie is None else self.auth.role_of_secret(cookie)
         if self.auth.open and role is not None and not origin_is_loopback(request.headers.get("origin")):
             # With no token, trust rests on the peer address, and a web page the operator opens could make the

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 
 TOKENS_ENV = "TASKSTORE_API_TOKENS"
+# The dashboard keeps the logged-in token here; the API accepts it for reads (see ``WebState.authenticate``).
+TOKEN_COOKIE = "taskstore_token"
 
 
 class Role(IntEnum):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from ..codec import UndecodablePayload
+from .._render import payload_json
 from ..model import (
     AttemptFailure,
     Claim,
@@ -58,13 +57,6 @@ def _utc_in(value: datetime | None) -> datetime | None:
         return value
 
 
-def payload(value: Any) -> Any:
-    """A stored payload as JSON; one the codec could not read is shown as base64 with the decoder's error."""
-    if isinstance(value, UndecodablePayload):
-        return {"undecodable": base64.b64encode(value.data).decode(), "error": value.error}
-    return value
-
-
 def failure_out(failure: Failure) -> FailureOut:
     return FailureOut(
         type=failure.type,
@@ -79,7 +71,7 @@ def _result(result: Result | None) -> ResultOut | None:
     if result is None:
         return None
     failure = None if result.failure is None else failure_out(result.failure)
-    return ResultOut(at=_utc(result.at), value=payload(result.value), failure=failure)
+    return ResultOut(at=_utc(result.at), value=payload_json(result.value), failure=failure)
 
 
 def _claim(claim: Claim | None) -> ClaimOut | None:
@@ -109,7 +101,7 @@ def _fields(task: Task) -> dict[str, Any]:
         "queue": task.queue,
         "kind": task.kind,
         "state": task.state,
-        "args": payload(task.args),
+        "args": payload_json(task.args),
         "context": None if task.context is None else dict(task.context),
         "reference_id": task.reference_id,
         "priority": task.priority,
@@ -215,7 +207,7 @@ def recurring_out(r: RecurringTask) -> RecurringOut:
         schedule=r.schedule,
         queue=r.template.queue,
         kind=r.template.kind,
-        args=payload(r.template.args),
+        args=payload_json(r.template.args),
         skip_if_outstanding=r.skip_if_outstanding,
         next_at=utc(r.next_at),
         owner=r.owner,
@@ -226,7 +218,7 @@ def status_out(s: TaskStatus) -> StatusOut:
     return StatusOut(
         id=s.id,
         state=s.state,
-        payload=payload(s.payload),
+        payload=payload_json(s.payload),
         error=None if s.error is None else dict(s.error),
         attempt=s.attempt,
         meta=dict(s.meta),

@@ -16,7 +16,8 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import Response
 
-TOKEN_COOKIE = "taskstore_token"
+from ..auth import TOKEN_COOKIE
+
 CSRF_COOKIE = "taskstore_csrf"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -28,7 +29,7 @@ def _secure(request: Request) -> bool:
 
 
 def csrf_value(request: Request) -> str:
-    """This browser's CSRF value (set by ``ensure_csrf`` on every page)."""
+    """This browser's CSRF value (given by ``csrf_for`` and ``set_csrf`` on every page)."""
     value = request.cookies.get(CSRF_COOKIE, "")
     return value if _well_formed(value) else ""
 
@@ -37,13 +38,16 @@ def _well_formed(value: str) -> bool:
     return 20 <= len(value) <= 100 and value.isascii() and value.replace("-", "").replace("_", "").isalnum()
 
 
-def ensure_csrf(request: Request, response: Response) -> str:
-    """Keep the browser's CSRF value, or give it one; returns the value the page must echo."""
+def csrf_for(request: Request) -> tuple[str, bool]:
+    """The browser's CSRF value, or a new one; and whether it is new (``set_csrf`` must then send it)."""
     value = csrf_value(request)
-    if not value:
-        value = secrets.token_urlsafe(24)
-        response.set_cookie(CSRF_COOKIE, value, samesite="strict", secure=_secure(request), path="/")
-    return value
+    if value:
+        return value, False
+    return secrets.token_urlsafe(24), True
+
+
+def set_csrf(request: Request, response: Response, value: str) -> None:
+    response.set_cookie(CSRF_COOKIE, value, samesite="strict", secure=_secure(request), path="/")
 
 
 def csrf_ok(request: Request, submitted: str | None) -> bool:

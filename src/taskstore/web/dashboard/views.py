@@ -128,21 +128,24 @@ def page(render: Render) -> Callable[[Request], Awaitable[Response]]:
         if role is None:
             return RedirectResponse(f"{_root(request)}/login?next={quote(request.url.path)}", status_code=303)
         store = await _state(request).store()
-        probe = Response()
-        csrf = session.ensure_csrf(request, probe)
+        csrf, fresh = session.csrf_for(request)
         try:
             response = await render(request, Page(request, role, csrf, store.now()))
         except errors.NotFound as exc:
             response = templates.TemplateResponse(
                 request, "missing.html", {"page": Page(request, role, csrf, store.now()), "message": str(exc)}, 404
             )
-        for key, value in probe.headers.items():
-            if key == "set-cookie":
-                response.headers.append(key, value)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+        return _finish(request, response, csrf, fresh)
 
     return view
+
+
+def _finish(request: Request, response: Response, csrf: str, fresh: bool) -> Response:
+    """Every page: its security headers, and the CSRF cookie when this browser had none."""
+    if fresh:
+        session.set_csrf(request, response, csrf)
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 Act = Callable[[Request, Any], Awaitable[str]]
@@ -325,28 +328,25 @@ async def resume_queue(request: Request, store: Any) -> str:
     return f"/queues/{quote(request.path_params['name'], safe='')}"
 
 
-async def retry_group(request: Request, store: Any) -> str:
-    form = await request.form()
-    key = form.get("group")
+async def _group_ids(request: Request, store: Any) -> list[str]:
+    """The ids of the failure group the form names, worked out again now (empty when it has gone)."""
+    key = (await request.form()).get("group")
     groups, _, _ = await failure_groups(store)
-    for group in groups:
-        if group.key == key:
-            for task_id in group.ids:
-                try:
-                    await store.retry(task_id)
-                except (errors.NotFound, errors.StaleVersion, errors.InvalidTask):
-                    continue  # retried or archived meanwhile: nothing to do for this one
+    return next((group.ids for group in groups if group.key == key), [])
+
+
+async def retry_group(request: Request, store: Any) -> str:
+    for task_id in await _group_ids(request, store):
+        try:
+            await store.retry(task_id)
+        except (errors.NotFound, errors.StaleVersion, errors.InvalidTask):
+            continue  # retried or archived meanwhile: nothing to do for this one
     return "/dead"
 
 
 async def discard_group(request: Request, store: Any) -> str:
     """The group's dead tasks to the archive now; one retried meanwhile is no longer finished and stays."""
-    form = await request.form()
-    key = form.get("group")
-    groups, _, _ = await failure_groups(store)
-    for group in groups:
-        if group.key == key:
-            await store.archive_tasks(group.ids)
+    await store.archive_tasks(await _group_ids(request, store))
     return "/dead"
 
 
@@ -354,15 +354,10 @@ async def discard_group(request: Request, store: Any) -> str:
 
 
 async def login_form(request: Request) -> Response:
-    probe = Response()
-    csrf = session.ensure_csrf(request, probe)
+    csrf, fresh = session.csrf_for(request)
     nxt = request.query_params.get("next", f"{_root(request)}/")
     response = templates.TemplateResponse(request, "login.html", {"csrf": csrf, "next": nxt, "error": None})
-    for key, value in probe.headers.items():
-        if key == "set-cookie":
-            response.headers.append(key, value)
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    return _finish(request, response, csrf, fresh)
 
 
 async def login_submit(request: Request) -> Response:

@@ -225,7 +225,14 @@ class Outbox(Protocol):
     async def count(self, state: State | None, queue: str | None, archived: bool) -> int: ...
 
     async def finished_counts(self, since: datetime, bucket: float) -> list[tuple[int, State, int]]:
-        """Live tasks finished at or after ``since``: (slot, state, count), slot = whole ``bucket``s after ``since``."""
+        """Finishes kept per minute (tasks that reached done, dead or cancelled, by ``finished_at``) from
+        ``since`` (a whole minute) on: (slot, state, count), slot = whole ``bucket``s (whole minutes) after
+        ``since``. Kept as events: archiving or retrying a task later does not take its finish back."""
+        ...
+
+    async def fold_counts(self, keep_since: datetime) -> int:
+        """Tidy the kept counts: fold what is pending into the totals, where a backend keeps deltas, and drop
+        the per-minute finishes before ``keep_since``. Never blocks on another process doing the same."""
         ...
 
     async def outstanding_count(self, recurring_id: str) -> int: ...

@@ -56,6 +56,7 @@ class Maintenance:
             now = time.monotonic()
             if now >= due["reap"]:
                 self.reaped += await self._step("reap", self.store.reap())
+                await self._step("fold counts", self.store.fold_counts())
                 due["reap"] = now + cfg.reap_every
             if now >= due["archive"]:
                 self.archived += await self._step("archive", self.store.archive(older_than=cfg.archive_after))

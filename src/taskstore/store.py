@@ -70,6 +70,7 @@ DEFAULT_CLAIM_POLL = 0.05
 _MAX_KEYED = 100_000
 DEFAULT_HEARTBEAT_RETENTION = 60.0
 DEFAULT_STATUS_TTL = 86400.0  # groups (and status-only records) live a day unless told otherwise
+FINISHES_KEPT = timedelta(days=7)  # how far back ``activity`` can look
 _BATCH = 10_000
 
 
@@ -982,16 +983,23 @@ class Store:
     ) -> builtins.list[Activity]:
         """Tasks finished per ``bucket`` over the last ``window`` (oldest first, every slot present).
 
-        Counts the live table only (an indexed range on ``finished_at``): tasks archived within the window
-        are not counted, which matters only with an ``archive_after`` shorter than the window.
+        The store keeps finishes per minute as they happen (a task reaching done, dead or cancelled counts
+        in the minute of its ``finished_at``; archiving or retrying it later does not take that back), so a
+        big store answers without counting its tasks. ``bucket`` is a whole number of minutes; the slots
+        lie on that grid (counted from the Unix epoch) and the last one holds the store's clock now, so its
+        count is of the part gone by. Finishes are kept for ``FINISHES_KEPT`` (7 days).
         """
         span = as_seconds(window, "window", positive=True)
         step = as_seconds(bucket, "bucket", positive=True)
+        if step % 60:
+            raise errors.InvalidTask(f"bucket must be a whole number of minutes, got {step:g} s")
         slots = math.ceil(span / step)
         if slots > 10_000:
             raise errors.InvalidTask(f"window / bucket gives {slots} slots; at most 10000")
         driver = await self._ready()
-        since = self.now() - timedelta(seconds=slots * step)
+        now = self.now().timestamp()
+        end = datetime.fromtimestamp((now // step + 1) * step, UTC)
+        since = end - timedelta(seconds=slots * step)
         counts: builtins.list[dict[State, int]] = [{} for _ in range(slots)]
         for slot, state, n in await driver.finished_counts(since, step):
             if 0 <= slot < slots:
@@ -1005,6 +1013,13 @@ class Store:
             )
             for i, c in enumerate(counts)
         ]
+
+    async def fold_counts(self) -> int:
+        """Tidy the counts the store keeps for ``list_queues`` and ``activity`` (workers' maintenance does this
+        every reap pass): on PostgreSQL fold the changes written since into the totals, and everywhere drop the
+        per-minute finishes older than ``FINISHES_KEPT``. Returns how many rows it folded or dropped."""
+        driver = await self._ready()
+        return await driver.fold_counts(self.now() - FINISHES_KEPT)
 
     async def set_limit(
         self, key: str, concurrency: int | None = None, rate: int | None = None, per: float | timedelta = 1.0

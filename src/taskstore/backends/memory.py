@@ -49,13 +49,33 @@ def _key(new: NewTask) -> str:
     return new.unique_key
 
 
+_FINISHED = frozenset({State.DONE, State.DEAD, State.CANCELLED})
+
+
+class _TaskTable(dict[str, Task]):
+    """The live tasks, keeping finishes per minute as a database's triggers do (see ``finished_counts``):
+    every write of a task goes through ``__setitem__``, so no transition can miss it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished: dict[tuple[datetime, State], int] = {}
+
+    def __setitem__(self, task_id: str, task: Task) -> None:
+        old = self.get(task_id)
+        if task.state in _FINISHED and task.finished_at is not None and (old is None or old.state not in _FINISHED):
+            minute = task.finished_at.replace(second=0, microsecond=0)
+            key = (minute, task.state)
+            self.finished[key] = self.finished.get(key, 0) + 1
+        super().__setitem__(task_id, task)
+
+
 class MemoryDriver:
     loop_free = True  # plain dicts under a threading lock: usable from any event loop (see Store.rebind)
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._tasks: dict[str, Task] = {}  # insertion order is seq order
+        self._tasks = _TaskTable()  # insertion order is seq order
         self._archive: list[Task] = []
         self._seq = itertools.count(1)
         self._key = object()
@@ -217,11 +237,18 @@ class MemoryDriver:
     async def finished_counts(self, since: datetime, bucket: float) -> list[tuple[int, State, int]]:
         counts: dict[tuple[int, State], int] = {}
         with self._lock:
-            for t in self._tasks.values():
-                if t.finished_at is not None and t.finished_at >= since:
-                    key = (int((t.finished_at - since).total_seconds() // bucket), t.state)
-                    counts[key] = counts.get(key, 0) + 1
+            for (minute, state), n in self._tasks.finished.items():
+                if minute >= since:
+                    key = (int((minute - since).total_seconds() // bucket), state)
+                    counts[key] = counts.get(key, 0) + n
         return [(slot, state, n) for (slot, state), n in counts.items()]
+
+    async def fold_counts(self, keep_since: datetime) -> int:
+        with self._lock:
+            old = [key for key in self._tasks.finished if key[0] < keep_since]
+            for key in old:
+                del self._tasks.finished[key]
+            return len(old)
 
     async def outstanding_count(self, recurring_id: str) -> int:
         outstanding = (State.QUEUED, State.FAILED, State.CLAIMED)

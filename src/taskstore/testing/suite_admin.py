@@ -260,30 +260,58 @@ class AdminTests(SuiteBase):
 
     # -- activity (the dashboard's charts) --------------------------------------------------------
 
-    async def test_activity_counts_finished_tasks_per_slot(self, store: Store, clock: FakeClock) -> None:
+    async def test_activity_counts_finishes_per_minute(self, store: Store, clock: FakeClock) -> None:
         await create(store, 6, max_attempts=1)
-        start = clock.now()
-        await store.mark_done(await claim_one(store))  # slot 0 of the window below
-        clock.advance(61)
+        clock.advance(70 - clock.now().timestamp() % 60)  # 10 s into a minute: the slots below are known
+        first = await store.mark_done(await claim_one(store))  # slot 1 of the window below
+        clock.advance(60)
         await store.mark_done(await claim_one(store))
         await store.mark_done(await claim_one(store))
-        await store.mark_failed(await claim_one(store), Failure("Boom"))  # dead: one attempt
+        dead = await store.mark_failed(await claim_one(store), Failure("Boom"))  # dead: one attempt
         task = await claim_one(store)
         await store.cancel(task.id)
         await store.mark_cancelled(task)
         clock.advance(30)
         slots = await store.activity(window=180, bucket=60)
-        assert len(slots) == 3
-        assert [s.start for s in slots] == [clock.now() - timedelta(seconds=180 - 60 * i) for i in range(3)]
-        assert sum(s.done for s in slots) == 3
+        minute = clock.now() - timedelta(seconds=40)  # the start of the minute now
+        assert [s.start for s in slots] == [minute - timedelta(seconds=120 - 60 * i) for i in range(3)]
         assert [(s.done, s.dead, s.cancelled) for s in slots] == [(0, 0, 0), (1, 0, 0), (2, 1, 1)]
-        assert start >= slots[1].start
+        assert slots[1].start <= first.finished_at < slots[2].start  # type: ignore[operator]
         # a window that starts after the first finish leaves it out; queued tasks never count
         recent = await store.activity(window=60, bucket=60)
         assert [(s.done, s.dead, s.cancelled) for s in recent] == [(2, 1, 1)]
+        # finishes are events: retrying the dead task and archiving the done ones take none of them back
+        await store.retry(dead.id)
+        assert await store.archive(before=clock.now()) == 4
+        await store.fold_counts()
+        assert await store.activity(window=180, bucket=60) == slots
+        # two-minute buckets lie on the two-minute grid
+        (pair,) = await store.activity(window=120, bucket=120)
+        assert pair.start.timestamp() % 120 == 0 and pair.start <= clock.now()
+        assert (pair.done, pair.dead, pair.cancelled) in ((3, 1, 1), (2, 1, 1))
+
+    async def test_activity_finishes_of_a_retried_task_count_again(self, store: Store, clock: FakeClock) -> None:
+        await create(store, max_attempts=1)
+        dead = await store.mark_failed(await claim_one(store), Failure("Boom"))
+        await store.retry(dead.id)
+        await store.mark_done(await claim_one(store))
+        (slot,) = await store.activity(window=60, bucket=60)
+        assert (slot.done, slot.dead) == (1, 1)
+
+    async def test_activity_forgets_minutes_past_the_kept_week(self, store: Store, clock: FakeClock) -> None:
+        await create(store)
+        await store.mark_done(await claim_one(store))
+        clock.advance(timedelta(days=3))
+        await store.fold_counts()
+        assert sum(s.done for s in await store.activity(window=timedelta(days=4), bucket=3600)) == 1
+        clock.advance(timedelta(days=5))
+        assert await store.fold_counts() >= 1
+        assert sum(s.done for s in await store.activity(window=timedelta(days=9), bucket=3600)) == 0
 
     async def test_activity_refuses_too_many_slots(self, store: Store) -> None:
         with pytest.raises(errors.InvalidTask):
-            await store.activity(window=86400 * 30, bucket=1)
+            await store.activity(window=86400 * 300, bucket=60)
+        with pytest.raises(errors.InvalidTask, match="whole number of minutes"):
+            await store.activity(window=60, bucket=1)
         with pytest.raises(errors.InvalidTask):
             await store.activity(window=60, bucket=0)

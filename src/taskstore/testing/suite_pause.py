@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import timedelta
 
 import pytest
 
-from taskstore import FakeClock, State, Store, WorkerHeartbeat, errors
+from taskstore import Failure, FakeClock, State, Store, WorkerHeartbeat, errors
 
 from ._base import SHARED, OpenStore, SuiteBase, claim_one, new
 
@@ -121,6 +122,70 @@ class PauseTests(SuiteBase):
         await store.claim_task("a2", "w")
         (queue,) = await store.list_queues()
         assert queue.oldest_ready_at is None and queue.counts[State.QUEUED] == 1
+
+    async def test_oldest_ready_at_looks_past_priorities(self, store: Store, clock: FakeClock) -> None:
+        first = clock.now()
+        await store.create(new("a", id="low", priority=-3))
+        clock.advance(5)
+        second = clock.now()
+        await store.create(new("a", id="high", priority=5))
+        await store.create(new("a", id="high-later", priority=5, run_at=clock.now() + timedelta(seconds=100)))
+        await store.create(new("a", id="top-later", priority=9, run_at=clock.now() + timedelta(seconds=100)))
+        (queue,) = await store.list_queues()
+        assert queue.oldest_ready_at == first  # the lowest priority waits longest
+        assert (await store.claim_task("low", "w")) is not None
+        (queue,) = await store.list_queues()
+        assert queue.oldest_ready_at == second
+        assert (await store.claim_task("high", "w")) is not None
+        (queue,) = await store.list_queues()
+        assert queue.oldest_ready_at is None and queue.counts[State.QUEUED] == 2
+
+    async def test_kept_counts_match_a_census_after_every_kind_of_change(self, store: Store, clock: FakeClock) -> None:
+        rng = random.Random(9)
+        await store.create_many([new(rng.choice("abc"), max_attempts=2, processing_timeout=20) for _ in range(60)])
+        for step in range(120):
+            op = rng.randrange(9)
+            clock.advance(rng.choice((0, 1, 30)))
+            if op == 0:
+                await store.create_many(
+                    [new(rng.choice("abc"), max_attempts=2, processing_timeout=20) for _ in range(rng.randrange(1, 5))]
+                )
+            elif op in (1, 2):
+                for task in await store.claim(f"w{step}", [], limit=rng.randrange(1, 4)):
+                    pick = rng.randrange(4)
+                    if pick == 0:
+                        await store.mark_done(task, result=step)
+                    elif pick == 1:
+                        await store.mark_failed(task, Failure("Boom"))
+                    elif pick == 2:
+                        await store.unclaim(task)
+            elif op == 3:
+                page = await store.list(state=rng.choice([State.QUEUED, State.CLAIMED, State.FAILED]), limit=3)
+                for task in page.items:
+                    await store.cancel(task.id)
+            elif op == 4:
+                for task in (await store.list(state=rng.choice([State.DEAD, State.CANCELLED]), limit=3)).items:
+                    await store.retry(task.id)
+            elif op == 5:
+                await store.reap()
+            elif op == 6:
+                await store.archive(older_than=rng.choice((0, 40)))
+            elif op == 7:
+                await store.fold_counts()
+            else:
+                await store.create(new("u", unique_key="k", max_attempts=1))
+            if step % 10 == 9 or op == 7:
+                await self._census(store)
+        await store.fold_counts()
+        await self._census(store)
+
+    @staticmethod
+    async def _census(store: Store) -> None:
+        kept = {q.name: q.counts for q in await store.list_queues()}
+        for name, counts in kept.items():
+            for state in State:
+                assert counts[state] == await store.count(state, name), (name, state)
+        assert sum(sum(c.values()) for c in kept.values()) == await store.count()
 
     async def test_oldest_ready_at_ignores_expired_tasks(self, store: Store, clock: FakeClock) -> None:
         await store.create(new("a", id="a1", expires_at=clock.now() + timedelta(seconds=5)))

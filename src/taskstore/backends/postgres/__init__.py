@@ -215,6 +215,7 @@ class PostgresDriver:
             raise errors.ConfigError(f"pool_timeout must be a positive number of seconds, not {pool_timeout!r}")
         self.conninfo = conninfo
         self.schema = schema
+        self._fold_lock = f"taskstore-fold:{schema}"  # the advisory lock one folder of kept counts holds
         self._fixed = clock  # None: the database's now() decides
         self.clock: Clock = clock if clock is not None else DatabaseClock()
         self.notify = notify
@@ -631,6 +632,12 @@ class PostgresDriver:
     async def finished_counts(self, since: datetime, bucket: float) -> list[tuple[int, State, int]]:
         rows = await self._fetchall("finished_counts", since=since, bucket=bucket)
         return [(int(slot), State(state), int(n)) for slot, state, n in rows]
+
+    async def fold_counts(self, keep_since: datetime) -> int:
+        async with self._conn() as conn:
+            folded = await (await conn.execute(self.q["fold_counts"], {"lock": self._fold_lock})).fetchone()
+            purged = await conn.execute(self.q["purge_finished_minutes"], {"before": keep_since})
+        return int(folded[0] if folded else 0) + max(purged.rowcount, 0)
 
     async def outstanding_count(self, recurring_id: str) -> int:
         return int((await self._fetchone("outstanding", id=recurring_id))[0])
@@ -1121,16 +1128,17 @@ class PostgresDriver:
 
     async def queue_rows(self) -> list[QueueRow]:
         async with self._conn() as conn:
-            counted = await (await conn.execute(self.q["queue_counts"], self._params())).fetchall()
+            # Folding first keeps the deltas a reader adds up few even when no worker's maintenance runs.
+            await conn.execute(self.q["fold_counts"], {"lock": self._fold_lock})
+            counted = await (await conn.execute(self.q["queue_counts"])).fetchall()
             records = await (await conn.execute(self.q["queue_records"])).fetchall()
-        paused = {r[0]: bool(r[1]) for r in records}
-        counts: dict[str, dict[State, int]] = {name: {} for name in paused}
-        oldest: dict[str, datetime] = {}
-        for queue, state, n, ready in counted:
-            counts.setdefault(queue, {})[State(state)] = int(n)
-            if ready is not None:
-                ready = ready.astimezone(UTC)
-                oldest[queue] = min(ready, oldest.get(queue, ready))
+            paused = {r[0]: bool(r[1]) for r in records}
+            counts: dict[str, dict[State, int]] = {name: {} for name in paused}
+            for queue, state, n in counted:
+                counts.setdefault(queue, {})[State(state)] = int(n)
+            waiting = sorted(q for q, c in counts.items() if c.get(State.QUEUED) or c.get(State.FAILED))
+            ready = await (await conn.execute(self.q["oldest_ready"], self._params(queues=waiting))).fetchall()
+        oldest = {queue: at.astimezone(UTC) for queue, at in ready if at is not None}
         return [
             QueueRow(name=name, paused=paused.get(name, False), counts=counts[name], oldest_ready_at=oldest.get(name))
             for name in sorted(counts)

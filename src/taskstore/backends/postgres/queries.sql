@@ -492,12 +492,38 @@ SELECT * FROM {schema}.tasks_archive
 SELECT count(*) FROM {schema}.tasks
  WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
 
--- Finished tasks per time slot (the dashboard's charts), over the partial index on finished_at.
+-- Finishes per time slot (the dashboard's charts), from the per-minute counts kept by migration 11's
+-- triggers: those folded, and those not yet.
 -- name: finished_counts
-SELECT floor(extract(epoch FROM finished_at - %(since)s) / %(bucket)s)::int AS slot, state, count(*)
-  FROM {schema}.tasks
- WHERE finished_at IS NOT NULL AND finished_at >= %(since)s
+SELECT floor(extract(epoch FROM minute - %(since)s) / %(bucket)s)::int AS slot, state, sum(n)
+  FROM (SELECT minute, state, n FROM {schema}.finished_minutes WHERE minute >= %(since)s
+        UNION ALL
+        SELECT minute, state, n FROM {schema}.count_deltas WHERE minute >= %(since)s) AS kept
  GROUP BY 1, 2
+
+-- Fold the deltas the triggers appended into the totals, in one statement. One folder at a time (the lock is
+-- tried, never waited for: whoever holds it folds these rows too); rows a later commit appends stay for the
+-- next fold, and a reader in between adds them itself.
+-- name: fold_counts
+WITH locked AS (
+    SELECT pg_try_advisory_xact_lock(hashtext(%(lock)s)) AS got
+), moved AS (
+    DELETE FROM {schema}.count_deltas WHERE (SELECT got FROM locked) RETURNING queue, state, minute, n
+), totals AS (
+    INSERT INTO {schema}.queue_counts AS c (queue, state, n)
+    SELECT queue, state, sum(n) FROM moved WHERE minute IS NULL GROUP BY queue, state
+    ON CONFLICT (queue, state) DO UPDATE SET n = c.n + excluded.n
+    RETURNING 1
+), minutes AS (
+    INSERT INTO {schema}.finished_minutes AS f (minute, queue, state, n)
+    SELECT minute, queue, state, sum(n) FROM moved WHERE minute IS NOT NULL GROUP BY minute, queue, state
+    ON CONFLICT (minute, queue, state) DO UPDATE SET n = f.n + excluded.n
+    RETURNING 1
+)
+SELECT count(*) FROM moved
+
+-- name: purge_finished_minutes
+DELETE FROM {schema}.finished_minutes WHERE minute < %(before)s
 
 -- name: count_archived
 SELECT count(*) FROM {schema}.tasks_archive
@@ -540,12 +566,38 @@ SELECT name FROM {schema}.queues WHERE paused
 SELECT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = %(name)s AND paused)
 
 -- Live tasks by queue and state, and per queue and state the least run_at of the claimable ones.
+-- The kept totals plus the deltas not yet folded, in one snapshot: exact, and no scan of tasks.
 -- name: queue_counts
-SELECT queue, state, count(*),
-       min(run_at) FILTER (WHERE state IN ('queued', 'failed') AND run_at <= {now}
-                             AND (expires_at IS NULL OR expires_at > {now}))
-  FROM {schema}.tasks
+SELECT queue, state, sum(n)
+  FROM (SELECT queue, state, n FROM {schema}.queue_counts
+        UNION ALL
+        SELECT queue, state, n FROM {schema}.count_deltas WHERE minute IS NULL) AS kept
  GROUP BY queue, state
+HAVING sum(n) <> 0
+
+-- The longest-waiting ready task of each of the given queues. A min(run_at) over the claim index would read
+-- every waiting task; instead walk the index's distinct priorities (each one a seek) and take the first
+-- run_at of each, which is that priority's least: a few seeks per queue however many tasks wait.
+-- name: oldest_ready
+WITH RECURSIVE prio AS (
+    SELECT q.queue, (SELECT t.priority FROM {schema}.tasks AS t
+                      WHERE t.queue = q.queue AND t.state IN ('queued', 'failed')
+                      ORDER BY t.priority DESC LIMIT 1) AS priority
+      FROM unnest(%(queues)s::text[]) AS q(queue)
+    UNION ALL
+    SELECT p.queue, (SELECT t.priority FROM {schema}.tasks AS t
+                      WHERE t.queue = p.queue AND t.state IN ('queued', 'failed') AND t.priority < p.priority
+                      ORDER BY t.priority DESC LIMIT 1)
+      FROM prio AS p WHERE p.priority IS NOT NULL
+)
+SELECT p.queue, min(f.run_at)
+  FROM prio AS p
+ CROSS JOIN LATERAL (SELECT t.run_at FROM {schema}.tasks AS t
+                      WHERE t.queue = p.queue AND t.priority = p.priority AND t.state IN ('queued', 'failed')
+                        AND (t.expires_at IS NULL OR t.expires_at > {now})
+                      ORDER BY t.run_at LIMIT 1) AS f
+ WHERE f.run_at <= {now}
+ GROUP BY p.queue
 
 -- name: queue_records
 SELECT name, paused FROM {schema}.queues

@@ -53,7 +53,7 @@ from ._commits import Spaced, watch_commits
 from ._queries import Q
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
 # Workers' cancel checks woken by commits: at most one read per this many seconds, however busy the store.
@@ -68,6 +68,7 @@ _MIGRATIONS = {
     7: "schema_7.sql",
     8: "schema_8.sql",
     9: "schema_9.sql",
+    10: "schema_10.sql",
 }
 
 R = TypeVar("R")
@@ -470,6 +471,15 @@ class SQLiteDriver:
         params = {"since": to_us(since), "bucket": max(int(bucket * 1_000_000), 1)}
         rows = await self._run(lambda c: c.execute(Q["finished_counts"], params).fetchall())
         return [(int(slot), State(state), int(n)) for slot, state, n in rows]
+
+    async def fold_counts(self, keep_since: datetime) -> int:
+        """The triggers keep the totals themselves (one writer: no deltas to fold); drop old minutes."""
+
+        def purge(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                return conn.execute(Q["purge_finished_minutes"], {"before": to_us(keep_since)}).rowcount
+
+        return await self._run(purge)
 
     async def outstanding_count(self, recurring_id: str) -> int:
         return await self._run(lambda c: int(c.execute(Q["outstanding"], (recurring_id,)).fetchone()[0]))

@@ -190,10 +190,14 @@ SELECT count(*) FROM tasks
  WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
 
 -- Finished tasks per time slot (the dashboard's charts), over the partial index on finished_at.
+-- Finishes per slot (the dashboard's charts), from the per-minute counts the triggers keep (schema 10).
 -- name: finished_counts
-SELECT (finished_at - :since) / :bucket AS slot, state, count(*) FROM tasks
- WHERE finished_at IS NOT NULL AND finished_at >= :since
+SELECT (minute - :since) / :bucket AS slot, state, sum(n) FROM finished_minutes
+ WHERE minute >= :since
  GROUP BY slot, state
+
+-- name: purge_finished_minutes
+DELETE FROM finished_minutes WHERE minute < :before
 
 -- name: count_archived
 SELECT count(*) FROM tasks_archive
@@ -397,11 +401,34 @@ SELECT name FROM queues WHERE paused = 1
 -- name: queue_records
 SELECT name, paused FROM queues
 
+-- Kept by the triggers of schema 10: no scan of tasks.
 -- name: queue_counts
-SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
+SELECT queue, state, n FROM queue_counts WHERE n <> 0
 
+-- The longest-waiting ready task of each queue that has waiting tasks. A min(run_at) over the claim index
+-- would read every waiting task; instead walk the index's distinct priorities (each one a seek) and take the
+-- first run_at of each, which is that priority's least: a few seeks per queue however many tasks wait.
 -- name: oldest_ready
-SELECT queue, min(run_at) FROM tasks WHERE {claimable} GROUP BY queue
+WITH RECURSIVE prio(queue, priority) AS (
+    SELECT c.queue, (SELECT t.priority FROM tasks AS t
+                      WHERE t.queue = c.queue AND t.state IN ('queued', 'failed')
+                      ORDER BY t.priority DESC LIMIT 1)
+      FROM (SELECT DISTINCT queue FROM queue_counts WHERE state IN ('queued', 'failed') AND n > 0) AS c
+    UNION ALL
+    SELECT p.queue, (SELECT t.priority FROM tasks AS t
+                      WHERE t.queue = p.queue AND t.state IN ('queued', 'failed') AND t.priority < p.priority
+                      ORDER BY t.priority DESC LIMIT 1)
+      FROM prio AS p WHERE p.priority IS NOT NULL
+)
+SELECT queue, min(first_run_at) FROM (
+    SELECT p.queue, (SELECT t.run_at FROM tasks AS t
+                      WHERE t.queue = p.queue AND t.priority = p.priority AND t.state IN ('queued', 'failed')
+                        AND (t.expires_at IS NULL OR t.expires_at > :now)
+                      ORDER BY t.run_at LIMIT 1) AS first_run_at
+      FROM prio AS p WHERE p.priority IS NOT NULL
+)
+ WHERE first_run_at <= :now
+ GROUP BY queue
 
 -- name: get_limit
 SELECT key, concurrency, rate, per, tokens, refilled_at,

@@ -18,7 +18,7 @@ from ._joins import Join
 from .clock import Clock
 from .errors import TaskstoreError
 from .gates import KeyGate
-from .model import Claim, Limit, NewTask, State, Task, WorkerHeartbeat
+from .model import Claim, DeadSummary, Limit, NewTask, State, Task, WorkerHeartbeat
 
 # A transition to apply to one stored task: the new task, or None for "no change".
 Change = Callable[[Task, datetime], "Task | None"]
@@ -228,6 +228,10 @@ class Outbox(Protocol):
         """Finishes kept per minute (tasks that reached done, dead or cancelled, by ``finished_at``) from
         ``since`` (a whole minute) on: (slot, state, count), slot = whole ``bucket``s (whole minutes) after
         ``since``. Kept as events: archiving or retrying a task later does not take its finish back."""
+        ...
+
+    async def dead_summaries(self, limit: int) -> list[DeadSummary]:
+        """The newest ``limit`` dead tasks, newest (highest seq) first, read over an index of dead tasks only."""
         ...
 
     async def fold_counts(self, keep_since: datetime) -> int:

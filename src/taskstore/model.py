@@ -545,6 +545,22 @@ class Activity:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadSummary:
+    """A dead task as ``store.dead_summaries`` reads it for grouping failures: no payload, no traceback, and
+    the failure's message cut to ``DEAD_MESSAGE_CHARS``."""
+
+    id: str
+    queue: str
+    kind: str
+    finished_at: datetime | None
+    type: str
+    message: str
+
+
+DEAD_MESSAGE_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
 class QueueInfo:
     """A queue as ``list_queues`` reports it: paused or not, its tasks by state (every state present,
     archived tasks not counted), the ``run_at`` of its longest-waiting ready task, and how many live workers

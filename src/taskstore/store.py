@@ -42,6 +42,7 @@ from .model import (
     TERMINAL_STATES,
     Activity,
     Claim,
+    DeadSummary,
     Failure,
     GroupStatus,
     Limit,
@@ -1013,6 +1014,15 @@ class Store:
             )
             for i, c in enumerate(counts)
         ]
+
+    async def dead_summaries(self, limit: int = 10_000) -> builtins.list[DeadSummary]:
+        """The newest ``limit`` dead tasks (newest first) with only what grouping their failures needs: id,
+        queue, kind, ``finished_at``, the failure's type and the start of its message (``DeadSummary``). Read
+        along an index of dead tasks, never their payloads or tracebacks: cheap on a big store."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
+            raise errors.InvalidTask(f"limit must be an int from 1 to 100000, got {limit!r}")
+        driver = await self._ready()
+        return await driver.dead_summaries(limit)
 
     async def fold_counts(self) -> int:
         """Tidy the counts the store keeps for ``list_queues`` and ``activity`` (workers' maintenance does this

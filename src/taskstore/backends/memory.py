@@ -34,7 +34,7 @@ from ..backend import (
 )
 from ..clock import Clock
 from ..gates import KeyGate
-from ..model import Limit, NewTask, State, Task, WorkerHeartbeat
+from ..model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, NewTask, State, Task, WorkerHeartbeat
 from . import _groups
 
 log = logging.getLogger("taskstore.memory")
@@ -50,6 +50,18 @@ def _key(new: NewTask) -> str:
 
 
 _FINISHED = frozenset({State.DONE, State.DEAD, State.CANCELLED})
+
+
+def _summary(task: Task) -> DeadSummary:
+    failure = task.result.failure if task.result is not None else None
+    return DeadSummary(
+        task.id,
+        task.queue,
+        task.kind,
+        task.finished_at,
+        failure.type if failure is not None else "",
+        failure.message[:DEAD_MESSAGE_CHARS] if failure is not None else "",
+    )
 
 
 class _TaskTable(dict[str, Task]):
@@ -242,6 +254,11 @@ class MemoryDriver:
                     key = (int((minute - since).total_seconds() // bucket), state)
                     counts[key] = counts.get(key, 0) + n
         return [(slot, state, n) for (slot, state), n in counts.items()]
+
+    async def dead_summaries(self, limit: int) -> list[DeadSummary]:
+        with self._lock:
+            dead = itertools.islice((t for t in reversed(self._tasks.values()) if t.state is State.DEAD), limit)
+            return [_summary(t) for t in dead]
 
     async def fold_counts(self, keep_since: datetime) -> int:
         with self._lock:

@@ -308,6 +308,28 @@ class AdminTests(SuiteBase):
         assert await store.fold_counts() >= 1
         assert sum(s.done for s in await store.activity(window=timedelta(days=9), bucket=3600)) == 0
 
+    async def test_dead_summaries_newest_first_without_payloads(self, store: Store, clock: FakeClock) -> None:
+        tasks = await create(store, 4, max_attempts=1, queue="mail")
+        deaths = []
+        for i, message in enumerate(["row 1 is bad", "x" * 5000, "row 3 is bad"]):
+            clock.advance(1)
+            claimed = await store.claim_task(tasks[i].id, "w1")
+            assert claimed is not None
+            deaths.append(await store.mark_failed(claimed, Failure(f"E{i}", message)))
+        await store.mark_done(await claim_one(store))  # not dead: never listed
+        found = await store.dead_summaries()
+        assert [d.id for d in found] == [t.id for t in reversed(deaths)]
+        newest = found[0]
+        assert (newest.queue, newest.kind, newest.type, newest.message) == ("mail", "k", "E2", "row 3 is bad")
+        assert newest.finished_at == deaths[2].finished_at
+        assert found[1].message == deaths[1].result.failure.message[:2000]  # type: ignore[union-attr]
+        assert [d.id for d in await store.dead_summaries(limit=1)] == [deaths[2].id]
+        await store.retry(deaths[2].id)  # no longer dead
+        assert [d.id for d in await store.dead_summaries()] == [deaths[1].id, deaths[0].id]
+        for bad in (0, 100_001, True, "5"):
+            with pytest.raises(errors.InvalidTask):
+                await store.dead_summaries(limit=bad)  # type: ignore[arg-type]
+
     async def test_activity_refuses_too_many_slots(self, store: Store) -> None:
         with pytest.raises(errors.InvalidTask):
             await store.activity(window=86400 * 300, bucket=60)

@@ -57,8 +57,10 @@ from ...clock import Clock
 from ...gates import KeyGate, new_gate, pick, reset_gate
 from ...model import (
     CLAIMABLE_STATES,
+    DEAD_MESSAGE_CHARS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PROCESSING_TIMEOUT,
+    DeadSummary,
     Limit,
     State,
     Task,
@@ -632,6 +634,13 @@ class PostgresDriver:
     async def finished_counts(self, since: datetime, bucket: float) -> list[tuple[int, State, int]]:
         rows = await self._fetchall("finished_counts", since=since, bucket=bucket)
         return [(int(slot), State(state), int(n)) for slot, state, n in rows]
+
+    async def dead_summaries(self, limit: int) -> list[DeadSummary]:
+        rows = await self._fetchall("dead_summaries", limit=limit, chars=DEAD_MESSAGE_CHARS)
+        return [
+            DeadSummary(i, q, k, None if at is None else at.astimezone(UTC), str(t or ""), str(m or ""))
+            for i, q, k, at, t, m in rows
+        ]
 
     async def fold_counts(self, keep_since: datetime) -> int:
         async with self._conn() as conn:

@@ -522,6 +522,12 @@ WITH locked AS (
 )
 SELECT count(*) FROM moved
 
+-- The newest dead tasks for grouping their failures: along tasks_dead (migration 11), no payload, no traceback.
+-- name: dead_summaries
+SELECT id, queue, kind, finished_at, result_failure->>'type', left(result_failure->>'message', %(chars)s)
+  FROM {schema}.tasks WHERE state = 'dead'
+ ORDER BY seq DESC LIMIT %(limit)s
+
 -- name: purge_finished_minutes
 DELETE FROM {schema}.finished_minutes WHERE minute < %(before)s
 

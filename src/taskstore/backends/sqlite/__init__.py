@@ -45,7 +45,7 @@ from ...backend import (
 )
 from ...clock import Clock
 from ...gates import KeyGate
-from ...model import Limit, State, Task, WorkerHeartbeat
+from ...model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, State, Task, WorkerHeartbeat
 from .. import _groups
 from .._sql import load_script
 from . import _flow
@@ -471,6 +471,14 @@ class SQLiteDriver:
         params = {"since": to_us(since), "bucket": max(int(bucket * 1_000_000), 1)}
         rows = await self._run(lambda c: c.execute(Q["finished_counts"], params).fetchall())
         return [(int(slot), State(state), int(n)) for slot, state, n in rows]
+
+    async def dead_summaries(self, limit: int) -> list[DeadSummary]:
+        params = {"limit": limit, "chars": DEAD_MESSAGE_CHARS}
+        rows = await self._run(lambda c: c.execute(Q["dead_summaries"], params).fetchall())
+        return [
+            DeadSummary(i, q, k, None if at is None else from_us(at), str(t or ""), str(m or ""))
+            for i, q, k, at, t, m in rows
+        ]
 
     async def fold_counts(self, keep_since: datetime) -> int:
         """The triggers keep the totals themselves (one writer: no deltas to fold); drop old minutes."""

@@ -196,6 +196,13 @@ SELECT (minute - :since) / :bucket AS slot, state, sum(n) FROM finished_minutes
  WHERE minute >= :since
  GROUP BY slot, state
 
+-- The newest dead tasks for grouping their failures: along tasks_dead (schema 10), no payload, no traceback.
+-- name: dead_summaries
+SELECT id, queue, kind, finished_at, json_extract(result_failure, '$.type'),
+       substr(json_extract(result_failure, '$.message'), 1, :chars)
+  FROM tasks WHERE state = 'dead'
+ ORDER BY seq DESC LIMIT :limit
+
 -- name: purge_finished_minutes
 DELETE FROM finished_minutes WHERE minute < :before
 

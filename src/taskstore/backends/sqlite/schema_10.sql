@@ -49,6 +49,10 @@ BEGIN
         ON CONFLICT (minute, queue, state) DO UPDATE SET n = n + 1;
 END;
 
+-- The dead tasks, newest first (the dashboard's failure groups): a partial index, so only a task going dead or
+-- leaving dead writes it.
+CREATE INDEX tasks_dead ON tasks (seq) WHERE state = 'dead';
+
 -- What the store holds now; the tasks' finish times stand in for the events before this version.
 INSERT INTO queue_counts (queue, state, n) SELECT queue, state, count(*) FROM tasks GROUP BY queue, state;
 INSERT INTO finished_minutes (minute, queue, state, n)

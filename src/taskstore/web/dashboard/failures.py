@@ -1,7 +1,8 @@
 """Dead tasks grouped by what killed them: failure type and message, with counts and first/last seen.
 
 The store has no index over failure text, so the groups are built from a bounded scan of the newest dead
-tasks (``SCAN_LIMIT``); the page says when the scan did not reach the end. Numbers, ids and hex in messages
+tasks (``SCAN_LIMIT``, along the index of dead tasks, reading no payloads: ``store.dead_summaries``); the page
+says when the scan did not reach the end. Numbers, ids and hex in messages
 often differ between otherwise identical failures ("timeout after 30.2 s", "row 1234"), so they are folded
 into ``#`` for grouping while the first message is shown as it was.
 """
@@ -14,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ...model import State, Task
+from ...model import DeadSummary
 
 SCAN_LIMIT = 10_000
-_PAGE = 1_000
 _VARYING = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}(?:-[0-9a-fA-F]{4,})*|\d+(?:\.\d+)?")
 
 
@@ -35,36 +35,29 @@ class FailureGroup:
     sample: str = ""
 
 
-def _signature(task: Task) -> tuple[str, str, str]:
-    failure = task.result.failure if task.result is not None else None
-    kind = failure.type if failure is not None else "(no failure recorded)"
-    message = failure.message if failure is not None else ""
-    folded = _VARYING.sub("#", message)[:500]
+def _signature(dead: DeadSummary) -> tuple[str, str, str]:
+    kind = dead.type or "(no failure recorded)"
+    folded = _VARYING.sub("#", dead.message)[:500]
     key = hashlib.sha256(f"{kind}\x00{folded}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return key, kind, message
+    return key, kind, dead.message
 
 
 async def failure_groups(store: Any) -> tuple[list[FailureGroup], int, bool]:
     """The groups (largest first), how many dead tasks were scanned, and whether that was all of them."""
     groups: dict[str, FailureGroup] = {}
-    scanned, cursor, complete = 0, None, False
-    while scanned < SCAN_LIMIT:
-        page = await store.list(state=State.DEAD, cursor=cursor, limit=_PAGE, descending=True)
-        for task in page.items:
-            key, kind, message = _signature(task)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = FailureGroup(key=key, type=kind, message=message, sample=task.id)
-            group.count += 1
-            group.ids.append(task.id)
-            group.kinds.add(task.kind)
-            group.queues.add(task.queue)
-            at = task.finished_at or task.updated_at
+    found = await store.dead_summaries(SCAN_LIMIT + 1)  # one more than scanned: is there anything past it?
+    for dead in found[:SCAN_LIMIT]:
+        key, kind, message = _signature(dead)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = FailureGroup(key=key, type=kind, message=message, sample=dead.id)
+        group.count += 1
+        group.ids.append(dead.id)
+        group.kinds.add(dead.kind)
+        group.queues.add(dead.queue)
+        if dead.finished_at is not None:
+            at = dead.finished_at
             group.first_seen = at if group.first_seen is None else min(group.first_seen, at)
             group.last_seen = at if group.last_seen is None else max(group.last_seen, at)
-        scanned += len(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            complete = True
-            break
-    return sorted(groups.values(), key=lambda g: (-g.count, g.type)), scanned, complete
+    scanned = min(len(found), SCAN_LIMIT)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.type)), scanned, len(found) <= SCAN_LIMIT

@@ -25,6 +25,7 @@ from starlette.templating import Jinja2Templates
 from ... import errors
 from ..._render import task_json
 from ..._statuses import TASK_TO_STATUS
+from ...model import Page as TaskPage
 from ...model import State, Task, check_kind
 from ..auth import Role
 from ..problems import HTTPProblem
@@ -198,11 +199,17 @@ async def queue_page(request: Request, p: Page) -> Response:
             kind = check_kind(kind)
         except errors.InvalidTask:
             raise errors.NotFound(kind, "kind") from None
+    info = next((q for q in await store.list_queues() if q.name == name), None)
     try:
-        tasks = await store.list(state=wanted, queue=name, cursor=cursor, limit=PAGE_SIZE, descending=True, kind=kind)
+        if wanted is not None and info is not None and not info.counts.get(wanted):
+            # None in that state (the kept counts say so): a listing would walk the whole queue to find none.
+            tasks: TaskPage[Task] = TaskPage(items=[])
+        else:
+            tasks = await store.list(
+                state=wanted, queue=name, cursor=cursor, limit=PAGE_SIZE, descending=True, kind=kind
+            )
     except errors.InvalidTask:
         raise errors.NotFound(name, "queue") from None
-    info = next((q for q in await store.list_queues() if q.name == name), None)
     # The kinds offered are those on this page (and the one chosen): the store keeps no list of kinds per queue.
     kinds = sorted({t.kind for t in tasks.items} | ({kind} if kind else set()))
     ctx = {

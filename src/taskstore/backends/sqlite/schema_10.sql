@@ -40,8 +40,11 @@ BEGIN
         ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
 END;
 
+-- Equalities, not IN lists: a trigger builds the lookup table of an IN list of three or more afresh for every
+-- row it fires on (an in-memory index, pages zeroed), which cost the claim+ack path more than the counts did.
 CREATE TRIGGER tasks_finished_minute AFTER UPDATE OF state ON tasks
-    WHEN new.state IN ('done', 'dead', 'cancelled') AND old.state NOT IN ('done', 'dead', 'cancelled')
+    WHEN (new.state = 'done' OR new.state = 'dead' OR new.state = 'cancelled')
+         AND old.state <> 'done' AND old.state <> 'dead' AND old.state <> 'cancelled'
          AND new.finished_at IS NOT NULL
 BEGIN
     INSERT INTO finished_minutes (minute, queue, state, n)

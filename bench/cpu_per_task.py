@@ -31,7 +31,7 @@ from typing import Any
 import taskstore
 from taskstore import NewTask
 
-from .local_pg import pg_schema
+from .local_pg import add_backend_options, pg_schema
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -98,10 +98,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--postgres", default=None)
-    only = parser.add_mutually_exclusive_group()
-    only.add_argument("--sqlite-only", action="store_true")
-    only.add_argument("--postgres-only", action="store_true")
+    add_backend_options(parser)
     args = parser.parse_args()
     print(f"taskstore from {Path(taskstore.__file__).parent}")
     if not args.postgres_only:

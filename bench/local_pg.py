@@ -6,10 +6,19 @@ script says so and skips PostgreSQL).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import secrets
 import socket
 from collections.abc import Iterator
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--postgres URL`` and ``--sqlite-only`` / ``--postgres-only``, as every script measuring both takes them."""
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL (default: a server on 127.0.0.1:5432)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--sqlite-only", action="store_true")
+    only.add_argument("--postgres-only", action="store_true")
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ import taskstore
 from taskstore import NewTask
 from taskstore.web import create_app
 
-from .local_pg import pg_schema
+from .local_pg import add_backend_options, pg_schema
 
 CHUNK = 10_000
 QUEUES = ("mail", "billing", "reports", "default")
@@ -165,10 +165,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--postgres", default=None)
-    only = parser.add_mutually_exclusive_group()
-    only.add_argument("--sqlite-only", action="store_true")
-    only.add_argument("--postgres-only", action="store_true")
+    add_backend_options(parser)
     args = parser.parse_args()
     if not args.postgres_only:
         with tempfile.TemporaryDirectory() as tmp:

@@ -3,7 +3,6 @@ tasks and archived tasks read as having no failures, and new failures are kept, 
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,13 +12,11 @@ from psycopg import sql
 
 import taskstore
 from taskstore import Failure, FakeClock, NewTask, State, Store, transitions
-from taskstore.backends._sql import load_script
-from taskstore.backends.postgres import _migrations
-from taskstore.backends.sqlite import _MIGRATIONS, _statements
 from taskstore.backends.sqlite._queries import Q
 from taskstore.backends.sqlite._rows import insert_params, to_us
 
 from ..postgres_server import new_schema, with_schema
+from ._old_stores import postgres_at, sqlite_at
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,11 +41,7 @@ async def _check_upgraded(store: Store, clock: FakeClock) -> None:
 
 async def test_a_sqlite_store_of_schema_7_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for version in range(1, BEFORE + 1):
-        for statement in _statements(load_script("taskstore.backends.sqlite", _MIGRATIONS[version])):
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version={BEFORE}")
+    conn = sqlite_at(path, BEFORE)
     for seq, task_id in enumerate(("old", "gone"), start=1):
         task = transitions.create(NewTask("q", "k", max_attempts=1), task_id=task_id, now=T0, seq=seq)
         conn.execute(Q["insert_task"], insert_params(task, b"null"))
@@ -65,17 +58,7 @@ async def test_a_postgres_store_of_migration_7_upgrades(postgres_db: str) -> Non
     schema = new_schema()
     ident = sql.Identifier(schema)
     with psycopg.connect(postgres_db, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE {}.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL "
-                "DEFAULT now())"
-            ).format(ident)
-        )
-        for version, script in _migrations():
-            if version <= BEFORE:
-                conn.execute(sql.SQL(script).format(schema=ident))
-                conn.execute(sql.SQL("INSERT INTO {}.schema_migrations VALUES (%s)").format(ident), (version,))
+        postgres_at(conn, schema, BEFORE)
         for task_id in ("old", "gone"):
             conn.execute(
                 sql.SQL(

@@ -3,7 +3,6 @@ start from the tasks it holds and the finishes it holds are charted, and both fo
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,13 +12,11 @@ from psycopg import sql
 
 import taskstore
 from taskstore import FakeClock, NewTask, State, Store, transitions
-from taskstore.backends._sql import load_script
-from taskstore.backends.postgres import _migrations
-from taskstore.backends.sqlite import _MIGRATIONS, _statements
 from taskstore.backends.sqlite._queries import Q
 from taskstore.backends.sqlite._rows import insert_params, to_us
 
 from ..postgres_server import new_schema, with_schema
+from ._old_stores import postgres_at, sqlite_at
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,11 +41,7 @@ async def _check_upgraded(store: Store, clock: FakeClock) -> None:
 
 async def test_a_sqlite_store_of_schema_9_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for version in range(1, 10):
-        for statement in _statements(load_script("taskstore.backends.sqlite", _MIGRATIONS[version])):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version=9")
+    conn = sqlite_at(path, 9)
     for seq, (task_id, queue, state) in enumerate(HELD, start=1):
         task = transitions.create(NewTask(queue, "k", max_attempts=1), task_id=task_id, now=T0, seq=seq)
         conn.execute(Q["insert_task"], insert_params(task, b"null"))
@@ -64,17 +57,7 @@ async def test_a_postgres_store_of_migration_10_upgrades(postgres_db: str) -> No
     schema = new_schema()
     ident = sql.Identifier(schema)
     with psycopg.connect(postgres_db, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE {}.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL "
-                "DEFAULT now())"
-            ).format(ident)
-        )
-        for version, script in _migrations():
-            if version <= 10:
-                conn.execute(sql.SQL(script).format(schema=ident))
-                conn.execute(sql.SQL("INSERT INTO {}.schema_migrations VALUES (%s)").format(ident), (version,))
+        postgres_at(conn, schema, 10)
         for task_id, queue, state in HELD:
             conn.execute(
                 sql.SQL(

@@ -79,6 +79,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the PostgreSQL backend needs psycopg 3 and psycopg-pool: pip install 'taskstore[postgres]'"
     ) from exc
 
+from ._coalesce import Coalescer
 from ._rows import gate_from_row, limit_from_row, task_from_row, write_statement
 
 log = logging.getLogger("taskstore.postgres")
@@ -90,6 +91,8 @@ _RAW = load_queries(__name__, "queries.sql")
 # A connection that broke in between fails its statement, is discarded by the pool, and the caller sees
 # BackendUnavailable (the worker retries).
 CHECK_IF_IDLE_FOR = 1.0
+# Single creates sent together carry at most this many rows in one statement (see _coalesce.py).
+COALESCE_MAX_ROWS = 500
 
 _NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
 # Every decision reads timestamps back in UTC; appended after the user's own ``options=`` so that it wins.
@@ -152,6 +155,14 @@ _UNIQUE_ROUNDS = 5
 _CLAIM_ROUNDS = 4
 # After a one-statement claim met a limited key, claims take the limit-aware path for this long (seconds).
 _LIMITED_HINT_FOR = 1.0
+
+
+def _server_down(exc: BaseException) -> bool:
+    """Whether a failed statement failed for want of the server (every row would), not for a row's values."""
+    cause = exc.__cause__
+    if isinstance(exc, errors.BackendUnavailable) and isinstance(cause, psycopg.Error):
+        return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(exc, errors.BackendUnavailable)
 
 
 def _runner(conn: psycopg.AsyncConnection[Any]) -> _Run:
@@ -231,6 +242,9 @@ class PostgresDriver:
         self._pool: AsyncConnectionPool[Any] | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
+        # At most this many coalesced inserts on their way at once: fewer, larger statements, and connections
+        # left for claims and completions when a worker shares this pool.
+        self._coalescer = Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=max(1, pool_max // 4))
         self._limited_until = 0.0  # monotonic time until which claims skip the one-statement attempt
         self.chord_args: ChordArgs = _groups.no_chord_args
         info = _parse_conninfo(conninfo)
@@ -320,6 +334,7 @@ class PostgresDriver:
                 return
 
     async def close(self) -> None:
+        await self._coalescer.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -488,6 +503,43 @@ class PostgresDriver:
         unique = any(row.new.unique_key is not None for row in rows)
         if conn is not None:
             return await self._insert_joined(rows, conn.raw, unique)
+        if len(rows) == 1 and not unique:
+            # A single create goes with the others queued meanwhile (_coalesce.py); a unique one keeps its own
+            # transaction (its key's holder is read back in it), and a batch is all-or-nothing on its own.
+            return [await self._coalescer.insert(rows[0])]
+        return await self._insert_own(rows, unique)
+
+    async def _send_batch(self, rows: Sequence[NewRow]) -> list[Task | BaseException]:
+        """Single creates sent together, each answered as it would have been alone.
+
+        A taken id skips its row (``ON CONFLICT (id) DO NOTHING``): that caller gets ``AlreadyExists``, the
+        others their tasks. Any other error of the statement (a value the server refuses) could be any row's,
+        so each row is sent again alone and gets its own answer. A lost server fails the whole batch (raised).
+        """
+        if len(rows) == 1:
+            return [await self._send_alone(rows[0])]
+        try:
+            async with self._conn() as c:
+                returned = await (
+                    await c.execute(self.q["insert_tasks_skip_taken"], self._insert_params(rows))
+                ).fetchall()
+        except errors.BackendUnavailable as exc:
+            if _server_down(exc):
+                raise
+            return list(await asyncio.gather(*(self._send_alone(row) for row in rows)))
+        inserted = {r[1] for r in returned}
+        went_in = [row for row in rows if row.id in inserted]
+        created = iter(self._created(went_in, returned))
+        return [next(created) if row.id in inserted else errors.AlreadyExists(row.id) for row in rows]
+
+    async def _send_alone(self, row: NewRow) -> Task | BaseException:
+        try:
+            return (await self._insert_own([row], False))[0]
+        except errors.TaskstoreError as exc:
+            return exc
+
+    async def _insert_own(self, rows: Sequence[NewRow], unique: bool) -> list[Task]:
+        """Insert on a connection of the pool, in one statement (unique tasks: in one transaction)."""
         try:
             if unique:
                 async with self._conn() as c, c.transaction():

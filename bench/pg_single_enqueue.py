@@ -44,7 +44,7 @@ async def touch(sent: float) -> None:
     global _out  # one file per worker process, opened at its first task
     now = time.monotonic()
     if _out is None:
-        _out = open(os.environ["PG_SINGLE_OUT"], "a", buffering=1, encoding="ascii")  # noqa: SIM115
+        _out = open(os.environ["PG_SINGLE_OUT"], "a", buffering=1, encoding="ascii")  # noqa: SIM115, ASYNC230 - once
     _out.write(f"{now!r} {now - sent!r}\n")
 
 
@@ -55,10 +55,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_worker(url: str, out: str) -> subprocess.Popen[bytes]:
+def start_worker(url: str, out: str, options: list[str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PG_SINGLE_OUT": out, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     cmd = [sys.executable, "-m", "taskstore", "worker", "bench.pg_single_enqueue:app", "--url", url]
-    cmd += ["--log-level", "warning", "--no-maintenance"]
+    cmd += ["--log-level", "warning", "--no-maintenance", *options]
     return subprocess.Popen(cmd, env=env, cwd=ROOT)
 
 
@@ -67,10 +67,10 @@ def read_starts(path: str) -> list[tuple[float, float]]:
         return [(float(a), float(b)) for a, b in (line.split() for line in f if line.count(" ") == 1)]
 
 
-async def produce(url: str, rate: float, seconds: float, out: str) -> dict[str, Any]:
+async def produce(url: str, rate: float, seconds: float, out: str, options: list[str]) -> dict[str, Any]:
     store = taskstore.open(url)
     await store.connect()  # open (and migrate) before the worker starts and the clock runs
-    worker = start_worker(url, out)
+    worker = start_worker(url, out, options)
     try:
         # The worker is up once a first task has started.
         await store.create(touch.new_task(time.monotonic()))
@@ -161,7 +161,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, action="append", help="enqueues a second (repeatable)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--postgres", default=os.environ.get("TASKSTORE_BENCH_POSTGRES_URL"))
+    parser.add_argument("--concurrency", type=int, help="the worker's --concurrency (default: the CLI's)")
+    parser.add_argument("--prefetch", type=int, help="the worker's --prefetch (default: the CLI's)")
     args = parser.parse_args()
+    options = [] if args.concurrency is None else ["--concurrency", str(args.concurrency)]
+    options += [] if args.prefetch is None else ["--prefetch", str(args.prefetch)]
+    print(f"worker: taskstore worker {' '.join(options) or '(defaults)'}")
     print(f"taskstore from {Path(taskstore.__file__).parent}; load {os.getloadavg()[0]:.2f}")
     for rate in args.rate or [2000.0, 500.0]:
         with pg_schema(args.postgres, "bench_single") as url:
@@ -170,7 +175,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "starts.txt")
                 Path(out).touch()
-                report(rate, asyncio.run(produce(url, rate, args.seconds, out)))
+                report(rate, asyncio.run(produce(url, rate, args.seconds, out, options)))
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from ._coalesce import Coalescer
 from ._rows import gate_from_row, limit_from_row, task_from_row, write_statement
+from ._waiting import Connections
 
 log = logging.getLogger("taskstore.postgres")
 
@@ -239,7 +240,7 @@ class PostgresDriver:
         self._pool_timeout = pool_timeout
         self._create = create
         self._migrate_on_open = migrate and create
-        self._pool: AsyncConnectionPool[Any] | None = None
+        self._pool: Connections | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
         # At most this many coalesced inserts on their way at once: fewer, larger statements, and connections
@@ -289,7 +290,7 @@ class PostgresDriver:
         except (PoolTimeout, psycopg.Error) as exc:
             await pool.close()
             raise errors.BackendUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
-        self._pool = pool
+        self._pool = Connections(pool, timeout=self._pool_timeout, pool_max=self._pool_max, probe=self._probe)
         try:
             if self._migrate_on_open:
                 await self.migrate()
@@ -333,6 +334,20 @@ class PostgresDriver:
                 await conn.close()
                 return
 
+    async def _probe(self) -> str | None:
+        """One connection attempt, bounded by connect_timeout: None if it connected, else the reason, in one line."""
+        try:
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, **self._connect_kwargs),
+                self._connect_timeout,
+            )
+        except TimeoutError:
+            return f"no answer within {self._connect_timeout:g}s (connect_timeout)"
+        except psycopg.Error as exc:
+            return f"cannot connect: {scrub(_one_line(exc), self.conninfo)}"
+        await conn.close()
+        return None
+
     async def close(self) -> None:
         await self._coalescer.close()
         if self._listener is not None:
@@ -342,14 +357,14 @@ class PostgresDriver:
             self._listener = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            await pool.pool.close()
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._pool is None:
             raise errors.BackendUnavailable("the store is closed")
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection() as conn:  # a busy pool is waited for: see _waiting.py
                 try:
                     yield conn
                 finally:

@@ -55,6 +55,18 @@ def test_concurrent_single_creates_go_together_in_fewer_inserts(url: str) -> Non
     asyncio.run(scenario())
 
 
+def test_a_store_closed_and_opened_again_creates_again(url: str) -> None:
+    async def scenario() -> None:
+        store = taskstore.open(url)
+        for _ in range(2):
+            async with store:
+                await asyncio.gather(*(store.create(NewTask("q", "k")) for _ in range(5)))
+        async with store:
+            assert await store.count() == 10
+
+    asyncio.run(scenario())
+
+
 def test_a_taken_id_fails_only_its_own_create_in_a_batch(url: str) -> None:
     async def scenario() -> None:
         async with taskstore.open(url) as store:

@@ -243,9 +243,7 @@ class PostgresDriver:
         self._pool: Connections | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
-        # At most this many coalesced inserts on their way at once: fewer, larger statements, and connections
-        # left for claims and completions when a worker shares this pool.
-        self._coalescer = Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=max(1, pool_max // 4))
+        self._coalescer = self._new_coalescer()
         self._limited_until = 0.0  # monotonic time until which claims skip the one-statement attempt
         self.chord_args: ChordArgs = _groups.no_chord_args
         info = _parse_conninfo(conninfo)
@@ -273,7 +271,13 @@ class PostgresDriver:
 
     # -- connections ----------------------------------------------------------------------------
 
+    def _new_coalescer(self) -> Coalescer:
+        # At most a quarter of the pool's connections carry coalesced inserts at once: fewer, larger statements,
+        # and connections left for claims and completions when a worker shares this pool.
+        return Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=max(1, self._pool_max // 4))
+
     async def open(self) -> None:
+        self._coalescer = self._new_coalescer()  # a store closed may be opened again
         await self._first_connection()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.conninfo,

@@ -113,6 +113,8 @@ def test_a_row_the_server_refuses_fails_only_its_own_create_with_the_error_it_ge
                     assert type(exc) is type(alone.value)
                     assert "no_poison" in str(exc)
                 assert await store.count() == 58
+                created = [g for g in got if isinstance(g, taskstore.Task)]
+                assert [t.seq for t in created] == sorted(t.seq for t in created)  # the halves went in order
 
         asyncio.run(scenario())
 

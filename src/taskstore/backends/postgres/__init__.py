@@ -532,8 +532,10 @@ class PostgresDriver:
         """Single creates sent together, each answered as it would have been alone.
 
         A taken id skips its row (``ON CONFLICT (id) DO NOTHING``): that caller gets ``AlreadyExists``, the
-        others their tasks. Any other error of the statement (a value the server refuses) could be any row's,
-        so each row is sent again alone and gets its own answer. A lost server fails the whole batch (raised).
+        others their tasks. Any other error of the statement (a value the server refuses: a user's CHECK or
+        trigger) could be any row's, so the batch is sent again in two halves, and so on: the row at fault ends
+        alone with its own error, and one such row among 500 costs about 18 statements, not 500. The halves go
+        one after the other, so seq still follows the batch's order. A lost server fails the whole batch (raised).
         """
         if len(rows) == 1:
             return [await self._send_alone(rows[0])]
@@ -545,7 +547,8 @@ class PostgresDriver:
         except errors.BackendUnavailable as exc:
             if _server_down(exc):
                 raise
-            return list(await asyncio.gather(*(self._send_alone(row) for row in rows)))
+            half = len(rows) // 2
+            return [*await self._send_batch(rows[:half]), *await self._send_batch(rows[half:])]
         inserted = {r[1] for r in returned}
         went_in = [row for row in rows if row.id in inserted]
         created = iter(self._created(went_in, returned))

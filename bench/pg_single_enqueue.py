@@ -115,6 +115,8 @@ async def produce(url: str, rate: float, seconds: float, out: str, options: list
         while len(read_starts(out)) < warm + ok and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         starts = read_starts(out)[warm:]
+        coalescer = getattr(store._driver, "_coalescer", None)  # absent before single creates coalesced
+        per_insert = coalescer.rows / max(coalescer.batches, 1) if coalescer is not None else 1.0
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -135,6 +137,7 @@ async def produce(url: str, rate: float, seconds: float, out: str, options: list
         "call": calls,
         "e2s": [d for _, d in starts],
         "lag": lags,
+        "per_insert": per_insert,
     }
 
 
@@ -143,7 +146,7 @@ def report(rate: float, r: dict[str, Any]) -> None:
     print(
         f"rate {rate:g}/s: sent {r['sent']} in {r['sent_for']:.2f} s (all calls back after {r['called_for']:.2f} s), "
         f"ok {r['ok']}, errors {sum(r['errors'].values())}, started {r['started']}, "
-        f"starts/s {r['starts_per_s']:.0f}"
+        f"starts/s {r['starts_per_s']:.0f}, creates per insert statement {r['per_insert']:.1f}"
     )
     print(
         f"  enqueue call ms p50 {pct(r['call'], 0.5) * ms:.2f} p99 {pct(r['call'], 0.99) * ms:.2f} "

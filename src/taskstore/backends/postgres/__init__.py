@@ -13,6 +13,9 @@
   A cancel requested of a claimed task sends one NOTIFY on ``taskstore_<schema>_cancel`` in its
   transaction: the worker holding it reads its in-flight tasks' cancel flags at once (without
   notifications it learns at its next lease renewal).
+- Single creates that arrive while inserts are on their way go together as one multi-row insert, each
+  caller answered on its own (``_coalesce.py``); a busy pool is waited for as long as it keeps working, a
+  server that cannot be reached is reported within about a second (``_waiting.py``).
 - The schema is created and upgraded by numbered migrations under an advisory lock.
 
 Driver errors are translated here: a lost connection is ``BackendUnavailable``.

@@ -1,14 +1,17 @@
-"""Single enqueues on PostgreSQL, open loop: one process calls ``enqueue`` N times a second, each its own asyncio task.
+"""Single enqueues on PostgreSQL, open loop: one process calls ``create`` N times a second, each its own asyncio task.
 
     python -m bench.pg_single_enqueue [--rate 2000 --rate 500] [--seconds 10] [--postgres URL]
+                                      [--concurrency C --prefetch P]
 
-Issue 15 item 4. The producer fires ``touch.enqueue(sent)`` at a fixed rate without waiting for earlier calls
-(open loop: a slow call does not slow the sending), while a worker started as users start it,
-``taskstore worker bench.pg_single_enqueue:app`` (defaults: concurrency 10, no prefetch), drains them. Each
+Issue 15 item 4. The producer fires ``store.create(touch.new_task(sent))`` (one task per call) at a fixed rate
+without waiting for earlier calls (open loop: a slow call does not slow the sending), while a worker started as
+users start it, ``taskstore worker bench.pg_single_enqueue:app`` (the CLI's defaults: concurrency 10, no prefetch;
+``--concurrency``/``--prefetch`` pass on), drains them. Each
 handler writes how long its task took from the enqueue call to its start; both processes read
 ``time.monotonic()``, one clock for every process on Linux. Each rate runs on a fresh schema (bench/local_pg.py).
-Printed per rate: tasks sent, errors (by message), starts/s, the enqueue call's p50/p99, enqueue→start p50/p99,
-and how late the producer fired (its p99 lag: a producer that cannot keep up is not an open loop). Not a test.
+Printed per rate: tasks sent, errors (by message), starts/s, creates per insert statement, the enqueue call's
+p50/p99, enqueue→start p50/p99, and how late the producer fired (its p99 lag: a producer that cannot keep up
+is not an open loop). Not a test.
 """
 
 from __future__ import annotations

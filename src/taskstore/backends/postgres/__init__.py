@@ -13,6 +13,9 @@
   A cancel requested of a claimed task sends one NOTIFY on ``taskstore_<schema>_cancel`` in its
   transaction: the worker holding it reads its in-flight tasks' cancel flags at once (without
   notifications it learns at its next lease renewal).
+- Single creates that arrive while inserts are on their way go together as one multi-row insert, each
+  caller answered on its own (``_coalesce.py``); a busy pool is waited for as long as it keeps working, a
+  server that cannot be reached is reported within about a second (``_waiting.py``).
 - The schema is created and upgraded by numbered migrations under an advisory lock.
 
 Driver errors are translated here: a lost connection is ``BackendUnavailable``.
@@ -81,7 +84,9 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the PostgreSQL backend needs psycopg 3 and psycopg-pool: pip install 'taskstore[postgres]'"
     ) from exc
 
+from ._coalesce import Coalescer
 from ._rows import gate_from_row, limit_from_row, task_from_row, write_statement
+from ._waiting import Connections
 
 log = logging.getLogger("taskstore.postgres")
 
@@ -92,6 +97,8 @@ _RAW = load_queries(__name__, "queries.sql")
 # A connection that broke in between fails its statement, is discarded by the pool, and the caller sees
 # BackendUnavailable (the worker retries).
 CHECK_IF_IDLE_FOR = 1.0
+# Single creates sent together carry at most this many rows in one statement (see _coalesce.py).
+COALESCE_MAX_ROWS = 500
 
 _NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
 # Every decision reads timestamps back in UTC; appended after the user's own ``options=`` so that it wins.
@@ -154,6 +161,14 @@ _UNIQUE_ROUNDS = 5
 _CLAIM_ROUNDS = 4
 # After a one-statement claim met a limited key, claims take the limit-aware path for this long (seconds).
 _LIMITED_HINT_FOR = 1.0
+
+
+def _server_down(exc: BaseException) -> bool:
+    """Whether a failed statement failed for want of the server (every row would), not for a row's values."""
+    cause = exc.__cause__
+    if isinstance(exc, errors.BackendUnavailable) and isinstance(cause, psycopg.Error):
+        return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(exc, errors.BackendUnavailable)
 
 
 def _runner(conn: psycopg.AsyncConnection[Any]) -> _Run:
@@ -231,9 +246,10 @@ class PostgresDriver:
         self._pool_timeout = pool_timeout
         self._create = create
         self._migrate_on_open = migrate and create
-        self._pool: AsyncConnectionPool[Any] | None = None
+        self._pool: Connections | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
+        self._coalescer = self._new_coalescer()
         self._limited_until = 0.0  # monotonic time until which claims skip the one-statement attempt
         self.chord_args: ChordArgs = _groups.no_chord_args
         info = _parse_conninfo(conninfo)
@@ -261,7 +277,13 @@ class PostgresDriver:
 
     # -- connections ----------------------------------------------------------------------------
 
+    def _new_coalescer(self) -> Coalescer:
+        # At most a quarter of the pool's connections carry coalesced inserts at once: fewer, larger statements,
+        # and connections left for claims and completions when a worker shares this pool.
+        return Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=max(1, self._pool_max // 4))
+
     async def open(self) -> None:
+        self._coalescer = self._new_coalescer()  # a store closed may be opened again
         await self._first_connection()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.conninfo,
@@ -278,7 +300,7 @@ class PostgresDriver:
         except (PoolTimeout, psycopg.Error) as exc:
             await pool.close()
             raise errors.BackendUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
-        self._pool = pool
+        self._pool = Connections(pool, timeout=self._pool_timeout, pool_max=self._pool_max, probe=self._probe)
         try:
             if self._migrate_on_open:
                 await self.migrate()
@@ -322,7 +344,22 @@ class PostgresDriver:
                 await conn.close()
                 return
 
+    async def _probe(self) -> str | None:
+        """One connection attempt, bounded by connect_timeout: None if it connected, else the reason, in one line."""
+        try:
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, **self._connect_kwargs),
+                self._connect_timeout,
+            )
+        except TimeoutError:
+            return f"no answer within {self._connect_timeout:g}s (connect_timeout)"
+        except psycopg.Error as exc:
+            return f"cannot connect: {scrub(_one_line(exc), self.conninfo)}"
+        await conn.close()
+        return None
+
     async def close(self) -> None:
+        await self._coalescer.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -330,14 +367,14 @@ class PostgresDriver:
             self._listener = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            await pool.pool.close()
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._pool is None:
             raise errors.BackendUnavailable("the store is closed")
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection() as conn:  # a busy pool is waited for: see _waiting.py
                 try:
                     yield conn
                 finally:
@@ -491,6 +528,46 @@ class PostgresDriver:
         unique = any(row.new.unique_key is not None for row in rows)
         if conn is not None:
             return await self._insert_joined(rows, conn.raw, unique)
+        if len(rows) == 1 and not unique:
+            # A single create goes with the others queued meanwhile (_coalesce.py); a unique one keeps its own
+            # transaction (its key's holder is read back in it), and a batch is all-or-nothing on its own.
+            return [await self._coalescer.insert(rows[0])]
+        return await self._insert_own(rows, unique)
+
+    async def _send_batch(self, rows: Sequence[NewRow]) -> list[Task | BaseException]:
+        """Single creates sent together, each answered as it would have been alone.
+
+        A taken id skips its row (``ON CONFLICT (id) DO NOTHING``): that caller gets ``AlreadyExists``, the
+        others their tasks. Any other error of the statement (a value the server refuses: a user's CHECK or
+        trigger) could be any row's, so the batch is sent again in two halves, and so on: the row at fault ends
+        alone with its own error, and one such row among 500 costs about 18 statements, not 500. The halves go
+        one after the other, so seq still follows the batch's order. A lost server fails the whole batch (raised).
+        """
+        if len(rows) == 1:
+            return [await self._send_alone(rows[0])]
+        try:
+            async with self._conn() as c:
+                returned = await (
+                    await c.execute(self.q["insert_tasks_skip_taken"], self._insert_params(rows))
+                ).fetchall()
+        except errors.BackendUnavailable as exc:
+            if _server_down(exc):
+                raise
+            half = len(rows) // 2
+            return [*await self._send_batch(rows[:half]), *await self._send_batch(rows[half:])]
+        inserted = {r[1] for r in returned}
+        went_in = [row for row in rows if row.id in inserted]
+        created = iter(self._created(went_in, returned))
+        return [next(created) if row.id in inserted else errors.AlreadyExists(row.id) for row in rows]
+
+    async def _send_alone(self, row: NewRow) -> Task | BaseException:
+        try:
+            return (await self._insert_own([row], False))[0]
+        except errors.TaskstoreError as exc:
+            return exc
+
+    async def _insert_own(self, rows: Sequence[NewRow], unique: bool) -> list[Task]:
+        """Insert on a connection of the pool, in one statement (unique tasks: in one transaction)."""
         try:
             if unique:
                 async with self._conn() as c, c.transaction():

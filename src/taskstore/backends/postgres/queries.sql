@@ -26,6 +26,15 @@ WITH clock AS (SELECT {now} AS now),
 {insert_rows}
 {inserted}
 
+-- Single creates sent together (_coalesce.py): a row whose id is taken is not inserted and not returned, so
+-- its caller gets AlreadyExists and the batch's other rows still go in. Only rows without a unique key come here.
+-- name: insert_tasks_skip_taken
+WITH clock AS (SELECT {now} AS now),
+{announce_seqs}
+{insert_rows}
+ON CONFLICT (id) DO NOTHING
+{inserted}
+
 -- Unique tasks (SPEC §9): the partial unique index decides. A row whose (queue, unique_key) is held is not
 -- inserted and not returned; a concurrent insert of the same key still open is waited for, then counted as
 -- a holder if it committed. Rows without a key never conflict here (NULL unique_hold is outside the index).

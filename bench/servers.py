@@ -108,7 +108,7 @@ class Postgres(Backend):
     # queue's, taskstore's or a peer's) and nothing else's. Autovacuum would run the ANALYZE within a minute of
     # a 1,000,000-row fill (autovacuum_analyze_scale_factor 0.1 of a table that was empty); a drain timed before
     # it ran would measure plans made for an empty table, not the system.
-    analyze_step = "VACUUM ANALYZE (the whole database of the run) after each fill, before the worker starts"
+    analyze_step = "VACUUM ANALYZE of the run's database, before the worker starts"
 
     def analyze(self, url: str) -> None:
         with psycopg.connect(url, autocommit=True) as conn:

@@ -105,6 +105,10 @@ class Counter:
     def read_spans(self) -> tuple[list[tuple[int, float, float]], int]:
         return list(self.spans), self.overlaps_seen
 
+    def read_delays(self) -> list[float]:
+        """How late each timed task started (read once, at the end of a latency run)."""
+        return self.read()[3]
+
 
 COUNTER = Counter()
 
@@ -117,8 +121,13 @@ class SpanCounter(Counter):
         self.spans_file = spans
 
     def read(self) -> tuple[int, float | None, float | None, list[float]]:
+        # Called every few milliseconds while a drain runs: the header only (scanning the records here took a
+        # core of the 2-core machine away from the worker being timed).
         done, first, last, _ = self.spans_file.header()
-        return done, first, last, self.spans_file.delays()
+        return done, first, last, []
+
+    def read_delays(self) -> list[float]:
+        return self.spans_file.delays()
 
     def read_spans(self) -> tuple[list[tuple[int, float, float]], int]:
         return self.spans_file.records(), self.spans_file.header()[3]
@@ -249,6 +258,10 @@ class Adapter:
         """Raise if the worker has died (a worker process that exited); a worker in this process cannot."""
         return None
 
+    def worker_cpu(self) -> float:
+        """CPU seconds the worker has used so far: this process's and its children's (a worker in this process)."""
+        return cpu_seconds()
+
     async def worker_ready(self) -> None:
         """Wait until the worker is taking tasks. A worker in this process is at once (half a second's grace); a
         worker process (see ``probe_ready``) needs its start-up (imports, connections) waited for."""
@@ -274,6 +287,11 @@ class CliWorker(Adapter):
         if self.process is not None:
             self.process.check()
 
+    def worker_cpu(self) -> float:
+        # The worker process and its children only: this process merely watches the shared counter.
+        assert self.process is not None
+        return cpu_seconds(psutil.Process(self.process.proc.pid))
+
     async def worker_ready(self) -> None:
         assert self.process is not None
         await probe_ready(self, self.process)
@@ -284,9 +302,10 @@ class CliWorker(Adapter):
             self.process = None
 
 
-def cpu_seconds() -> float:
-    """User + system CPU of this process and every live descendant (worker processes, a producer)."""
-    me = psutil.Process()
+def cpu_seconds(me: psutil.Process | None = None) -> float:
+    """User + system CPU of a process (this one by default) and every live descendant (worker processes, a
+    producer)."""
+    me = me or psutil.Process()
     total = 0.0
     for proc in [me, *me.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
@@ -341,10 +360,10 @@ async def scenario_work(adapter: Adapter, kind: str, n: int, concurrency: int | 
     # CPU is counted from the first task's start: what starting the worker (and its processes) costs is not
     # charged per task.
     await wait_until(lambda: adapter.counter.read()[1] is not None, deadline, adapter.alive)
-    cpu0 = cpu_seconds()
+    cpu0 = adapter.worker_cpu()
     await wait_until(lambda: adapter.counter.read()[0] >= n, deadline, adapter.alive)
     done, first, last, _ = adapter.counter.read()
-    cpu = cpu_seconds() - cpu0
+    cpu = adapter.worker_cpu() - cpu0
     await adapter.stop_worker()
     elapsed = (last - first) if first is not None and last is not None and last > first else 0.0
     result: dict[str, Any] = {
@@ -383,8 +402,7 @@ async def scenario_latency(
     lines = out.decode().strip().splitlines()
     enqueue_figures = json.loads(lines[-1]) if producer.returncode == 0 and lines else {"producer_failed": True}
     await wait_until(lambda: adapter.counter.read()[0] >= base + expected, time.perf_counter() + wait)
-    _, _, _, delays = adapter.counter.read()
-    delays = list(delays)
+    delays = list(adapter.counter.read_delays())
     now = time.time()
     # A task that never started within the wait counts at least as late as now (so p99 is a lower bound then).
     missing = [now - (schedule_start + i / rate) for i in range(len(delays), expected)]

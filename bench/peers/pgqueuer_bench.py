@@ -9,7 +9,7 @@ installing the schema, ``pgq autovac``'s settings are applied (``Queries.optimiz
 performance-tuning page's checklist says ("Run `pgq autovac` after installation").
 
 ``BENCH_PGQUEUER_BATCH`` and ``BENCH_PGQUEUER_MAX_CONCURRENT`` (``none``: unlimited, the CLI's default) override the
-two, to see what they change.
+two, and ``BENCH_PGQUEUER_AUTOVAC=0`` leaves the autovacuum settings at the server's, to see what they change.
 
 Enqueue: ``Queries.enqueue`` with lists, the batch form of the docs (README, docs/guides/completion-tracking.md).
 Deduplication: ``Queries.enqueue(..., dedupe_key=[...])``, one key per job in the same batch call. No per-key
@@ -44,6 +44,10 @@ def max_concurrent(concurrency: int) -> int | None:
     return None if raw.lower() == "none" else int(raw)
 
 
+def autovac() -> bool:
+    return os.environ.get("BENCH_PGQUEUER_AUTOVAC", "1") != "0"
+
+
 class Pgqueuer(CliWorker):
     unique_api = "Queries.enqueue with lists, dedupe_key=[one per job]"
     limit_missing = (
@@ -60,8 +64,8 @@ class Pgqueuer(CliWorker):
         shown = " ".join(self.command(concurrency)[1:])
         return (
             f"pgq {shown} (1 process; other flags at their defaults: --dequeue-timeout 30, log level INFO), "
-            "PgQueuer on one asyncpg connection, durable tables, pgq autovac applied; enqueue: Queries.enqueue "
-            "with lists"
+            "PgQueuer on one asyncpg connection, durable tables, "
+            f"pgq autovac {'applied' if autovac() else 'not applied'}; enqueue: Queries.enqueue with lists"
         )
 
     async def open(self, url: str, install: bool) -> None:
@@ -70,7 +74,8 @@ class Pgqueuer(CliWorker):
         self.queries = Queries(AsyncpgDriver(self.conn))
         if install:
             await self.queries.install()
-            await self.queries.optimize_autovacuum()
+            if autovac():
+                await self.queries.optimize_autovacuum()
 
     async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
         await self.queries.enqueue([kind] * len(payloads), [repr(p).encode() for p in payloads], [0] * len(payloads))

@@ -4,6 +4,7 @@ The worker is procrastinate's own entry point, ``procrastinate --app=procrastina
 --concurrency N`` (docs/howto/basics/worker.md, docs/howto/production/concurrency.md), in a process of its own,
 with N the concurrency every system gets in a scenario (100 for the drains; the CLI's default is 1, the docs'
 example 30); everything else at the CLI's defaults (LISTEN/NOTIFY on, finished jobs kept, log level warning).
+``BENCH_PROCRASTINATE_CONCURRENCY`` overrides N, to see what it changes.
 
 Flow control, as its docs (3.10) recommend: ``lock=`` (docs/howto/advanced/locks.md: jobs with the same lock
 run one at a time, in order) set with ``configure(lock=...).batch_defer_async`` per key, its batch API for jobs
@@ -32,6 +33,7 @@ class Procrastinate(CliWorker):
     limit_api = "task.configure(lock=key).batch_defer_async, one batch per key (a lock runs one job at a time)"
 
     def command(self, concurrency: int) -> list[str]:
+        concurrency = int(os.environ.get("BENCH_PROCRASTINATE_CONCURRENCY", concurrency))
         cli = Path(sys.executable).parent / "procrastinate"
         return [
             str(cli),

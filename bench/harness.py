@@ -21,6 +21,12 @@ time, each peer in its own virtual environment:
    ``taskstore serve``, and the p50/p99 of ``POST /api/v1/tasks`` under an open-loop 500 requests/s
    (bench/http_bench.py).
 
+Each worker on PostgreSQL runs as its users run it: its own command line (``taskstore worker``, ``pgq run``,
+``procrastinate worker``) in one process of its own, with that system's documented defaults except the
+concurrency, which every system gets alike (see each adapter's docstring for the doc pages). After each fill, the
+run's database gets the VACUUM ANALYZE autovacuum would soon run (``Backend.analyze``); ``--unanalyzed`` also times
+each no-op drain (drain, backlog) without it, in a fresh database of its own.
+
 ``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique, http (default: all).
 
 Results: bench/results/<date>[-quick].md (table with taskstore's ratio to the best peer), .png (chart) and

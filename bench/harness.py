@@ -21,6 +21,12 @@ time, each peer in its own virtual environment:
    ``taskstore serve``, and the p50/p99 of ``POST /api/v1/tasks`` under an open-loop 500 requests/s
    (bench/http_bench.py).
 
+Each worker on PostgreSQL runs as its users run it: its own command line (``taskstore worker``, ``pgq run``,
+``procrastinate worker``) in one process of its own, with that system's documented defaults except the
+concurrency, which every system gets alike (see each adapter's docstring for the doc pages). After each fill, the
+run's database gets the VACUUM ANALYZE autovacuum would soon run (``Backend.analyze``); ``--unanalyzed`` also times
+each no-op drain (drain, backlog) without it, in a fresh database of its own.
+
 ``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique, http (default: all).
 
 Results: bench/results/<date>[-quick].md (table with taskstore's ratio to the best peer), .png (chart) and
@@ -71,6 +77,7 @@ class Plan:
     http: int = 0  # tasks drained through taskstore serve by the HTTP workers
     http_rate: int = 500  # POST /api/v1/tasks per second, open loop
     http_seconds: float = 10.0  # for this long
+    unanalyzed: bool = False  # also run the drains without the ANALYZE after the fill, and report that figure
 
 
 FULL = Plan(
@@ -113,23 +120,42 @@ def child(system: System, scenario: str, url: str, params: dict[str, Any], timeo
 
 
 def work(
-    system: System, backend: Backend, tag: str, kind: str, fill: int, n: int, concurrency: int | None, cap: float
+    system: System,
+    backend: Backend,
+    tag: str,
+    kind: str,
+    fill: int,
+    n: int,
+    concurrency: int | None,
+    cap: float,
+    analyze: bool = True,
+    twin: bool = False,
 ) -> dict[str, Any]:
-    """Fill a fresh store, then time the worker; the database's CPU is read around the worker's run only."""
+    """Fill a fresh store, ANALYZE it (see ``Backend.analyze``), then time the worker; the database's CPU is read
+    around the worker's run only. ``twin``: then the same again without the ANALYZE, its figures under
+    ``unanalyzed``."""
     url = backend.fresh(f"{system.key}-{tag}")
     started = time.perf_counter()
     filled = child(system, "fill", url, {"kind": kind, "n": fill}, timeout=3600)
     if "error" in filled or "skipped" in filled:
         return filled
     fill_s = time.perf_counter() - started
+    analyze_s = None
+    if analyze and backend.analyze_step is not None:
+        backend.analyze(url)
+        analyze_s = time.perf_counter() - started - fill_s
     cpu0 = backend.server_cpu()
     result = child(system, "work", url, {"kind": kind, "n": n, "concurrency": concurrency, "cap": cap}, cap + 120)
     cpu1 = backend.server_cpu()
     result["fill_s"] = fill_s
+    if analyze_s is not None:
+        result["analyze_s"] = analyze_s
     if cpu0 is not None and cpu1 is not None:
         result["server_cpu_s"] = cpu1 - cpu0
     if "error" not in result and "skipped" not in result:
         result["size_bytes"] = backend.size(url)
+    if twin and analyze_s is not None:
+        result["unanalyzed"] = work(system, backend, f"{tag}-raw", kind, fill, n, concurrency, cap, analyze=False)
     return result
 
 
@@ -148,8 +174,10 @@ def run_system(system: System, backend: Backend, plan: Plan, scenarios: set[str]
         r["enqueue"] = child(system, "enqueue", backend.fresh(f"{system.key}-enqueue"), {"n": plan.enqueue}, 1800)
         show("enqueue", "{rate:,.0f} tasks/s")
     if "drain" in scenarios:
-        r["drain"] = work(system, backend, "drain", "noop", plan.drain, plan.drain, None, plan.cap)
-        show("drain", "{rate:,.0f} tasks/s, worker CPU {worker_cpu_s:.1f} s, " + "{settings}")
+        r["drain"] = work(
+            system, backend, "drain", "noop", plan.drain, plan.drain, None, plan.cap, twin=plan.unanalyzed
+        )
+        show("drain", "{rate:,.0f} tasks/s, worker CPU {worker_cpu_s:.1f} s, " + "{settings}" + unanalyzed(r["drain"]))
     if "sleep" in scenarios:
         run_sleep(system, backend, plan, r, show)
     if "latency" in scenarios:
@@ -168,6 +196,15 @@ def run_system(system: System, backend: Backend, plan: Plan, scenarios: set[str]
 Show = Callable[[str, str], None]
 
 
+def unanalyzed(result: dict[str, Any]) -> str:
+    """The un-analyzed twin's rate, for the progress line (braces doubled: the line is a format string)."""
+    raw = result.get("unanalyzed")
+    if raw is None:
+        return ""
+    text = raw.get("error") or raw.get("skipped") or f"{raw.get('rate', 0):,.0f} tasks/s"
+    return f"; without the ANALYZE: {text}".replace("{", "{{").replace("}", "}}")
+
+
 def run_sleep(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
     for c, n in plan.sleep.items():
         r[f"sleep{c}"] = work(system, backend, f"sleep{c}", "sleep", n, n, c, plan.cap)
@@ -183,14 +220,19 @@ def run_latency(system: System, backend: Backend, plan: Plan, r: dict[str, dict[
 
 
 def run_backlog(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
+    twin = plan.unanalyzed
     r["backlog_small"] = work(
-        system, backend, "backlog-small", "noop", plan.backlog_small, plan.backlog_drain, None, plan.cap
+        system, backend, "backlog-small", "noop", plan.backlog_small, plan.backlog_drain, None, plan.cap, twin=twin
     )
-    show("backlog_small", f"{{rate:,.0f}} tasks/s with {plan.backlog_small:,} waiting")
+    show("backlog_small", f"{{rate:,.0f}} tasks/s with {plan.backlog_small:,} waiting" + unanalyzed(r["backlog_small"]))
     r["backlog_big"] = work(
-        system, backend, "backlog-big", "noop", plan.backlog_big, plan.backlog_drain, None, plan.cap
+        system, backend, "backlog-big", "noop", plan.backlog_big, plan.backlog_drain, None, plan.cap, twin=twin
     )
-    show("backlog_big", f"{{rate:,.0f}} tasks/s with {plan.backlog_big:,} waiting (filled in {{fill_s:.0f}} s)")
+    show(
+        "backlog_big",
+        f"{{rate:,.0f}} tasks/s with {plan.backlog_big:,} waiting (filled in {{fill_s:.0f}} s)"
+        + unanalyzed(r["backlog_big"]),
+    )
 
 
 def run_limited(system: System, backend: Backend, plan: Plan, r: dict[str, dict[str, Any]], show: Show) -> None:
@@ -313,6 +355,11 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(s.key for s in SYSTEMS), help="comma-separated keys")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated; default: all")
     parser.add_argument("--repeat", type=int, default=1, help="flow-control pairs: runs of each, best kept")
+    parser.add_argument(
+        "--unanalyzed",
+        action="store_true",
+        help="also run each no-op drain (drain, backlog) without the VACUUM ANALYZE after its fill, and report both",
+    )
     parser.add_argument("--out", type=Path, default=None, help="file stem for .md/.png/.json (default: by date)")
     opts = parser.parse_args()
     scenarios = {k.strip() for k in opts.scenarios.split(",") if k.strip()}
@@ -325,7 +372,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}; known: {', '.join(s.key for s in SYSTEMS)}")
     systems = [s for s in SYSTEMS if s.key in keys]
-    plan = dataclasses.replace(QUICK if opts.quick else FULL, repeat=opts.repeat)
+    plan = dataclasses.replace(QUICK if opts.quick else FULL, repeat=opts.repeat, unanalyzed=opts.unanalyzed)
     started = time.perf_counter()
     prepare(systems)
     info: dict[str, Any] = {
@@ -342,6 +389,7 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with open_backends({s.backend for s in systems}) as (backends, missing):
         info["servers"] = {name: f"{b.version}, {b.where}" for name, b in backends.items()}
+        info["analyze"] = {name: b.analyze_step for name, b in backends.items()}
         info["missing"] = missing
         for name, why in missing.items():
             print(f"skipping every system on {name}: {why}", flush=True)

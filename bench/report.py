@@ -38,6 +38,13 @@ def cpu_per_1000(drain: dict[str, Any]) -> float | None:
     return float((drain["worker_cpu_s"] + drain["server_cpu_s"]) / drain["done"] * 1000)
 
 
+def unanalyzed_rate(res: dict[str, Any]) -> float | None:
+    """The drain's twin run without the ANALYZE after its fill (``--unanalyzed``)."""
+    raw = res.get("unanalyzed") or {}
+    rate = raw.get("rate")
+    return float(rate) if isinstance(rate, int | float) and "error" not in raw else None
+
+
 def size_mb(drain: dict[str, Any]) -> float | None:
     size = drain.get("size_bytes")
     return size / 1e6 if isinstance(size, int) else None
@@ -61,14 +68,29 @@ SCENARIO_OF = {
 
 def rows(plan: dict[str, Any], scenarios: list[str] | None = None) -> list[Row]:
     big = f"{plan['backlog_big']:,} waiting"
+    raw = bool(plan.get("unanalyzed"))  # each no-op drain also ran without the ANALYZE after its fill
     out = [
         Row(f"bulk enqueue {plan['enqueue']:,} (tasks/s)", "enqueue", "rate", True, chart="bulk enqueue, tasks/s"),
         Row(f"drain {plan['drain']:,} no-op (tasks/s)", "drain", "rate", True, chart="drain, tasks/s"),
     ]
+    if raw:
+        out.append(Row(f"drain {plan['drain']:,} no-op, without the ANALYZE (tasks/s)", "drain", unanalyzed_rate, True))
     out += sleep_latency_rows(plan)
     out += [
         Row(f"drain with {plan['backlog_small']:,} waiting (tasks/s)", "backlog_small", "rate", True),
         Row(f"drain with {big} (tasks/s)", "backlog_big", "rate", True, chart=f"drain with {big}, tasks/s"),
+    ]
+    if raw:
+        out += [
+            Row(
+                f"drain with {plan['backlog_small']:,} waiting, without the ANALYZE (tasks/s)",
+                "backlog_small",
+                unanalyzed_rate,
+                True,
+            ),
+            Row(f"drain with {big}, without the ANALYZE (tasks/s)", "backlog_big", unanalyzed_rate, True),
+        ]
+    out += [
         Row("CPU s per 1,000 tasks, worker + database", "drain", cpu_per_1000, False, "{:,.2f}", "CPU s per 1,000"),
         Row(f"store size after the drain of {plan['drain']:,} (MB)", "drain", size_mb, False, "{:,.1f}"),
     ]
@@ -223,6 +245,15 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
             "- Latency runs from each task's scheduled enqueue time (open loop: the producer, in another process,",
             "  does not wait for one enqueue before the next) to the start of its handler.",
         ]
+    if ran & {"drain", "backlog"} and "postgres" in info.get("analyze", {}):
+        lines += [
+            "- PostgreSQL: each store is a fresh database; after its fill, the harness runs VACUUM ANALYZE on it, as",
+            "  autovacuum would soon after a large load (a drain timed against plans for an empty table measures",
+            "  the planner's guess, not the system). Rows 'without the ANALYZE' (`--unanalyzed`) time the same drain",
+            "  in another fresh database right after its fill.",
+            "- Every PostgreSQL system's worker, and taskstore's on SQLite, runs through its own command line in one",
+            "  process of its own, at the same concurrency (below); their handlers report through shared memory.",
+        ]
     if "drain" in ran:
         lines += [
             "- CPU: the worker process (and its children) plus the database server's processes, during the drain;",
@@ -266,8 +297,8 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
             "  answer.",
         ]
     lines.append("")
+    lines += systems_section(info, results)
     for title, run in (
-        ("Settings (drain)", "drain"),
         ("Settings (limited drain)", "drain_limited"),
         ("Unique enqueue (API)", "enqueue_unique"),
         ("HTTP drain", "http_drain"),
@@ -306,6 +337,38 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
     if chart:
         lines += ["", f"![main figures]({chart})"]
     return "\n".join(lines) + "\n"
+
+
+# The runs whose settings name a system's worker (the first one a run has), and the fills an ANALYZE followed.
+WORKER_RUNS = ("drain", "backlog_small", "backlog_big", "sleep100", "sleep10", "drain_keyed", "latency500")
+FILLED_RUNS = {"drain": "drain", "backlog_small": "small backlog", "backlog_big": "big backlog"}
+
+
+def systems_section(info: dict[str, Any], results: dict[str, Results]) -> list[str]:
+    """Per system: its version, how its worker ran (entry point, processes, concurrency, batch), the ANALYZE step."""
+    analyze = info.get("analyze", {})
+    lines = ["Systems (entry point and settings of the worker; what ran between each fill and the worker):", ""]
+    for s in SYSTEMS:
+        if s.key not in results:
+            continue
+        r = results[s.key]
+        worker = next((r[run]["settings"] for run in WORKER_RUNS if r.get(run, {}).get("settings")), None)
+        step = analyze.get(s.backend)
+        if step is None:
+            step = "nothing" + (
+                " (no autovacuum on this backend to anticipate)"
+                if "analyze" in info
+                else " (a run from before the step)"
+            )
+        took = [
+            f"{r[run]['analyze_s']:.1f} s after the {name} fill" for run, name in FILLED_RUNS.items()
+            if isinstance(r.get(run, {}).get("analyze_s"), int | float)
+        ]  # fmt: skip
+        if took:
+            step += f" ({', '.join(took)})"
+        version = info["versions"].get(s.key, "?")
+        lines.append(f"- {s.label} {version}: worker: {worker or 'no worker run'}. After each fill: {step}.")
+    return [*lines, ""]
 
 
 def chart(document: dict[str, Any], path: Path) -> None:

@@ -42,7 +42,9 @@ SYSTEMS = [
     System("taskstore-sqlite", "taskstore", "sqlite", ()),
     System("huey", "huey", "sqlite", ("huey==3.5.4",)),
     System("taskstore-postgres", "taskstore", "postgres", ()),
-    System("pgqueuer", "pgqueuer", "postgres", ("pgqueuer==1.6.0", "asyncpg>=0.29")),
+    # typer 0.29 breaks `pgq run` of pgqueuer 1.6.0 (its --log-level parser hands a str where an enum is read:
+    # "AttributeError: 'str' object has no attribute 'name'"); 0.17 to 0.28 run it.
+    System("pgqueuer", "pgqueuer", "postgres", ("pgqueuer==1.6.0", "asyncpg>=0.29", "typer==0.28.0")),
     System("procrastinate", "procrastinate", "postgres", ("procrastinate==3.10.0",)),
     System("rq", "rq", "redis", ("rq==3.0.0",)),
     System("arq", "arq", "redis", ("arq==0.28.0",)),

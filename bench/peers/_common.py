@@ -23,13 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import _spans
 import psutil
 
 CHUNK = 10_000  # bulk enqueues go in calls of this many, for every system
@@ -99,8 +105,75 @@ class Counter:
     def read_spans(self) -> tuple[list[tuple[int, float, float]], int]:
         return list(self.spans), self.overlaps_seen
 
+    def read_delays(self) -> list[float]:
+        """How late each timed task started (read once, at the end of a latency run)."""
+        return self.read()[3]
+
 
 COUNTER = Counter()
+
+
+class SpanCounter(Counter):
+    """What a worker process's handlers wrote to a memory-mapped file (_spans.py)."""
+
+    def __init__(self, spans: _spans.Spans) -> None:
+        super().__init__()
+        self.spans_file = spans
+
+    def read(self) -> tuple[int, float | None, float | None, list[float]]:
+        # Called every few milliseconds while a drain runs: the header only (scanning the records here took a
+        # core of the 2-core machine away from the worker being timed).
+        done, first, last, _ = self.spans_file.header()
+        return done, first, last, []
+
+    def read_delays(self) -> list[float]:
+        return self.spans_file.delays()
+
+    def read_spans(self) -> tuple[list[tuple[int, float, float]], int]:
+        return self.spans_file.records(), self.spans_file.header()[3]
+
+
+class WorkerProcess:
+    """A system's worker run through its own command line, as its users run it, in a process of its own.
+
+    Its handlers report through a memory-mapped file named by ``$BENCH_SPANS`` (``counter`` reads it); its output
+    goes to a file whose last lines are shown if it exits badly. SIGTERM stops it (every CLI here takes SIGTERM as
+    a graceful shutdown).
+    """
+
+    def __init__(self, cmd: list[str], cwd: str, env: dict[str, str] | None = None) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="bench-worker-")
+        path = Path(self.dir.name) / "spans"
+        _spans.create(path, capacity=1_000_000)
+        self.counter = SpanCounter(_spans.Spans(path))
+        self.log_path = Path(self.dir.name) / "worker.log"
+        self.log = self.log_path.open("wb")
+        self.cmd = cmd
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, env={**os.environ, **(env or {}), _spans.ENV: str(path)}, stdout=self.log, stderr=self.log
+        )
+
+    def check(self) -> None:
+        """Raise if the worker has already exited (a bad flag, an import error): no need to wait for the cap."""
+        if self.proc.poll() is not None:
+            raise SystemExit(f"{self.cmd[0]} exited {self.proc.returncode}: {self.tail()}")
+
+    def tail(self) -> str:
+        self.log.flush()
+        return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-5:])
+
+    async def stop(self, ok_codes: tuple[int, ...] = (0,)) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.to_thread(self.proc.wait, 60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise SystemExit(f"{self.cmd[0]} did not stop within 60 s of SIGTERM: {self.tail()}") from None
+        finally:
+            self.log.close()
+        if code not in ok_codes:
+            raise SystemExit(f"{self.cmd[0]} exited {code}: {self.tail()}")
 
 
 def noop_handler(payload: float) -> None:
@@ -181,6 +254,19 @@ class Adapter:
     async def start_worker(self, concurrency: int) -> None:
         raise NotImplementedError
 
+    def alive(self) -> None:
+        """Raise if the worker has died (a worker process that exited); a worker in this process cannot."""
+        return None
+
+    def worker_cpu(self) -> float:
+        """CPU seconds the worker has used so far: this process's and its children's (a worker in this process)."""
+        return cpu_seconds()
+
+    async def worker_ready(self) -> None:
+        """Wait until the worker is taking tasks. A worker in this process is at once (half a second's grace); a
+        worker process (see ``probe_ready``) needs its start-up (imports, connections) waited for."""
+        await asyncio.sleep(0.5)
+
     async def stop_worker(self) -> None:
         raise NotImplementedError
 
@@ -188,9 +274,38 @@ class Adapter:
         return None
 
 
-def cpu_seconds() -> float:
-    """User + system CPU of this process and every live descendant (worker processes, a producer)."""
-    me = psutil.Process()
+class CliWorker(Adapter):
+    """An adapter whose worker is the system's own command line in a process of its own (``WorkerProcess``)."""
+
+    process: WorkerProcess | None = None
+
+    def launch(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = WorkerProcess(cmd, cwd=os.path.dirname(os.path.abspath(__file__)), env=env)
+        self.counter = self.process.counter
+
+    def alive(self) -> None:
+        if self.process is not None:
+            self.process.check()
+
+    def worker_cpu(self) -> float:
+        # The worker process and its children only: this process merely watches the shared counter.
+        assert self.process is not None
+        return cpu_seconds(psutil.Process(self.process.proc.pid))
+
+    async def worker_ready(self) -> None:
+        assert self.process is not None
+        await probe_ready(self, self.process)
+
+    async def stop_worker(self) -> None:
+        if self.process is not None:
+            await self.process.stop()
+            self.process = None
+
+
+def cpu_seconds(me: psutil.Process | None = None) -> float:
+    """User + system CPU of a process (this one by default) and every live descendant (worker processes, a
+    producer)."""
+    me = me or psutil.Process()
     total = 0.0
     for proc in [me, *me.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
@@ -213,9 +328,26 @@ async def enqueue_all(adapter: Adapter, kind: str, n: int, unique: bool = False)
             await adapter.enqueue_bulk(kind, payloads)
 
 
-async def wait_until(done: Callable[[], bool], deadline: float) -> None:
+async def wait_until(done: Callable[[], bool], deadline: float, alive: Callable[[], None] | None = None) -> None:
+    """Poll ``done`` until it holds or the deadline passes; ``alive`` raises if the worker has died meanwhile."""
     while not done() and time.perf_counter() < deadline:
+        if alive is not None:
+            alive()
         await asyncio.sleep(0.002)
+
+
+READY_WITHIN = 60.0  # seconds a worker process may take to run its first task
+
+
+async def probe_ready(adapter: Adapter, worker: WorkerProcess) -> None:
+    """Enqueue one no-op task and wait until the worker process has run it: then it is up and claiming."""
+    await adapter.enqueue_one("noop", 0.0)
+    deadline = time.perf_counter() + READY_WITHIN
+    while worker.counter.read()[0] < 1:
+        worker.check()
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"{worker.cmd[0]} ran no task within {READY_WITHIN:.0f} s: {worker.tail()}")
+        await asyncio.sleep(0.01)
 
 
 async def scenario_work(adapter: Adapter, kind: str, n: int, concurrency: int | None, cap: float) -> dict[str, Any]:
@@ -227,11 +359,11 @@ async def scenario_work(adapter: Adapter, kind: str, n: int, concurrency: int | 
     deadline = time.perf_counter() + cap
     # CPU is counted from the first task's start: what starting the worker (and its processes) costs is not
     # charged per task.
-    await wait_until(lambda: adapter.counter.read()[1] is not None, deadline)
-    cpu0 = cpu_seconds()
-    await wait_until(lambda: adapter.counter.read()[0] >= n, deadline)
+    await wait_until(lambda: adapter.counter.read()[1] is not None, deadline, adapter.alive)
+    cpu0 = adapter.worker_cpu()
+    await wait_until(lambda: adapter.counter.read()[0] >= n, deadline, adapter.alive)
     done, first, last, _ = adapter.counter.read()
-    cpu = cpu_seconds() - cpu0
+    cpu = adapter.worker_cpu() - cpu0
     await adapter.stop_worker()
     elapsed = (last - first) if first is not None and last is not None and last > first else 0.0
     result: dict[str, Any] = {
@@ -259,7 +391,8 @@ async def scenario_latency(
     expected = int(rate * seconds)
     concurrency = min(concurrency, adapter.max_concurrency or concurrency)
     await adapter.start_worker(concurrency)
-    await asyncio.sleep(0.5)
+    await adapter.worker_ready()
+    base = adapter.counter.read()[0]  # tasks a readiness probe ran
     schedule_start = time.time() + 0.5  # the producer's first slot, in wall-clock time
     params = json.dumps({"rate": rate, "seconds": seconds, "at": schedule_start})
     producer = await asyncio.create_subprocess_exec(
@@ -268,9 +401,8 @@ async def scenario_latency(
     out, _ = await producer.communicate()
     lines = out.decode().strip().splitlines()
     enqueue_figures = json.loads(lines[-1]) if producer.returncode == 0 and lines else {"producer_failed": True}
-    await wait_until(lambda: adapter.counter.read()[0] >= expected, time.perf_counter() + wait)
-    _, _, _, delays = adapter.counter.read()
-    delays = list(delays)
+    await wait_until(lambda: adapter.counter.read()[0] >= base + expected, time.perf_counter() + wait)
+    delays = list(adapter.counter.read_delays())
     now = time.time()
     # A task that never started within the wait counts at least as late as now (so p99 is a lower bound then).
     missing = [now - (schedule_start + i / rate) for i in range(len(delays), expected)]

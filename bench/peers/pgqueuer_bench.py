@@ -1,5 +1,17 @@
 """pgqueuer on PostgreSQL (asyncpg): the adapter for bench/peers/_common.py. Runs in pgqueuer's own venv.
 
+The worker is pgqueuer's own entry point, ``pgq run pgqueuer_app:create`` (docs/reference/cli.md, "run"), in a
+process of its own, with the CLI's defaults (``--batch-size 10``, ``--dequeue-timeout 30``, durable tables, log
+level INFO) but for one setting: ``--max-concurrent-tasks`` is the concurrency every system gets in a scenario
+(100 for the drains), so no system runs more at once than another. pgqueuer requires ``max_concurrent_tasks`` to be
+at least twice the batch size (docs/guides/performance-tuning.md), so at concurrency 10 the batch is 5. After
+installing the schema, ``pgq autovac``'s settings are applied (``Queries.optimize_autovacuum``), as the
+performance-tuning page's checklist says ("Run `pgq autovac` after installation").
+
+``BENCH_PGQUEUER_BATCH`` and ``BENCH_PGQUEUER_MAX_CONCURRENT`` (``none``: unlimited, the CLI's default) override the
+two, and ``BENCH_PGQUEUER_AUTOVAC=0`` leaves the autovacuum settings at the server's, to see what they change.
+
+Enqueue: ``Queries.enqueue`` with lists, the batch form of the docs (README, docs/guides/completion-tracking.md).
 Deduplication: ``Queries.enqueue(..., dedupe_key=[...])``, one key per job in the same batch call. No per-key
 concurrency: ``concurrency_limit`` is per entrypoint, a handler name registered in code (the same limit declared
 by every worker), not a key carried by each job; 1,000 tenants would take 1,000 registered entrypoints.
@@ -7,37 +19,53 @@ by every worker), not a key carried by each job; 1,000 tenants would take 1,000 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from datetime import timedelta
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 import asyncpg
-from _common import Adapter, noop_handler, run, sleep_handler_async, timed_handler, unique_key_of
+from _common import CliWorker, run, unique_key_of
 from pgqueuer.db import AsyncpgDriver
-from pgqueuer.models import Job
-from pgqueuer.qm import QueueManager
 from pgqueuer.queries import Queries
 
-
-def batch(concurrency: int) -> int:
-    """pgqueuer wants max_concurrent_tasks to be at least twice the batch size."""
-    return max(1, min(concurrency // 2, 100))
+DEFAULT_BATCH = 10  # pgq run --batch-size's default
 
 
-class Pgqueuer(Adapter):
+def batch(concurrency: int | None) -> int:
+    if "BENCH_PGQUEUER_BATCH" in os.environ:
+        return int(os.environ["BENCH_PGQUEUER_BATCH"])
+    return DEFAULT_BATCH if concurrency is None else max(1, min(DEFAULT_BATCH, concurrency // 2))
+
+
+def max_concurrent(concurrency: int) -> int | None:
+    raw = os.environ.get("BENCH_PGQUEUER_MAX_CONCURRENT", str(concurrency))
+    return None if raw.lower() == "none" else int(raw)
+
+
+def autovac() -> bool:
+    return os.environ.get("BENCH_PGQUEUER_AUTOVAC", "1") != "0"
+
+
+class Pgqueuer(CliWorker):
     unique_api = "Queries.enqueue with lists, dedupe_key=[one per job]"
     limit_missing = (
         "concurrency_limit is per entrypoint (a handler registered in code), not per key carried by a job: "
         "not an equivalent"
     )
 
+    def command(self, concurrency: int) -> list[str]:
+        cap = max_concurrent(concurrency)
+        cmd = [str(Path(sys.executable).parent / "pgq"), "run", "pgqueuer_app:create", "--batch-size", str(batch(cap))]
+        return cmd + ([] if cap is None else ["--max-concurrent-tasks", str(cap)])
+
     def settings(self, concurrency: int) -> str:
+        shown = " ".join(self.command(concurrency)[1:])
         return (
-            f"QueueManager.run(batch_size={batch(concurrency)}, max_concurrent_tasks={concurrency}), "
-            "asyncpg; enqueue: Queries.enqueue with lists"
+            f"pgq {shown} (1 process; other flags at their defaults: --dequeue-timeout 30, log level INFO), "
+            "PgQueuer on one asyncpg connection, durable tables, "
+            f"pgq autovac {'applied' if autovac() else 'not applied'}; enqueue: Queries.enqueue with lists"
         )
 
     async def open(self, url: str, install: bool) -> None:
@@ -46,6 +74,8 @@ class Pgqueuer(Adapter):
         self.queries = Queries(AsyncpgDriver(self.conn))
         if install:
             await self.queries.install()
+            if autovac():
+                await self.queries.optimize_autovacuum()
 
     async def enqueue_bulk(self, kind: str, payloads: list[float]) -> None:
         await self.queries.enqueue([kind] * len(payloads), [repr(p).encode() for p in payloads], [0] * len(payloads))
@@ -62,33 +92,7 @@ class Pgqueuer(Adapter):
         await self.queries.enqueue(kind, repr(payload).encode())
 
     async def start_worker(self, concurrency: int) -> None:
-        self.worker_conn = await asyncpg.connect(self.url)
-        self.qm = qm = QueueManager(Queries(AsyncpgDriver(self.worker_conn)))
-
-        @qm.entrypoint("noop")
-        async def noop(job: Job) -> None:
-            noop_handler(float(job.payload or b"0"))
-
-        @qm.entrypoint("sleep")
-        async def sleep(job: Job) -> None:
-            await sleep_handler_async(float(job.payload or b"0"))
-
-        @qm.entrypoint("timed")
-        async def timed(job: Job) -> None:
-            timed_handler(float(job.payload or b"0"))
-
-        self.runner = asyncio.create_task(
-            qm.run(
-                batch_size=batch(concurrency),
-                max_concurrent_tasks=concurrency,
-                dequeue_timeout=timedelta(seconds=1),
-            )
-        )
-
-    async def stop_worker(self) -> None:
-        self.qm.shutdown.set()
-        await asyncio.wait_for(self.runner, timeout=30)  # a worker that died raises here
-        await self.worker_conn.close()
+        self.launch(self.command(concurrency), env={"BENCH_URL": self.url})
 
     async def close(self) -> None:
         await self.conn.close()

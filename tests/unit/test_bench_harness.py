@@ -1,0 +1,98 @@
+"""The benchmark harness's own pieces that decide what a published figure means (not a benchmark: no timing).
+
+The shared counter a worker process's handlers report through (bench/peers/_spans.py), and the report's account
+of how each system ran (bench/report.py): entry point, version, settings, the ANALYZE step, and the figures
+without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench" / "peers"))
+
+import _spans  # noqa: E402
+from bench import report  # noqa: E402
+
+
+def test_a_worker_process_counts_and_times_what_its_handlers_ran(tmp_path: Path) -> None:
+    path = tmp_path / "spans"
+    _spans.create(path, capacity=100)
+    writer = _spans.Spans(path)  # the worker's side
+    reader = _spans.Spans(path)  # the benchmark's side
+    handlers = _spans.handlers(writer)
+
+    async def work() -> None:
+        await handlers["noop"](0.0)
+        await handlers["sleep"](1.0)
+        await handlers["timed"](0.0)  # scheduled at the epoch: started very late
+        await handlers["keyed"](3.0, 7)
+
+    asyncio.run(work())
+    writer.close()
+    done, first, last, overlaps = reader.header()
+    assert done == 4
+    assert first is not None
+    assert last is not None
+    assert last > first
+    assert overlaps == 0
+    (delay,) = reader.delays()
+    assert delay > 1e9  # seconds since 1970: the timed record holds its schedule and its start
+    assert [key for key, _, _ in reader.records()] == [7]  # only the keyed task left a span
+    reader.close()
+
+
+def document(**plan: Any) -> dict[str, Any]:
+    drain = {
+        "rate": 5000.0,
+        "done": 1000,
+        "worker_cpu_s": 0.1,
+        "server_cpu_s": 0.1,
+        "settings": "pgq run pgqueuer_app:create --batch-size 10 --max-concurrent-tasks 100",
+        "analyze_s": 0.25,
+        "unanalyzed": {"rate": 1234.0, "done": 1000},
+    }
+    return {
+        "info": {
+            "date": "2026-12-03 08:00 UTC",
+            "mode": "quick",
+            "scenarios": ["drain"],
+            "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 1.0, "os": "os", "python": "3.11"},
+            "plan": {
+                "enqueue": 10,
+                "drain": 1000,
+                "sleep": {},
+                "rates": [],
+                "seconds": 1,
+                "wait": 1,
+                "backlog_big": 100,
+                "backlog_small": 10,
+                "backlog_drain": 10,
+                "cap": 8,
+                **plan,
+            },
+            "versions": {"pgqueuer": "1.6.0"},
+            "servers": {"postgres": "PostgreSQL 15"},
+            "analyze": {"postgres": "VACUUM ANALYZE of the run's database, before the worker starts"},
+            "elapsed_s": 60,
+        },
+        "results": {"pgqueuer": {"drain": drain}},
+    }
+
+
+def test_the_report_says_how_each_system_ran_and_what_ran_after_its_fill() -> None:
+    text = report.markdown(document(unanalyzed=True))
+    (line,) = [line for line in text.splitlines() if line.startswith("- pgqueuer (PostgreSQL) 1.6.0: worker: ")]
+    assert "pgq run pgqueuer_app:create --batch-size 10 --max-concurrent-tasks 100" in line
+    assert "After each fill: VACUUM ANALYZE of the run's database" in line
+    assert "0.2 s after the drain fill" in line
+    (row,) = [line for line in text.splitlines() if "without the ANALYZE (tasks/s)" in line]
+    assert row.startswith("| drain 1,000 no-op, without the ANALYZE (tasks/s) | 1,234 |")
+
+
+def test_the_report_has_no_unanalyzed_rows_unless_they_ran() -> None:
+    assert "without the ANALYZE (tasks/s)" not in report.markdown(document())

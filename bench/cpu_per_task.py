@@ -54,7 +54,7 @@ def backend_cpu(pids: set[int]) -> float:
 
 async def backend_pids(store: taskstore.Store) -> set[int]:
     driver: Any = store._driver
-    pool = driver._pool
+    pool = getattr(driver._pool, "pool", driver._pool)  # psycopg_pool's pool, under the driver's wrapper if any
     pids: set[int] = set()
     conns = []
     for _ in range(pool.max_size):  # hold every connection at once, so each reports its own backend

@@ -83,7 +83,8 @@ async def test_sqlite_wal_past_its_bound_is_bad(tmp_path: Path) -> None:
         await store.create_many([NewTask("q", "k") for _ in range(100)])
         report = await store.health(Thresholds(wal_warn_bytes=1, wal_bad_bytes=2))
         wal = finding(report, "wal_bytes")
-        assert isinstance(wal.value, int) and wal.value > 0
+        assert isinstance(wal.value, int)
+        assert wal.value > 0
         assert wal.level is Level.BAD
         assert report.level is Level.BAD
         assert finding(await store.health(), "wal_bytes").level is Level.OK
@@ -196,7 +197,8 @@ async def test_an_open_transaction_holding_the_xmin_horizon_is_named(pg_url: str
             await asyncio.sleep(1.2)
             held = finding(await store.health(quick), "xmin_horizon_age")
             assert held.level is Level.BAD
-            assert isinstance(held.value, float) and held.value >= 1.0
+            assert isinstance(held.value, float)
+            assert held.value >= 1.0
             assert "doctor-holder" in held.advice
             assert f"pid {holder.info.backend_pid}" in held.advice
             holder.rollback()

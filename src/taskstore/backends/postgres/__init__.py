@@ -465,14 +465,20 @@ class PostgresDriver:
             pause = min(pause * 2, 5.0)
 
     async def _read_notes(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        wakes = {self.status_channel: ("status", self._key), self.cancel_channel: cancel_key(self._key)}
         async for note in conn.notifies():
-            if note.payload.startswith(_PROBE_PREFIX):  # a probe: ours comes back; others' wake nobody
-                arrived = self._probes.pop(note.payload, None)
-                if arrived is not None and not arrived.done():
-                    arrived.set_result(None)
-                continue
-            HUB.notify(wakes.get(note.channel, self._key))
+            self._heard(note.channel, note.payload)
+
+    def _heard(self, channel: str, payload: str) -> None:
+        if payload.startswith(_PROBE_PREFIX):  # a probe: ours comes back; other processes' wake nobody
+            arrived = self._probes.pop(payload, None)
+            if arrived is not None and not arrived.done():
+                arrived.set_result(None)
+        elif channel == self.status_channel:
+            HUB.notify(("status", self._key))
+        elif channel == self.cancel_channel:
+            HUB.notify(cancel_key(self._key))
+        else:
+            HUB.notify(self._key)
 
     async def _probe(self, reader: asyncio.Task[None]) -> None:
         """Send a NOTIFY through the pool and judge LISTEN by whether it reaches ``reader`` in time.

@@ -156,7 +156,9 @@ class SQLiteDriver:
         return self._key
 
     async def health(self, thresholds: Thresholds) -> HealthReport:
-        return await self._run(lambda conn: _health.gather(conn, self.path, SCHEMA_VERSION, thresholds))
+        report = await self._run(lambda conn: _health.gather(conn, self.path, SCHEMA_VERSION, thresholds))
+        sizes = await asyncio.to_thread(_health.table_sizes, self.path, self.busy_timeout)
+        return dataclasses.replace(report, findings=report.findings + sizes)
 
     # -- connection and thread ------------------------------------------------------------------
 

@@ -347,10 +347,14 @@ class PostgresDriver:
 
     async def close(self) -> None:
         if self._listener is not None:
-            self._listener.cancel()
+            listener, self._listener = self._listener, None
+            while not listener.done():
+                # Again and again: a cancel that lands as the pool hands the probe a connection is swallowed
+                # (asyncio.wait_for in Python 3.11), and the listener would then wait a minute for its next probe.
+                listener.cancel()
+                await asyncio.wait([listener], timeout=0.2)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
-            self._listener = None
+                listener.result()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()

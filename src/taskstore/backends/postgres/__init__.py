@@ -95,10 +95,11 @@ _RAW = load_queries(__name__, "queries.sql")
 _HEALTH = load_queries(__name__, "health.sql")
 if set(_RAW) & set(_HEALTH):  # pragma: no cover - a mistake in the files
     raise RuntimeError(f"queries defined in both queries.sql and health.sql: {sorted(set(_RAW) & set(_HEALTH))}")
-# The LISTEN probe: how long its NOTIFY may take to come back before LISTEN is judged not to work (a NOTIFY
-# arrives in about a millisecond; a busy server or a slow network gets far more than that), and how often the
-# listener probes again (a pooler's mode can change under a running worker; a verdict can also heal).
-PROBE_TIMEOUT = 2.0
+# The LISTEN probe: how long its NOTIFY may take to come back once sent before LISTEN is judged not to work (a
+# NOTIFY arrives in about a millisecond; a busy server or a slow network gets far more than that, and a false
+# alarm costs only a warning and faster polling), and how often the listener probes again (a pooler's mode can
+# change under a running worker; a verdict can also heal).
+PROBE_TIMEOUT = 5.0
 PROBE_EVERY = 60.0
 _PROBE_PREFIX = "probe:"
 # A connection the pool hands out is checked with a round trip only if it has sat idle this long: one that

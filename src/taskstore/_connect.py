@@ -45,6 +45,16 @@ def _flag(value: object) -> bool:
     raise ValueError(f"{value!r} is not a boolean")
 
 
+def _threshold(value: object) -> int | None:
+    """psycopg's prepare_threshold: a count, or none/off/false (never prepare, for PgBouncer before 1.21)."""
+    if value is None or str(value).strip().lower() in {"none", "off", "false", "no"}:
+        return None
+    count = int(str(value))
+    if count < 0:
+        raise ValueError(f"prepare_threshold must be 0 or more, or none, not {value!r}")
+    return count
+
+
 _POSTGRES_OPTIONS: dict[str, Any] = {
     **_STORE_OPTIONS,
     "schema": str,
@@ -54,6 +64,7 @@ _POSTGRES_OPTIONS: dict[str, Any] = {
     "connect_timeout": _seconds,
     "pool_timeout": _seconds,
     "migrate": _flag,
+    "prepare_threshold": _threshold,
 }
 
 

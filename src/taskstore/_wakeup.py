@@ -16,6 +16,10 @@ import threading
 import weakref
 from collections.abc import Hashable
 
+# How often a blocked claimer looks for work while its driver says other processes' wake-ups are lost
+# (``Driver.notifications_lost``: PostgreSQL's LISTEN behind a pooler in transaction mode).
+LOST_WAKEUPS_POLL = 0.05
+
 
 class Waiter:
     __slots__ = ("__weakref__", "_event", "_loop")

@@ -18,6 +18,7 @@ from ._joins import Join
 from .clock import Clock
 from .errors import TaskstoreError
 from .gates import KeyGate
+from .health import HealthReport, Thresholds
 from .model import Claim, DeadSummary, Limit, NewTask, State, Task, WorkerHeartbeat
 
 # A transition to apply to one stored task: the new task, or None for "no change".
@@ -184,6 +185,9 @@ class ListQuery:
 
 class Lifecycle(Protocol):
     clock: Clock
+    # True while the driver knows that other processes' wake-ups do not reach it (PostgreSQL's LISTEN behind
+    # a pooler in transaction mode): the store's blocked claimers then poll at a short interval instead.
+    notifications_lost: bool
 
     @property
     def wake_key(self) -> Hashable:
@@ -433,8 +437,15 @@ class Heartbeats(Protocol):
     async def purge_heartbeats(self, before: datetime) -> int: ...
 
 
+class Health(Protocol):
+    async def health(self, thresholds: Thresholds) -> HealthReport:
+        """Figures of the store's storage and server, judged against ``thresholds`` (``taskstore doctor``)."""
+        ...
+
+
 class Driver(
     Lifecycle,
+    Health,
     Outbox,
     Claims,
     Transitions,

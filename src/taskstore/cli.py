@@ -901,6 +901,19 @@ def build_app() -> typer.Typer:
 
         cli.say(cli.run(url, upgrade))
 
+    @app.command("doctor")
+    def doctor(url: UrlOption = None, as_json: JsonOption = False) -> None:
+        """Check the store's health: sizes, bloat, dead tuples, vacuum, the xmin horizon, NOTIFY (exit 1 if bad)."""
+        from ._doctor import render
+        from .health import Level
+
+        report = cli.run(url, lambda s: s.health(), create=False)
+        if as_json:
+            cli.print_json(report.to_json())
+        else:
+            render(report, cli.out)
+        raise typer.Exit(1 if report.level is Level.BAD else 0)
+
     @app.command("workers")
     def workers(url: UrlOption = None, as_json: JsonOption = False) -> None:
         """List live workers (those that wrote a heartbeat within the last minute)."""

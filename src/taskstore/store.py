@@ -22,7 +22,7 @@ from typing import Any, Self, cast
 from . import _cancels, _joins, _observe, _otel, _recurring, _statuses, _why, errors, limits, transitions
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_id
-from ._wakeup import HUB, cancel_key
+from ._wakeup import HUB, LOST_WAKEUPS_POLL, cancel_key
 from .backend import (
     Change,
     ChordRow,
@@ -38,6 +38,7 @@ from .backend import (
 from .backends._groups import link_template_json, template_json
 from .clock import Clock
 from .codec import Codec, JsonCodec, UndecodablePayload, decode, dump_json, encode
+from .health import DEFAULT_THRESHOLDS, HealthReport, Thresholds
 from .model import (
     TERMINAL_STATES,
     Activity,
@@ -655,7 +656,7 @@ class Store:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                woke = await waiter.wait(min(remaining, self.poll_interval), until)
+                woke = await waiter.wait(min(remaining, self._claim_poll(driver)), until)
                 if until is not None and until.is_set():
                     break
                 if woke or await driver.has_claimable(qs):
@@ -674,6 +675,16 @@ class Store:
             if self._observers:
                 _observe.claimed(self._observers, got, self._labels)
         return [self._decoded(t) for t in got]
+
+    def _claim_poll(self, driver: Driver) -> float:
+        """How long a blocked claim waits before it looks again: shorter while wake-ups are known to be lost.
+
+        The driver decides that (PostgreSQL probes its LISTEN, see ``backends.postgres``); claimers then
+        poll by themselves, even below a ``poll_interval`` chosen on the promise of being woken.
+        """
+        if driver.notifications_lost:
+            return min(self.poll_interval, LOST_WAKEUPS_POLL)
+        return self.poll_interval
 
     async def _claim_batch(
         self, driver: Driver, worker_id: str, queues: Sequence[str], limit: int
@@ -1054,6 +1065,15 @@ class Store:
     async def list_limits(self) -> builtins.list[Limit]:
         driver = await self._ready()
         return await driver.list_limits()
+
+    async def health(self, thresholds: Thresholds | None = None) -> HealthReport:
+        """The store's health: sizes, dead tuples, vacuum, what holds back the xmin horizon, NOTIFY (see ``health``).
+
+        What ``taskstore doctor`` prints and ``taskstore serve`` exports; ``thresholds`` say where a figure
+        turns ``warn`` or ``bad``.
+        """
+        driver = await self._ready()
+        return await driver.health(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
 
     async def why(self, id: str) -> builtins.list[str]:
         """Every gate holding the task back, in plain words; empty when a claim would take it now.

@@ -34,6 +34,7 @@ from ..backend import (
 )
 from ..clock import Clock
 from ..gates import KeyGate
+from ..health import HealthReport, Thresholds, memory_report
 from ..model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, NewTask, State, Task, WorkerHeartbeat
 from . import _groups
 
@@ -83,6 +84,7 @@ class _TaskTable(dict[str, Task]):
 
 class MemoryDriver:
     loop_free = True  # plain dicts under a threading lock: usable from any event loop (see Store.rebind)
+    notifications_lost = False  # every waiter is in this process: wake-ups never get lost
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -108,6 +110,9 @@ class MemoryDriver:
 
     async def open(self) -> None:
         return None
+
+    async def health(self, thresholds: Thresholds) -> HealthReport:
+        return memory_report()
 
     async def close(self) -> None:
         return None

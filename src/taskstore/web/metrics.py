@@ -3,13 +3,17 @@
 ``TaskMetrics`` is an observer (``taskstore._observe``) holding the counters and histograms in a registry of
 its own, so any number of apps or workers in one process never clash on prometheus_client's global registry.
 The server's ``GET /metrics`` adds the store-wide gauges (tasks by queue and state, oldest ready age, live
-workers, paused queues), read from the store at scrape time; a worker's ``--metrics-port`` serves only its own
-counters and histograms (``serve_worker_metrics``): every worker exporting the same store-wide gauges would
-count them once per worker.
+workers, paused queues), read from the store at scrape time, and the figures of ``taskstore doctor``
+(``taskstore_health_*``: sizes, dead tuples, autovacuum lag, the xmin horizon, NOTIFY), read at most once a
+``HEALTH_EVERY`` (they read the catalogs, and on SQLite every page). A worker's ``--metrics-port`` serves only
+its own counters and histograms (``serve_worker_metrics``): every worker exporting the same store-wide gauges
+would count them once per worker.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +22,7 @@ from starlette.routing import BaseRoute
 
 from .. import errors
 from .._observe import NullObserver, Outcome
+from ..health import HealthReport
 from .auth import Role
 from .routes import Call, Endpoint, route
 
@@ -173,11 +178,62 @@ async def store_gauges(store: Store) -> list[Metric]:
     return [tasks, oldest, paused, live]
 
 
+# Seconds between two reads of the store's health for /metrics: Prometheus scrapes every 15-60 s, and the
+# figures (sizes, dead tuples, vacuum) move over minutes.
+HEALTH_EVERY = 60.0
+
+
+def health_gauges(report: HealthReport) -> list[Metric]:
+    """A health report as gauges: ``taskstore_health_<finding>`` for each figure that is a number (labelled by
+    ``table`` where it is about one), and ``taskstore_health_level`` (0 ok, 1 warn, 2 bad) for every finding."""
+    families: dict[str, GaugeMetricFamily] = {}
+    by_table = {f.name for f in report.findings if f.table is not None}
+    level = GaugeMetricFamily(
+        "taskstore_health_level",
+        "taskstore doctor's verdict per finding: 0 ok, 1 warn, 2 bad",
+        labels=["check", "table"],
+    )
+    for f in report.findings:
+        level.add_metric([f.name, f.table or ""], float(f.level))
+        if isinstance(f.value, str) or f.value is None:
+            continue
+        family = families.get(f.name)
+        if family is None:
+            unit = f" ({f.unit})" if f.unit else ""
+            family = families[f.name] = GaugeMetricFamily(
+                f"taskstore_health_{f.name}",
+                f"taskstore doctor's {f.name.replace('_', ' ')}{unit}",
+                labels=["table"] if f.name in by_table else [],
+            )
+        family.add_metric([f.table or ""] if f.name in by_table else [], float(f.value))
+    return [*families.values(), level]
+
+
+class HealthCache:
+    """The last health report, read again once it is ``every`` seconds old (one read at a time)."""
+
+    def __init__(self, every: float = HEALTH_EVERY) -> None:
+        self.every = every
+        self._report: HealthReport | None = None
+        self._read_at = -float("inf")
+        self._lock: asyncio.Lock | None = None
+
+    async def report(self, store: Store) -> HealthReport:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._report is None or time.monotonic() - self._read_at >= self.every:
+                self._report = await store.health()
+                self._read_at = time.monotonic()
+            return self._report
+
+
 class AppMetrics:
     """What ``GET /metrics`` of one app serves: its store's events since it opened, and the store's gauges."""
 
-    def __init__(self) -> None:
+    def __init__(self, health_every: float = HEALTH_EVERY) -> None:
         self.events = TaskMetrics()
+        self.health = HealthCache(health_every)
 
     def attach(self, store: Store) -> Callable[[], None]:
         """Observe ``store``; the callable returned stops it (the app's shutdown calls it)."""
@@ -186,7 +242,7 @@ class AppMetrics:
 
     async def scrape(self, store: Store) -> bytes:
         once = CollectorRegistry(auto_describe=False)
-        once.register(_Families(await store_gauges(store)))
+        once.register(_Families([*await store_gauges(store), *health_gauges(await self.health.report(store))]))
         return self.events.text() + generate_latest(once)
 
 

@@ -9,7 +9,11 @@
   in Python (``transitions``) on rows locked ``FOR UPDATE`` and written back under a version guard.
 - Every decision uses the database's ``now()`` (or a clock injected for tests), never a worker's.
 - Blocked claimers wake on ``LISTEN``/``NOTIFY`` (one notification per enqueuing transaction), and
-  poll as a fallback; ``notify=False`` turns notifications off (PgBouncer in transaction mode).
+  poll as a fallback; ``notify=False`` turns notifications off. The listener proves that LISTEN works: it
+  sends itself a probe NOTIFY when it connects and every minute after. Behind a pooler in transaction mode
+  (PgBouncer ``pool_mode=transaction``) the LISTEN does not stick to a server session and the probe never
+  arrives: then ``notifications_lost`` is set, claimers poll every ``LOST_WAKEUPS_POLL`` seconds, and one
+  warning says why and what to do.
   A cancel requested of a claimed task sends one NOTIFY on ``taskstore_<schema>_cancel`` in its
   transaction: the worker holding it reads its in-flight tasks' cancel flags at once (without
   notifications it learns at its next lease renewal).
@@ -31,6 +35,7 @@ import json
 import logging
 import math
 import re
+import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
@@ -41,7 +46,7 @@ from typing import Any, cast
 from ... import errors, transitions
 from ..._connect import scrub
 from ..._joins import Join
-from ..._wakeup import HUB, cancel_key
+from ..._wakeup import HUB, LOST_WAKEUPS_POLL, cancel_key
 from ...backend import (
     Change,
     ChordArgs,
@@ -58,6 +63,7 @@ from ...backend import (
 )
 from ...clock import Clock
 from ...gates import KeyGate, new_gate, pick, reset_gate
+from ...health import HealthReport, Thresholds
 from ...model import (
     CLAIMABLE_STATES,
     DEAD_MESSAGE_CHARS,
@@ -84,6 +90,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the PostgreSQL backend needs psycopg 3 and psycopg-pool: pip install 'taskstore[postgres]'"
     ) from exc
 
+from . import _health
 from ._coalesce import Coalescer
 from ._rows import gate_from_row, limit_from_row, task_from_row, write_statement
 from ._waiting import Connections
@@ -92,6 +99,16 @@ log = logging.getLogger("taskstore.postgres")
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
 _RAW = load_queries(__name__, "queries.sql")
+_HEALTH = load_queries(__name__, "health.sql")
+if set(_RAW) & set(_HEALTH):  # pragma: no cover - a mistake in the files
+    raise RuntimeError(f"queries defined in both queries.sql and health.sql: {sorted(set(_RAW) & set(_HEALTH))}")
+# The LISTEN probe: how long its NOTIFY may take to come back once sent before LISTEN is judged not to work (a
+# NOTIFY arrives in about a millisecond; a busy server or a slow network gets far more than that, and a false
+# alarm costs only a warning and faster polling), and how often the listener probes again (a pooler's mode can
+# change under a running worker; a verdict can also heal).
+PROBE_TIMEOUT = 5.0
+PROBE_EVERY = 60.0
+_PROBE_PREFIX = "probe:"
 # A connection the pool hands out is checked with a round trip only if it has sat idle this long: one that
 # worked a moment ago almost always still works, and the check would double the cost of a single enqueue.
 # A connection that broke in between fails its statement, is discarded by the pool, and the caller sees
@@ -221,6 +238,7 @@ class PostgresDriver:
         pool_timeout: float = 10.0,
         migrate: bool = True,
         create: bool = True,
+        prepare_threshold: int | None = 5,
     ) -> None:
         if not isinstance(schema, str) or SCHEMA_NAME.fullmatch(schema) is None:
             raise errors.ConfigError(f"invalid schema name {schema!r}: use lower-case letters, digits and _")
@@ -250,6 +268,11 @@ class PostgresDriver:
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
         self._coalescer = self._new_coalescer()
+        # What the last LISTEN probe found; notifications_lost is what the store's claimers read.
+        self.delivery = _health.Delivery(enabled=notify)
+        self.notifications_lost = False
+        self._probed = asyncio.Event()  # set once the first probe has a verdict
+        self._probes: dict[str, asyncio.Future[None]] = {}
         self._limited_until = 0.0  # monotonic time until which claims skip the one-statement attempt
         self.chord_args: ChordArgs = _groups.no_chord_args
         info = _parse_conninfo(conninfo)
@@ -257,6 +280,9 @@ class PostgresDriver:
         self._connect_kwargs: dict[str, Any] = {
             "options": f"{info.get('options') or ''} {_SESSION_OPTIONS}".strip(),
             "connect_timeout": max(2, math.ceil(connect_timeout)),
+            # psycopg prepares a statement run this often on one connection; None never does (PgBouncer
+            # before 1.21 in transaction mode, where a prepared statement lives on another server session).
+            "prepare_threshold": prepare_threshold,
         }
         self._key = (
             "postgres",
@@ -268,7 +294,7 @@ class PostgresDriver:
         ident = sql.Identifier(schema)
         now = sql.SQL(_NOW_FROM_PARAM_OR_DB)
         self.q: dict[str, sql.Composed] = {
-            name: sql.SQL(text).format(schema=ident, now=now) for name, text in _RAW.items()
+            name: sql.SQL(text).format(schema=ident, now=now) for name, text in (_RAW | _HEALTH).items()
         }
 
     @property
@@ -284,6 +310,7 @@ class PostgresDriver:
 
     async def open(self) -> None:
         self._coalescer = self._new_coalescer()  # a store closed may be opened again
+        self._probed = asyncio.Event()  # of this loop: a store may be opened again on another
         await self._first_connection()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.conninfo,
@@ -300,7 +327,7 @@ class PostgresDriver:
         except (PoolTimeout, psycopg.Error) as exc:
             await pool.close()
             raise errors.BackendUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
-        self._pool = Connections(pool, timeout=self._pool_timeout, pool_max=self._pool_max, probe=self._probe)
+        self._pool = Connections(pool, timeout=self._pool_timeout, pool_max=self._pool_max, probe=self._try_connect)
         try:
             if self._migrate_on_open:
                 await self.migrate()
@@ -344,7 +371,7 @@ class PostgresDriver:
                 await conn.close()
                 return
 
-    async def _probe(self) -> str | None:
+    async def _try_connect(self) -> str | None:
         """One connection attempt, bounded by connect_timeout: None if it connected, else the reason, in one line."""
         try:
             conn = await asyncio.wait_for(
@@ -361,10 +388,14 @@ class PostgresDriver:
     async def close(self) -> None:
         await self._coalescer.close()
         if self._listener is not None:
-            self._listener.cancel()
+            listener, self._listener = self._listener, None
+            while not listener.done():
+                # Again and again: a cancel that lands as the pool hands the probe a connection is swallowed
+                # (asyncio.wait_for in Python 3.11), and the listener would then wait a minute for its next probe.
+                listener.cancel()
+                await asyncio.wait([listener], timeout=0.2)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
-            self._listener = None
+                listener.result()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.pool.close()
@@ -443,7 +474,11 @@ class PostgresDriver:
         self.clock.offset = row[0] - (before + (after - before) / 2)
 
     async def _listen(self) -> None:
-        """Wake this process's blocked claimers on NOTIFY; reconnect (and re-poll) when the link drops."""
+        """Wake this process's blocked claimers on NOTIFY; reconnect (and re-poll) when the link drops.
+
+        A reader task dispatches the notifications while this one probes that they arrive at all (see
+        ``_probe``): a LISTEN through a pooler in transaction mode succeeds and then hears nothing.
+        """
         pause = 0.1
         while True:
             try:
@@ -454,17 +489,105 @@ class PostgresDriver:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.status_channel)))
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.cancel_channel)))
                     pause = 0.1
-                    wakes = {self.status_channel: ("status", self._key), self.cancel_channel: cancel_key(self._key)}
-                    for key in (self._key, *wakes.values()):  # what was sent while we were away is found by a read
-                        HUB.notify(key)
-                    async for note in conn.notifies():
-                        HUB.notify(wakes.get(note.channel, self._key))
+                    for key in (self._key, ("status", self._key), cancel_key(self._key)):
+                        HUB.notify(key)  # what was sent while we were away is found by a read
+                    reader = asyncio.get_running_loop().create_task(self._read_notes(conn), name="taskstore-notes")
+                    try:
+                        while not reader.done():
+                            await self._probe(reader)
+                            if not reader.done():
+                                await asyncio.wait([reader], timeout=PROBE_EVERY)
+                    finally:
+                        reader.cancel()
+                        with contextlib.suppress(BaseException):
+                            await reader
+                    reader.result()  # the reader's error (a lost connection) is handled below
             except asyncio.CancelledError:
                 raise
             except psycopg.Error as exc:
                 log.warning("LISTEN on %s lost (%s); reconnecting in %.1fs", self.channel, exc, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+    async def _read_notes(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async for note in conn.notifies():
+            self._heard(note.channel, note.payload)
+
+    def _heard(self, channel: str, payload: str) -> None:
+        if payload.startswith(_PROBE_PREFIX):  # a probe: ours comes back; other processes' wake nobody
+            arrived = self._probes.pop(payload, None)
+            if arrived is not None and not arrived.done():
+                arrived.set_result(None)
+        elif channel == self.status_channel:
+            HUB.notify(("status", self._key))
+        elif channel == self.cancel_channel:
+            HUB.notify(cancel_key(self._key))
+        else:
+            HUB.notify(self._key)
+
+    async def _probe(self, reader: asyncio.Task[None]) -> None:
+        """Send a NOTIFY through the pool and judge LISTEN by whether it reaches ``reader`` in time.
+
+        No verdict when the pool cannot reach the server, or the listening connection drops meanwhile.
+        """
+        token = _PROBE_PREFIX + secrets.token_hex(8)
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes[token] = arrived
+        started = time.monotonic()
+        try:
+            try:
+                await self._execute("notify_probe", channel=self.channel, payload=token)
+            except errors.BackendUnavailable:
+                return
+            await asyncio.wait([arrived, reader], timeout=PROBE_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if not arrived.done() and reader.done():
+                return
+            self._judge(lost=not arrived.done(), latency=time.monotonic() - started)
+        finally:
+            self._probes.pop(token, None)
+            arrived.cancel()
+
+    def _judge(self, *, lost: bool, latency: float) -> None:
+        was = self.delivery
+        self.delivery = _health.Delivery(checked=True, lost=lost, latency=None if lost else latency)
+        self.notifications_lost = lost
+        self._probed.set()
+        if lost and not was.lost:
+            log.warning(
+                "LISTEN on %s hears nothing: a NOTIFY sent through the pool did not come back within %gs. Is the "
+                "URL a pooler in transaction mode (PgBouncer pool_mode=transaction), where LISTEN does not stick "
+                "to a server session? Claimers now poll every %gs instead. Use session mode, or a URL straight to "
+                "PostgreSQL (notify=false silences this)",
+                self.channel,
+                PROBE_TIMEOUT,
+                LOST_WAKEUPS_POLL,
+            )
+        elif was.lost and not lost:
+            log.info("LISTEN on %s hears notifications again: claimers wake on them", self.channel)
+
+    # -- health -----------------------------------------------------------------------------------
+
+    async def health(self, thresholds: Thresholds) -> HealthReport:
+        """The server, the schema's tables and what holds back vacuum (``taskstore doctor``; see ``_health``)."""
+        if self.notify and not self._probed.is_set():  # just opened: the first probe's verdict is due
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._probed.wait(), PROBE_TIMEOUT + self._connect_timeout)
+        async with self._conn() as conn:
+
+            async def rows(name: str) -> list[Any]:
+                return await (await conn.execute(self.q[name], {"schema": self.schema})).fetchall()
+
+            server = (await rows("health_server"))[0]
+            (migration,) = (await rows("health_migration"))[0]
+            horizon = await rows("health_horizon")
+            tables = await rows("health_tables")
+            indexes = await rows("health_indexes")
+        findings = _health.server_findings(server, migration, _migrations()[-1][0], thresholds)
+        findings.append(_health.delivery_finding(self.delivery, LOST_WAKEUPS_POLL))
+        findings += _health.horizon_findings(horizon, thresholds)
+        for table in tables:
+            findings += _health.table_findings(table, indexes, thresholds)
+        return HealthReport("postgresql", tuple(findings))
 
     async def _announce(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if self.notify:

@@ -45,10 +45,11 @@ from ...backend import (
 )
 from ...clock import Clock
 from ...gates import KeyGate
+from ...health import HealthReport, Thresholds
 from ...model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, State, Task, WorkerHeartbeat
 from .. import _groups
 from .._sql import load_script
-from . import _flow
+from . import _flow, _health
 from ._commits import Spaced, watch_commits
 from ._queries import Q
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
@@ -126,6 +127,8 @@ def _begin_caller_transaction(conn: sqlite3.Connection) -> None:
 
 
 class SQLiteDriver:
+    notifications_lost = False  # other processes' commits are seen through the -shm watch, or by polling
+
     def __init__(
         self,
         path: str,
@@ -152,6 +155,11 @@ class SQLiteDriver:
     @property
     def wake_key(self) -> Hashable:
         return self._key
+
+    async def health(self, thresholds: Thresholds) -> HealthReport:
+        report = await self._run(lambda conn: _health.gather(conn, self.path, SCHEMA_VERSION, thresholds))
+        sizes = await asyncio.to_thread(_health.table_sizes, self.path, self.busy_timeout)
+        return dataclasses.replace(report, findings=report.findings + sizes)
 
     # -- connection and thread ------------------------------------------------------------------
 

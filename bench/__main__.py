@@ -25,13 +25,18 @@ def bootstrap() -> None:
         subprocess.run([str(python), "-m", "pip", "install", "-qq", "-e", f"{ROOT}[bench]"], check=True)
         stamp.touch()
     os.chdir(ROOT)
-    os.execv(str(python), [str(python), "-m", "bench.harness", *sys.argv[1:]])
+    os.execv(str(python), [str(python), "-m", *module_and_args(sys.argv[1:])])
+
+
+def module_and_args(argv: list[str]) -> list[str]:
+    """``python -m bench soak ...`` runs the soak (bench/soak.py); anything else is the harness's arguments."""
+    if argv[:1] == ["soak"]:
+        return ["bench.soak", *argv[1:]]
+    return ["bench.harness", *argv]
 
 
 if __name__ == "__main__":
     if Path(sys.prefix).resolve() == VENV.resolve():
-        from bench.harness import main
-
-        main()
+        os.execv(sys.executable, [sys.executable, "-m", *module_and_args(sys.argv[1:])])
     else:
         bootstrap()

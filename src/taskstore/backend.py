@@ -238,6 +238,11 @@ class Outbox(Protocol):
         """The newest ``limit`` dead tasks, newest (highest seq) first, read over an index of dead tasks only."""
         ...
 
+    async def vacuum(self) -> list[str]:
+        """Reclaim the dead rows of tables that churn, where the backend keeps old row versions (PostgreSQL);
+        the names of the tables it vacuumed."""
+        ...
+
     async def fold_counts(self, keep_since: datetime) -> int:
         """Tidy the kept counts: fold what is pending into the totals, where a backend keeps deltas, and drop
         the per-minute finishes before ``keep_since``. Never blocks on another process doing the same."""

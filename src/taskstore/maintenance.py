@@ -28,11 +28,12 @@ class MaintenanceConfig:
     archive_after: float = 7 * 86400.0
     archive_every: float = 60.0
     purge_every: float = 60.0
+    vacuum_every: float = 30.0
     recurring_poll: float = 1.0  # at most this long between looks at the schedules
 
     def __post_init__(self) -> None:
         # Every interval > 0 (a zero would spin the loop); archive_after may be 0 (archive at once).
-        for name in ("reap_every", "archive_every", "purge_every", "recurring_poll"):
+        for name in ("reap_every", "archive_every", "purge_every", "vacuum_every", "recurring_poll"):
             value = limits.duration(getattr(self, name), name, positive=True, error=ConfigError)
             object.__setattr__(self, name, value)
         object.__setattr__(
@@ -51,7 +52,7 @@ class Maintenance:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set."""
         cfg = self.config
-        due = {"reap": 0.0, "archive": 0.0, "purge": 0.0}
+        due = {"reap": 0.0, "archive": 0.0, "purge": 0.0, "vacuum": cfg.vacuum_every}
         while not stop.is_set():
             now = time.monotonic()
             if now >= due["reap"]:
@@ -66,6 +67,9 @@ class Maintenance:
                 await self._step("purge groups", self.store.purge_groups())
                 await self._step("purge statuses", self.store.purge_statuses())
                 due["purge"] = now + cfg.purge_every
+            if now >= due["vacuum"]:
+                await self._vacuum()
+                due["vacuum"] = now + cfg.vacuum_every
             self.fired += await self._step("recurring", self.store.enqueue_due_recurring())
             wait = min(due.values()) - time.monotonic()
             wait = min(max(wait, 0.0), await self._until_next_slot())
@@ -81,6 +85,15 @@ class Maintenance:
         now = self.store.now()
         waits = [(r.next_at - now).total_seconds() for r in schedules if r.next_at is not None]
         return min([self.config.recurring_poll, *waits])
+
+    async def _vacuum(self) -> None:
+        try:
+            vacuumed = await self.store.vacuum()
+        except TaskstoreError as exc:
+            log.warning("maintenance step vacuum failed, will retry: %s", exc)
+            return
+        if vacuumed:
+            log.debug("vacuumed %s", ", ".join(vacuumed))
 
     async def _step(self, name: str, work: Awaitable[int]) -> int:
         try:

@@ -1035,6 +1035,15 @@ class Store:
         driver = await self._ready()
         return await driver.dead_summaries(limit)
 
+    async def vacuum(self) -> builtins.list[str]:
+        """On PostgreSQL, VACUUM and ANALYZE the store's churning tables (tasks, the kept counts' deltas, ...) whose
+        dead rows passed 5,000 plus 10% of their live rows, whether or not autovacuum runs: a queue table updates
+        every row several times and deletes it at archive, and left to autovacuum's defaults (or with autovacuum
+        off) it grows and slows every claim. Workers' maintenance calls this every ``vacuum_every`` (30 s).
+        Returns the tables vacuumed; elsewhere a no-op."""
+        driver = await self._ready()
+        return await driver.vacuum()
+
     async def fold_counts(self) -> int:
         """Tidy the counts the store keeps for ``list_queues`` and ``activity`` (workers' maintenance does this
         every reap pass): on PostgreSQL fold the changes written since into the totals, and everywhere drop the

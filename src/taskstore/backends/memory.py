@@ -265,6 +265,9 @@ class MemoryDriver:
             dead = itertools.islice((t for t in reversed(self._tasks.values()) if t.state is State.DEAD), limit)
             return [_summary(t) for t in dead]
 
+    async def vacuum(self) -> list[str]:
+        return []
+
     async def fold_counts(self, keep_since: datetime) -> int:
         with self._lock:
             old = [key for key in self._tasks.finished if key[0] < keep_since]

@@ -114,6 +114,11 @@ _PROBE_PREFIX = "probe:"
 # A connection that broke in between fails its statement, is discarded by the pool, and the caller sees
 # BackendUnavailable (the worker retries).
 CHECK_IF_IDLE_FOR = 1.0
+# The tables whose rows are updated or deleted all day, and when the store vacuums one itself (``vacuum``):
+# dead rows past this many plus this share of its live ones.
+CHURNED_TABLES = ("tasks", "count_deltas", "queue_counts", "worker_heartbeats", "statuses", "groups", "limits")
+VACUUM_DEAD_ROWS = 5_000
+VACUUM_DEAD_SHARE = 0.1
 # Single creates sent together carry at most this many rows in one statement (see _coalesce.py).
 COALESCE_MAX_ROWS = 500
 
@@ -841,6 +846,29 @@ class PostgresDriver:
             DeadSummary(i, q, k, None if at is None else at.astimezone(UTC), str(t or ""), str(m or ""))
             for i, q, k, at, t, m in rows
         ]
+
+    async def vacuum(self) -> list[str]:
+        """VACUUM (and ANALYZE) each churning table whose dead rows passed ``VACUUM_DEAD_ROWS`` plus
+        ``VACUUM_DEAD_SHARE`` of its live ones, whatever autovacuum does: with autovacuum off, or behind (its
+        defaults wait for 20% of a table dead, and a queue table's dead rows are most of its pages), a queue
+        table would otherwise grow without bound. ``SKIP_LOCKED``: a table another VACUUM holds is skipped."""
+        async with self._conn() as conn:
+            rows = await (
+                await conn.execute(self.q["churned_tables"], {"schema": self.schema, "tables": list(CHURNED_TABLES)})
+            ).fetchall()
+            chosen = [name for name, live, dead in rows if dead > VACUUM_DEAD_ROWS + VACUUM_DEAD_SHARE * live]
+            done = []
+            for name in sorted(chosen):
+                table = sql.Identifier(self.schema, name)
+                try:
+                    await conn.execute(sql.SQL("VACUUM (SKIP_LOCKED, ANALYZE) {}").format(table))
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise  # the server went away: BackendUnavailable, from _conn
+                except psycopg.Error as exc:  # not this role's to vacuum, say: the others still are
+                    log.warning("could not VACUUM %s.%s: %s", self.schema, name, _one_line(exc))
+                    continue
+                done.append(name)
+        return done
 
     async def fold_counts(self, keep_since: datetime) -> int:
         async with self._conn() as conn:

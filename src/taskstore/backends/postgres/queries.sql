@@ -537,6 +537,12 @@ SELECT id, queue, kind, finished_at, result_failure->>'type', left(result_failur
   FROM {schema}.tasks WHERE state = 'dead'
  ORDER BY seq DESC LIMIT %(limit)s
 
+-- The store's tables that churn (rows updated or deleted all day), with their live and dead rows as the
+-- statistics system last counted them.
+-- name: churned_tables
+SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables
+ WHERE schemaname = %(schema)s AND relname = ANY(%(tables)s::text[])
+
 -- name: purge_finished_minutes
 DELETE FROM {schema}.finished_minutes WHERE minute < %(before)s
 

@@ -488,6 +488,9 @@ class SQLiteDriver:
             for i, q, k, at, t, m in rows
         ]
 
+    async def vacuum(self) -> list[str]:
+        return []  # one version of each row: a deleted row's pages go to the free list and are used again
+
     async def fold_counts(self, keep_since: datetime) -> int:
         """The triggers keep the totals themselves (one writer: no deltas to fold); drop old minutes."""
 

@@ -1,0 +1,79 @@
+"""The store vacuums its own churning tables on PostgreSQL when their dead rows pile up, whatever autovacuum does
+(this test server runs with autovacuum off, as some do): archiving deletes every task it moves, and without a
+VACUUM those rows' space is never used again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+import pytest
+
+import taskstore
+from taskstore import NewTask, State
+from taskstore.maintenance import Maintenance, MaintenanceConfig
+
+from ..postgres_server import new_schema, with_schema
+
+pytestmark = pytest.mark.asyncio
+
+
+def _dead(url: str, schema: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE schemaname = %s AND relname = 'tasks'", (schema,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _archive_many(store: taskstore.Store, n: int) -> None:
+    await store.create_many(NewTask("q", "k") for _ in range(n))
+    while claimed := await store.claim("w", limit=500):
+        await store.acknowledge_many(claimed)
+    assert await store.archive(older_than=0) == n
+
+
+async def _until(check: object, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():  # type: ignore[operator]
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+async def test_vacuum_reclaims_the_rows_archiving_left_dead(postgres_db: str) -> None:
+    schema = new_schema()
+    async with taskstore.open(with_schema(postgres_db, schema)) as store:
+        assert await store.vacuum() == []  # nothing dead yet: nothing to do
+        await _archive_many(store, 6_000)
+        await _until(lambda: _dead(postgres_db, schema) >= 6_000)  # the statistics catch up within a second or so
+        assert "tasks" in await store.vacuum()
+        assert _dead(postgres_db, schema) < 100
+        assert await store.vacuum() == []
+        assert await store.count(State.DONE, archived=True) == 6_000
+
+
+async def test_a_workers_maintenance_vacuums(postgres_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    schema = new_schema()
+    async with taskstore.open(with_schema(postgres_db, schema)) as store:
+        await _archive_many(store, 6_000)
+        await _until(lambda: _dead(postgres_db, schema) >= 6_000)
+        stop = asyncio.Event()
+        config = MaintenanceConfig(reap_every=60, archive_every=60, purge_every=60, vacuum_every=0.2)
+        with caplog.at_level(logging.DEBUG, logger="taskstore.maintenance"):
+            running = asyncio.create_task(Maintenance(store, config).run(stop))
+            try:
+                await _until(lambda: _dead(postgres_db, schema) < 100)
+            finally:
+                stop.set()
+                await running
+        assert any("vacuumed" in r.getMessage() and "tasks" in r.getMessage() for r in caplog.records)
+
+
+async def test_sqlite_and_memory_have_nothing_to_vacuum(tmp_path: object) -> None:
+    async with taskstore.open("memory://") as store:
+        assert await store.vacuum() == []
+    async with taskstore.open(f"sqlite:///{tmp_path}/v.db") as store:
+        await _archive_many(store, 50)
+        assert await store.vacuum() == []

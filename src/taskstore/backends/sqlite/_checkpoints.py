@@ -148,9 +148,10 @@ class Checkpointer:
         if done:
             self._restarted = frames
             self._backoff = TICK
-        else:
+        elif took >= ESCALATE_WAIT / 2:  # it waited for readers (or the writer) in vain: they may hold on a while
             self._backoff = min(self._backoff * 2, MAX_BACKOFF)
             self._retry_at = time.monotonic() + self._backoff
+        # else another connection was checkpointing (that is answered at once): the next tick looks again.
         log.debug("WAL of %s at %d frames: RESTART %s in %.1f ms", self.path, frames, done or "busy", took * 1000)
 
     def _frames(self) -> tuple[int | None, int]:

@@ -13,7 +13,9 @@ memory-mapped file (peers/_spans.py); both processes read ``time.perf_counter`` 
 - enqueue call: from the task's scheduled send time to the return of its ``create`` (a late send counts);
 - enqueue->start: from the scheduled send time to the handler's start;
 - errors: ``create`` calls that raised; not started: tasks the worker had not started 30 s after the last send;
-- WAL: the largest size of the SQLite ``-wal`` file seen (sampled every 20 ms).
+- WAL: the largest size of the SQLite ``-wal`` file seen (sampled every 20 ms);
+- CPU: user + system seconds per task of this process and of the worker's, from the first send until the worker
+  has started the last task (a 2-core machine cannot sustain a rate whose CPU per task sums past 2 / rate).
 
 Not a test: it prints figures for a person to compare before and after a change.
 """
@@ -62,6 +64,11 @@ def worker(url: str, spans: Path, concurrency: int | None) -> Iterator[subproces
             proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -105,6 +112,7 @@ async def run_once(url: str, wal: Path | None, rate: float, seconds: float, conc
                             wal_max = max(wal_max, wal.stat().st_size)
 
                 pending: set[asyncio.Task[None]] = set()
+                cpu0 = (time.process_time(), cpu_seconds(proc.pid))
                 t0 = time.perf_counter() + 0.05
                 next_sample = 0.0
                 for i in range(total):
@@ -125,6 +133,7 @@ async def run_once(url: str, wal: Path | None, rate: float, seconds: float, conc
                     sample_wal()
                     await asyncio.sleep(0.02)
                 sample_wal()
+                cpu = (time.process_time() - cpu0[0], cpu_seconds(proc.pid) - cpu0[1])
                 started = {key: start for key, start, _ in spans.records() if key != WARMUP_KEY}
         spans.close()
     calls = [(returned[i] - sent[i]) * 1000 for i in range(total) if returned[i]]
@@ -138,7 +147,8 @@ async def run_once(url: str, wal: Path | None, rate: float, seconds: float, conc
         line += f" (first: {type(failures[0]).__name__}: {failures[0]})"
     if wal is not None:
         line += f", largest WAL {wal_max / 2**20:.1f} MiB"
-    print(line, flush=True)
+    print(line)
+    print(f"    CPU per task: producer {cpu[0] / total * 1e3:.2f} ms, worker {cpu[1] / total * 1e3:.2f} ms", flush=True)
 
 
 def main() -> None:

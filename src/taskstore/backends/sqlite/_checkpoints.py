@@ -54,6 +54,8 @@ class Checkpointer:
     """Owns one connection and one thread; ``start`` once, ``stop`` once (it runs the final checkpoint)."""
 
     def __init__(self, path: str, *, interval: float, wal_limit: int, tick: float = TICK) -> None:
+        if interval <= 0:
+            raise ValueError("a checkpointer needs a positive interval")  # the driver starts none for 0
         self.path = path
         self.interval = interval
         self.wal_limit = wal_limit
@@ -85,7 +87,7 @@ class Checkpointer:
             conn.close()
             raise
         self._conn = conn
-        with contextlib.suppress(OSError):  # without it every tick checkpoints (below): slower, still correct
+        with contextlib.suppress(OSError):  # without it a checkpoint runs every interval (_step): still correct
             self._shm = os.open(f"{self.path}-shm", os.O_RDONLY)
         self._thread = threading.Thread(target=self._run, name="taskstore-sqlite-checkpoints", daemon=True)
         self._thread.start()

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from taskstore.backends.sqlite._checkpoints import Checkpointer
 pytestmark = pytest.mark.asyncio
 
 MiB = 2**20
-THREAD = "taskstore-sqlite-checkpoints"
 
 
 def _driver(store: Store) -> SQLiteDriver:
@@ -56,7 +54,10 @@ async def test_the_stores_connections_leave_checkpoints_to_the_thread(tmp_path: 
         assert driver._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         assert driver._conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 64 * MiB
         assert driver._checkpointer.running
-        assert [t.name for t in threading.enumerate()].count(THREAD) == 1
+        thread = driver._checkpointer._thread
+        assert thread is not None
+        assert thread.name == "taskstore-sqlite-checkpoints"
+        assert thread.daemon  # a store never closed must not hold the interpreter's exit
 
 
 async def test_checkpoint_interval_zero_keeps_sqlites_own_checkpoints(tmp_path: Path) -> None:
@@ -65,7 +66,6 @@ async def test_checkpoint_interval_zero_keeps_sqlites_own_checkpoints(tmp_path: 
         assert driver._checkpointer is None
         assert driver._conn is not None
         assert driver._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
-        assert THREAD not in [t.name for t in threading.enumerate()]
 
 
 async def test_options_come_from_the_url_or_keywords(tmp_path: Path) -> None:
@@ -120,9 +120,11 @@ async def test_close_leaves_the_wal_empty_while_another_connection_keeps_the_fil
         assert _wal_size(db) > MiB
         checkpointer = _driver(store)._checkpointer
         assert checkpointer is not None
+        thread = checkpointer._thread
+        assert thread is not None
         await store.close()
+        assert not thread.is_alive()
         assert not checkpointer.running
-        assert THREAD not in [t.name for t in threading.enumerate()]
         assert _wal_size(db) == 0
         assert other.execute("SELECT count(*) FROM tasks").fetchone()[0] > 0
 

@@ -49,7 +49,8 @@ WARMUP_KEY = -1
 @contextlib.contextmanager
 def worker(url: str, spans: Path, concurrency: int | None) -> Iterator[subprocess.Popen[bytes]]:
     cli = Path(sys.executable).parent / "taskstore"
-    cmd = [str(cli), "worker", "taskstore_flow_app:app", "--url", url, "--queue", "bench", "--log-level", "warning"]
+    level = os.environ.get("BENCH_TASKSTORE_LOG_LEVEL", "warning")  # as in peers/taskstore_bench.py
+    cmd = [str(cli), "worker", "taskstore_flow_app:app", "--url", url, "--queue", "bench", "--log-level", level]
     if concurrency is not None:
         cmd += ["--concurrency", str(concurrency)]
     proc = subprocess.Popen(cmd, cwd=PEERS, env={**os.environ, "BENCH_SPANS": str(spans)})
@@ -78,7 +79,9 @@ def summary(label: str, ms: list[float]) -> str:
     return f"{label} p50 {pct(ms, 0.50):7.1f}  p99 {pct(ms, 0.99):7.1f}  max {pct(ms, 1.0):7.1f} ms"
 
 
-async def run_once(url: str, wal: Path | None, rate: float, seconds: float, concurrency: int | None) -> None:
+async def run_once(
+    url: str, wal: Path | None, rate: float, seconds: float, concurrency: int | None, dump: Path | None = None
+) -> None:
     total = int(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="bench-enqlat-") as tmp:
         spans_path = Path(tmp) / "spans"
@@ -136,6 +139,13 @@ async def run_once(url: str, wal: Path | None, rate: float, seconds: float, conc
                 cpu = (time.process_time() - cpu0[0], cpu_seconds(proc.pid) - cpu0[1])
                 started = {key: start for key, start, _ in spans.records() if key != WARMUP_KEY}
         spans.close()
+    if dump is not None:  # one row per task, to see when in the run the slow ones were sent
+        with dump.open("w") as out:
+            out.write("i,sent_s,call_ms,start_ms\n")
+            for i in range(total):
+                call = f"{(returned[i] - sent[i]) * 1000:.3f}" if returned[i] else ""
+                start = f"{(started[i] - sent[i]) * 1000:.3f}" if i in started else ""
+                out.write(f"{i},{sent[i] - sent[0]:.4f},{call},{start}\n")
     calls = [(returned[i] - sent[i]) * 1000 for i in range(total) if returned[i]]
     to_start = [(started[i] - sent[i]) * 1000 for i in range(total) if i in started]
     load = os.getloadavg()[0]
@@ -159,6 +169,7 @@ def main() -> None:
     parser.add_argument("--sqlite-options", default="", help="query options for the SQLite URL, e.g. busy_timeout=5")
     parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     parser.add_argument("--postgres", default=None, help="also measure PostgreSQL at this URL (its own schema)")
+    parser.add_argument("--dump", type=Path, default=None, help="per-task CSVs: DUMP-<backend>-<rate>.csv")
     args = parser.parse_args()
     rates = args.rate or [500.0, 2000.0]
     print(
@@ -171,13 +182,15 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="bench-enqlat-db-") as tmp:
                 db = Path(tmp) / "tasks.db"
                 url = f"sqlite:///{db}" + (f"?{args.sqlite_options}" if args.sqlite_options else "")
-                asyncio.run(run_once(url, Path(f"{db}-wal"), rate, args.seconds, args.concurrency))
+                dump = None if args.dump is None else Path(f"{args.dump}-sqlite-{rate:g}.csv")
+                asyncio.run(run_once(url, Path(f"{db}-wal"), rate, args.seconds, args.concurrency, dump))
     if args.postgres:
         print("PostgreSQL:")
         for rate in rates:
             with pg_schema(args.postgres, "enqlat") as url:
                 if url is not None:
-                    asyncio.run(run_once(url, None, rate, args.seconds, args.concurrency))
+                    dump = None if args.dump is None else Path(f"{args.dump}-postgres-{rate:g}.csv")
+                    asyncio.run(run_once(url, None, rate, args.seconds, args.concurrency, dump))
 
 
 if __name__ == "__main__":

@@ -130,7 +130,10 @@ class Checkpointer:
         if frames is None:  # no -shm to read: checkpoint every interval, and judge the size by what it says
             due = first or now - self._last >= self.interval
         else:
-            due = waiting > 0 and (first or waiting >= BURST_FRAMES or now - self._last >= self.interval)
+            # A RESTART holds up writers while it copies what is left: a PASSIVE first leaves it little to copy.
+            due = waiting > 0 and (
+                first or waiting >= BURST_FRAMES or now - self._last >= self.interval or self._over_limit(frames, now)
+            )
         if due:
             self._last = now
             self.checkpoints += 1
@@ -138,10 +141,7 @@ class Checkpointer:
             frames = self._frames()[0]
         if frames is None:
             frames = self._logged
-        # After a RESTART the WAL keeps its frames until the next write starts it over: no second one for that.
-        if frames is None or self._wal_bytes(frames) <= self.wal_limit or frames == self._restarted:
-            return
-        if now < self._retry_at:
+        if frames is None or not self._over_limit(frames, now):
             return
         self.escalations += 1
         began = time.monotonic()
@@ -155,6 +155,11 @@ class Checkpointer:
             self._retry_at = time.monotonic() + self._backoff
         # else another connection was checkpointing (that is answered at once): the next tick looks again.
         log.debug("WAL of %s at %d frames: RESTART %s in %.1f ms", self.path, frames, done or "busy", took * 1000)
+
+    def _over_limit(self, frames: int, now: float) -> bool:
+        """Whether a RESTART is wanted now: past the limit, not backing off, and not already done for these frames
+        (after a RESTART the WAL keeps its frames until the next write starts it over)."""
+        return self._wal_bytes(frames) > self.wal_limit and frames != self._restarted and now >= self._retry_at
 
     def _frames(self) -> tuple[int | None, int]:
         """Frames in the WAL and how many of them are not yet copied back, from the -shm file (None: unknown)."""

@@ -62,8 +62,8 @@ MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
 # Workers' cancel checks woken by commits: at most one read per this many seconds, however busy the store.
 CANCEL_CHECK_GAP = 0.02
-# WAL checkpoints run off the commit path, on a thread of their own (_checkpoints.py): copied back at least this
-# often, and past this size escalated to a checkpoint that waits for readers and empties the WAL.
+# WAL checkpoints run off the commit path, on a thread of their own (_checkpoints.py): the WAL is copied back at
+# least this often, and past this size a RESTART checkpoint makes it start over from its beginning.
 CHECKPOINT_INTERVAL = 0.1
 WAL_LIMIT = 64 * 2**20
 _MIGRATIONS = {

@@ -8,6 +8,7 @@ directory.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -30,8 +31,27 @@ def _seconds(value: object) -> float:
     return limits.duration(seconds, "a duration option", error=ConfigError)
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB|)\s*$", re.IGNORECASE)
+
+
+def _bytes(value: object) -> int:
+    """A size option: an int, or ``1048576``, ``512KB``, ``64MB``, ``1GB`` (powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a size like 64MB or 512KB")
+    return int(match.group(1)) << (10 * {"": 0, "b": 0, "kb": 1, "mb": 2, "gb": 3}[match.group(2).lower()])
+
+
 _STORE_OPTIONS: dict[str, Any] = {"poll_interval": _seconds, "heartbeat_retention": _seconds}
-_SQLITE_OPTIONS: dict[str, Any] = {**_STORE_OPTIONS, "busy_timeout": _seconds, "synchronous": str}
+_SQLITE_OPTIONS: dict[str, Any] = {
+    **_STORE_OPTIONS,
+    "busy_timeout": _seconds,
+    "synchronous": str,
+    "checkpoint_interval": _seconds,
+    "wal_limit": _bytes,
+}
 
 
 def _flag(value: object) -> bool:

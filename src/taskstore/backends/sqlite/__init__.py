@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -26,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from ... import errors, gates, transitions
+from ... import errors, gates, limits, transitions
 from ..._joins import Join
 from ..._wakeup import HUB, cancel_key
 from ...backend import (
@@ -50,15 +51,22 @@ from ...model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, State, Task, Worker
 from .. import _groups
 from .._sql import load_script
 from . import _flow, _health
+from ._checkpoints import Checkpointer
 from ._commits import Spaced, watch_commits
 from ._queries import Q
 from ._rows import from_us, insert_params, task_from_row, to_us, write_statement
+
+log = logging.getLogger("taskstore.sqlite")
 
 SCHEMA_VERSION = 10
 MIN_SQLITE = (3, 35, 0)
 _INSERT_CHUNK = 2_000
 # Workers' cancel checks woken by commits: at most one read per this many seconds, however busy the store.
 CANCEL_CHECK_GAP = 0.02
+# WAL checkpoints run off the commit path, on a thread of their own (_checkpoints.py): the WAL is copied back at
+# least this often, and past this size a RESTART checkpoint makes it start over from its beginning.
+CHECKPOINT_INTERVAL = 0.1
+WAL_LIMIT = 64 * 2**20
 _MIGRATIONS = {
     1: "schema_1.sql",
     2: "schema_2.sql",
@@ -137,9 +145,16 @@ class SQLiteDriver:
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
         create: bool = True,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
+        wal_limit: int = WAL_LIMIT,
     ) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise errors.ConfigError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        if isinstance(wal_limit, bool) or not isinstance(wal_limit, int) or wal_limit <= 0:
+            raise errors.ConfigError(f"wal_limit must be a positive number of bytes, not {wal_limit!r}")
+        self.checkpoint_interval = limits.duration(checkpoint_interval, "checkpoint_interval", error=errors.ConfigError)
+        self.wal_limit = wal_limit
+        self._checkpointer: Checkpointer | None = None
         self.path = path
         self.clock = clock
         self.create = create
@@ -199,6 +214,9 @@ class SQLiteDriver:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()  # after the last write: its final checkpoint leaves the WAL empty if it can
 
     def _connect(self) -> None:
         _check_library()
@@ -223,6 +241,19 @@ class SQLiteDriver:
             raise self._no_store()
         self._retrying(lambda: self._configure(conn))
         self._retrying(lambda: self._migrate(conn))
+        if self.checkpoint_interval > 0:
+            self._start_checkpoints(conn)
+
+    def _start_checkpoints(self, conn: sqlite3.Connection) -> None:
+        """Checkpoints move to a thread of their own; if it cannot start, SQLite's auto-checkpoint stays on."""
+        checkpointer = Checkpointer(self._key[1], interval=self.checkpoint_interval, wal_limit=self.wal_limit)
+        try:
+            checkpointer.start()
+        except sqlite3.Error as exc:
+            log.warning("cannot start WAL checkpoints for %s (%s); SQLite's own run inside commits", self.path, exc)
+            return
+        self._checkpointer = checkpointer
+        conn.execute("PRAGMA wal_autocheckpoint=0")
 
     def _no_store(self) -> errors.ConfigError:
         return errors.ConfigError(f"no taskstore store at {self.path!r} (nothing was created)")
@@ -234,6 +265,8 @@ class SQLiteDriver:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")  # validated against a fixed set above
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-65536")
+        # A WAL started over after growing past the limit is cut back to it (SQLite keeps a WAL file's size).
+        conn.execute(f"PRAGMA journal_size_limit={int(self.wal_limit)}")
         conn.execute(Q["create_completion_stage"])
 
     def _migrate(self, conn: sqlite3.Connection) -> None:

@@ -5,12 +5,14 @@
 Each pair runs both in the same minute, alternating which goes first, with the load average printed before each
 run: the harness's drain (``harness.work``: fill, VACUUM ANALYZE, ``pgq run`` as bench/peers/pgqueuer_bench.py
 launches it) and the standalone drain (the README's consumer, ``pgq run`` with its defaults). ``--taskstore`` adds
-the harness's taskstore drain of the same N to each round. Prints figures; not a test.
+the harness's taskstore drain of the same N to each round; ``--flags "--batch-size 50 ..."`` (repeatable) runs the
+standalone drain with those ``pgq run`` flags instead of the defaults. Prints figures; not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -29,7 +31,8 @@ def load() -> str:
 
 
 def standalone(python: str, url: str, n: int, flags: list[str]) -> dict[str, Any]:
-    cmd = [python, str(HERE / "pgqueuer_standalone.py"), "--n", str(n), "--url", url, *(["--", *flags] if flags else [])]
+    cmd = [python, str(HERE / "pgqueuer_standalone.py"), "--n", str(n), "--url", url]
+    cmd += ["--", *flags] if flags else []
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode or not lines:
@@ -44,12 +47,17 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--taskstore", action="store_true", help="also the harness's taskstore drain, each round")
-    parser.add_argument("--flags", default="", help="pgq run flags for the standalone drain (default: none)")
+    parser.add_argument(
+        "--flags",
+        action="append",
+        default=None,
+        help="pgq run flags for a standalone drain; repeat for several drains a round (default: one, no flags)",
+    )
     opts = parser.parse_args()
     systems = {s.key: s for s in SYSTEMS}
     prepare([systems["pgqueuer"]])
     backend = Postgres(opts.url, opts.url)
-    flags = opts.flags.split()
+    variants = opts.flags or [""]
 
     def harness_run(key: str) -> None:
         print(f"  load {load()}  harness {key}: ", end="", flush=True)
@@ -64,9 +72,9 @@ def main() -> None:
             flush=True,
         )
 
-    def standalone_run() -> None:
-        print(f"  load {load()}  standalone pgq run {opts.flags or '(defaults)'}: ", end="", flush=True)
-        r = standalone(systems["pgqueuer"].python, opts.url, opts.n, flags)
+    def standalone_run(flags: str) -> None:
+        print(f"  load {load()}  standalone pgq run {flags or '(defaults)'}: ", end="", flush=True)
+        r = standalone(systems["pgqueuer"].python, opts.url, opts.n, flags.split())
         if "handler_rate" not in r:
             print(r)
             return
@@ -78,7 +86,7 @@ def main() -> None:
 
     for i in range(opts.pairs):
         print(f"round {i + 1}:", flush=True)
-        runs = [lambda: harness_run("pgqueuer"), standalone_run]
+        runs = [lambda: harness_run("pgqueuer"), *(functools.partial(standalone_run, f) for f in variants)]
         for run in runs if i % 2 == 0 else runs[::-1]:
             run()
         if opts.taskstore:

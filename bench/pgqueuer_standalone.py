@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -60,7 +60,7 @@ async def create() -> AsyncIterator[PgQueuer]:
             seen[1] = now
         seen[0] += 1
         if seen[0] == want:
-            out.write_text(f"{seen[1]} {time.perf_counter()}")
+            write(out, f"{seen[1]} {time.perf_counter()}")
 
     try:
         yield pgq
@@ -83,11 +83,29 @@ def server_cpu(postmaster: psutil.Process | None) -> float:
     t = postmaster.cpu_times()
     total = t.user + t.system + t.children_user + t.children_system
     for child in postmaster.children(recursive=True):
-        try:
+        with suppress(psutil.Error):
             total += cpu(child)
-        except psutil.Error:
-            pass
     return total
+
+
+# Small file operations, outside the coroutines (a few per run; they never wait on anything).
+def write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def launch(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, cwd=HERE, env=env, stdout=out, stderr=out)
+
+
+def finish(done_file: Path, log: Path) -> tuple[float, float] | list[str]:
+    """The worker's (first start, last end), or the last lines of its log if it did not get there."""
+    if not done_file.exists():
+        return log.read_text(errors="replace").strip().splitlines()[-5:]
+    first, last = map(float, done_file.read_text().split())
+    done_file.unlink()
+    log.unlink(missing_ok=True)
+    return first, last
 
 
 async def fresh(admin: str, name: str) -> str:
@@ -123,14 +141,12 @@ async def main() -> None:
     postmaster = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()")).parent()
 
     done_file = Path(f"/tmp/pgq-standalone-{os.getpid()}.done")
-    done_file.unlink(missing_ok=True)
     env = {**os.environ, "PGQ_STANDALONE_URL": url, N_ENV: str(opts.n), DONE_FILE: str(done_file)}
     cmd = [str(Path(sys.executable).parent / "pgq"), "run", "pgqueuer_standalone:create", *opts.flags]
     log = Path(f"/tmp/pgq-standalone-{os.getpid()}.log")
     server0 = server_cpu(postmaster)
     launched = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=HERE, env=env, stdout=out, stderr=out)
+    proc = launch(cmd, env, log)
     deadline = launched + opts.cap
     empty_at = None
     try:
@@ -141,7 +157,7 @@ async def main() -> None:
                 empty_at = time.perf_counter()
                 break
             await asyncio.sleep(0.02)
-        while not done_file.exists() and time.perf_counter() < deadline and proc.poll() is None:
+        while not os.access(done_file, os.F_OK) and time.perf_counter() < deadline and proc.poll() is None:
             await asyncio.sleep(0.02)
         worker_cpu = cpu(psutil.Process(proc.pid))
         server = server_cpu(postmaster) - server0
@@ -153,12 +169,11 @@ async def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         await conn.close()
-    if not done_file.exists():
-        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-        print(json.dumps({"error": "not all jobs ran", "log": tail}))
+    ended = finish(done_file, log)
+    if isinstance(ended, list):
+        print(json.dumps({"error": "not all jobs ran", "log": ended}))
         return
-    first, last = map(float, done_file.read_text().split())
-    done_file.unlink()
+    first, last = ended
     result = {
         "n": opts.n,
         "flags": " ".join(opts.flags) or "(defaults)",
@@ -169,7 +184,6 @@ async def main() -> None:
         "worker_cpu_ms_per_1k": worker_cpu / opts.n * 1e6,
         "server_cpu_ms_per_1k": server / opts.n * 1e6,
     }
-    log.unlink(missing_ok=True)
     print(json.dumps(result))
 
 

@@ -1,15 +1,27 @@
 """pgqueuer on PostgreSQL (asyncpg): the adapter for bench/peers/_common.py. Runs in pgqueuer's own venv.
 
 The worker is pgqueuer's own entry point, ``pgq run pgqueuer_app:create`` (docs/reference/cli.md, "run"), in a
-process of its own, with the CLI's defaults (``--batch-size 10``, ``--dequeue-timeout 30``, durable tables, log
-level INFO) but for one setting: ``--max-concurrent-tasks`` is the concurrency every system gets in a scenario
-(100 for the drains), so no system runs more at once than another. pgqueuer requires ``max_concurrent_tasks`` to be
-at least twice the batch size (docs/guides/performance-tuning.md), so at concurrency 10 the batch is 5. After
-installing the schema, ``pgq autovac``'s settings are applied (``Queries.optimize_autovacuum``), as the
-performance-tuning page's checklist says ("Run `pgq autovac` after installation").
+process of its own (uvloop, as ``pgq run`` picks it when installed), with the CLI's defaults (``--dequeue-timeout
+30``, durable tables, log level INFO: nothing is logged per job at INFO) but for two settings:
 
-``BENCH_PGQUEUER_BATCH`` and ``BENCH_PGQUEUER_MAX_CONCURRENT`` (``none``: unlimited, the CLI's default) override the
-two, and ``BENCH_PGQUEUER_AUTOVAC=0`` leaves the autovacuum settings at the server's, to see what they change.
+- ``--max-concurrent-tasks`` is the concurrency every system gets in a scenario (100 for the drains), so no system
+  runs more at once than another;
+- ``--batch-size`` is half of it, the largest pgqueuer accepts (it requires ``max_concurrent_tasks`` to be at least
+  twice the batch size): docs/guides/performance-tuning.md, "Batch size", says to increase ``batch_size`` when jobs
+  are short-lived (< 1 s), and every task here is (no-op or 1 ms). The CLI's default, 10, costs two committed
+  round trips (the claim, then the completions' log write) per 10 jobs; each commit waits for the WAL flush and,
+  through the queue table's NOTIFY trigger, for PostgreSQL's cluster-wide NOTIFY lock, so at the default the drain
+  measures this machine's fsync latency more than pgqueuer (bench/pgqueuer_check.py: 0.9-1.4k tasks/s at 10,
+  2.8-5.3k at 50, in the same minutes). At concurrency 10 the batch is 5.
+
+After installing the schema, ``pgq autovac``'s settings are applied (``Queries.optimize_autovacuum``), as the same
+page's checklist says ("Run `pgq autovac` after installation"). The driver is asyncpg, the one pgqueuer's docs
+recommend for throughput (docs/comparisons/benchmarks.md, "asyncpg vs psycopg"), on one direct connection
+(performance-tuning.md, "Use a dedicated connection for LISTEN").
+
+``BENCH_PGQUEUER_BATCH`` and ``BENCH_PGQUEUER_MAX_CONCURRENT`` (``none``: unlimited, the CLI's default; the batch is
+then the CLI's 10) override the two, and ``BENCH_PGQUEUER_AUTOVAC=0`` leaves the autovacuum settings at the
+server's, to see what they change.
 
 Enqueue: ``Queries.enqueue`` with lists, the batch form of the docs (README, docs/guides/completion-tracking.md).
 Deduplication: ``Queries.enqueue(..., dedupe_key=[...])``, one key per job in the same batch call. No per-key
@@ -30,13 +42,14 @@ from _common import CliWorker, run, unique_key_of
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.queries import Queries
 
-DEFAULT_BATCH = 10  # pgq run --batch-size's default
+DEFAULT_BATCH = 10  # pgq run --batch-size's default, kept when the concurrency is unlimited
 
 
 def batch(concurrency: int | None) -> int:
+    """The largest batch the cap allows (short jobs: performance-tuning.md, "Batch size")."""
     if "BENCH_PGQUEUER_BATCH" in os.environ:
         return int(os.environ["BENCH_PGQUEUER_BATCH"])
-    return DEFAULT_BATCH if concurrency is None else max(1, min(DEFAULT_BATCH, concurrency // 2))
+    return DEFAULT_BATCH if concurrency is None else max(1, concurrency // 2)
 
 
 def max_concurrent(concurrency: int) -> int | None:
@@ -63,7 +76,8 @@ class Pgqueuer(CliWorker):
     def settings(self, concurrency: int) -> str:
         shown = " ".join(self.command(concurrency)[1:])
         return (
-            f"pgq {shown} (1 process; other flags at their defaults: --dequeue-timeout 30, log level INFO), "
+            f"pgq {shown} (1 process; batch: performance-tuning.md's advice for short jobs, the largest the cap "
+            "allows; other flags at their defaults: --dequeue-timeout 30, log level INFO), "
             "PgQueuer on one asyncpg connection, durable tables, "
             f"pgq autovac {'applied' if autovac() else 'not applied'}; enqueue: Queries.enqueue with lists"
         )

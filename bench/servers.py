@@ -66,6 +66,10 @@ class Backend:
 
     analyze_step: str | None = None  # what ``analyze`` runs, for the report; None: nothing to run
 
+    def commit_ms(self) -> float | None:
+        """How long a one-row committed write takes now (None: not measured for this backend)."""
+        return None
+
     def analyze(self, url: str) -> None:
         """What the server would soon do by itself after a fill (autovacuum's ANALYZE), done at once."""
 
@@ -113,6 +117,22 @@ class Postgres(Backend):
     def analyze(self, url: str) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
+
+    COMMITS = 50
+
+    def commit_ms(self) -> float | None:
+        """The median of 50 one-row INSERTs, each its own transaction: the WAL flush on this disk, under whatever
+        else the machine and the server are doing. Systems that commit per small batch (pgqueuer commits twice
+        per dequeued batch) drain at a rate that follows it, so the report says what it was."""
+        url = self.fresh("commit_probe")
+        took = []
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE probe (i int)")
+            for i in range(self.COMMITS):
+                started = time.perf_counter()
+                conn.execute("INSERT INTO probe VALUES (%s)", (i,))
+                took.append(time.perf_counter() - started)
+        return sorted(took)[len(took) // 2] * 1000
 
 
 class Sqlite(Backend):

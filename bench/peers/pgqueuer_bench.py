@@ -14,7 +14,8 @@ process of its own (uvloop, as ``pgq run`` picks it when installed), with the CL
   measures this machine's fsync latency more than pgqueuer (bench/pgqueuer_check.py: 0.9-1.4k tasks/s at 10,
   2.8-5.3k at 50, in the same minutes). At concurrency 10 the batch is 5.
 
-After installing the schema, ``pgq autovac``'s settings are applied (``Queries.optimize_autovacuum``), as the same
+The worker registers only the entrypoint of the kind it drains (bench/peers/pgqueuer_app.py says why). After
+installing the schema, ``pgq autovac``'s settings are applied (``Queries.optimize_autovacuum``), as the same
 page's checklist says ("Run `pgq autovac` after installation"). The driver is asyncpg, the one pgqueuer's docs
 recommend for throughput (docs/comparisons/benchmarks.md, "asyncpg vs psycopg"), on one direct connection
 (performance-tuning.md, "Use a dedicated connection for LISTEN").
@@ -23,7 +24,9 @@ recommend for throughput (docs/comparisons/benchmarks.md, "asyncpg vs psycopg"),
 then the CLI's 10) override the two, and ``BENCH_PGQUEUER_AUTOVAC=0`` leaves the autovacuum settings at the
 server's, to see what they change.
 
-Enqueue: ``Queries.enqueue`` with lists, the batch form of the docs (README, docs/guides/completion-tracking.md).
+Enqueue: ``Queries.enqueue`` with lists, the batch form of the docs (README, docs/guides/completion-tracking.md),
+on the one connection; single enqueues (the latency scenario's producer) on an ``AsyncpgPoolDriver`` pool
+(performance-tuning.md's checklist: "Use `AsyncpgPoolDriver` for producers").
 Deduplication: ``Queries.enqueue(..., dedupe_key=[...])``, one key per job in the same batch call. No per-key
 concurrency: ``concurrency_limit`` is per entrypoint, a handler name registered in code (the same limit declared
 by every worker), not a key carried by each job; 1,000 tenants would take 1,000 registered entrypoints.
@@ -31,6 +34,7 @@ by every worker), not a key carried by each job; 1,000 tenants would take 1,000 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -39,7 +43,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import asyncpg
 from _common import CliWorker, run, unique_key_of
-from pgqueuer.db import AsyncpgDriver
+from pgqueuer.db import AsyncpgDriver, AsyncpgPoolDriver
 from pgqueuer.queries import Queries
 
 DEFAULT_BATCH = 10  # pgq run --batch-size's default, kept when the concurrency is unlimited
@@ -79,13 +83,17 @@ class Pgqueuer(CliWorker):
             f"pgq {shown} (1 process; batch: performance-tuning.md's advice for short jobs, the largest the cap "
             "allows; other flags at their defaults: --dequeue-timeout 30, log level INFO), "
             "PgQueuer on one asyncpg connection, durable tables, "
-            f"pgq autovac {'applied' if autovac() else 'not applied'}; enqueue: Queries.enqueue with lists"
+            f"pgq autovac {'applied' if autovac() else 'not applied'}; enqueue: Queries.enqueue with lists, "
+            "single enqueues on AsyncpgPoolDriver (pool 5-20)"
         )
 
     async def open(self, url: str, install: bool) -> None:
         self.url = url
         self.conn = await asyncpg.connect(url)
         self.queries = Queries(AsyncpgDriver(self.conn))
+        self.pool: asyncpg.Pool | None = None
+        self.pooled: Queries | None = None
+        self.pool_lock = asyncio.Lock()  # the producer's first enqueues all arrive at once: one pool for them
         if install:
             await self.queries.install()
             if autovac():
@@ -103,12 +111,23 @@ class Pgqueuer(CliWorker):
         )
 
     async def enqueue_one(self, kind: str, payload: float) -> None:
-        await self.queries.enqueue(kind, repr(payload).encode())
+        # Single enqueues (the open-loop producer) go through a pool, the page's checklist's "Use
+        # AsyncpgPoolDriver for producers" with its example's sizes: on the one connection, concurrent enqueues
+        # queue behind each other's commits (p50 enqueue 980 ms at 500/s here).
+        async with self.pool_lock:
+            if self.pooled is None:
+                self.pool = await asyncpg.create_pool(self.url, min_size=5, max_size=20)
+                self.pooled = Queries(AsyncpgPoolDriver(self.pool))
+        await self.pooled.enqueue(kind, repr(payload).encode())
 
     async def start_worker(self, concurrency: int) -> None:
-        self.launch(self.command(concurrency), env={"BENCH_URL": self.url})
+        # Only the drained kind's entrypoint (see pgqueuer_app.py); a latency run (no work_kind) needs all.
+        kinds = os.environ.get("BENCH_PGQUEUER_KINDS") or self.work_kind or "noop,sleep,timed"
+        self.launch(self.command(concurrency), env={"BENCH_URL": self.url, "BENCH_PGQUEUER_KINDS": kinds})
 
     async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
         await self.conn.close()
 
 

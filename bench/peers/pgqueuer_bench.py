@@ -11,8 +11,10 @@ process of its own (uvloop, as ``pgq run`` picks it when installed), with the CL
   are short-lived (< 1 s), and every task here is (no-op or 1 ms). The CLI's default, 10, costs two committed
   round trips (the claim, then the completions' log write) per 10 jobs; each commit waits for the WAL flush and,
   through the queue table's NOTIFY trigger, for PostgreSQL's cluster-wide NOTIFY lock, so at the default the drain
-  measures this machine's fsync latency more than pgqueuer (bench/pgqueuer_check.py: 0.9-1.4k tasks/s at 10,
-  2.8-5.3k at 50, in the same minutes). At concurrency 10 the batch is 5.
+  measures this machine's fsync latency more than pgqueuer (bench/pgqueuer_check.py, 20,000 no-op jobs, the README's
+  consumer under ``pgq run``, interleaved: 0.8-2.3k tasks/s at the default against 4.6-6.6k at
+  ``--batch-size 50 --max-concurrent-tasks 100`` at load 6-7; 2.7-3.5k against 6.8-7.7k at load 3.3-3.7). At
+  concurrency 10 the batch is 5.
 
 The worker registers only the entrypoint of the kind it drains (bench/peers/pgqueuer_app.py says why). After
 installing the schema, ``pgq autovac``'s settings are applied (``Queries.optimize_autovacuum``), as the same

@@ -82,8 +82,14 @@ class Postgres(Backend):
         self.where = where
         self.postmaster: int | None = None
         with psycopg.connect(admin_url) as conn:
-            row = conn.execute("SELECT current_setting('server_version'), pg_backend_pid()").fetchone()
+            row = conn.execute(
+                "SELECT current_setting('server_version'), pg_backend_pid(), current_setting('autovacuum')"
+            ).fetchone()
             assert row is not None
+            if row[2] == "off":
+                # Then nothing vacuums during a run (per-table settings such as pgq autovac's included): the
+                # VACUUM ANALYZE after each fill is the only one. The report says so.
+                self.where += " (autovacuum off)"
             # The postmaster is our backend's parent, read while the backend still exists (a server on
             # another machine leaves it None: its CPU is then not counted).
             with contextlib.suppress(psutil.Error):

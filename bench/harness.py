@@ -25,7 +25,10 @@ Each worker on PostgreSQL runs as its users run it: its own command line (``task
 ``procrastinate worker``) in one process of its own, with that system's documented defaults except the
 concurrency, which every system gets alike (see each adapter's docstring for the doc pages). After each fill, the
 run's database gets the VACUUM ANALYZE autovacuum would soon run (``Backend.analyze``); ``--unanalyzed`` also times
-each no-op drain (drain, backlog) without it, in a fresh database of its own.
+each no-op drain (drain, backlog) without it, in a fresh database of its own. Before the first system and after the
+last, the harness times a one-row commit on PostgreSQL (``Backend.commit_ms``) and the report prints it: a system
+that commits per small batch drains at a rate that follows the disk's flush time, so a rerun elsewhere can tell
+whether its ratios moved with the machine (bench/pgqueuer_check.py runs pgqueuer's drain outside the harness too).
 
 ``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique, http (default: all).
 
@@ -349,6 +352,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def commit_latencies(backends: dict[str, Backend]) -> dict[str, float]:
+    """Each server's one-row commit time now, where it has one (see ``Backend.commit_ms``)."""
+    out = {}
+    for name, backend in backends.items():
+        ms = backend.commit_ms()
+        if ms is not None:
+            out[name] = ms
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under 5 minutes")
@@ -391,6 +404,7 @@ def main() -> None:
         info["servers"] = {name: f"{b.version}, {b.where}" for name, b in backends.items()}
         info["analyze"] = {name: b.analyze_step for name, b in backends.items()}
         info["missing"] = missing
+        info["commit_ms_at_start"] = commit_latencies(backends)
         for name, why in missing.items():
             print(f"skipping every system on {name}: {why}", flush=True)
         for name, where in info["servers"].items():
@@ -400,6 +414,7 @@ def main() -> None:
                 continue
             print(f"{system.label} {info['versions'][system.key]}:", flush=True)
             results[system.key] = run_system(system, backends[system.backend], plan, scenarios)
+        info["commit_ms_at_end"] = commit_latencies(backends)
     info["elapsed_s"] = time.perf_counter() - started
     info["load_at_end"] = os.getloadavg()
     stem = opts.out or RESULTS / (datetime.date.today().isoformat() + ("-quick" if opts.quick else ""))

@@ -213,6 +213,14 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
             f"Load average (1, 5, 15 min): {', '.join(f'{v:.1f}' for v in start)} at the start, "
             f"{', '.join(f'{v:.1f}' for v in end)} at the end."
         )
+    for name, ms in info.get("commit_ms_at_start", {}).items():
+        end_ms = info.get("commit_ms_at_end", {}).get(name)
+        lines.append(
+            f"{BACKEND_NAMES[name]} commit (one-row INSERT in its own transaction, median of 50): {ms:.2f} ms at the "
+            f"start, {'?' if end_ms is None else f'{end_ms:.2f}'} ms at the end. A system that commits per small "
+            "batch drains at a rate that follows this figure (pgqueuer commits twice per dequeued batch); reruns on "
+            "a machine whose disk flushes faster or slower move its ratios."
+        )
     for name, why in info.get("missing", {}).items():
         lines.append(f"Skipped every system on {BACKEND_NAMES[name]}: {why}.")
     lines += [

@@ -66,6 +66,10 @@ class Backend:
 
     analyze_step: str | None = None  # what ``analyze`` runs, for the report; None: nothing to run
 
+    def commit_ms(self) -> float | None:
+        """How long a one-row committed write takes now (None: not measured for this backend)."""
+        return None
+
     def analyze(self, url: str) -> None:
         """What the server would soon do by itself after a fill (autovacuum's ANALYZE), done at once."""
 
@@ -78,8 +82,14 @@ class Postgres(Backend):
         self.where = where
         self.postmaster: int | None = None
         with psycopg.connect(admin_url) as conn:
-            row = conn.execute("SELECT current_setting('server_version'), pg_backend_pid()").fetchone()
+            row = conn.execute(
+                "SELECT current_setting('server_version'), pg_backend_pid(), current_setting('autovacuum')"
+            ).fetchone()
             assert row is not None
+            if row[2] == "off":
+                # Then nothing vacuums during a run (per-table settings such as pgq autovac's included): the
+                # VACUUM ANALYZE after each fill is the only one. The report says so.
+                self.where += " (autovacuum off)"
             # The postmaster is our backend's parent, read while the backend still exists (a server on
             # another machine leaves it None: its CPU is then not counted).
             with contextlib.suppress(psutil.Error):
@@ -113,6 +123,22 @@ class Postgres(Backend):
     def analyze(self, url: str) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
+
+    COMMITS = 50
+
+    def commit_ms(self) -> float | None:
+        """The median of 50 one-row INSERTs, each its own transaction: the WAL flush on this disk, under whatever
+        else the machine and the server are doing. Systems that commit per small batch (pgqueuer commits twice
+        per dequeued batch) drain at a rate that follows it, so the report says what it was."""
+        url = self.fresh("commit_probe")
+        took = []
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE probe (i int)")
+            for i in range(self.COMMITS):
+                started = time.perf_counter()
+                conn.execute("INSERT INTO probe VALUES (%s)", (i,))
+                took.append(time.perf_counter() - started)
+        return sorted(took)[len(took) // 2] * 1000
 
 
 class Sqlite(Backend):

@@ -96,3 +96,12 @@ def test_the_report_says_how_each_system_ran_and_what_ran_after_its_fill() -> No
 
 def test_the_report_has_no_unanalyzed_rows_unless_they_ran() -> None:
     assert "without the ANALYZE (tasks/s)" not in report.markdown(document())
+
+
+def test_the_report_says_how_long_a_commit_took_around_the_run() -> None:
+    doc = document()
+    doc["info"]["commit_ms_at_start"] = {"postgres": 0.94}
+    doc["info"]["commit_ms_at_end"] = {"postgres": 1.5}
+    (line,) = [line for line in report.markdown(doc).splitlines() if line.startswith("PostgreSQL commit")]
+    assert "0.94 ms at the start, 1.50 ms at the end" in line
+    assert "PostgreSQL commit" not in report.markdown(document())  # not measured: not claimed

@@ -102,30 +102,58 @@ def file_sizes(path: Path) -> dict[str, float]:
     return {"file_mb": path.stat().st_size / 2**20, "wal_mb": (wal.stat().st_size if wal.exists() else 0) / 2**20}
 
 
-async def sizes(url: str, sqlite_path: Path | None) -> dict[str, float]:
-    if sqlite_path is not None:
-        return file_sizes(sqlite_path)
-    from urllib.parse import parse_qs, urlsplit, urlunsplit
+class Sizes:
+    """Reads the store's sizes on one connection of its own, kept open (a soak must not fail for want of a new
+    connection on a busy server); a sample that cannot be read repeats the last one and is counted."""
 
-    import psycopg
+    def __init__(self, url: str, sqlite_path: Path | None) -> None:
+        self.url, self.sqlite_path = url, sqlite_path
+        self.conn: Any = None
+        self.last: dict[str, float] = {}
+        self.missed = 0
 
-    parts = urlsplit(url)
-    schema = parse_qs(parts.query)["schema"][0]
-    names = {k: f'"{schema}".{t}' for k, t in (("t", "tasks"), ("a", "tasks_archive"), ("c", "queue_counts"),
-                                              ("d", "count_deltas"), ("m", "finished_minutes"))}  # fmt: skip
-    async with await psycopg.AsyncConnection.connect(urlunsplit(parts._replace(query="")), autocommit=True) as conn:
-        row = await (await conn.execute(_PG_SIZES, names)).fetchone()
-    assert row is not None
-    heap, index, archive, kept, dead, live, autovacuums = row
-    return {
-        "tasks_heap_mb": heap / 2**20,
-        "tasks_index_mb": index / 2**20,
-        "archive_mb": archive / 2**20,
-        "kept_counts_kb": kept / 1024,
-        "dead_tuples": float(dead),
-        "live_tuples": float(live),
-        "autovacuums": float(autovacuums),
-    }
+    async def read(self) -> dict[str, float]:
+        if self.sqlite_path is not None:
+            return file_sizes(self.sqlite_path)
+        try:
+            self.last = await self._read_pg()
+        except Exception as exc:
+            self.missed += 1
+            print(f"  (sample of sizes missed: {exc})", flush=True)
+            if self.conn is not None:
+                with contextlib.suppress(Exception):
+                    await self.conn.close()
+                self.conn = None
+        return dict(self.last)
+
+    async def _read_pg(self) -> dict[str, float]:
+        from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+        import psycopg
+
+        parts = urlsplit(self.url)
+        schema = parse_qs(parts.query)["schema"][0]
+        names = {k: f'"{schema}".{t}' for k, t in (("t", "tasks"), ("a", "tasks_archive"), ("c", "queue_counts"),
+                                                  ("d", "count_deltas"), ("m", "finished_minutes"))}  # fmt: skip
+        if self.conn is None:
+            plain = urlunsplit(parts._replace(query=""))
+            self.conn = await psycopg.AsyncConnection.connect(plain, autocommit=True)
+        row = await (await self.conn.execute(_PG_SIZES, names)).fetchone()
+        assert row is not None
+        heap, index, archive, kept, dead, live, autovacuums = row
+        return {
+            "tasks_heap_mb": heap / 2**20,
+            "tasks_index_mb": index / 2**20,
+            "archive_mb": archive / 2**20,
+            "kept_counts_kb": kept / 1024,
+            "dead_tuples": float(dead),
+            "live_tuples": float(live),
+            "autovacuums": float(autovacuums),
+        }
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
 
 
 async def produce(store: taskstore.Store, rate: float, seconds: float, stats: dict[str, float]) -> None:
@@ -165,6 +193,7 @@ async def soak(url: str, sqlite_path: Path | None, opts: argparse.Namespace) -> 
                 while spans.header()[0] < 1:
                     await asyncio.sleep(0.1)
                 starts.new_delays()
+                sizer = Sizes(url, sqlite_path)
                 stats = {"errors": 0.0, "lag_s": 0.0}
                 producer = asyncio.create_task(produce(store, opts.rate, seconds, stats))
                 began = last = time.perf_counter()
@@ -181,7 +210,7 @@ async def soak(url: str, sqlite_path: Path | None, opts: argparse.Namespace) -> 
                         "p99_ms": pct(delays, 0.99) * 1000,
                         "errors": stats["errors"],
                         "producer_lag_s": stats["lag_s"],
-                        **await sizes(url, sqlite_path),
+                        **await sizer.read(),
                     }
                     rows.append(row)
                     print("  " + "  ".join(f"{k} {v:,.1f}" for k, v in row.items()), flush=True)
@@ -189,6 +218,7 @@ async def soak(url: str, sqlite_path: Path | None, opts: argparse.Namespace) -> 
                     if producer.done() and done - 1 >= int(opts.rate * seconds):
                         break
                 await producer
+                await sizer.close()
         spans.close()
     return rows
 

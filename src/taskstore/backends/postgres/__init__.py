@@ -403,7 +403,7 @@ class PostgresDriver:
                 listener.result()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.pool.close()
+            await pool.close()
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

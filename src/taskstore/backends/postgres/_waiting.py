@@ -52,6 +52,9 @@ class Connections:
         self._probing: asyncio.Task[str | None] | None = None
         self.worked_at = time.monotonic()  # when a connection last came back from a statement the server answered
 
+    async def close(self) -> None:
+        await self.pool.close()
+
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         conn = await self._acquire()

@@ -156,6 +156,7 @@ async def main() -> None:
     parser.add_argument("--no-trace", action="store_true", help="no per-statement tracing: totals only")
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--cli", action="store_true", help="drain with `taskstore worker` in a process of its own")
+    parser.add_argument("--worker-url-options", default="", help="with --cli: appended to the worker's URL (a=b&c=d)")
     parser.add_argument("--py-spy", default=None, help="with --cli: record the worker with py-spy into this file")
     args = parser.parse_args()
     n = args.tasks
@@ -192,7 +193,8 @@ async def main() -> None:
             await explain(store, 100)
             return
         if args.cli:
-            await cli_drain(store, url, n, args.concurrency, args.py_spy)
+            worker_url = f"{url}&{args.worker_url_options}" if args.worker_url_options else url
+            await cli_drain(store, worker_url, n, args.concurrency, args.py_spy)
             await app.aclose()
             return
         worker = taskstore.Worker(app, ["bench"], args.concurrency, prefetch=args.concurrency)

@@ -8,9 +8,12 @@ task for each statement (its backend's /proc/<pid>/schedstat around it, see pg_d
 client's. Variants run interleaved (A, B, C, A, B, C, ...), since the load on a shared machine drifts:
 
 - base: the schema as migrated;
-- notrig: without the kept-counts trigger on UPDATE (migration 11);
+- notrig: without the kept-counts trigger on UPDATE (migration 11); emptytrig: with it, but its body empty (what
+  remains is the transition tables' cost);
 - noqk, nolease, nofin: without the index tasks_queue_kind, tasks_lease_timeouts, tasks_finished (a non-HOT
   update inserts into every index whose predicate the new row satisfies);
+- custom: every statement planned for its own parameters (``plan_cache_mode=force_custom_plan``), never by
+  the generic plan a prepared statement may switch to after five runs; generic: always that generic plan;
 - ff50: the table rewritten with fillfactor 50 (room on the page for the new row version).
 
 Only for measuring: every one of these takes away something the store needs.
@@ -36,10 +39,22 @@ from .pg_drain_profile import Tracer
 VARIANTS: dict[str, list[str]] = {
     "base": [],
     "notrig": ["ALTER TABLE {schema}.tasks DISABLE TRIGGER tasks_count_update"],
+    "emptytrig": [  # the trigger fires and its transition tables are kept, but its body does nothing
+        "CREATE OR REPLACE FUNCTION {schema}.count_updated() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RETURN NULL; END $$"
+    ],
+    "custom": [],  # every statement planned for its parameters (URL_OPTIONS)
+    "generic": [],  # every prepared statement planned once for any parameters (URL_OPTIONS)
     "noqk": ["DROP INDEX {schema}.tasks_queue_kind"],
     "nolease": ["DROP INDEX {schema}.tasks_lease_timeouts"],
     "nofin": ["DROP INDEX {schema}.tasks_finished"],
     "ff50": ["ALTER TABLE {schema}.tasks SET (fillfactor = 50)", "VACUUM FULL {schema}.tasks"],
+}
+
+# Connection options of a variant: appended to the store's URL.
+URL_OPTIONS = {
+    "custom": "options=-c%20plan_cache_mode%3Dforce_custom_plan",
+    "generic": "options=-c%20plan_cache_mode%3Dforce_generic_plan",
 }
 
 
@@ -47,6 +62,8 @@ async def run(variant: str, n: int, batch: int, tracer: Tracer, postgres: str | 
     with pg_schema(postgres, "bench_variant") as url:
         if url is None:
             return
+        if variant in URL_OPTIONS:
+            url = f"{url}&{URL_OPTIONS[variant]}"
         async with taskstore.open(url) as store:
             driver: Any = store._driver
             tracer.names = {id(q): name for name, q in driver.q.items()}

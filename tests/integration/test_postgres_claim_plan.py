@@ -1,0 +1,66 @@
+"""The claim statements' generic plans: what a prepared claim runs once PostgreSQL plans it for any parameters.
+
+psycopg prepares a statement after five runs on a connection, and PostgreSQL may then keep one plan for every
+LIMIT and queue. The claimed rows must still be found by the primary key: a plan that scans the whole tasks
+table per claim makes each claim cost as much as the table is big.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import taskstore
+from taskstore import NewTask
+
+from ..postgres_server import new_schema, with_schema
+
+pytestmark = pytest.mark.asyncio
+
+# Each claim statement with its parameters' values; TYPES gives a prepared statement their types.
+CLAIMS: dict[str, dict[str, Any]] = {
+    "claim_queue": {"worker": "w", "queue": "q", "limit": 100},
+    "claim_any": {"worker": "w", "limit": 100},
+    "claim_queues": {"worker": "w", "queues": ["q", "r"], "limit": 100},
+    "claim_seqs": {"buckets": "[]", "seqs": [1, 2, 3], "worker": "w"},
+}
+
+TYPES = {"now": "timestamptz", "worker": "text", "queue": "text", "limit": "bigint", "queues": "text[]",
+         "buckets": "text", "seqs": "bigint[]"}  # fmt: skip
+
+
+def scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from scans(child)
+
+
+@pytest.mark.parametrize("name", sorted(CLAIMS))
+async def test_a_claims_generic_plan_reads_no_whole_table(postgres_db: str, name: str) -> None:
+    url = with_schema(postgres_db, new_schema())
+    async with taskstore.open(url) as store:
+        await store.create_many(NewTask("q", "k", {"i": i}) for i in range(2_000))
+        driver: Any = store._driver
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("ANALYZE {}.tasks").format(sql.Identifier(driver.schema)))
+            text = driver.q[name].as_string(conn)
+            names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+            for i, param in enumerate(names, 1):
+                text = text.replace(f"%({param})s", f"${i}")
+            values = {"now": None, **CLAIMS[name]}
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            with conn.transaction(force_rollback=True):  # EXPLAIN ANALYZE claims: nothing of it is kept
+                types = sql.SQL(", ").join(sql.SQL(TYPES[n]) for n in names)
+                conn.execute(sql.SQL("PREPARE claim_plan ({}) AS {}").format(types, sql.SQL(text)))
+                arguments = sql.SQL(", ").join(sql.Literal(values[n]) for n in names)  # EXPLAIN binds no parameters
+                explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_plan ({})").format(arguments)
+                row = conn.execute(explain).fetchone()
+        assert row is not None
+        plan = row[0][0]["Plan"]
+        whole = [s for s in scans(plan) if s["Node Type"] == "Seq Scan" and s.get("Relation Name") == "tasks"]
+        assert not whole, f"{name}'s generic plan scans the whole tasks table: {whole}"

@@ -68,7 +68,7 @@ class Maintenance:
                 await self._step("purge statuses", self.store.purge_statuses())
                 due["purge"] = now + cfg.purge_every
             if now >= due["vacuum"]:
-                await self._vacuum()
+                await self._step("vacuum", self._vacuum())
                 due["vacuum"] = now + cfg.vacuum_every
             self.fired += await self._step("recurring", self.store.enqueue_due_recurring())
             wait = min(due.values()) - time.monotonic()
@@ -86,14 +86,11 @@ class Maintenance:
         waits = [(r.next_at - now).total_seconds() for r in schedules if r.next_at is not None]
         return min([self.config.recurring_poll, *waits])
 
-    async def _vacuum(self) -> None:
-        try:
-            vacuumed = await self.store.vacuum()
-        except TaskstoreError as exc:
-            log.warning("maintenance step vacuum failed, will retry: %s", exc)
-            return
+    async def _vacuum(self) -> int:
+        vacuumed = await self.store.vacuum()
         if vacuumed:
             log.debug("vacuumed %s", ", ".join(vacuumed))
+        return len(vacuumed)
 
     async def _step(self, name: str, work: Awaitable[int]) -> int:
         try:

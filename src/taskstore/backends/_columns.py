@@ -13,10 +13,16 @@ from functools import lru_cache
 from typing import Any
 
 from ..codec import dump_json
-from ..model import AttemptFailure, Claim, Failure, Report, Result, State, Task, trusted_task
+from ..model import AttemptFailure, Claim, DeadSummary, Failure, Report, Result, State, Task, trusted_task
 from ..retry import RetryPolicy
 
 _STATES = {s.value: s for s in State}
+
+
+def dead_summary(row: Any, time: Callable[[Any], datetime]) -> DeadSummary:
+    """A ``dead_summaries`` row (id, queue, kind, finished_at, failure type, cut message) as a ``DeadSummary``."""
+    task_id, queue, kind, at, type_, message = row
+    return DeadSummary(task_id, queue, kind, None if at is None else time(at), str(type_ or ""), str(message or ""))
 
 
 @lru_cache(maxsize=64)

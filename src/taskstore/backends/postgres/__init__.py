@@ -77,7 +77,7 @@ from ...model import (
 )
 from ...retry import DEFAULT_POLICY
 from .. import _groups
-from .._columns import hold_text
+from .._columns import dead_summary, hold_text
 from .._sql import load_queries
 
 try:
@@ -183,6 +183,10 @@ _UNIQUE_ROUNDS = 5
 _CLAIM_ROUNDS = 4
 # After a one-statement claim met a limited key, claims take the limit-aware path for this long (seconds).
 _LIMITED_HINT_FOR = 1.0
+
+
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(UTC)
 
 
 def _server_down(exc: BaseException) -> bool:
@@ -842,10 +846,7 @@ class PostgresDriver:
 
     async def dead_summaries(self, limit: int) -> list[DeadSummary]:
         rows = await self._fetchall("dead_summaries", limit=limit, chars=DEAD_MESSAGE_CHARS)
-        return [
-            DeadSummary(i, q, k, None if at is None else at.astimezone(UTC), str(t or ""), str(m or ""))
-            for i, q, k, at, t, m in rows
-        ]
+        return [dead_summary(row, _utc) for row in rows]
 
     async def vacuum(self) -> list[str]:
         """VACUUM (and ANALYZE) each churning table whose dead rows passed ``VACUUM_DEAD_ROWS`` plus

@@ -49,6 +49,7 @@ from ...gates import KeyGate
 from ...health import HealthReport, Thresholds
 from ...model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, State, Task, WorkerHeartbeat
 from .. import _groups
+from .._columns import dead_summary
 from .._sql import load_script
 from . import _flow, _health
 from ._checkpoints import Checkpointer
@@ -516,10 +517,7 @@ class SQLiteDriver:
     async def dead_summaries(self, limit: int) -> list[DeadSummary]:
         params = {"limit": limit, "chars": DEAD_MESSAGE_CHARS}
         rows = await self._run(lambda c: c.execute(Q["dead_summaries"], params).fetchall())
-        return [
-            DeadSummary(i, q, k, None if at is None else from_us(at), str(t or ""), str(m or ""))
-            for i, q, k, at, t, m in rows
-        ]
+        return [dead_summary(row, from_us) for row in rows]
 
     async def vacuum(self) -> list[str]:
         return []  # one version of each row: a deleted row's pages go to the free list and are used again

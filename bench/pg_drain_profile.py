@@ -157,6 +157,7 @@ async def main() -> None:
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--cli", action="store_true", help="drain with `taskstore worker` in a process of its own")
     parser.add_argument("--worker-url-options", default="", help="with --cli: appended to the worker's URL (a=b&c=d)")
+    parser.add_argument("--worker-args", default="", help="with --cli: more arguments for `taskstore worker`")
     parser.add_argument("--py-spy", default=None, help="with --cli: record the worker with py-spy into this file")
     args = parser.parse_args()
     n = args.tasks
@@ -194,7 +195,7 @@ async def main() -> None:
             return
         if args.cli:
             worker_url = f"{url}&{args.worker_url_options}" if args.worker_url_options else url
-            await cli_drain(store, worker_url, n, args.concurrency, args.py_spy)
+            await cli_drain(store, worker_url, n, args.concurrency, args.py_spy, args.worker_args.split())
             await app.aclose()
             return
         worker = taskstore.Worker(app, ["bench"], args.concurrency, prefetch=args.concurrency)
@@ -245,7 +246,9 @@ def process_ns(pid: int) -> int:
     return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
-async def cli_drain(store: taskstore.Store, url: str, n: int, concurrency: int, spy: str | None) -> None:
+async def cli_drain(
+    store: taskstore.Store, url: str, n: int, concurrency: int, spy: str | None, more: list[str]
+) -> None:
     import psutil
 
     peers = Path(__file__).parent / "peers"
@@ -254,7 +257,7 @@ async def cli_drain(store: taskstore.Store, url: str, n: int, concurrency: int, 
         spans.write_bytes(bytes(64))  # _spans.HEADER and no records: noop handlers only count
         cli = Path(sys.executable).parent / "taskstore"
         cmd = [str(cli), "worker", "taskstore_app:app", "--url", url, "--queue", "bench", "--concurrency",
-               str(concurrency), "--prefetch", str(concurrency), "--log-level", "warning"]  # fmt: skip
+               str(concurrency), "--prefetch", str(concurrency), "--log-level", "warning", *more]  # fmt: skip
         if spy:
             cmd = [
                 str(Path(sys.executable).parent / "py-spy"),
@@ -263,11 +266,15 @@ async def cli_drain(store: taskstore.Store, url: str, n: int, concurrency: int, 
                 "250",
                 "-f",
                 "raw",
+                *(["--native"] if os.environ.get("BENCH_SPY_NATIVE") else []),
                 "-o",
                 spy,
                 "--",
                 *cmd,
             ]
+        if os.environ.get("BENCH_WRAP"):  # e.g. "strace -f -c -o /tmp/trace": the worker under another tool
+            cmd = [*os.environ["BENCH_WRAP"].split(), *cmd]
+            spy = spy or "wrapped"  # the worker is the wrapper's child
         env = {**os.environ, "BENCH_SPANS": str(spans)}
         w0 = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(*cmd, cwd=peers, env=env, stdout=subprocess.DEVNULL)

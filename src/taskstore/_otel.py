@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -147,19 +149,34 @@ def extracted(headers: Mapping[str, str]) -> Iterator[None]:
 
 
 class Tracing:
-    """The worker's tracer: from the provider it was given, else the global one (looked up per attempt, so
-    an SDK configured after the worker started is used). None while that provider records nothing."""
+    """The worker's tracer: from the provider it was given, else the global one. None while that provider
+    records nothing.
+
+    The global provider is looked up again at most once a second, so an SDK configured after the worker
+    started is used from then on; not per attempt, since while none is set each lookup reads the
+    environment (``OTEL_PYTHON_TRACER_PROVIDER``), a few percent of a busy worker's CPU.
+    """
+
+    RECHECK = 1.0  # seconds between lookups of the global provider
 
     def __init__(self, provider: TracerProvider | None = None) -> None:
         self._provider = provider
         self._seen: object = None
         self._tracer: Tracer | None = None
+        self._recheck_at = -math.inf
 
     def tracer(self) -> Tracer | None:
         otel = api()
         if otel is None:
             return None
-        provider = self._provider if self._provider is not None else otel.trace.get_tracer_provider()
+        if self._provider is not None:
+            provider = self._provider
+        else:
+            now = time.monotonic()
+            if now < self._recheck_at:
+                return self._tracer
+            self._recheck_at = now + self.RECHECK
+            provider = otel.trace.get_tracer_provider()
         if provider is not self._seen:
             from . import __version__
 

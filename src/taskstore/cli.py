@@ -7,6 +7,7 @@ line on stderr and exit non-zero, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import _ids, errors, limits
+from . import _ids, _loops, errors, limits
 from ._connect import default_url, redact, worker_url
 from ._connect import open as open_store
 from ._render import json_text, printable, task_json
@@ -206,6 +207,11 @@ _EXIT_WATCHDOG = 3.0  # seconds from a stopped worker to a forced exit
 
 
 async def _run_worker(worker: Worker) -> None:
+    # What is alive now (modules, the App, its handlers) lives as long as the process: out of the cyclic
+    # collector's sight, a full collection no longer walks it, which a busy worker otherwise does every few
+    # seconds (~6% of its CPU at 10,000 tasks/s).
+    gc.collect()
+    gc.freeze()
     try:
         await worker.run(install_signals=True)
     finally:
@@ -816,6 +822,12 @@ def build_app() -> typer.Typer:
             ),
         ] = None,
         metrics_host: Annotated[str, typer.Option(help="Address the --metrics-port server listens on.")] = "127.0.0.1",
+        loop: Annotated[
+            str,
+            typer.Option(
+                help="Event loop: auto (uvloop when installed, else asyncio's), asyncio, or uvloop.",
+            ),
+        ] = "auto",
     ) -> None:
         """Run a worker for an App until SIGTERM or SIGINT (a second signal stops at once)."""
         from .maintenance import MaintenanceConfig
@@ -851,7 +863,7 @@ def build_app() -> typer.Typer:
                 maintenance_config=config,
                 observers=() if exporter is None else (exporter.metrics,),
             )
-            asyncio.run(_run_worker(w))
+            _loops.run(_run_worker(w), loop)
         except errors.TaskstoreError as exc:
             cli.fail(exc)
         finally:

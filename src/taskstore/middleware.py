@@ -2,8 +2,10 @@
 
 A middleware is ``async def mw(ctx: TaskContext, call_next) -> Any``: it may act before and after
 ``await call_next(ctx)``, change ``ctx``, turn an exception into another, or not call on at all.
-Logging and the handler timeout are middleware themselves; an App's own middleware runs between
-them, so a timeout covers only the handler, and the log sees what user middleware made of it.
+An App's own middleware runs between the attempt's log line (outermost: it sees what user middleware
+made of the outcome) and the handler timeout (innermost: it covers only the handler). The worker does
+those two itself, around and inside the chain (``log_attempt``, ``call_with_timeout``), rather than as two
+more links: each link is a coroutine frame per attempt, a cost every task pays.
 
 Middleware runs on the worker's event loop. What must happen in a *sync* handler's own thread (per-thread
 resources: Django's database connections) is a thread context instead: ``app.thread_context(factory)``
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -64,38 +65,33 @@ class HandlerTimeout(TaskstoreError, TimeoutError):
     """A handler ran past its ``@app.task(timeout=…)``; the worker cancelled it and failed the attempt."""
 
 
-async def timeout_middleware(ctx: TaskContext, call_next: CallNext) -> Any:
+async def call_with_timeout(ctx: TaskContext, call: CallNext) -> Any:
+    """``call(ctx)`` within the handler's ``timeout``: past it, cancelled and failed with ``HandlerTimeout``."""
     limit = ctx.handler.options_.timeout
     if limit is None:
-        return await call_next(ctx)
+        return await call(ctx)
     try:
         async with asyncio.timeout(limit):
-            return await call_next(ctx)
+            return await call(ctx)
     except TimeoutError as exc:
         raise HandlerTimeout(f"{ctx.handler.kind} ran past its {limit:g}s timeout") from exc
 
 
-async def logging_middleware(ctx: TaskContext, call_next: CallNext) -> Any:
-    """One line per attempt: INFO when it is done, WARNING when it fails and will retry, ERROR when it ends dead.
+def log_attempt(ctx: TaskContext, seconds: float, exc: BaseException | None = None) -> None:
+    """One line per attempt: INFO when it is done or was interrupted, WARNING when it failed and will retry,
+    ERROR when it ends dead (with the failure's traceback).
 
     At 10,000 tasks a second the INFO line is the worker's largest cost after the store (see README), so
-    each level is checked before anything is formatted, and a worker logging at WARNING pays one check.
+    each level is checked before anything is formatted.
     """
-    if not log.isEnabledFor(logging.WARNING):
-        return await call_next(ctx)
-    start = time.perf_counter()
-    try:
-        value = await call_next(ctx)
-    except asyncio.CancelledError:
-        if log.isEnabledFor(logging.INFO):  # the worker says why (lease lost, cancel request, stop) where it knows
-            log.info("%s: interrupted after %.3fs", _attempt(ctx.task), time.perf_counter() - start)
-        raise
-    except BaseException as exc:  # SystemExit and the like fail the attempt too (the worker catches them)
-        log_failure(ctx.task, attempt_outcome(exc, ctx.handler.options_.retry_for)[0], time.perf_counter() - start)
-        raise
-    if log.isEnabledFor(logging.INFO):
-        log.info("%s: done in %.3fs", _attempt(ctx.task), time.perf_counter() - start)
-    return value
+    if exc is None:
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: done in %.3fs", _attempt(ctx.task), seconds)
+    elif isinstance(exc, asyncio.CancelledError):  # the worker says why (lease lost, cancel, stop) where it knows
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: interrupted after %.3fs", _attempt(ctx.task), seconds)
+    else:  # SystemExit and the like fail the attempt too (the worker catches them)
+        log_failure(ctx.task, attempt_outcome(exc, ctx.handler.options_.retry_for)[0], seconds)
 
 
 def _attempt(task: Task) -> str:

@@ -44,13 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import _observe, _otel, errors, limits
 from ._connect import redact
+from ._loops import loop_name
 from ._threads import HandlerThreads, outcome_of
 from .client import App, TaskFunction
 from .codec import UndecodablePayload, encode
 from .context import StopFlag, _current, _stop
 from .control import attempt_outcome
 from .maintenance import Maintenance, MaintenanceConfig
-from .middleware import CallNext, TaskContext, chain, log_failure, logging_middleware, timeout_middleware, within
+from .middleware import CallNext, TaskContext, call_with_timeout, chain, log_attempt, log_failure, within
 from .model import Claim, Failure, State, Task, WorkerHeartbeat, check_queue
 from .store import Store
 
@@ -270,11 +271,12 @@ class Worker:
                 )
             )
         log.info(
-            "worker %s started on %s: queues %s, concurrency %d",
+            "worker %s started on %s: queues %s, concurrency %d, %s event loop",
             self.worker_id,
             redact(self._store.url),
             ",".join(self.queues),
             self.concurrency,
+            loop_name(asyncio.get_running_loop()),
         )
 
     def request_stop(self, *, immediate: bool = False) -> None:
@@ -504,10 +506,13 @@ class Worker:
                 return _ENDED
             assert self._pipeline is not None
             observers = self.store.observers
-            started = time.perf_counter() if observers else 0.0
+            started = time.perf_counter()
             try:
                 try:
                     value = await self._pipeline(prepared)
+                except BaseException as exc:
+                    log_attempt(prepared, time.perf_counter() - started, exc)
+                    raise
                 finally:
                     if observers:
                         seconds = time.perf_counter() - started
@@ -524,6 +529,7 @@ class Worker:
                 job.error = exc
                 await self._write_failure(job, *self._failure_of(exc, prepared))
                 return _ENDED
+            log_attempt(prepared, time.perf_counter() - started)
             if value is not None:
                 try:
                     encode(self.store.codec, value, "the handler's result")
@@ -572,7 +578,9 @@ class Worker:
         self._threads.close()
 
     def _chain(self) -> CallNext:
-        return chain([logging_middleware, *self.app.middlewares, timeout_middleware], self._call_handler)
+        # The attempt's log line and the handler timeout wrap this chain from outside and inside (_run_attempt,
+        # _call_handler): see the middleware module.
+        return chain(self.app.middlewares, self._call_handler)
 
     def _prepare(self, task: Task) -> TaskContext | Failure:
         handler = self.app.tasks.get(task.kind)
@@ -615,6 +623,11 @@ class Worker:
         return self._signatures[handler.kind]
 
     async def _call_handler(self, ctx: TaskContext) -> Any:
+        if ctx.handler.options_.timeout is not None:
+            return await call_with_timeout(ctx, self._call_now)
+        return await self._call_now(ctx)
+
+    async def _call_now(self, ctx: TaskContext) -> Any:
         fn = ctx.handler.fn
         if ctx.handler.is_async:
             return await fn(*ctx.args, **ctx.kwargs)

@@ -115,3 +115,25 @@ def test_a_url_flag_equal_to_the_apps_is_quiet(tmp_path: Path) -> None:
     stderr = _run_worker(tmp_path, "--url", app_url, env_url=app_url)
     assert f"started on {app_url}" in stderr
     assert _warnings(stderr) == []
+
+
+def test_the_worker_runs_on_uvloop_by_default_and_on_asyncio_when_asked(tmp_path: Path) -> None:
+    """uvloop is a dependency where it is built (not Windows, not PyPy): the worker takes it unless told not to,
+    and does the same work on either loop."""
+    url = f"sqlite:///{tmp_path / 'loops.db'}"
+    _write_app(tmp_path, url)
+    for flags, loop in (((), "uvloop"), (("--loop", "asyncio"), "asyncio")):
+        task_id = asyncio.run(_enqueue(url))
+        stderr = _run_worker(tmp_path, *flags, until=f"task {task_id} (job) on queue q, attempt 1/10: done in")
+        assert f"concurrency 10, {loop} event loop" in stderr
+        assert asyncio.run(_state(url, task_id)) is State.DONE
+
+
+def test_an_unknown_loop_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'loops.db'}"
+    _write_app(tmp_path, url)
+    task_id = asyncio.run(_enqueue(url))
+    stderr = _run_worker(tmp_path, "--loop", "trio", until="never printed")
+    assert "unknown event loop 'trio': expected one of auto, asyncio, uvloop" in stderr
+    assert "started on" not in stderr
+    assert asyncio.run(_state(url, task_id)) is State.QUEUED

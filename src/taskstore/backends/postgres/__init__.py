@@ -1104,11 +1104,9 @@ class PostgresDriver:
 
         Without ``returning`` only the ids come back: accepted items are ``None``.
         """
-        items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
-        payload = json.dumps(items, separators=(",", ":"))
         channel = self.status_channel if self.notify else ""
         rows = await self._fetchall(
-            "complete_many" if returning else "complete_many_ids", items=payload, status_channel=channel
+            "complete_many" if returning else "complete_many_ids", **_batch_params(changes), status_channel=channel
         )
         done: dict[str, Outcome | None] = (
             {r[1]: task_from_row(r) for r in rows} if returning else {r[0]: None for r in rows}
@@ -1133,10 +1131,7 @@ class PostgresDriver:
         self, changes: Sequence[tuple[str, Completion]], returning: bool
     ) -> dict[str, Outcome | None]:
         """Complete the group members of a batch, fenced as ever, and settle their groups in the same transaction."""
-        items = [[c.lease.task_id, c.lease.token, c.lease.worker_id, _b64(c.value)] for _, c in changes]
-        params = self._params(
-            items=json.dumps(items, separators=(",", ":")), status_channel=self.status_channel if self.notify else ""
-        )
+        params = self._params(**_batch_params(changes), status_channel=self.status_channel if self.notify else "")
         async with self._conn() as conn, conn.transaction():
             rows = await (await conn.execute(self.q["complete_members"], params)).fetchall()
             if not rows:
@@ -1438,6 +1433,17 @@ class PostgresDriver:
 
     async def purge_heartbeats(self, before: datetime) -> int:
         return await self._execute("purge_heartbeats", before=before)
+
+
+def _batch_params(changes: Sequence[tuple[str, Completion]]) -> dict[str, list[Any]]:
+    """A batch of completions as the parallel arrays _complete_batch unnests."""
+    leases = [c.lease for _, c in changes]
+    return {
+        "ids": [lease.task_id for lease in leases],
+        "tokens": [lease.token for lease in leases],
+        "workers": [lease.worker_id for lease in leases],
+        "values": [c.value for _, c in changes],
+    }
 
 
 def _b64(data: bytes | None) -> str | None:

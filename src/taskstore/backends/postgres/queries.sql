@@ -369,10 +369,12 @@ UPDATE {schema}.tasks
 -- A batch of completions in one fenced statement (the completer's hot path). It sets what
 -- transitions.mark_done sets; rows whose lease does not match are left alone and read back. The same
 -- statement tells status watchers in other processes (one notification, delivered at commit).
+-- The batch comes as parallel arrays (one element per completion), not a JSON document: neither side then
+-- encodes, parses or base64s each result.
 -- name: _complete_batch
 WITH batch AS (
-    SELECT e->>0 AS id, e->>1 AS token, e->>2 AS worker_id, decode(e->>3, 'base64') AS value
-      FROM jsonb_array_elements(%(items)s::jsonb) AS b(e)
+    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(workers)s::text[], %(values)s::bytea[])
+        AS b(id, token, worker_id, value)
 ),
 locked AS MATERIALIZED (
     SELECT t.seq, batch.value FROM {schema}.tasks t JOIN batch ON t.id = batch.id

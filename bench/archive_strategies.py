@@ -21,9 +21,11 @@ server is shared, so a cluster-wide LSN difference would count the other session
 seconds the sizes and dead rows of tasks and the archive. Then the reads of the archive (get by id, a page
 newest first) by the same CPU measure.
 
-A second part (``--tasks-partitioned``) answers whether the tasks table itself should be partitioned so finished
-rows are dropped rather than deleted: the cost of finishing a task when that moves its row between partitions,
-against the in-place update of today, and what a partitioned table does to the unique id.
+A second part (``--reads 0,8,31,168``) reads an archive spread over that many partitions (a lookup by id has no
+partition key: it probes each one). A third (``--tasks-partitioned N``) answers whether the tasks table itself
+should be partitioned so finished rows are dropped rather than deleted: the cost of finishing a task when that
+moves its row between partitions, against the in-place update of today, what a partitioned table does to the
+unique id, and the claim's plan.
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ def prepare(url: str, schema: str, strategy: str) -> None:
         )
         conn.execute(sql.SQL("DROP TABLE {}.tasks_archive_old").format(s))
         conn.execute(sql.SQL("ALTER TABLE {}.tasks_archive ADD PRIMARY KEY (seq, archived_at)").format(s))
-        conn.execute(sql.SQL("CREATE INDEX tasks_archive_id ON {}.tasks_archive (id)").format(s))
+        conn.execute(sql.SQL("CREATE INDEX tasks_archive_id_seq ON {}.tasks_archive (id, seq)").format(s))
         conn.execute(
             sql.SQL(
                 "CREATE INDEX tasks_archive_group ON {}.tasks_archive (group_id) WHERE group_id IS NOT NULL"
@@ -323,7 +325,52 @@ def report(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-# -- part 2: the tasks table partitioned so that finished rows could be dropped ---------------------------------
+# -- part 2: reads of an archive split into many partitions -----------------------------------------------------
+
+
+def reads_by_partitions(url: str, counts: list[int], rows: int) -> list[str]:
+    """get by id and the newest page, on an archive of ``rows`` tasks spread over each count of partitions: a
+    lookup by id has no partition key, so it probes every partition's index (hours kept a week: 168)."""
+    lines = []
+    for count in counts:
+        schema = f"bench_arch_reads_{random.randrange(16**6):06x}"
+        prepare(url, schema, "partitions" if count else "batch")
+        s = sql.Identifier(schema)
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                for day in range(count):
+                    part = sql.Identifier(schema, f"tasks_archive_d{day}")
+                    lo, hi = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day), timedelta(days=1)
+                    conn.execute(
+                        sql.SQL("CREATE TABLE {} PARTITION OF {}.tasks_archive FOR VALUES FROM ({}) TO ({})").format(
+                            part, s, sql.Literal(lo), sql.Literal(lo + hi)
+                        )
+                    )
+                conn.execute(sql.SQL(FEED.replace("%(n)s", str(int(rows)))).format(s=s))
+                conn.execute(
+                    sql.SQL(
+                        "WITH moved AS (DELETE FROM {s}.tasks RETURNING *)"
+                        " INSERT INTO {s}.tasks_archive SELECT moved.*, timestamptz '2026-01-01 00:00Z'"
+                        " + (moved.seq % {n}) * interval '1 day' + interval '1 hour'"
+                        " FROM moved"
+                    ).format(s=s, n=sql.Literal(max(count, 1)))
+                )
+            arch = Archiver(url, schema, "partitions" if count else "batch", argparse.Namespace())
+            try:
+                reads = measure_reads(arch, schema)
+            finally:
+                arch.conn.close()
+            label = f"{count} partitions" if count else "one table (today)"
+            lines.append(
+                f"  {label:<18}: get by id {reads['get']:6.0f} us cpu, newest page of 50 {reads['page']:6.0f} us"
+            )
+        finally:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(s))
+    return lines
+
+
+# -- part 3: the tasks table partitioned so that finished rows could be dropped ---------------------------------
 
 TASKS_LIKE = """
 CREATE TABLE {t} (
@@ -434,6 +481,7 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=1, help="batch, partitions, batch, partitions, ...")
     parser.add_argument("--only", choices=("batch", "partitions"), default=None)
+    parser.add_argument("--reads", default="", help="part 2: partition counts to read across, e.g. 0,8,31,168")
     parser.add_argument("--tasks-partitioned", type=int, default=0, metavar="N", help="part 2 with N tasks")
     opts = parser.parse_args()
     print(f"archive strategies: {opts.rate} tasks/s for {opts.seconds:g} s, archived after {opts.archive_after:g} s, "
@@ -444,6 +492,9 @@ def main() -> None:
         for strategy in strategies:
             with _timed(f"{strategy} round {rnd + 1}"):
                 out += report(run(opts.postgres, strategy, opts))
+    if opts.reads:
+        out.append("reads of an archive of 60,000 tasks by number of partitions (0: not partitioned):")
+        out += reads_by_partitions(opts.postgres, [int(c) for c in opts.reads.split(",")], 60_000)
     if opts.tasks_partitioned:
         out.append(f"tasks table partitioned by finished or not ({opts.tasks_partitioned:,} tasks, batches of 50):")
         out += tasks_partitioned(opts.postgres, opts.tasks_partitioned, 50)

@@ -25,7 +25,8 @@ A second part (``--reads 0,8,31,168``) reads an archive spread over that many pa
 partition key: it probes each one). A third (``--tasks-partitioned N``) answers whether the tasks table itself
 should be partitioned so finished rows are dropped rather than deleted: the cost of finishing a task when that
 moves its row between partitions, against the in-place update of today, what a partitioned table does to the
-unique id, and the claim's plan.
+unique id, and the claim's plan. A fourth (``--renewals N``) counts how many lease renewals are HOT updates, today
+and with a fillfactor and the lease index keyed on claimed_at instead of times_out_at.
 """
 
 from __future__ import annotations
@@ -462,6 +463,73 @@ def tasks_partitioned(url: str, n: int, batch: int) -> list[str]:
     return lines
 
 
+# -- part 4: can a lease renewal be a HOT update? -------------------------------------------------------------
+
+# What write_report (a renewal, the heartbeat's update) changes, for a batch of claimed tasks.
+RENEW = """
+UPDATE {s}.tasks SET times_out_at = times_out_at + interval '1 second', report_at = now(), updated_at = now(),
+                     version = version + 1
+ WHERE seq = ANY(%(seqs)s)
+"""
+RENEWAL_VARIANTS = {
+    "today": [],
+    "fillfactor 70": ["ALTER TABLE {s}.tasks SET (fillfactor = 70)", "VACUUM FULL {s}.tasks"],
+    "fillfactor 70, lease index on claimed_at": [
+        "ALTER TABLE {s}.tasks SET (fillfactor = 70)",
+        "DROP INDEX {s}.tasks_lease_timeouts",
+        "CREATE INDEX tasks_lease_claimed ON {s}.tasks (claimed_at) WHERE state = 'claimed'",
+        "VACUUM FULL {s}.tasks",
+    ],
+}
+
+
+def lease_renewals(url: str, n: int, rounds: int = 3) -> list[str]:
+    """n claimed tasks renewed ``rounds`` times each, 50 a statement: how many updates were HOT, CPU and WAL each.
+    A HOT update writes no index entry; it needs no indexed column changed (times_out_at is one, by the lease
+    index the reaper walks) and room on the row's page (fillfactor)."""
+    lines = []
+    for label, steps in RENEWAL_VARIANTS.items():
+        schema = f"bench_arch_hot_{random.randrange(16**6):06x}"
+        s = sql.Identifier(schema)
+
+        async def fill(schema: str) -> None:
+            async with taskstore.open(f"{url}{'&' if '?' in url else '?'}schema={schema}") as store:
+                await store.create_many(taskstore.NewTask("q", "k", {"i": i}) for i in range(n))
+                while await store.claim("w", limit=500):
+                    pass
+
+        import asyncio
+
+        asyncio.run(fill(schema))
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                for step in steps:
+                    conn.execute(sql.SQL(step).format(s=s))
+                conn.execute(sql.SQL("VACUUM ANALYZE {}.tasks").format(s))
+                seqs = [r[0] for r in conn.execute(sql.SQL("SELECT seq FROM {}.tasks ORDER BY seq").format(s))]
+                stats = sql.SQL(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = {}::regclass"
+                ).format(sql.Literal(f"{schema}.tasks"))
+                upd0, hot0 = conn.execute(stats).fetchone()  # type: ignore[misc]
+                pid, cpu0, wal = conn.info.backend_pid, cpu_seconds(conn.info.backend_pid), 0
+                explain = sql.SQL("EXPLAIN (ANALYZE, WAL, TIMING OFF, FORMAT JSON) ") + sql.SQL(RENEW).format(s=s)
+                for _ in range(rounds):  # each its own transaction, as renewals are: pruning frees their pages
+                    for i in range(0, len(seqs), 50):
+                        (doc,) = conn.execute(explain, {"seqs": seqs[i : i + 50]}).fetchone()  # type: ignore[misc]
+                        wal += int((doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"]["WAL Bytes"])
+                cpu = cpu_seconds(pid) - cpu0
+                conn.execute("SELECT pg_stat_force_next_flush()")
+                time.sleep(0.5)
+                upd1, hot1 = conn.execute(stats).fetchone()  # type: ignore[misc]
+                upd, hot = upd1 - upd0, hot1 - hot0
+            lines.append(f"  {label:<40}: HOT {hot:,} of {upd:,} renewals, cpu {cpu / upd * 1e6:5.1f} us, "
+                         f"WAL {wal / upd:4.0f} B a renewal")  # fmt: skip
+        finally:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(s))
+    return lines
+
+
 @contextmanager
 def _timed(label: str) -> Iterator[None]:
     t0 = time.monotonic()
@@ -482,6 +550,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="batch, partitions, batch, partitions, ...")
     parser.add_argument("--only", choices=("batch", "partitions"), default=None)
     parser.add_argument("--reads", default="", help="part 2: partition counts to read across, e.g. 0,8,31,168")
+    parser.add_argument("--renewals", type=int, default=0, metavar="N", help="part 4: HOT renewals of N claimed")
     parser.add_argument("--tasks-partitioned", type=int, default=0, metavar="N", help="part 2 with N tasks")
     opts = parser.parse_args()
     print(f"archive strategies: {opts.rate} tasks/s for {opts.seconds:g} s, archived after {opts.archive_after:g} s, "
@@ -498,6 +567,9 @@ def main() -> None:
     if opts.tasks_partitioned:
         out.append(f"tasks table partitioned by finished or not ({opts.tasks_partitioned:,} tasks, batches of 50):")
         out += tasks_partitioned(opts.postgres, opts.tasks_partitioned, 50)
+    if opts.renewals:
+        out.append(f"lease renewals of {opts.renewals:,} claimed tasks (3 each, 50 a statement):")
+        out += lease_renewals(opts.postgres, opts.renewals)
     print("\n".join(out))
 
 

@@ -251,7 +251,7 @@ def run(url: str, strategy: str, opts: argparse.Namespace) -> dict[str, Any]:
             if now >= next_archive:
                 arch.archive()
                 arch.purge()
-                next_archive = now + 1.0
+                next_archive = now + opts.archive_every
             if now >= next_vacuum:
                 arch.vacuum()
                 next_vacuum = now + 5.0
@@ -545,6 +545,7 @@ def main() -> None:
     parser.add_argument("--archive-after", type=float, default=10.0)
     parser.add_argument("--keep", type=float, default=60.0, help="seconds the archive keeps a task")
     parser.add_argument("--slot", type=int, default=10, help="seconds of archived_at per partition")
+    parser.add_argument("--archive-every", type=float, default=1.0, help="seconds between archiver rounds")
     parser.add_argument("--batch", type=int, default=1000, help="rows per archive / purge statement")
     parser.add_argument("--sample", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=1, help="batch, partitions, batch, partitions, ...")

@@ -115,8 +115,12 @@ _PROBE_PREFIX = "probe:"
 # BackendUnavailable (the worker retries).
 CHECK_IF_IDLE_FOR = 1.0
 # The tables whose rows are updated or deleted all day, and when the store vacuums one itself (``vacuum``):
-# dead rows past this many plus this share of its live ones.
-CHURNED_TABLES = ("tasks", "count_deltas", "queue_counts", "worker_heartbeats", "statuses", "groups", "limits")
+# dead rows past this many plus this share of its live ones. finished_minutes loses its week-old minutes every
+# fold (a row per minute, queue and state): few a minute, but with autovacuum off nothing else ever removes them
+# or their primary key entries, so it grew a little every day for good.
+CHURNED_TABLES = (
+    "tasks", "count_deltas", "queue_counts", "finished_minutes", "worker_heartbeats", "statuses", "groups", "limits"
+)  # fmt: skip
 VACUUM_DEAD_ROWS = 5_000
 VACUUM_DEAD_SHARE = 0.1
 # Single creates sent together carry at most this many rows in one statement (see _coalesce.py).

@@ -4,7 +4,7 @@
                                     [--sqlite-options checkpoint_interval=0.1] [--concurrency 10]
 
 For each rate, on a fresh store (a new SQLite file; with ``--postgres``, a schema of its own, see local_pg.py):
-a worker is started as users run it, ``taskstore worker taskstore_flow_app:app --url URL --queue bench`` (CLI
+a worker is started as users run it, ``taskstore worker taskstore_app:app --url URL --queue bench`` (CLI
 defaults otherwise), in a process of its own. Once it has run a first task, this process, the one producer,
 enqueues ``rate x seconds`` tasks open loop: task ``i`` is sent at ``t0 + i/rate`` whether or not the earlier
 ones have returned, each by one ``store.create(NewTask(...))``. The handler notes when it starts in a
@@ -50,7 +50,7 @@ WARMUP_KEY = -1
 def worker(url: str, spans: Path, concurrency: int | None) -> Iterator[subprocess.Popen[bytes]]:
     cli = Path(sys.executable).parent / "taskstore"
     level = os.environ.get("BENCH_TASKSTORE_LOG_LEVEL", "warning")  # as in peers/taskstore_bench.py
-    cmd = [str(cli), "worker", "taskstore_flow_app:app", "--url", url, "--queue", "bench", "--log-level", level]
+    cmd = [str(cli), "worker", "taskstore_app:app", "--url", url, "--queue", "bench", "--log-level", level]
     if concurrency is not None:
         cmd += ["--concurrency", str(concurrency)]
     proc = subprocess.Popen(cmd, cwd=PEERS, env={**os.environ, "BENCH_SPANS": str(spans)})

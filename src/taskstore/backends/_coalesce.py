@@ -7,7 +7,11 @@ inserts are on their way at a time, and each takes everything that queued meanwh
 multi-row insert: one statement, one commit, one NOTIFY. Nothing waits on a timer for a batch to fill: when no
 insert is on its way, a create leaves at once, alone, as before.
 
-Each caller gets its own result or its own error: ``send`` answers per row (see ``PostgresDriver._send_batch``).
+On PostgreSQL a batch is one multi-row statement on a pool connection; on SQLite, whose one connection lives on one
+thread, it is one ``BEGIN IMMEDIATE`` transaction: one hop to that thread and one commit for the whole batch
+instead of one each (``flights=1`` there, as that thread runs one call at a time).
+
+Each caller gets its own result or its own error: ``send`` answers per row (see each driver's ``_send_batch``).
 A caller cancelled while its row waits is left out of the batch; one cancelled once its batch has left may
 still be created, as a single create cancelled mid-round-trip may.
 """
@@ -18,9 +22,9 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from ... import errors
-from ...backend import NewRow
-from ...model import Task
+from .. import errors
+from ..backend import NewRow
+from ..model import Task
 
 # What ``send`` answers for each row of a batch, in order: the task it created, or the error that row alone met.
 Send = Callable[[Sequence[NewRow]], Awaitable[list[Task | BaseException]]]

@@ -141,11 +141,11 @@ async def run_once(
         spans.close()
     if dump is not None:  # one row per task, to see when in the run the slow ones were sent
         with dump.open("w") as out:
-            out.write("i,sent_s,call_ms,start_ms\n")
+            out.write("i,sent_s,call_ms,start_ms,sent_at\n")  # sent_at: perf_counter, to line up with other traces
             for i in range(total):
                 call = f"{(returned[i] - sent[i]) * 1000:.3f}" if returned[i] else ""
                 start = f"{(started[i] - sent[i]) * 1000:.3f}" if i in started else ""
-                out.write(f"{i},{sent[i] - sent[0]:.4f},{call},{start}\n")
+                out.write(f"{i},{sent[i] - sent[0]:.4f},{call},{start},{sent[i]!r}\n")
     calls = [(returned[i] - sent[i]) * 1000 for i in range(total) if returned[i]]
     to_start = [(started[i] - sent[i]) * 1000 for i in range(total) if i in started]
     load = os.getloadavg()[0]

@@ -45,6 +45,16 @@ def test_concurrent_single_creates_go_together_in_fewer_transactions(url: str) -
     asyncio.run(scenario())
 
 
+def test_a_create_made_as_soon_as_the_last_one_returns_is_sent(url: str) -> None:
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            for i in range(3):  # no await between one create's answer and the next create
+                await store.create(NewTask("q", "k", {"n": i}))
+            assert await store.count() == 3
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
 def test_a_store_closed_and_opened_again_creates_again(url: str) -> None:
     async def scenario() -> None:
         store = taskstore.open(url)

@@ -49,9 +49,7 @@ class Coalescer:
         done: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
         self._waiting.append((row, done))
         if len(self._flying) < self._flights:
-            flight = asyncio.get_running_loop().create_task(self._fly(), name="taskstore-insert")
-            self._flying.add(flight)
-            flight.add_done_callback(self._flying.discard)
+            self._flying.add(asyncio.get_running_loop().create_task(self._fly(), name="taskstore-insert"))
         return await done
 
     def _take(self) -> list[tuple[NewRow, asyncio.Future[Task]]]:
@@ -76,6 +74,14 @@ class Coalescer:
         return batch
 
     async def _fly(self) -> None:
+        try:
+            await self._carry()
+        finally:
+            # At once, not in a done callback: the caller its last batch answered may create again before such a
+            # callback runs, and would then find this flight still counted though it takes nothing more.
+            self._flying.discard(asyncio.current_task())
+
+    async def _carry(self) -> None:
         while self._waiting:
             batch = self._take()
             if not batch:

@@ -26,6 +26,7 @@ from rich.text import Text
 from . import _ids, errors, limits
 from ._connect import default_url, redact, worker_url
 from ._connect import open as open_store
+from ._gc import freeze_startup
 from ._render import json_text, printable, task_json
 from .client import App
 from .model import Limit, NewTask, QueueInfo, RecurringTask, State, Task, WorkerHeartbeat, check_queue
@@ -207,6 +208,8 @@ _EXIT_WATCHDOG = 3.0  # seconds from a stopped worker to a forced exit
 
 async def _run_worker(worker: Worker) -> None:
     try:
+        await worker.start()
+        freeze_startup()  # the App, the store and the modules they import live as long as the process (_gc.py)
         await worker.run(install_signals=True)
     finally:
         await worker.app.aclose()

@@ -1,10 +1,10 @@
 """Single enqueues at a steady rate against a ``taskstore worker`` process: enqueue-call and enqueue->start latency.
 
     python -m bench.enqueue_latency [--rate 500 --rate 2000] [--seconds 10] [--postgres URL | --no-sqlite]
-                                    [--sqlite-options checkpoint_interval=0.1] [--concurrency 10]
+                                    [--sqlite-options checkpoint_interval=0.1] [--concurrency 10] [--prefetch 0]
 
 For each rate, on a fresh store (a new SQLite file; with ``--postgres``, a schema of its own, see local_pg.py):
-a worker is started as users run it, ``taskstore worker taskstore_flow_app:app --url URL --queue bench`` (CLI
+a worker is started as users run it, ``taskstore worker taskstore_app:app --url URL --queue bench`` (CLI
 defaults otherwise), in a process of its own. Once it has run a first task, this process, the one producer,
 enqueues ``rate x seconds`` tasks open loop: task ``i`` is sent at ``t0 + i/rate`` whether or not the earlier
 ones have returned, each by one ``store.create(NewTask(...))``. The handler notes when it starts in a
@@ -47,12 +47,14 @@ WARMUP_KEY = -1
 
 
 @contextlib.contextmanager
-def worker(url: str, spans: Path, concurrency: int | None) -> Iterator[subprocess.Popen[bytes]]:
+def worker(url: str, spans: Path, concurrency: int | None, prefetch: int | None) -> Iterator[subprocess.Popen[bytes]]:
     cli = Path(sys.executable).parent / "taskstore"
     level = os.environ.get("BENCH_TASKSTORE_LOG_LEVEL", "warning")  # as in peers/taskstore_bench.py
-    cmd = [str(cli), "worker", "taskstore_flow_app:app", "--url", url, "--queue", "bench", "--log-level", level]
+    cmd = [str(cli), "worker", "taskstore_app:app", "--url", url, "--queue", "bench", "--log-level", level]
     if concurrency is not None:
         cmd += ["--concurrency", str(concurrency)]
+    if prefetch is not None:
+        cmd += ["--prefetch", str(prefetch)]
     proc = subprocess.Popen(cmd, cwd=PEERS, env={**os.environ, "BENCH_SPANS": str(spans)})
     try:
         yield proc
@@ -80,7 +82,13 @@ def summary(label: str, ms: list[float]) -> str:
 
 
 async def run_once(
-    url: str, wal: Path | None, rate: float, seconds: float, concurrency: int | None, dump: Path | None = None
+    url: str,
+    wal: Path | None,
+    rate: float,
+    seconds: float,
+    concurrency: int | None,
+    prefetch: int | None = None,
+    dump: Path | None = None,
 ) -> None:
     total = int(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="bench-enqlat-") as tmp:
@@ -88,7 +96,7 @@ async def run_once(
         _spans.create(spans_path, capacity=total + 10)
         spans = _spans.Spans(spans_path)
         async with taskstore.open(url) as store:  # creates the schema before the worker opens the store
-            with worker(url, spans_path, concurrency) as proc:
+            with worker(url, spans_path, concurrency, prefetch) as proc:
                 await store.create(NewTask("bench", "keyed", {"args": [0.0, WARMUP_KEY], "kwargs": {}}))
                 deadline = time.monotonic() + 60
                 while spans.header()[0] < 1:
@@ -141,11 +149,11 @@ async def run_once(
         spans.close()
     if dump is not None:  # one row per task, to see when in the run the slow ones were sent
         with dump.open("w") as out:
-            out.write("i,sent_s,call_ms,start_ms\n")
+            out.write("i,sent_s,call_ms,start_ms,sent_at\n")  # sent_at: perf_counter, to line up with other traces
             for i in range(total):
                 call = f"{(returned[i] - sent[i]) * 1000:.3f}" if returned[i] else ""
                 start = f"{(started[i] - sent[i]) * 1000:.3f}" if i in started else ""
-                out.write(f"{i},{sent[i] - sent[0]:.4f},{call},{start}\n")
+                out.write(f"{i},{sent[i] - sent[0]:.4f},{call},{start},{sent[i]!r}\n")
     calls = [(returned[i] - sent[i]) * 1000 for i in range(total) if returned[i]]
     to_start = [(started[i] - sent[i]) * 1000 for i in range(total) if i in started]
     load = os.getloadavg()[0]
@@ -166,6 +174,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, action="append", help="tasks/s (repeatable; default 500 and 2000)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=None, help="the worker's --concurrency (default: CLI's)")
+    parser.add_argument("--prefetch", type=int, default=None, help="the worker's --prefetch (default: CLI's)")
     parser.add_argument("--sqlite-options", default="", help="query options for the SQLite URL, e.g. busy_timeout=5")
     parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     parser.add_argument("--postgres", default=None, help="also measure PostgreSQL at this URL (its own schema)")
@@ -183,14 +192,15 @@ def main() -> None:
                 db = Path(tmp) / "tasks.db"
                 url = f"sqlite:///{db}" + (f"?{args.sqlite_options}" if args.sqlite_options else "")
                 dump = None if args.dump is None else Path(f"{args.dump}-sqlite-{rate:g}.csv")
-                asyncio.run(run_once(url, Path(f"{db}-wal"), rate, args.seconds, args.concurrency, dump))
+                wal = Path(f"{db}-wal")
+                asyncio.run(run_once(url, wal, rate, args.seconds, args.concurrency, args.prefetch, dump))
     if args.postgres:
         print("PostgreSQL:")
         for rate in rates:
             with pg_schema(args.postgres, "enqlat") as url:
                 if url is not None:
                     dump = None if args.dump is None else Path(f"{args.dump}-postgres-{rate:g}.csv")
-                    asyncio.run(run_once(url, None, rate, args.seconds, args.concurrency, dump))
+                    asyncio.run(run_once(url, None, rate, args.seconds, args.concurrency, args.prefetch, dump))
 
 
 if __name__ == "__main__":

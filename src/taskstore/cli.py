@@ -27,6 +27,7 @@ from rich.text import Text
 from . import _ids, _loops, errors, limits
 from ._connect import default_url, redact, worker_url
 from ._connect import open as open_store
+from ._gc import freeze_startup
 from ._render import json_text, printable, task_json
 from .client import App
 from .model import Limit, NewTask, QueueInfo, RecurringTask, State, Task, WorkerHeartbeat, check_queue
@@ -213,6 +214,8 @@ async def _run_worker(worker: Worker) -> None:
     gc.collect()
     gc.freeze()
     try:
+        await worker.start()
+        freeze_startup()  # the App, the store and the modules they import live as long as the process (_gc.py)
         await worker.run(install_signals=True)
     finally:
         await worker.app.aclose()

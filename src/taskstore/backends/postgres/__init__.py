@@ -18,7 +18,7 @@
   transaction: the worker holding it reads its in-flight tasks' cancel flags at once (without
   notifications it learns at its next lease renewal).
 - Single creates that arrive while inserts are on their way go together as one multi-row insert, each
-  caller answered on its own (``_coalesce.py``); a busy pool is waited for as long as it keeps working, a
+  caller answered on its own (``backends/_coalesce.py``); a busy pool is waited for as long as it keeps working, a
   server that cannot be reached is reported within about a second (``_waiting.py``).
 - The schema is created and upgraded by numbered migrations under an advisory lock.
 
@@ -90,8 +90,8 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the PostgreSQL backend needs psycopg 3 and psycopg-pool: pip install 'taskstore[postgres]'"
     ) from exc
 
+from .._coalesce import Coalescer
 from . import _health
-from ._coalesce import Coalescer
 from ._rows import gate_from_row, limit_from_row, task_from_row, write_statement
 from ._waiting import Connections
 
@@ -123,7 +123,7 @@ CHURNED_TABLES = (
 )  # fmt: skip
 VACUUM_DEAD_ROWS = 5_000
 VACUUM_DEAD_SHARE = 0.1
-# Single creates sent together carry at most this many rows in one statement (see _coalesce.py).
+# Single creates sent together carry at most this many rows in one statement (see backends/_coalesce.py).
 COALESCE_MAX_ROWS = 500
 
 _NOW_FROM_PARAM_OR_DB = "coalesce(%(now)s::timestamptz, now())"
@@ -665,7 +665,7 @@ class PostgresDriver:
         if conn is not None:
             return await self._insert_joined(rows, conn.raw, unique)
         if len(rows) == 1 and not unique:
-            # A single create goes with the others queued meanwhile (_coalesce.py); a unique one keeps its own
+            # A single create goes with the others queued meanwhile (.._coalesce); a unique one keeps its own
             # transaction (its key's holder is read back in it), and a batch is all-or-nothing on its own.
             return [await self._coalescer.insert(rows[0])]
         return await self._insert_own(rows, unique)

@@ -7,7 +7,11 @@ inserts are on their way at a time, and each takes everything that queued meanwh
 multi-row insert: one statement, one commit, one NOTIFY. Nothing waits on a timer for a batch to fill: when no
 insert is on its way, a create leaves at once, alone, as before.
 
-Each caller gets its own result or its own error: ``send`` answers per row (see ``PostgresDriver._send_batch``).
+On PostgreSQL a batch is one multi-row statement on a pool connection; on SQLite, whose one connection lives on one
+thread, it is one ``BEGIN IMMEDIATE`` transaction: one hop to that thread and one commit for the whole batch
+instead of one each (``flights=1`` there, as that thread runs one call at a time).
+
+Each caller gets its own result or its own error: ``send`` answers per row (see each driver's ``_send_batch``).
 A caller cancelled while its row waits is left out of the batch; one cancelled once its batch has left may
 still be created, as a single create cancelled mid-round-trip may.
 """
@@ -18,9 +22,9 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from ... import errors
-from ...backend import NewRow
-from ...model import Task
+from .. import errors
+from ..backend import NewRow
+from ..model import Task
 
 # What ``send`` answers for each row of a batch, in order: the task it created, or the error that row alone met.
 Send = Callable[[Sequence[NewRow]], Awaitable[list[Task | BaseException]]]
@@ -45,9 +49,7 @@ class Coalescer:
         done: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
         self._waiting.append((row, done))
         if len(self._flying) < self._flights:
-            flight = asyncio.get_running_loop().create_task(self._fly(), name="taskstore-insert")
-            self._flying.add(flight)
-            flight.add_done_callback(self._flying.discard)
+            self._flying.add(asyncio.get_running_loop().create_task(self._fly(), name="taskstore-insert"))
         return await done
 
     def _take(self) -> list[tuple[NewRow, asyncio.Future[Task]]]:
@@ -72,6 +74,14 @@ class Coalescer:
         return batch
 
     async def _fly(self) -> None:
+        try:
+            await self._carry()
+        finally:
+            # At once, not in a done callback: the caller its last batch answered may create again before such a
+            # callback runs, and would then find this flight still counted though it takes nothing more.
+            self._flying.discard(asyncio.current_task())
+
+    async def _carry(self) -> None:
         while self._waiting:
             batch = self._take()
             if not batch:

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskstore.worker")
 
 _RETRY_PAUSE = 0.5  # after the store could not be reached
+_CLAIMERS = 2  # claims on their way at once (see _claim_loop)
 _MAX_RETRY_PAUSE = 2.0
 _FLUSH_TRIES = 10  # a completion the store refuses for another reason than being unreachable
 _FAILURE_TRIES = 3
@@ -191,6 +192,8 @@ class Worker:
         self._maintenance_config = maintenance_config
         self._jobs: dict[str, _Job] = {}  # every task this worker holds a lease on: running or waiting
         self._waiting: collections.deque[_Job] = collections.deque()  # claimed, not yet started (prefetch)
+        self._reserved = 0  # slots the claims on their way may fill
+        self._claimers: list[asyncio.Task[None]] = []
         self._running = 0
         self._done: list[tuple[_Job, Any]] = []
         self._flushing: list[tuple[_Job, Any]] = []  # the batch the completer is writing
@@ -256,8 +259,11 @@ class Worker:
         await self._store.set_worker_heartbeat(self._heartbeat())  # visible from the moment start() returns
         spawn = asyncio.get_running_loop().create_task
         self._completer = spawn(self._guard("completer", self._complete_loop), name="taskstore-completer")
+        self._claimers = [
+            spawn(self._guard("claimer", self._claim_loop), name=f"taskstore-claimer-{n}") for n in range(_CLAIMERS)
+        ]
         self._background = [
-            spawn(self._guard("claimer", self._claim_loop), name="taskstore-claimer"),
+            *self._claimers,
             spawn(self._guard("heart-beat", self._beat_loop), name="taskstore-heartbeat"),
             self._completer,
             spawn(self._guard("worker record", self._record_loop), name="taskstore-record"),
@@ -299,9 +305,9 @@ class Worker:
         self._stopping = True
         self._stop_requested.set()
         self._capacity.set()
-        claimer = self._background[0]
-        with contextlib.suppress(asyncio.CancelledError):
-            await claimer  # it returns within claim_wait; tasks it claims meanwhile are released
+        for claimer in self._claimers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await claimer  # it returns within claim_wait; tasks it claims meanwhile are released
         grace = self.grace if grace is None else grace
         deadline = time.monotonic() + grace
         await self._drain(grace)
@@ -309,7 +315,7 @@ class Worker:
         self._quit_background.set()
         self._done_ready.set()
         self._beat_wake.set()
-        for task in self._background[1:]:
+        for task in self._background[len(self._claimers) :]:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, timeout=max(self.claim_wait, 5.0))
         self._threads.close()
@@ -402,15 +408,27 @@ class Worker:
 
     # -- claiming -------------------------------------------------------------------------------
 
+    def _free(self) -> int:
+        return self.concurrency + self.prefetch - len(self._jobs) - self._reserved
+
     async def _claim_loop(self) -> None:
+        """One of the worker's claimers (_CLAIMERS of them): each claims the room no claim on its way has taken.
+
+        With one claimer, the slots that free while its claim is on its way wait for its round trip before they
+        are even asked for, and the slots then split into groups that take turns (3 and 7 of 10): two round
+        trips per batch, the tail of enqueue->start. A second claimer asks for them meanwhile. Slots are
+        reserved before a claim goes out and given back when it returns, so together they never hold more
+        than concurrency + prefetch.
+        """
         store = self.store
         while not self._stopping and not self._stop_requested.is_set():
-            free = self.concurrency + self.prefetch - len(self._jobs)
+            free = self._free()
             if free <= 0:
                 self._capacity.clear()
-                if self.concurrency + self.prefetch - len(self._jobs) <= 0:
+                if self._free() <= 0:
                     await self._capacity.wait()
                 continue
+            self._reserved += free
             try:
                 tasks = await store.claim(
                     self.worker_id,
@@ -424,11 +442,15 @@ class Worker:
                 log.warning("worker %s could not claim: %s", self.worker_id, exc)
                 await asyncio.sleep(_RETRY_PAUSE)
                 continue
+            finally:
+                self._reserved -= free  # no await from here to the holds below: no other claimer sees the gap
             if self._stop_requested.is_set():
                 await self._give_back(tasks)
                 return
             for task in tasks:
                 self._hold(task)
+            if len(tasks) < free:
+                self._capacity.set()  # room this claim did not fill: a claimer waiting for room may take it
 
     async def _give_back(self, tasks: Sequence[Task]) -> None:
         for task in tasks:

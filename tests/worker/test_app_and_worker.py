@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import taskstore
-from taskstore import App, BinaryExponential, Failure, NewTask, State, TaskCancelled, TaskFailed, Worker, errors
+from taskstore import App, BinaryExponential, Failure, NewTask, State, Task, TaskCancelled, TaskFailed, Worker, errors
 
 pytestmark = pytest.mark.asyncio
 FAST = BinaryExponential(base=0.01, cap=0.05)
@@ -346,6 +346,56 @@ async def test_prefetch_holds_tasks_ready_but_never_runs_more_than_concurrency(a
         while await store.count(state=State.DONE) < 10:
             await asyncio.sleep(0.02)
     assert peak == 2
+
+
+async def test_a_slot_that_frees_while_a_claim_is_on_its_way_is_asked_for_at_once(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two claims on their way at once: the second claimer asks for a slot freed meanwhile, and together they never
+    ask for more than concurrency + prefetch."""
+    gates = {name: asyncio.Event() for name in ("a", "b")}
+
+    @app.task(queue="q")
+    async def gated(name: str) -> None:
+        await gates[name].wait()
+
+    store = await app.store()
+    real_claim = store.claim
+    asked: list[int] = []  # the limits of the claims on their way
+    peak: list[int] = []  # at each claim's start: how many were on their way, and the slots they asked for
+
+    async def claim(*args: Any, **kwargs: Any) -> list[Task]:
+        asked.append(kwargs["limit"])
+        peak.append(len(asked))
+        assert sum(asked) <= 2, asked
+        try:
+            return await real_claim(*args, **kwargs)
+        finally:
+            asked.remove(kwargs["limit"])
+
+    monkeypatch.setattr(store, "claim", claim)
+    await gated.enqueue("a")
+    await gated.enqueue("b")
+    async with Worker(app, concurrency=2, maintenance=False, claim_wait=5.0):
+        for _ in range(500):
+            if await store.count(state=State.CLAIMED) == 2:
+                break
+            await asyncio.sleep(0.01)
+        gates["a"].set()  # a slot frees: one claimer asks for it, and waits (nothing is queued)
+        for _ in range(500):
+            if asked == [1]:
+                break
+            await asyncio.sleep(0.01)
+        assert asked == [1]
+        gates["b"].set()  # the other slot frees while that claim still waits: the second claimer asks for it
+        for _ in range(500):
+            if asked == [1, 1]:
+                break
+            await asyncio.sleep(0.01)
+        assert asked == [1, 1]
+        third = await gated.enqueue("a")  # either claim takes it
+        assert await settle(app, third) is None
+    assert max(peak) == 2
 
 
 async def test_a_stopping_worker_gives_back_the_tasks_it_held_ready(app: App) -> None:

@@ -177,6 +177,10 @@ async def _on_caller(
 
 # One statement run in a transaction that is already open: the driver's own connection or the caller's (conn=).
 _Run = Callable[[sql.Composed, Any], Awaitable[list[Any]]]
+# A batch larger than this goes in statements of this many rows, pipelined (``_insert_piped``): small enough for
+# the client and the server to work at once on different chunks, large enough that a statement's fixed cost
+# (its plan, the seq announcement, the count trigger) stays small per row.
+_INSERT_CHUNK = 1000
 # A unique create retries its insert when the holder it conflicted with ended before it could be read back.
 _UNIQUE_ROUNDS = 5
 # A claim past key limits scans again past the keys it found full, at most this many times.
@@ -704,13 +708,36 @@ class PostgresDriver:
             if unique:
                 async with self._conn() as c, c.transaction():
                     return await self._insert_unique(_runner(c), rows)
-            async with self._conn() as c:  # one statement: atomic without a transaction block
-                returned = await (await c.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
-                return self._created(rows, returned)
+            if len(rows) <= _INSERT_CHUNK:
+                async with self._conn() as c:  # one statement: atomic without a transaction block
+                    returned = await (await c.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
+                    return self._created(rows, returned)
+            async with self._conn() as c, c.transaction():
+                return await self._insert_piped(c, rows)
         except errors.BackendUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
             raise
+
+    async def _insert_piped(self, conn: psycopg.AsyncConnection[Any], rows: Sequence[NewRow]) -> list[Task]:
+        """A large batch as statements of ``_INSERT_CHUNK`` rows, sent in a pipeline, in the open transaction.
+
+        The server inserts one chunk while this process encodes the next and builds the tasks of the one before:
+        the two CPUs work at once instead of in turn (one 10,000-row statement kept the client idle while the
+        server worked, then the server idle while the client built 10,000 tasks). Chunks go in the batch's
+        order, so seq follows it; the first announces the seqs (``_announce_seqs``), once for the transaction.
+        """
+        sent = []
+        async with conn.pipeline():
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
+                cur = conn.cursor()
+                await cur.execute(self.q["insert_tasks"], self._insert_params(chunk))
+                sent.append((chunk, cur))
+            created: list[Task] = []
+            for chunk, cur in sent:
+                created += self._created(chunk, await cur.fetchall())
+        return created
 
     async def _insert_unique(self, run: _Run, rows: Sequence[NewRow], now: datetime | None = None) -> list[Task]:
         """Insert a batch with unique tasks in the transaction ``run`` executes in (see ``Outbox.insert``).

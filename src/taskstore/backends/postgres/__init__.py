@@ -712,7 +712,7 @@ class PostgresDriver:
         try:
             if unique:
                 async with self._conn() as c, c.transaction():
-                    return await self._insert_unique(_runner(c), rows)
+                    return await self._insert_unique(_runner(c), rows, piped=c)
             if len(rows) <= _INSERT_CHUNK:
                 async with self._conn() as c:  # one statement: atomic without a transaction block
                     returned = await (await c.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
@@ -744,12 +744,35 @@ class PostgresDriver:
                 created += self._created(chunk, await cur.fetchall())
         return created
 
-    async def _insert_unique(self, run: _Run, rows: Sequence[NewRow], now: datetime | None = None) -> list[Task]:
+    async def _send_piped(
+        self, conn: psycopg.AsyncConnection[Any], query: sql.Composed, rows: Sequence[NewRow], now: datetime | None
+    ) -> list[Any]:
+        """The rows ``query`` returns for ``rows`` sent in chunks, as ``_insert_piped`` sends them."""
+        sent = []
+        async with conn.pipeline():
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                cur = conn.cursor()
+                await cur.execute(query, self._insert_params(rows[start : start + _INSERT_CHUNK], now))
+                sent.append(cur)
+            returned: list[Any] = []
+            for cur in sent:
+                returned += await cur.fetchall()
+        return returned
+
+    async def _insert_unique(
+        self,
+        run: _Run,
+        rows: Sequence[NewRow],
+        now: datetime | None = None,
+        *,
+        piped: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[Task]:
         """Insert a batch with unique tasks in the transaction ``run`` executes in (see ``Outbox.insert``).
 
         ``INSERT … ON CONFLICT DO NOTHING`` on the partial unique index decides which rows go in; for the
         rest, holders past ``unique_for`` are released and the others read back. A row whose holder was
         released, or ended before it could be read, is inserted again, a bounded number of times.
+        ``piped``: the connection ``run`` runs on, for a large first round to go in pipelined chunks.
         """
         first: dict[tuple[str, str], int] = {}  # a key's first row in the batch; later rows get its task
         pending: list[int] = []
@@ -768,7 +791,10 @@ class PostgresDriver:
         result: dict[int, Task] = {}
         for _ in range(_UNIQUE_ROUNDS):
             batch = [rows[i] for i in pending]
-            returned = await run(self.q["insert_unique_tasks"], self._insert_params(batch, now))
+            if piped is not None and len(batch) > _INSERT_CHUNK:
+                returned = await self._send_piped(piped, self.q["insert_unique_tasks"], batch, now)
+            else:
+                returned = await run(self.q["insert_unique_tasks"], self._insert_params(batch, now))
             inserted = {r[1] for r in returned}
             went_in = [i for i in pending if rows[i].id in inserted]
             for i, task in zip(went_in, self._created([rows[i] for i in went_in], returned), strict=True):

@@ -4,15 +4,18 @@ one transaction. Still all-or-nothing, in the batch's order, counted once, uniqu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
 import taskstore
-from taskstore import NewTask, State, errors
+from taskstore import NewTask, State, Task, errors
 from taskstore.backends import postgres as pg_backend
+from taskstore.retry import Exponential
 
 from ..postgres_server import new_schema, with_schema
 
@@ -160,5 +163,50 @@ def test_a_batch_from_a_generator_with_given_and_fresh_ids(url: str) -> None:
         fresh = [t.id for i, t in enumerate(tasks) if i not in given]
         assert fresh == sorted(fresh)
         assert len(set(fresh)) == len(fresh)
+
+    _run(url, scenario)
+
+
+def test_each_option_alone_and_together_is_stored_as_returned(url: str) -> None:
+    """A row is sent as long as its options need: each option alone (the last one too), all of them, none."""
+
+    async def scenario(store: taskstore.Store) -> None:
+        now = store.now()
+        options: list[dict[str, Any]] = [
+            {},
+            {"priority": -4},
+            {"max_attempts": 9},
+            {"processing_timeout": 12.5},
+            {"unique_key": "u-alone"},
+            {"unique_key": "u-for", "unique_for": 60},
+            {"unique_key": "u-states", "unique_states": {"queued", "claimed"}},
+            {"run_at": now + timedelta(minutes=3)},
+            {"context": {"k": "v"}},
+            {"reference_id": "ref"},
+            {"retry": Exponential(base=3.0)},
+            {"recurring_id": "rec"},
+            {"group_id": "grp"},
+            {"concurrency_key": "tenant"},
+            {"expires_at": now + timedelta(hours=2)},
+        ]
+        everything: dict[str, Any] = {}
+        for option in options:
+            everything.update(option)
+        everything["unique_key"] = "u-all"
+        options.append(everything)
+        batch = [NewTask("q", "k", i, **option) for i, option in enumerate(options * 2)]  # past a chunk
+        for i, new in enumerate(batch[len(options) :]):
+            if new.unique_key is not None:
+                batch[len(options) + i] = dataclasses.replace(new, unique_key=f"{new.unique_key}-2")
+        tasks = await store.create_many(batch)
+        fields = [f.name for f in dataclasses.fields(Task) if f.name not in {"args", "result", "claim", "failures"}]
+        for new, task in zip(batch, tasks, strict=True):
+            stored = await store.get(task.id)
+            assert stored.args == new.args
+            for name in fields:
+                assert getattr(stored, name) == getattr(task, name), (new, name)
+            assert task.unique_key == new.unique_key
+            assert task.concurrency_key == new.concurrency_key
+            assert task.expires_at == new.expires_at
 
     _run(url, scenario)

@@ -5,8 +5,8 @@
 
 Each round calls ``Store.create_many`` with ``--n`` no-op tasks (``--unique``: each with its own unique key, as
 bench/peers does) on a fresh schema (bench/local_pg.py). The server's CPU is read from the backends serving this
-store's database, so give it a database of its own (``--postgres``) on a shared server; the server must be on
-this machine. Printed per round: tasks/s, client µs/task, server µs/task. Not a test.
+store's database, so it runs in a database of its own (default ``bulk_bench``, created when missing); the
+server must be on this machine. Printed per round: tasks/s, client µs/task, server µs/task. Not a test.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 import taskstore
 from taskstore import NewTask
@@ -43,6 +44,14 @@ def server_cpu(monitor: psycopg.Connection[tuple[int]], database: str) -> float:
         with contextlib.suppress(OSError, ValueError):  # a backend that has just exited
             total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
     return total / 1e9
+
+
+def ensure_database(url: str, database: str) -> None:
+    """Create the measuring database when missing (its own, so that its backends are only this store's)."""
+    admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
 async def one_round(url: str, monitor: psycopg.Connection[tuple[int]], database: str, n: int, unique: bool,
@@ -74,6 +83,7 @@ async def main() -> None:
     parser.add_argument("--profile", default=None, help="write the client's cProfile of the create_many calls here")
     args = parser.parse_args()
     database = psycopg.conninfo.conninfo_to_dict(args.postgres).get("dbname", "postgres")
+    ensure_database(args.postgres, str(database))
     profile = cProfile.Profile() if args.profile else None
     rates, clients, servers = [], [], []
     with psycopg.connect(args.postgres, autocommit=True) as monitor:

@@ -38,5 +38,34 @@ def task_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def task_ids(n: int) -> list[str]:
+    """``n`` ids, as ``n`` calls of ``task_id`` would make them, for a fraction of the cost (bulk enqueue).
+
+    The clock is read and the lock taken once for the lot: the ids take the next ``n`` places of the same
+    (millisecond, counter) sequence, borrowing milliseconds ahead as ``task_id`` does once a counter is spent.
+    """
+    global _last_ms, _counter
+    if n <= 0:
+        return []
+    with _lock:
+        now = (time.time_ns() // 1_000_000) << 12
+        last = _last_ms << 12 | _counter
+        first = last + 1 if now <= last else now
+        _last_ms, _counter = divmod(first + n - 1, 0x1000)
+    bits = random.getrandbits
+    ids: list[str] = []
+    append = ids.append
+    end = first + n
+    while first < end:  # a millisecond's places at a time: their first 13 characters are the same
+        ms = (first >> 12) & 0xFFFF_FFFF_FFFF
+        stop = min(end, (first | 0xFFF) + 1)
+        head = "%08x-%04x-7" % (ms >> 16, ms & 0xFFFF)  # noqa: UP031 -- as in task_id
+        for counter in range(first & 0xFFF, ((stop - 1) & 0xFFF) + 1):
+            low = bits(62)
+            append("%s%03x-%04x-%012x" % (head, counter, 0x8000 | low >> 48, low & 0xFFFF_FFFF_FFFF))  # noqa: UP031
+        first = stop
+    return ids
+
+
 def lease_token() -> str:
     return os.urandom(16).hex()

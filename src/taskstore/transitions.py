@@ -93,6 +93,55 @@ def create(new: NewTask, *, task_id: str, now: datetime, args: Any = None, seq: 
     )
 
 
+def create_all(news: Sequence[NewTask], ids: Sequence[str], seqs: Sequence[int], now: datetime) -> list[Task]:
+    """``create(new, task_id=id, now=now, args=new.args, seq=seq)`` for each, as one loop: bulk enqueue's hot path.
+
+    The same tasks field for field (tests/unit/test_create_all.py holds them equal). Each starts from a copy
+    of the fields every new task shares; two keyword calls of 30 arguments per task cost three times as much.
+    """
+    shared: dict[str, Any] = {
+        "attempts": 0,
+        "state": State.QUEUED,
+        "claim": None,
+        "result": None,
+        "created_at": now,
+        "updated_at": now,
+        "last_enqueued_at": now,
+        "finished_at": None,
+        "version": 1,
+        "cancel_requested": False,
+        "failures": (),
+    }
+    tasks: list[Task] = []
+    append, copy, new_task, adopt = tasks.append, shared.copy, object.__new__, object.__setattr__
+    for new, task_id, seq in zip(news, ids, seqs, strict=True):
+        timeout, context, run_at, unique_for = new.processing_timeout, new.context, new.run_at, new.unique_for
+        fields = copy()
+        fields["id"] = task_id
+        fields["queue"] = new.queue
+        fields["kind"] = new.kind
+        fields["args"] = new.args
+        fields["context"] = None if context is None else dict(context)
+        fields["reference_id"] = new.reference_id
+        fields["priority"] = new.priority
+        fields["run_at"] = now if run_at is None else run_at
+        fields["max_attempts"] = DEFAULT_MAX_ATTEMPTS if new.max_attempts is None else new.max_attempts
+        fields["processing_timeout"] = DEFAULT_PROCESSING_TIMEOUT if timeout is None else timeout
+        fields["recurring_id"] = new.recurring_id
+        fields["group_id"] = new.group_id
+        fields["retry"] = DEFAULT_POLICY if new.retry is None else new.retry
+        fields["unique_key"] = new.unique_key
+        fields["concurrency_key"] = new.concurrency_key
+        fields["expires_at"] = new.expires_at
+        fields["unique_hold"] = new.unique_hold
+        fields["unique_until"] = None if unique_for is None else now + as_timedelta(unique_for)
+        fields["seq"] = seq
+        task = new_task(Task)
+        adopt(task, "__dict__", fields)  # as trusted_task does: the dict is this task's alone
+        append(task)
+    return tasks
+
+
 def as_timedelta(value: float | timedelta) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 

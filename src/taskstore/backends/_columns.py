@@ -32,6 +32,7 @@ def hold_of(text: str | None) -> frozenset[State] | None:
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=64)  # a few sets recur (most tasks keep the default): once per set, not per row of a batch
 def hold_text(hold: frozenset[State] | None) -> str | None:
     """The column form of ``unique_hold``: delimited on both sides, so a state matches with one ``instr``."""
     if hold is None:

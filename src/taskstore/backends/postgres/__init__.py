@@ -181,6 +181,10 @@ async def _on_caller(
 
 # One statement run in a transaction that is already open: the driver's own connection or the caller's (conn=).
 _Run = Callable[[sql.Composed, Any], Awaitable[list[Any]]]
+# A batch larger than this goes in statements of this many rows, pipelined (``_insert_piped``): small enough for
+# the client and the server to work at once on different chunks, large enough that a statement's fixed cost
+# (its plan, the seq announcement, the count trigger) stays small per row.
+_INSERT_CHUNK = 1000
 # A unique create retries its insert when the holder it conflicted with ended before it could be read back.
 _UNIQUE_ROUNDS = 5
 # A claim past key limits scans again past the keys it found full, at most this many times.
@@ -614,32 +618,49 @@ class PostgresDriver:
     # -- outbox ---------------------------------------------------------------------------------
 
     def _insert_params(self, rows: Sequence[NewRow], now: datetime | None = None) -> dict[str, Any]:
-        """The insert's parameters; ``now`` stamps the rows with a time already read in this transaction."""
-        batch = []
+        """The insert's parameters; ``now`` stamps the rows with a time already read in this transaction.
+
+        A row is as long as its options need (see ``_insert_rows``): most tasks set none, and a shorter row is
+        less to build, encode and parse.
+        """
+        batch: list[list[Any]] = []
+        append, b64, default_policy = batch.append, _b64, DEFAULT_POLICY
         for r in rows:
             n = r.new
-            batch.append(
-                [
-                    r.id,
-                    n.queue,
-                    n.kind,
-                    _b64(r.args),
+            row: list[Any] = [
+                r.id,
+                n.queue,
+                n.kind,
+                b64(r.args),
+                n.priority,
+                DEFAULT_MAX_ATTEMPTS if n.max_attempts is None else n.max_attempts,
+                DEFAULT_PROCESSING_TIMEOUT if n.processing_timeout is None else n.processing_timeout,
+            ]
+            retry = n.retry
+            more = (
+                n.run_at is not None
+                or n.context is not None
+                or n.reference_id is not None
+                or (retry is not None and retry is not default_policy)
+                or n.recurring_id is not None
+                or n.group_id is not None
+                or n.concurrency_key is not None
+                or n.expires_at is not None
+            )
+            if n.unique_key is not None or more:
+                row += (n.unique_key, hold_text(n.unique_hold), n.unique_for)
+            if more:
+                row += (
+                    None if n.run_at is None else n.run_at.isoformat(),
                     None if n.context is None else dict(n.context),
                     n.reference_id,
-                    n.priority,
-                    None if n.run_at is None else n.run_at.isoformat(),
-                    DEFAULT_MAX_ATTEMPTS if n.max_attempts is None else n.max_attempts,
-                    DEFAULT_PROCESSING_TIMEOUT if n.processing_timeout is None else n.processing_timeout,
-                    None if n.retry is None or n.retry is DEFAULT_POLICY else n.retry.to_spec(),
+                    None if retry is None or retry is default_policy else retry.to_spec(),
                     n.recurring_id,
                     n.group_id,
-                    n.unique_key,
-                    hold_text(n.unique_hold),
-                    n.unique_for,
                     n.concurrency_key,
                     None if n.expires_at is None else n.expires_at.isoformat(),
-                ]
-            )
+                )
+            append(row)
         channel = self.channel if self.notify else ""
         params = self._params(rows=json.dumps(batch, separators=(",", ":")), channel=channel)
         if now is not None:
@@ -647,6 +668,11 @@ class PostgresDriver:
         return params
 
     def _created(self, rows: Sequence[NewRow], returned: Sequence[Any]) -> list[Task]:
+        if len({r[2] for r in returned}) == 1:  # one statement's rows: one created_at (its clock.now)
+            seq_of = {r[1]: r[0] for r in returned}
+            now = returned[0][2].astimezone(UTC)
+            news = [row.new for row in rows]
+            return transitions.create_all(news, [row.id for row in rows], [seq_of[row.id] for row in rows], now)
         by_id = {r[1]: (r[0], r[2]) for r in returned}
         tasks = []
         for row in rows:
@@ -707,21 +733,67 @@ class PostgresDriver:
         try:
             if unique:
                 async with self._conn() as c, c.transaction():
-                    return await self._insert_unique(_runner(c), rows)
-            async with self._conn() as c:  # one statement: atomic without a transaction block
-                returned = await (await c.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
-                return self._created(rows, returned)
+                    return await self._insert_unique(_runner(c), rows, piped=c)
+            if len(rows) <= _INSERT_CHUNK:
+                async with self._conn() as c:  # one statement: atomic without a transaction block
+                    returned = await (await c.execute(self.q["insert_tasks"], self._insert_params(rows))).fetchall()
+                    return self._created(rows, returned)
+            async with self._conn() as c, c.transaction():
+                return await self._insert_piped(c, rows)
         except errors.BackendUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise errors.AlreadyExists(await self._first_taken([r.id for r in rows])) from exc
             raise
 
-    async def _insert_unique(self, run: _Run, rows: Sequence[NewRow], now: datetime | None = None) -> list[Task]:
+    async def _insert_piped(self, conn: psycopg.AsyncConnection[Any], rows: Sequence[NewRow]) -> list[Task]:
+        """A large batch as statements of ``_INSERT_CHUNK`` rows, sent in a pipeline, in the open transaction.
+
+        The server inserts one chunk while this process encodes the next and builds the tasks of the one before:
+        the two CPUs work at once instead of in turn (one 10,000-row statement kept the client idle while the
+        server worked, then the server idle while the client built 10,000 tasks). Chunks go in the batch's
+        order, so seq follows it; the first announces the seqs (``_announce_seqs``), once for the transaction.
+        """
+        sent = []
+        async with conn.pipeline():
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
+                cur = conn.cursor()
+                await cur.execute(self.q["insert_tasks"], self._insert_params(chunk))
+                sent.append((chunk, cur))
+            created: list[Task] = []
+            for chunk, cur in sent:
+                created += self._created(chunk, await cur.fetchall())
+        return created
+
+    async def _send_piped(
+        self, conn: psycopg.AsyncConnection[Any], query: sql.Composed, rows: Sequence[NewRow], now: datetime | None
+    ) -> list[Any]:
+        """The rows ``query`` returns for ``rows`` sent in chunks, as ``_insert_piped`` sends them."""
+        sent = []
+        async with conn.pipeline():
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                cur = conn.cursor()
+                await cur.execute(query, self._insert_params(rows[start : start + _INSERT_CHUNK], now))
+                sent.append(cur)
+            returned: list[Any] = []
+            for cur in sent:
+                returned += await cur.fetchall()
+        return returned
+
+    async def _insert_unique(
+        self,
+        run: _Run,
+        rows: Sequence[NewRow],
+        now: datetime | None = None,
+        *,
+        piped: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[Task]:
         """Insert a batch with unique tasks in the transaction ``run`` executes in (see ``Outbox.insert``).
 
         ``INSERT … ON CONFLICT DO NOTHING`` on the partial unique index decides which rows go in; for the
         rest, holders past ``unique_for`` are released and the others read back. A row whose holder was
         released, or ended before it could be read, is inserted again, a bounded number of times.
+        ``piped``: the connection ``run`` runs on, for a large first round to go in pipelined chunks.
         """
         first: dict[tuple[str, str], int] = {}  # a key's first row in the batch; later rows get its task
         pending: list[int] = []
@@ -740,7 +812,10 @@ class PostgresDriver:
         result: dict[int, Task] = {}
         for _ in range(_UNIQUE_ROUNDS):
             batch = [rows[i] for i in pending]
-            returned = await run(self.q["insert_unique_tasks"], self._insert_params(batch, now))
+            if piped is not None and len(batch) > _INSERT_CHUNK:
+                returned = await self._send_piped(piped, self.q["insert_unique_tasks"], batch, now)
+            else:
+                returned = await run(self.q["insert_unique_tasks"], self._insert_params(batch, now))
             inserted = {r[1] for r in returned}
             went_in = [i for i in pending if rows[i].id in inserted]
             for i, task in zip(went_in, self._created([rows[i] for i in went_in], returned), strict=True):

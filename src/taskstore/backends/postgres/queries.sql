@@ -4,14 +4,17 @@
 
 -- A batch travels as one JSON array (payloads in base64), parsed once into jsonb: far
 -- cheaper per task than thirteen bound text arrays. Rows keep the batch's order, so seq does too.
+-- A row's options come last, the unique ones first, and a row ends at its last option set (``_insert_params``):
+-- an element past a row's end reads as NULL, as a JSON null does.
 -- name: _insert_rows
-INSERT INTO {schema}.tasks (id, queue, kind, args, context, reference_id, priority, run_at, max_attempts, attempts,
-                            processing_timeout, retry, state, created_at, updated_at, last_enqueued_at, version,
-                            recurring_id, group_id, unique_key, unique_hold, unique_until, concurrency_key, expires_at)
-SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), nullif(r->4, 'null'), r->>5, (r->>6)::int,
-       coalesce((r->>7)::timestamptz, clock.now), (r->>8)::int, 0, (r->>9)::float8, nullif(r->10, 'null'), 'queued',
-       clock.now, clock.now, clock.now, 1, r->>11, r->>12, r->>13, r->>14,
-       clock.now + (r->>15)::float8 * interval '1 second', r->>16, (r->>17)::timestamptz
+INSERT INTO {schema}.tasks (id, queue, kind, args, priority, max_attempts, processing_timeout, unique_key, unique_hold,
+                            unique_until, run_at, context, reference_id, retry, recurring_id, group_id,
+                            concurrency_key, expires_at, attempts, state, created_at, updated_at, last_enqueued_at,
+                            version)
+SELECT r->>0, r->>1, r->>2, decode(r->>3, 'base64'), (r->>4)::int, (r->>5)::int, (r->>6)::float8, r->>7, r->>8,
+       clock.now + (r->>9)::float8 * interval '1 second', coalesce((r->>10)::timestamptz, clock.now),
+       nullif(r->11, 'null'), r->>12, nullif(r->13, 'null'), r->>14, r->>15, r->>16, (r->>17)::timestamptz,
+       0, 'queued', clock.now, clock.now, clock.now, 1
   FROM clock, announced, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS batch(r, ord)
  ORDER BY batch.ord
 

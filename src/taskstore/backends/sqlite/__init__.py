@@ -456,10 +456,9 @@ class SQLiteDriver:
         # walk); the transaction still covers the whole batch.
         for start in range(0, len(rows), _INSERT_CHUNK):
             chunk = rows[start : start + _INSERT_CHUNK]
-            created = [
-                transitions.create(row.new, task_id=row.id, now=now, args=row.new.args, seq=base + i)
-                for i, row in enumerate(chunk, start=start + 1)
-            ]
+            first = base + start + 1
+            news, ids = [row.new for row in chunk], [row.id for row in chunk]
+            created = transitions.create_all(news, ids, range(first, first + len(chunk)), now)
             self._insert_rows(conn, created, chunk)
             tasks += created
         return tasks

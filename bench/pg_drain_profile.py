@@ -28,7 +28,6 @@ import collections
 import contextlib
 import cProfile
 import io
-import json
 import os
 import pstats
 import resource
@@ -127,6 +126,8 @@ async def explain(store: taskstore.Store, batch: int) -> None:
     driver: Any = store._driver
     pool = getattr(driver._pool, "pool", driver._pool)
     async with pool.connection() as conn:
+        if os.environ.get("BENCH_PLAN_MODE"):  # e.g. force_generic_plan: the plan a prepared statement may switch to
+            await conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(os.environ["BENCH_PLAN_MODE"])))
         params = driver._params(worker="explainer", limit=batch, queue="bench")
         text = driver.q["claim_queue"].as_string(conn)
         rows = await (await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)).fetchall()
@@ -139,8 +140,13 @@ async def explain(store: taskstore.Store, batch: int) -> None:
                 )
             )
         ).fetchall()
-        items = json.dumps([[i, t, w, None] for i, t, w in claimed])
-        params = driver._params(items=items, status_channel=driver.status_channel)
+        params = driver._params(
+            ids=[i for i, _, _ in claimed],
+            tokens=[t for _, t, _ in claimed],
+            workers=[w for _, _, w in claimed],
+            values=[None for _ in claimed],
+            status_channel=driver.status_channel,
+        )
         text = driver.q["complete_many_ids"].as_string(conn)
         rows = await (await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)).fetchall()
         print("complete_many_ids,", len(claimed), "tasks")

@@ -409,7 +409,13 @@ class Worker:
     # -- claiming -------------------------------------------------------------------------------
 
     def _free(self) -> int:
-        return self.concurrency + self.prefetch - len(self._jobs) - self._reserved
+        """Room for more claims. Finished tasks whose results are not yet written keep their leases (and stay
+        claimed in the store) until the completer writes them: past one batch of those, claim no more until it
+        catches up. Otherwise claims that outpace completions grow that backlog without bound, and with it what
+        each completion costs and how long each lease must be renewed."""
+        unwritten = len(self._done) + len(self._flushing)
+        behind = max(0, unwritten - self.completion_batch)
+        return self.concurrency + self.prefetch - len(self._jobs) - self._reserved - behind
 
     async def _claim_loop(self) -> None:
         """One of the worker's claimers (_CLAIMERS of them): each claims the room no claim on its way has taken.
@@ -800,6 +806,7 @@ class Worker:
                 await self._flush(batch)
             finally:
                 self._flushing = []
+                self._capacity.set()  # a claimer held back by unwritten results may go on (_free)
 
     async def _write_last_results(self, deadline: float) -> None:
         """On stop, let the completer write what finished: within the grace, or a short minimum after it."""

@@ -379,11 +379,19 @@ WITH batch AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(workers)s::text[], %(values)s::bytea[])
         AS b(id, token, worker_id, value)
 ),
+-- Each row is read and locked by the unique index on id, in id order (two batches never deadlock), and only
+-- then checked: still claimed under this lease. A join on all the batch's columns would instead have the
+-- planner hash every claimed row, along the lease index, whose size it takes from statistics older than the
+-- drain's claims, and whose entries for rows claimed and then finished stay until a vacuum: a cost per
+-- completion that grew with the drain (from ~50 to ~110 us a task over 50,000 tasks).
 locked AS MATERIALIZED (
-    SELECT t.seq, batch.value FROM {schema}.tasks t JOIN batch ON t.id = batch.id
-     WHERE t.state = 'claimed' AND t.token = batch.token AND t.worker_id = batch.worker_id
-     ORDER BY t.id
-       FOR UPDATE OF t
+    SELECT t.seq, b.value
+      FROM (SELECT * FROM batch ORDER BY id) AS b
+     CROSS JOIN LATERAL (
+        -- OFFSET 0: the checks below stay out here (pushed in, the planner would pick the lease index again)
+        SELECT seq, state, token, worker_id FROM {schema}.tasks WHERE id = b.id OFFSET 0 FOR UPDATE
+     ) AS t
+     WHERE t.state = 'claimed' AND t.token = b.token AND t.worker_id = b.worker_id
 ),
 clock AS (SELECT {now_after_locks} AS now)
 UPDATE {schema}.tasks t

@@ -64,3 +64,50 @@ async def test_a_claims_generic_plan_reads_no_whole_table(postgres_db: str, name
         plan = row[0][0]["Plan"]
         whole = [s for s in scans(plan) if s["Node Type"] == "Seq Scan" and s.get("Relation Name") == "tasks"]
         assert not whole, f"{name}'s generic plan scans the whole tasks table: {whole}"
+
+
+async def test_a_completions_generic_plan_reads_its_rows_by_id_not_every_claimed_row(postgres_db: str) -> None:
+    """A completion of n tasks reads n rows by the unique index on id. Reading every claimed row along the lease
+    index instead (the plan a join on the batch's columns got) costs what all outstanding claims do, and grew
+    through a drain as that index kept the entries of rows claimed and since finished."""
+    url = with_schema(postgres_db, new_schema())
+    async with taskstore.open(url) as store:
+        await store.create_many(NewTask("q", "k", {"i": i}) for i in range(2_000))
+        driver: Any = store._driver
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("ANALYZE {}.tasks").format(sql.Identifier(driver.schema)))
+        claimed = await store.claim("w", "q", limit=500)  # claimed after the statistics, as in a drain
+        batch = claimed[:10]
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            text = driver.q["complete_many_ids"].as_string(conn)
+            names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+            for i, param in enumerate(names, 1):
+                text = text.replace(f"%({param})s", f"${i}")
+            values: dict[str, Any] = {
+                "now": None,
+                "ids": [t.id for t in batch],
+                "tokens": [t.claim.token for t in batch if t.claim is not None],
+                "workers": ["w"] * len(batch),
+                "values": [None] * len(batch),
+                "status_channel": "",
+            }
+            types = {"now": "timestamptz", "ids": "text[]", "tokens": "text[]", "workers": "text[]",
+                     "values": "bytea[]", "status_channel": "text"}  # fmt: skip
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            with conn.transaction(force_rollback=True):
+                conn.execute(
+                    sql.SQL("PREPARE complete_plan ({}) AS {}").format(
+                        sql.SQL(", ").join(sql.SQL(types[n]) for n in names), sql.SQL(text)
+                    )
+                )
+                arguments = sql.SQL(", ").join(sql.Literal(values[n]) for n in names)
+                explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE complete_plan ({})").format(arguments)
+                row = conn.execute(explain).fetchone()
+        assert row is not None
+        plan = row[0][0]["Plan"]
+        assert plan["Actual Rows"] == len(batch)  # all ten completed (and rolled back)
+        reads = [s for s in scans(plan) if s.get("Relation Name") == "tasks" and "Scan" in s["Node Type"]]
+        assert reads, plan
+        for scan in reads:
+            assert scan.get("Index Name") in ("tasks_id_key", "tasks_pkey"), scan
+            assert scan["Actual Rows"] * scan.get("Actual Loops", 1) <= 2 * len(batch), scan

@@ -398,6 +398,39 @@ async def test_a_slot_that_frees_while_a_claim_is_on_its_way_is_asked_for_at_onc
     assert max(peak) == 2
 
 
+async def test_claims_wait_while_finished_results_pile_up_unwritten(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claiming no faster than results are written: a slow store for completions holds claims back, rather than
+    the worker running ahead with every lease it then has to renew."""
+    ran = 0
+
+    @app.task(queue="q")
+    async def quick() -> None:
+        nonlocal ran
+        ran += 1
+
+    store = await app.store()
+    real_acknowledge = store.acknowledge_many
+    writes_open = asyncio.Event()
+
+    async def acknowledge_many(*args: Any, **kwargs: Any) -> Any:
+        await writes_open.wait()
+        return await real_acknowledge(*args, **kwargs)
+
+    monkeypatch.setattr(store, "acknowledge_many", acknowledge_many)
+    await store.create_many([quick.new_task() for _ in range(30)])
+    async with Worker(app, concurrency=2, completion_batch=2, maintenance=False):
+        await asyncio.sleep(1.0)
+        # 2 being written, 2 more waiting (one batch), then room for 2 more to run: never the whole queue.
+        assert ran <= 6
+        writes_open.set()
+        for _ in range(500):
+            if await store.count(state=State.DONE) == 30:
+                break
+            await asyncio.sleep(0.01)
+    assert ran == 30
+    assert await store.count(state=State.DONE) == 30
+
+
 async def test_a_stopping_worker_gives_back_the_tasks_it_held_ready(app: App) -> None:
     started = asyncio.Event()
 

@@ -40,6 +40,25 @@ def scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from scans(child)
 
 
+def generic_plan(conn: psycopg.Connection[Any], statement: Any, values: dict[str, Any], types: dict[str, str]) -> Any:
+    """EXPLAIN ANALYZE of ``statement`` (one of the driver's) as a prepared statement runs it once PostgreSQL keeps
+    one plan for any parameters; rolled back, so nothing it writes is kept. The plan's top node (JSON)."""
+    text = statement.as_string(conn)
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+    for i, param in enumerate(names, 1):
+        text = text.replace(f"%({param})s", f"${i}")
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    with conn.transaction(force_rollback=True):
+        kinds = sql.SQL(", ").join(sql.SQL(types[n]) for n in names)
+        conn.execute(sql.SQL("PREPARE generic_plan ({}) AS {}").format(kinds, sql.SQL(text)))
+        arguments = sql.SQL(", ").join(sql.Literal(values[n]) for n in names)  # EXPLAIN binds no parameters
+        explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic_plan ({})").format(arguments)
+        row = conn.execute(explain).fetchone()
+    conn.execute("DEALLOCATE generic_plan")
+    assert row is not None
+    return row[0][0]["Plan"]
+
+
 @pytest.mark.parametrize("name", sorted(CLAIMS))
 async def test_a_claims_generic_plan_reads_no_whole_table(postgres_db: str, name: str) -> None:
     url = with_schema(postgres_db, new_schema())
@@ -48,20 +67,7 @@ async def test_a_claims_generic_plan_reads_no_whole_table(postgres_db: str, name
         driver: Any = store._driver
         with psycopg.connect(postgres_db, autocommit=True) as conn:
             conn.execute(sql.SQL("ANALYZE {}.tasks").format(sql.Identifier(driver.schema)))
-            text = driver.q[name].as_string(conn)
-            names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
-            for i, param in enumerate(names, 1):
-                text = text.replace(f"%({param})s", f"${i}")
-            values = {"now": None, **CLAIMS[name]}
-            conn.execute("SET plan_cache_mode = force_generic_plan")
-            with conn.transaction(force_rollback=True):  # EXPLAIN ANALYZE claims: nothing of it is kept
-                types = sql.SQL(", ").join(sql.SQL(TYPES[n]) for n in names)
-                conn.execute(sql.SQL("PREPARE claim_plan ({}) AS {}").format(types, sql.SQL(text)))
-                arguments = sql.SQL(", ").join(sql.Literal(values[n]) for n in names)  # EXPLAIN binds no parameters
-                explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_plan ({})").format(arguments)
-                row = conn.execute(explain).fetchone()
-        assert row is not None
-        plan = row[0][0]["Plan"]
+            plan = generic_plan(conn, driver.q[name], {"now": None, **CLAIMS[name]}, TYPES)
         whole = [s for s in scans(plan) if s["Node Type"] == "Seq Scan" and s.get("Relation Name") == "tasks"]
         assert not whole, f"{name}'s generic plan scans the whole tasks table: {whole}"
 
@@ -79,10 +85,6 @@ async def test_a_completions_generic_plan_reads_its_rows_by_id_not_every_claimed
         claimed = await store.claim("w", "q", limit=500)  # claimed after the statistics, as in a drain
         batch = claimed[:10]
         with psycopg.connect(postgres_db, autocommit=True) as conn:
-            text = driver.q["complete_many_ids"].as_string(conn)
-            names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
-            for i, param in enumerate(names, 1):
-                text = text.replace(f"%({param})s", f"${i}")
             values: dict[str, Any] = {
                 "now": None,
                 "ids": [t.id for t in batch],
@@ -93,18 +95,7 @@ async def test_a_completions_generic_plan_reads_its_rows_by_id_not_every_claimed
             }
             types = {"now": "timestamptz", "ids": "text[]", "tokens": "text[]", "workers": "text[]",
                      "values": "bytea[]", "status_channel": "text"}  # fmt: skip
-            conn.execute("SET plan_cache_mode = force_generic_plan")
-            with conn.transaction(force_rollback=True):
-                conn.execute(
-                    sql.SQL("PREPARE complete_plan ({}) AS {}").format(
-                        sql.SQL(", ").join(sql.SQL(types[n]) for n in names), sql.SQL(text)
-                    )
-                )
-                arguments = sql.SQL(", ").join(sql.Literal(values[n]) for n in names)
-                explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE complete_plan ({})").format(arguments)
-                row = conn.execute(explain).fetchone()
-        assert row is not None
-        plan = row[0][0]["Plan"]
+            plan = generic_plan(conn, driver.q["complete_many_ids"], values, types)
         assert plan["Actual Rows"] == len(batch)  # all ten completed (and rolled back)
         reads = [s for s in scans(plan) if s.get("Relation Name") == "tasks" and "Scan" in s["Node Type"]]
         assert reads, plan

@@ -8,7 +8,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -18,6 +17,7 @@ import taskstore
 from taskstore import NewTask, errors
 
 from ..postgres_server import new_schema, server_home, with_schema
+from .test_single_creates import _coalescer
 
 
 @pytest.fixture
@@ -28,10 +28,6 @@ def schema() -> str:
 @pytest.fixture
 def url(postgres_db: str, schema: str) -> str:
     return with_schema(postgres_db, schema)
-
-
-def _coalescer(store: taskstore.Store) -> Any:
-    return store._driver._coalescer  # type: ignore[attr-defined]
 
 
 def test_concurrent_single_creates_go_together_in_fewer_inserts(url: str) -> None:
@@ -51,40 +47,6 @@ def test_concurrent_single_creates_go_together_in_fewer_inserts(url: str) -> Non
             stored = await store.get(tasks[7].id)
             assert stored.args == {"n": 7}
             assert stored.seq == tasks[7].seq
-
-    asyncio.run(scenario())
-
-
-def test_a_store_closed_and_opened_again_creates_again(url: str) -> None:
-    async def scenario() -> None:
-        store = taskstore.open(url)
-        for _ in range(2):
-            async with store:
-                await asyncio.gather(*(store.create(NewTask("q", "k")) for _ in range(5)))
-        async with store:
-            assert await store.count() == 10
-
-    asyncio.run(scenario())
-
-
-def test_a_taken_id_fails_only_its_own_create_in_a_batch(url: str) -> None:
-    async def scenario() -> None:
-        async with taskstore.open(url) as store:
-            await store.create(NewTask("q", "k", id="taken"))
-            news = [NewTask("q", "k", id=f"t{i}") for i in range(50)]
-            news[20] = NewTask("q", "k", id="taken")
-            news[30] = NewTask("q", "k", id="t5")  # the same id twice among concurrent creates: one wins
-            before = _coalescer(store).batches
-            got = await asyncio.gather(*(store.create(n) for n in news), return_exceptions=True)
-            assert _coalescer(store).batches - before < 10  # they did go together
-            failed = {i: g for i, g in enumerate(got) if isinstance(g, BaseException)}
-            assert set(failed) in ({20, 30}, {20, 5})  # either of the two creates of t5 may be first
-            assert all(isinstance(e, errors.AlreadyExists) for e in failed.values())
-            assert "taken" in str(failed[20])
-            assert "t5" in str(failed[30 if 30 in failed else 5])
-            assert await store.count() == 1 + 48
-            with pytest.raises(errors.AlreadyExists):  # as a create alone says it
-                await store.create(NewTask("q", "k", id="taken"))
 
     asyncio.run(scenario())
 

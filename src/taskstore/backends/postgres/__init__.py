@@ -38,7 +38,7 @@ import re
 import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast
@@ -753,32 +753,35 @@ class PostgresDriver:
         server worked, then the server idle while the client built 10,000 tasks). Chunks go in the batch's
         order, so seq follows it; the first announces the seqs (``_announce_seqs``), once for the transaction.
         """
-        sent = []
-        async with conn.pipeline():
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                chunk = rows[start : start + _INSERT_CHUNK]
-                cur = conn.cursor()
-                await cur.execute(self.q["insert_tasks"], self._insert_params(chunk))
-                sent.append((chunk, cur))
-            created: list[Task] = []
-            for chunk, cur in sent:
-                created += self._created(chunk, await cur.fetchall())
+        created: list[Task] = []
+        async with contextlib.aclosing(self._piped(conn, self.q["insert_tasks"], rows, None)) as chunks:
+            async for chunk, returned in chunks:
+                created += self._created(chunk, returned)
         return created
 
     async def _send_piped(
         self, conn: psycopg.AsyncConnection[Any], query: sql.Composed, rows: Sequence[NewRow], now: datetime | None
     ) -> list[Any]:
         """The rows ``query`` returns for ``rows`` sent in chunks, as ``_insert_piped`` sends them."""
+        returned: list[Any] = []
+        async with contextlib.aclosing(self._piped(conn, query, rows, now)) as chunks:
+            async for _, chunk_rows in chunks:
+                returned += chunk_rows
+        return returned
+
+    async def _piped(
+        self, conn: psycopg.AsyncConnection[Any], query: sql.Composed, rows: Sequence[NewRow], now: datetime | None
+    ) -> AsyncGenerator[tuple[Sequence[NewRow], list[Any]], None]:
+        """Each chunk of ``rows`` with what ``query`` returned for it: every chunk sent first, in one pipeline."""
         sent = []
         async with conn.pipeline():
             for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
                 cur = conn.cursor()
-                await cur.execute(query, self._insert_params(rows[start : start + _INSERT_CHUNK], now))
-                sent.append(cur)
-            returned: list[Any] = []
-            for cur in sent:
-                returned += await cur.fetchall()
-        return returned
+                await cur.execute(query, self._insert_params(chunk, now))
+                sent.append((chunk, cur))
+            for chunk, cur in sent:
+                yield chunk, await cur.fetchall()
 
     async def _insert_unique(
         self,

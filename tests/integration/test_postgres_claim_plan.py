@@ -8,11 +8,12 @@ table per claim makes each claim cost as much as the table is big.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
 import pytest
+import pytest_asyncio
 from psycopg import sql
 
 import taskstore
@@ -59,46 +60,50 @@ def generic_plan(conn: psycopg.Connection[Any], statement: Any, values: dict[str
     return row[0][0]["Plan"]
 
 
-@pytest.mark.parametrize("name", sorted(CLAIMS))
-async def test_a_claims_generic_plan_reads_no_whole_table(postgres_db: str, name: str) -> None:
-    url = with_schema(postgres_db, new_schema())
-    async with taskstore.open(url) as store:
-        await store.create_many(NewTask("q", "k", {"i": i}) for i in range(2_000))
-        driver: Any = store._driver
+@pytest_asyncio.fixture
+async def store(postgres_db: str) -> AsyncIterator[taskstore.Store]:
+    """A store of 2,000 waiting tasks on queue q, its statistics taken (ANALYZE) with them all waiting."""
+    async with taskstore.open(with_schema(postgres_db, new_schema())) as the_store:
+        await the_store.create_many(NewTask("q", "k", {"i": i}) for i in range(2_000))
         with psycopg.connect(postgres_db, autocommit=True) as conn:
-            conn.execute(sql.SQL("ANALYZE {}.tasks").format(sql.Identifier(driver.schema)))
-            plan = generic_plan(conn, driver.q[name], {"now": None, **CLAIMS[name]}, TYPES)
-        whole = [s for s in scans(plan) if s["Node Type"] == "Seq Scan" and s.get("Relation Name") == "tasks"]
-        assert not whole, f"{name}'s generic plan scans the whole tasks table: {whole}"
+            schema = the_store._driver.schema  # type: ignore[attr-defined]
+            conn.execute(sql.SQL("ANALYZE {}.tasks").format(sql.Identifier(schema)))
+        yield the_store
 
 
-async def test_a_completions_generic_plan_reads_its_rows_by_id_not_every_claimed_row(postgres_db: str) -> None:
+@pytest.mark.parametrize("name", sorted(CLAIMS))
+async def test_a_claims_generic_plan_reads_no_whole_table(postgres_db: str, store: taskstore.Store, name: str) -> None:
+    driver: Any = store._driver
+    with psycopg.connect(postgres_db, autocommit=True) as conn:
+        plan = generic_plan(conn, driver.q[name], {"now": None, **CLAIMS[name]}, TYPES)
+    whole = [s for s in scans(plan) if s["Node Type"] == "Seq Scan" and s.get("Relation Name") == "tasks"]
+    assert not whole, f"{name}'s generic plan scans the whole tasks table: {whole}"
+
+
+async def test_a_completions_generic_plan_reads_its_rows_by_id_not_every_claimed_row(
+    postgres_db: str, store: taskstore.Store
+) -> None:
     """A completion of n tasks reads n rows by the unique index on id. Reading every claimed row along the lease
     index instead (the plan a join on the batch's columns got) costs what all outstanding claims do, and grew
     through a drain as that index kept the entries of rows claimed and since finished."""
-    url = with_schema(postgres_db, new_schema())
-    async with taskstore.open(url) as store:
-        await store.create_many(NewTask("q", "k", {"i": i}) for i in range(2_000))
-        driver: Any = store._driver
-        with psycopg.connect(postgres_db, autocommit=True) as conn:
-            conn.execute(sql.SQL("ANALYZE {}.tasks").format(sql.Identifier(driver.schema)))
-        claimed = await store.claim("w", "q", limit=500)  # claimed after the statistics, as in a drain
-        batch = claimed[:10]
-        with psycopg.connect(postgres_db, autocommit=True) as conn:
-            values: dict[str, Any] = {
-                "now": None,
-                "ids": [t.id for t in batch],
-                "tokens": [t.claim.token for t in batch if t.claim is not None],
-                "workers": ["w"] * len(batch),
-                "values": [None] * len(batch),
-                "status_channel": "",
-            }
-            types = {"now": "timestamptz", "ids": "text[]", "tokens": "text[]", "workers": "text[]",
-                     "values": "bytea[]", "status_channel": "text"}  # fmt: skip
-            plan = generic_plan(conn, driver.q["complete_many_ids"], values, types)
-        assert plan["Actual Rows"] == len(batch)  # all ten completed (and rolled back)
-        reads = [s for s in scans(plan) if s.get("Relation Name") == "tasks" and "Scan" in s["Node Type"]]
-        assert reads, plan
-        for scan in reads:
-            assert scan.get("Index Name") in ("tasks_id_key", "tasks_pkey"), scan
-            assert scan["Actual Rows"] * scan.get("Actual Loops", 1) <= 2 * len(batch), scan
+    driver: Any = store._driver
+    claimed = await store.claim("w", "q", limit=500)  # claimed after the statistics, as in a drain
+    batch = claimed[:10]
+    with psycopg.connect(postgres_db, autocommit=True) as conn:
+        values: dict[str, Any] = {
+            "now": None,
+            "ids": [t.id for t in batch],
+            "tokens": [t.claim.token for t in batch if t.claim is not None],
+            "workers": ["w"] * len(batch),
+            "values": [None] * len(batch),
+            "status_channel": "",
+        }
+        types = {"now": "timestamptz", "ids": "text[]", "tokens": "text[]", "workers": "text[]",
+                 "values": "bytea[]", "status_channel": "text"}  # fmt: skip
+        plan = generic_plan(conn, driver.q["complete_many_ids"], values, types)
+    assert plan["Actual Rows"] == len(batch)  # all ten completed (and rolled back)
+    reads = [s for s in scans(plan) if s.get("Relation Name") == "tasks" and "Scan" in s["Node Type"]]
+    assert reads, plan
+    for scan in reads:
+        assert scan.get("Index Name") in ("tasks_id_key", "tasks_pkey"), scan
+        assert scan["Actual Rows"] * scan.get("Actual Loops", 1) <= 2 * len(batch), scan

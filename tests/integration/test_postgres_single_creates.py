@@ -81,24 +81,6 @@ def test_a_row_the_server_refuses_fails_only_its_own_create_with_the_error_it_ge
         asyncio.run(scenario())
 
 
-def test_unique_and_joined_creates_keep_their_own_semantics(url: str, postgres_db: str) -> None:
-    async def scenario() -> None:
-        async with taskstore.open(url) as store:
-            same = [NewTask("q", "k", {"n": i}, unique_key="one") for i in range(20)]
-            got = await asyncio.gather(*(store.create(n) for n in same))
-            assert len({t.id for t in got}) == 1  # every create returns the one task holding the key
-            assert await store.count() == 1
-            rows_before = _coalescer(store).rows
-            async with await psycopg.AsyncConnection.connect(postgres_db) as conn, conn.transaction():
-                await store.create(NewTask("q", "k", id="joined"), conn=conn)
-                raise psycopg.Rollback()  # the caller's transaction decides, so the task goes with it
-            assert _coalescer(store).rows == rows_before  # neither went through the coalescer
-            with pytest.raises(errors.NotFound):
-                await store.get("joined")
-
-    asyncio.run(scenario())
-
-
 def test_a_busy_pool_that_keeps_working_is_waited_for_past_pool_timeout(url: str) -> None:
     """pool_max 2, 12 operations of 0.25 s each: the last waits about 1.25 s, past a pool_timeout of 0.5 s."""
 

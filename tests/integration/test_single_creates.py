@@ -5,6 +5,7 @@ are in test_sqlite_single_creates.py and test_postgres_single_creates.py."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -81,5 +82,41 @@ def test_a_taken_id_fails_only_its_own_create_in_a_batch(url: str) -> None:
             assert await store.count() == 1 + 48
             with pytest.raises(errors.AlreadyExists):  # as a create alone says it
                 await store.create(NewTask("q", "k", id="taken"))
+
+    asyncio.run(scenario())
+
+
+async def _create_in_a_rolled_back_transaction(store: taskstore.Store, url: str, new: NewTask, pg: str | None) -> None:
+    """``store.create(new, conn=...)`` in a transaction of the caller's own, which it then rolls back."""
+    if pg is None:
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            await store.create(new, conn=conn)
+            conn.rollback()
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(pg) as pg_conn, pg_conn.transaction():
+        await store.create(new, conn=pg_conn)
+        raise psycopg.Rollback()
+
+
+def test_unique_and_joined_creates_keep_their_own_semantics(url: str, request: pytest.FixtureRequest) -> None:
+    pg = request.getfixturevalue("postgres_db") if url.startswith("postgres") else None
+
+    async def scenario() -> None:
+        async with taskstore.open(url) as store:
+            same = [NewTask("q", "k", {"n": i}, unique_key="one") for i in range(20)]
+            got = await asyncio.gather(*(store.create(n) for n in same))
+            assert len({t.id for t in got}) == 1  # every create returns the one task holding the key
+            assert await store.count() == 1
+            rows_before = _coalescer(store).rows
+            # the caller's transaction decides, so the task goes with it
+            await _create_in_a_rolled_back_transaction(store, url, NewTask("q", "k", id="joined"), pg)
+            assert _coalescer(store).rows == rows_before  # neither went through the coalescer
+            with pytest.raises(errors.NotFound):
+                await store.get("joined")
 
     asyncio.run(scenario())

@@ -4,13 +4,12 @@ transaction (group commit in the client), and each caller still gets its own ans
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 import taskstore
-from taskstore import NewTask, errors
+from taskstore import NewTask
 
 from .test_single_creates import _coalescer
 
@@ -38,26 +37,5 @@ def test_concurrent_single_creates_go_together_in_fewer_transactions(url: str) -
             assert stored.args == {"n": 7}
             assert stored.seq == tasks[7].seq
             assert stored.created_at == tasks[7].created_at
-
-    asyncio.run(scenario())
-
-
-def test_unique_and_joined_creates_keep_their_own_semantics(url: str, tmp_path: Path) -> None:
-    async def scenario() -> None:
-        async with taskstore.open(url) as store:
-            same = [NewTask("q", "k", {"n": i}, unique_key="one") for i in range(20)]
-            got = await asyncio.gather(*(store.create(n) for n in same))
-            assert len({t.id for t in got}) == 1  # every create returns the one task holding the key
-            assert await store.count() == 1
-            rows_before = _coalescer(store).rows
-            conn = sqlite3.connect(tmp_path / "tasks.db")
-            try:
-                await store.create(NewTask("q", "k", id="joined"), conn=conn)
-                conn.rollback()  # the caller's transaction decides, so the task goes with it
-            finally:
-                conn.close()
-            assert _coalescer(store).rows == rows_before  # neither went through the coalescer
-            with pytest.raises(errors.NotFound):
-                await store.get("joined")
 
     asyncio.run(scenario())

@@ -264,8 +264,20 @@ class Claims(Protocol):
     returns what a claim would take now, claiming nothing and drawing no tokens.
     """
 
-    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
-        """Claim up to ``limit`` ready tasks in claim order, each under a fresh token."""
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str], recover: bool = False
+    ) -> list[Task]:
+        """Claim up to ``limit`` ready tasks in claim order, each under a fresh token.
+
+        With ``recover``, the timed-out leases in ``queues`` (up to ``limit``, in claim order) are reaped first
+        (``transitions.reap``), so a task whose worker crashed or froze is claimed again without waiting for a
+        reaper pass: at once by default, in its old place in claim order.
+        """
+        ...
+
+    async def lease_expiry(self, queues: Sequence[str]) -> datetime | None:
+        """The earliest ``times_out_at`` among the tasks claimed in ``queues`` (all when empty): when a blocked
+        claimer should look again for a lease to recover."""
         ...
 
     async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None: ...

@@ -4,6 +4,10 @@
 frozen value stored with its task (``to_spec``/``from_spec``), so a task keeps the policy it was
 created with even when the code that enqueued it changes. Randomness is injected (``rand`` returns a
 float in [0, 1)) so every policy is a pure function in tests.
+
+A lease lost to a crashed or frozen worker is not the task's fault: the attempt is spent, but the next
+one waits no longer than the policy's ``lost_lease_delay`` (default 0: at once), and never longer than its
+first delay (``after_lost_lease``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,17 @@ def _fraction(value: object, what: str) -> float:
     return float(value)
 
 
+def _lost_lease(policy: Exponential | BinaryExponential | Polynomial, name: str) -> None:
+    object.__setattr__(policy, "lost_lease_delay", _seconds(policy.lost_lease_delay, f"{name} lost_lease_delay"))
+
+
+def _with_lost_lease(spec: dict[str, Any], delay: float) -> dict[str, Any]:
+    # Left out at its default, so the specs stored before it existed (and the default policy's) stay as they were.
+    if delay:
+        spec["lost_lease_delay"] = delay
+    return spec
+
+
 @runtime_checkable
 class RetryPolicy(Protocol):
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
@@ -61,11 +76,13 @@ class Exponential:
     base: float = 2.0
     cap: float = 300.0
     jitter: float = 0.25
+    lost_lease_delay: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base", _seconds(self.base, "Exponential base"))
         object.__setattr__(self, "cap", _seconds(self.cap, "Exponential cap"))
         object.__setattr__(self, "jitter", _fraction(self.jitter, "Exponential jitter"))
+        _lost_lease(self, "Exponential")
 
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
         full = _doubling(self.base, attempt, self.cap)
@@ -73,7 +90,8 @@ class Exponential:
         return _bounded(full - full * self.jitter * r)
 
     def to_spec(self) -> dict[str, Any]:
-        return {"policy": "exponential", "base": self.base, "cap": self.cap, "jitter": self.jitter}
+        spec = {"policy": "exponential", "base": self.base, "cap": self.cap, "jitter": self.jitter}
+        return _with_lost_lease(spec, self.lost_lease_delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +100,19 @@ class BinaryExponential:
 
     base: float = 1.0
     cap: float = 300.0
+    lost_lease_delay: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base", _seconds(self.base, "BinaryExponential base"))
         object.__setattr__(self, "cap", _seconds(self.cap, "BinaryExponential cap"))
+        _lost_lease(self, "BinaryExponential")
 
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
         return _bounded(_doubling(self.base, attempt, self.cap))
 
     def to_spec(self) -> dict[str, Any]:
-        return {"policy": "binary_exponential", "base": self.base, "cap": self.cap}
+        spec = {"policy": "binary_exponential", "base": self.base, "cap": self.cap}
+        return _with_lost_lease(spec, self.lost_lease_delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +122,11 @@ class Polynomial:
     tasques wrote ``r^4`` in Go, where ``^`` is XOR; this is the power it meant.
     """
 
+    lost_lease_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _lost_lease(self, "Polynomial")
+
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
         # Bounding r keeps r^4 a float for any attempt number; bounding the result keeps now + delay a datetime.
         r = min(max(attempt, 1) - 1, limits.INT32_MAX)
@@ -108,10 +134,22 @@ class Polynomial:
         return _bounded(float(15 + r**4 + spread * (r + 1)))
 
     def to_spec(self) -> dict[str, Any]:
-        return {"policy": "polynomial"}
+        return _with_lost_lease({"policy": "polynomial"}, self.lost_lease_delay)
 
 
 DEFAULT_POLICY: RetryPolicy = Exponential()
+
+
+def after_lost_lease(policy: RetryPolicy, rand: Rand | None = None) -> float:
+    """Seconds before the next attempt of a task whose lease timed out (its worker crashed or froze).
+
+    The policy's first delay, capped at its ``lost_lease_delay``: 0 unless the policy asks for more, so a
+    claim may take the task over as soon as the lease expires. A policy without the setting (one of a
+    user's own) waits its first delay.
+    """
+    cap = getattr(policy, "lost_lease_delay", None)
+    first = policy.delay(1, rand)
+    return first if cap is None else min(first, cap)
 
 
 def _within_bounds(key: str, value: Any) -> Any:
@@ -147,5 +185,6 @@ __all__ = [
     "Exponential",
     "Polynomial",
     "RetryPolicy",
+    "after_lost_lease",
     "policy_from_spec",
 ]

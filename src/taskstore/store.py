@@ -68,6 +68,12 @@ from .schedule import parse_schedule, slot_task_id
 log = logging.getLogger("taskstore.store")
 
 DEFAULT_CLAIM_POLL = 0.05
+# How stale the store's knowledge of the earliest lease end (other processes' claims) may get: a lease lost to a
+# crashed or frozen worker is recovered by a claim within about this much after it ends.
+LEASE_END_CHECK = 0.5
+# The least a blocked claim waits for a lease end that has passed yet not been recovered (another claimer
+# holds the row): it must not spin.
+_RECOVERY_RETRY = 0.05
 # Ids of claimed tasks with a concurrency_key remembered per store (see ``Store._keyed``); a bound, not a tuning knob.
 _MAX_KEYED = 100_000
 DEFAULT_HEARTBEAT_RETENTION = 60.0
@@ -251,6 +257,8 @@ class Store:
         self.status_ttl = DEFAULT_STATUS_TTL
         self._pending: set[asyncio.Future[Any]] = set()
         self._keyed_ids: set[str] = set()  # claimed here with a concurrency_key (see _keyed)
+        # Per set of queues: (loop time read, the earliest end of a lease in them then) (see _lease_end).
+        self._lease_ends: dict[tuple[str, ...], tuple[float, datetime | None]] = {}
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
         driver.chord_args = functools.partial(_chord_args, self.codec)
@@ -660,10 +668,15 @@ class Store:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                woke = await waiter.wait(min(remaining, self._claim_poll(driver)), until)
+                # Woken by new work, or by the end of a lease that may have been lost (SPEC §2, recovery).
+                ends = await self._lease_end(driver, tuple(qs))
+                pause = min(remaining, self._claim_poll(driver))
+                if ends is not None:
+                    pause = min(pause, max((ends - self.clock.now()).total_seconds(), _RECOVERY_RETRY))
+                woke = await waiter.wait(pause, until)
                 if until is not None and until.is_set():
                     break
-                if woke or await driver.has_claimable(qs):
+                if woke or self._recovery_due(tuple(qs)) or await driver.has_claimable(qs):
                     got += await self._claim_batch(driver, worker_id, qs, limit - len(got))
         except BaseException:
             # Cancelled or failed while waiting for more: what was claimed goes back, not to the reaper.
@@ -693,13 +706,46 @@ class Store:
     async def _claim_batch(
         self, driver: Driver, worker_id: str, queues: Sequence[str], limit: int
     ) -> builtins.list[Task]:
-        """One driver claim that is never lost: a caller cancelled mid-claim gives back what it took."""
-        job = asyncio.ensure_future(driver.claim(worker_id, queues, limit, lease_token))
+        """One driver claim that is never lost: a caller cancelled mid-claim gives back what it took.
+
+        It also recovers the leases of its queues that have ended (the driver reaps them just before it
+        claims) once the earliest known lease end has passed, so a crashed or frozen worker's tasks run again
+        about a lease after they were last renewed, not after the next reaper pass.
+        """
+        qs = tuple(queues)
+        await self._lease_end(driver, qs)
+        recover = self._recovery_due(qs)
+        if recover:
+            del self._lease_ends[qs]  # read again after this claim: the next lease to end is another
+        job = asyncio.ensure_future(driver.claim(worker_id, queues, limit, lease_token, recover))
         try:
-            return await asyncio.shield(job)
+            claimed = await asyncio.shield(job)
         except asyncio.CancelledError:
             job.add_done_callback(self._give_back_when_done)
             raise
+        if claimed:
+            self._leases_taken(claimed)
+        return claimed
+
+    async def _lease_end(self, driver: Driver, qs: tuple[str, ...]) -> datetime | None:
+        """The earliest end of a lease in ``qs`` (store clock), as read at most ``LEASE_END_CHECK`` ago."""
+        known = self._lease_ends.get(qs)
+        now = asyncio.get_running_loop().time()
+        if known is None or now - known[0] >= LEASE_END_CHECK:
+            known = (now, await driver.lease_expiry(qs))
+            self._lease_ends[qs] = known
+        return known[1]
+
+    def _recovery_due(self, qs: tuple[str, ...]) -> bool:
+        known = self._lease_ends.get(qs)
+        return known is not None and known[1] is not None and known[1] <= self.clock.now()
+
+    def _leases_taken(self, claimed: Sequence[Task]) -> None:
+        """The leases claimed here end no earlier than the ones known: seen without waiting for a read."""
+        ends = min(t.claim.times_out_at for t in claimed if t.claim is not None)
+        for qs, (read_at, known) in list(self._lease_ends.items()):
+            if (known is None or ends < known) and (not qs or any(t.queue in qs for t in claimed)):
+                self._lease_ends[qs] = (read_at, ends)
 
     def _give_back_when_done(self, job: asyncio.Future[builtins.list[Task]]) -> None:
         if job.cancelled() or job.exception() is not None or not job.result():

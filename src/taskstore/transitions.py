@@ -35,7 +35,7 @@ from .model import (
     Task,
     trusted_task,
 )
-from .retry import DEFAULT_POLICY, Rand
+from .retry import DEFAULT_POLICY, Rand, after_lost_lease
 
 TIMED_OUT = "timed_out"
 CANCELLED = "cancelled"
@@ -200,6 +200,11 @@ def _timed_out(task: Task) -> Failure:
     )
 
 
+def claim_order(task: Task) -> tuple[int, datetime, int]:
+    """The order claims take tasks in (SPEC §2): priority descending, then ``run_at``, then enqueue order."""
+    return (-task.priority, task.run_at, task.seq)
+
+
 def is_timed_out(task: Task, now: datetime) -> bool:
     return task.state is State.CLAIMED and task.claim is not None and task.claim.times_out_at <= now
 
@@ -344,12 +349,20 @@ def mark_failed(
 def reap(task: Task, *, now: datetime, rand: Rand | None = None) -> Task | None:
     """A timed-out lease fails like ``mark_failed`` (spending its attempt); ``None`` if not timed out.
 
+    The next attempt waits ``retry.after_lost_lease`` (0 unless the task's policy says otherwise).
+
     Re-checked against the stored row inside the write, so a task finished between a reaper's read
     and its write is never reverted.
     """
     if not is_timed_out(task, now):
         return None
-    return _fail(task, _timed_out(task), now, rand)
+    # A lost lease is not the task's fault: the attempt is spent, but the next one need not back off, and a
+    # task due again at once keeps its place in claim order (its run_at) instead of going behind the backlog.
+    policy = task.retry if task.retry is not None else DEFAULT_POLICY
+    changed = _fail(task, _timed_out(task), now, rand, after_lost_lease(policy, rand))
+    if changed.state is State.FAILED and changed.run_at <= now:
+        return changed.replace(run_at=min(task.run_at, now))
+    return changed
 
 
 def unclaim(task: Task, lease: Claim, *, now: datetime) -> Task:
@@ -484,6 +497,7 @@ __all__ = [
     "cancel",
     "check_lease",
     "claim",
+    "claim_order",
     "create",
     "is_claimable",
     "is_timed_out",

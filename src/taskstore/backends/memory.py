@@ -41,10 +41,6 @@ from . import _groups
 log = logging.getLogger("taskstore.memory")
 
 
-def _claim_order(task: Task) -> tuple[int, datetime, int]:
-    return (-task.priority, task.run_at, task.seq)
-
-
 def _key(new: NewTask) -> str:
     assert new.unique_key is not None
     return new.unique_key
@@ -291,8 +287,8 @@ class MemoryDriver:
             if transitions.is_claimable(t, now) and (not wanted or t.queue in wanted) and t.queue not in paused
         )
         if not self._limits:
-            return heapq.nsmallest(limit, ready, key=_claim_order)
-        candidates = sorted(ready, key=_claim_order)
+            return heapq.nsmallest(limit, ready, key=transitions.claim_order)
+        candidates = sorted(ready, key=transitions.claim_order)
         limited = {t.concurrency_key for t in candidates if t.concurrency_key in self._limits}
         keyed = self._gates({k for k in limited if k is not None})
         chosen, _ = gates.pick([t.concurrency_key for t in candidates], keyed, now, limit)
@@ -316,9 +312,21 @@ class MemoryDriver:
             if gate.drawn:
                 self._limits[key] = dataclasses.replace(gate, running=0, drawn=0)
 
-    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str], recover: bool = False
+    ) -> list[Task]:
         with self._lock:
             now = self.clock.now()
+            if recover:
+                wanted = set(queues)
+                lost = (t for t in self._tasks.values() if transitions.is_timed_out(t, now))
+                for task in heapq.nsmallest(
+                    limit, (t for t in lost if not wanted or t.queue in wanted), key=transitions.claim_order
+                ):
+                    changed = transitions.reap(task, now=now)
+                    if changed is not None:
+                        self._tasks[task.id] = changed
+                        self._settle([(task, changed)], now)
             claimed = [
                 transitions.claim(task, worker_id=worker_id, token=token(), now=now)
                 for task in self._ready(queues, limit, now, draw=True)
@@ -353,6 +361,16 @@ class MemoryDriver:
     async def find_available(self, queues: Sequence[str], limit: int) -> list[Task]:
         with self._lock:
             return self._ready(queues, limit, self.clock.now(), draw=False)
+
+    async def lease_expiry(self, queues: Sequence[str]) -> datetime | None:
+        with self._lock:
+            wanted = set(queues)
+            ends = [
+                t.claim.times_out_at
+                for t in self._tasks.values()
+                if t.state is State.CLAIMED and t.claim is not None and (not wanted or t.queue in wanted)
+            ]
+            return min(ends, default=None)
 
     async def has_claimable(self, queues: Sequence[str]) -> bool:
         with self._lock:

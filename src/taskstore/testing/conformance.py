@@ -20,6 +20,7 @@ from .suite_maintenance import MaintenanceTests
 from .suite_open import OpenTests
 from .suite_pause import PauseTests
 from .suite_process import ProcessTests
+from .suite_recovery import RecoveryTests
 from .suite_schedule import RecurringOwnerTests, ScheduleTests
 from .suite_statuses import StatusTests, WatchTests
 from .suite_unique import UniqueTemplateTests, UniqueTests
@@ -34,6 +35,7 @@ class ConformanceSuite(
     AdminTests,
     AttemptHistoryTests,
     MaintenanceTests,
+    RecoveryTests,
     OpenTests,
     ProcessTests,
     JoinTests,

@@ -84,7 +84,11 @@ def store_state_machine(
                 return
             if m.attempts < m.max_attempts:
                 m.state = State.FAILED
-                m.run_at = self.now() + timedelta(seconds=min(2.0 ** (m.attempts - 1), 4.0))
+                if failure_type == "timed_out":  # a lost lease: due again at once, in its old place
+                    assert m.run_at is not None
+                    m.run_at = min(m.run_at, self.now())
+                else:
+                    m.run_at = self.now() + timedelta(seconds=min(2.0 ** (m.attempts - 1), 4.0))
             else:
                 m.state = State.DEAD
 
@@ -120,9 +124,23 @@ def store_state_machine(
                     seq=self.next_seq, max_attempts=max_attempts, timeout=timeout, run_at=self.now()
                 )
 
+        def _timed_out(self) -> list[tuple[datetime, int, str]]:
+            """The claimed tasks whose lease has ended, in claim order."""
+            now = self.now()
+            return sorted(
+                (m.run_at, m.seq, task_id)
+                for task_id, m in self.model.items()
+                if m.state is State.CLAIMED and m.times_out_at is not None and m.times_out_at <= now
+                if m.run_at is not None
+            )
+
         @rule(limit=st.integers(1, 3))
         def claim(self, limit: int) -> None:
             now = self.now()
+            # A claim first recovers up to ``limit`` of the leases that have ended (this store made every claim,
+            # so it knows when the first one ends): they fail as timed out, and are due again at once.
+            for _, _, task_id in self._timed_out()[:limit]:
+                self._fail(self.model[task_id], "timed_out")
             ready = sorted(
                 (m.run_at, m.seq, task_id)
                 for task_id, m in self.model.items()
@@ -179,15 +197,10 @@ def store_state_machine(
 
         @rule()
         def reap(self) -> None:
-            now = self.now()
-            due = [
-                m
-                for m in self.model.values()
-                if m.state is State.CLAIMED and m.times_out_at is not None and m.times_out_at <= now
-            ]
+            due = self._timed_out()
             assert self.run(self.store.reap()) == len(due)
-            for m in due:
-                self._fail(m, "timed_out")
+            for _, _, task_id in due:
+                self._fail(self.model[task_id], "timed_out")
 
         @precondition(lambda self: self.model)
         @rule(data=st.data())

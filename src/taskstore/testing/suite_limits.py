@@ -207,7 +207,9 @@ class LimitTests(SuiteBase):
     async def test_zero_holds_every_task(self, store: Store, clock: FakeClock, options: dict[str, Any]) -> None:
         await store.set_limit("K", **options)
         await store.create_many([new(concurrency_key="K") for _ in range(3)] + [new(id="free")])
-        assert [t.id for t in await store.claim("w", limit=10)] == ["free"]
+        claimed = await store.claim("w", limit=10)
+        assert [t.id for t in claimed] == ["free"]
+        await store.acknowledge_many(claimed)
         clock.advance(3600)
         assert await store.claim("w", limit=10) == []
         assert await store.find_available(limit=10) == []

@@ -142,7 +142,7 @@ def new_task(body: NewTaskIn) -> NewTask:
     """The ``NewTask`` a body describes; ``NewTask`` itself checks what the schema cannot (naive times …)."""
     retry = None
     if body.retry is not None:
-        spec = {name: getattr(body.retry, name) for name in ("base", "cap", "jitter")}
+        spec = {name: getattr(body.retry, name) for name in ("base", "cap", "jitter", "lost_lease_delay")}
         retry = policy_from_spec({"policy": body.retry.policy, **{k: v for k, v in spec.items() if v is not None}})
     return NewTask(
         body.queue,

@@ -48,12 +48,14 @@ class _Out(Struct, kw_only=True):
 
 
 class RetrySpecIn(_In):
-    """A retry policy: ``exponential`` (base, cap, jitter), ``binary_exponential`` (base, cap) or ``polynomial``."""
+    """A retry policy: ``exponential`` (base, cap, jitter), ``binary_exponential`` (base, cap) or ``polynomial``;
+    any of them with ``lost_lease_delay``, the longest wait after a lease lost to a crashed worker (default 0)."""
 
     policy: Literal["exponential", "binary_exponential", "polynomial"]
     base: PositiveSeconds | None = None
     cap: PositiveSeconds | None = None
     jitter: Annotated[float, Meta(ge=0, le=1)] | None = None
+    lost_lease_delay: Seconds | None = None
 
 
 class NewTaskIn(_In):

@@ -223,8 +223,15 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def _claim_order(task: Task) -> tuple[int, datetime, int]:
-    return (-task.priority, task.run_at, task.seq)
+def _changed(rows: Sequence[Any], step: Callable[..., Task | None]) -> list[tuple[Task, Task]]:
+    """``step(task, now=…)`` over rows locked with the database's time as their last column: what it changed."""
+    changes = []
+    for row in rows:
+        task = task_from_row(row)
+        changed = step(task, now=row[-1].astimezone(UTC))
+        if changed is not None:
+            changes.append((task, changed))
+    return changes
 
 
 class DatabaseClock:
@@ -964,7 +971,9 @@ class PostgresDriver:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str], recover: bool = False
+    ) -> list[Task]:
         """One statement while no candidate's key has a limit; lease tokens come from the database (gen_random_uuid).
 
         The one statement claims nothing when a candidate's key has a limit (or nothing is claimable): then
@@ -972,6 +981,8 @@ class PostgresDriver:
         after that happened, claims go there directly for a moment rather than pay for both.
         """
         distinct = list(dict.fromkeys(queues))
+        if recover:
+            await self._recover(distinct, limit)
         rows: list[Any] = []
         if time.monotonic() >= self._limited_until:
             if not distinct:
@@ -983,7 +994,7 @@ class PostgresDriver:
         if not rows:
             rows = await self._claim_limited(worker_id, distinct, limit)
         claimed = [task_from_row(r) for r in rows]
-        claimed.sort(key=_claim_order)
+        claimed.sort(key=transitions.claim_order)
         return claimed
 
     async def _claim_limited(self, worker_id: str, queues: list[str], want: int) -> list[Any]:
@@ -1121,7 +1132,7 @@ class PostgresDriver:
                 full.update(newly_full)
                 if len(found) < scan or len(chosen) >= limit:
                     break
-        chosen.sort(key=_claim_order)
+        chosen.sort(key=transitions.claim_order)
         return chosen
 
     async def has_claimable(self, queues: Sequence[str]) -> bool:
@@ -1236,21 +1247,33 @@ class PostgresDriver:
         async with self._conn() as conn, conn.transaction():
             rows = await (await conn.execute(self.q["lock_timed_out"], self._params(limit=limit))).fetchall()
             expired = await (await conn.execute(self.q["lock_expired"], self._params(limit=limit))).fetchall()
-            reaped = []
-            for row in rows:
-                task = task_from_row(row)
-                changed = transitions.reap(task, now=row[-1].astimezone(UTC))
-                if changed is not None:
-                    reaped.append((task, changed))
-            for row in expired:
-                task = task_from_row(row)
-                changed = transitions.expire(task, now=row[-1].astimezone(UTC))
-                if changed is not None:
-                    reaped.append((task, changed))
-            if reaped:
-                await self._write_back(conn, reaped)
-                await self._settle(conn, _groups.ended_groups(reaped), reaped[0][1].updated_at)
+            reaped = _changed(rows, transitions.reap) + _changed(expired, transitions.expire)
+            await self._write_changes(conn, reaped)
         return len(reaped)
+
+    async def _recover(self, queues: list[str], limit: int) -> None:
+        """A claim's recovery: the timed-out leases of its queues reaped, in claim order, in a transaction of
+        their own just before the claim (which then takes them, at once unless their policy says otherwise)."""
+        async with self._conn() as conn, conn.transaction():
+            if queues:
+                query, params = self.q["lock_lost_leases_in_queues"], self._params(limit=limit, queues=queues)
+            else:
+                query, params = self.q["lock_lost_leases"], self._params(limit=limit)
+            await self._write_changes(
+                conn, _changed(await (await conn.execute(query, params)).fetchall(), transitions.reap)
+            )
+
+    async def _write_changes(self, conn: psycopg.AsyncConnection[Any], changes: list[tuple[Task, Task]]) -> None:
+        if changes:
+            await self._write_back(conn, changes)
+            await self._settle(conn, _groups.ended_groups(changes), changes[0][1].updated_at)
+
+    async def lease_expiry(self, queues: Sequence[str]) -> datetime | None:
+        if queues:
+            rows = await self._fetchall("lease_expiry_in_queues", queues=list(dict.fromkeys(queues)))
+        else:
+            rows = await self._fetchall("lease_expiry")
+        return None if not rows or rows[0][0] is None else rows[0][0].astimezone(UTC)
 
     async def archive(self, before: datetime, limit: int) -> int:
         return await self._execute("archive", before=before, limit=limit)

@@ -433,6 +433,29 @@ SELECT *, {now} FROM {schema}.tasks
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED
 
+-- The timed-out leases a claim recovers (reaps just before it claims), in claim order.
+-- name: lock_lost_leases
+SELECT *, {now} FROM {schema}.tasks
+ WHERE state = 'claimed' AND times_out_at <= {now}
+ ORDER BY priority DESC, run_at, seq
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+
+-- name: lock_lost_leases_in_queues
+SELECT *, {now} FROM {schema}.tasks
+ WHERE state = 'claimed' AND times_out_at <= {now} AND queue = ANY(%(queues)s::text[])
+ ORDER BY priority DESC, run_at, seq
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+
+-- When a blocked claimer should look for a lease to recover: the earliest end of a lease, from the partial
+-- index tasks_lease_timeouts.
+-- name: lease_expiry
+SELECT min(times_out_at) FROM {schema}.tasks WHERE state = 'claimed'
+
+-- name: lease_expiry_in_queues
+SELECT min(times_out_at) FROM {schema}.tasks WHERE state = 'claimed' AND queue = ANY(%(queues)s::text[])
+
 -- name: archive
 WITH clock AS (SELECT {now} AS now),
 moved AS (

@@ -95,10 +95,6 @@ _MIGRATIONS = {
 R = TypeVar("R")
 
 
-def _claim_order(task: Task) -> tuple[int, datetime, int]:
-    return (-task.priority, task.run_at, task.seq)
-
-
 def _check_library() -> None:
     """The queries use ``RETURNING`` (SQLite 3.35); an older library would fail on the first write."""
     if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -593,24 +589,30 @@ class SQLiteDriver:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str]) -> list[Task]:
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, token: Callable[[], str], recover: bool = False
+    ) -> list[Task]:
         """One fenced UPDATE … RETURNING over the chosen rows; tokens come from SQLite's CSPRNG.
 
         The candidates, the gates of their limited keys and the claim are read and written under one
-        write lock, so a key's running count and bucket hold across every process on the file.
+        write lock, so a key's running count and bucket hold across every process on the file. Leases
+        recovered (``recover``) are reaped under the same lock, just before.
         """
 
         def claim(conn: sqlite3.Connection) -> list[Task]:
             with self._write(conn):
                 # The clock is read once the write lock is held: a wait for it must not shorten the lease.
                 now = self.clock.now()
+                if recover:
+                    lost = self._change_rows(conn, "lost_leases", limit, now, transitions.reap, queues)
+                    self._settle(conn, _groups.ended_groups(lost), now)
                 choice = _flow.choose(conn, queues, limit, now)
                 if not choice.seqs:
                     return []
                 params = {"worker": worker_id, "now": to_us(now), "seqs": json.dumps(choice.seqs)}
                 claimed = [task_from_row(r) for r in conn.execute(Q["claim_seqs"], params)]
                 _flow.draw(conn, choice.gates.values())
-            claimed.sort(key=_claim_order)
+            claimed.sort(key=transitions.claim_order)
             return claimed
 
         return await self._run(claim)
@@ -654,9 +656,19 @@ class SQLiteDriver:
                 rows = conn.execute(Q["tasks_of_seqs"], (json.dumps(seqs),)).fetchall() if seqs else []
             finally:
                 conn.execute("COMMIT")
-            return sorted(map(task_from_row, rows), key=_claim_order)
+            return sorted(map(task_from_row, rows), key=transitions.claim_order)
 
         return await self._run(find)
+
+    async def lease_expiry(self, queues: Sequence[str]) -> datetime | None:
+        def earliest(conn: sqlite3.Connection) -> datetime | None:
+            if queues:
+                row = conn.execute(Q["lease_expiry_in_queues"], (json.dumps(list(queues)),)).fetchone()
+            else:
+                row = conn.execute(Q["lease_expiry"]).fetchone()
+            return None if row is None or row[0] is None else from_us(row[0])
+
+        return await self._run(earliest)
 
     async def has_claimable(self, queues: Sequence[str]) -> bool:
         def probe(conn: sqlite3.Connection) -> bool:
@@ -766,10 +778,13 @@ class SQLiteDriver:
         limit: int,
         now: datetime,
         change: Callable[..., Task | None],
+        queues: Sequence[str] = (),
     ) -> list[tuple[Task, Task]]:
-        """Apply ``change(task, now=now)`` to up to ``limit`` rows of ``query`` and write back what changed."""
+        """Apply ``change(task, now=now)`` to up to ``limit`` rows of ``query`` and write back what changed
+        (with ``queues``, ``query + "_in_queues"`` over the rows of those queues)."""
         changes = []
-        for row in conn.execute(Q[query], (to_us(now), limit)).fetchall():
+        params = (to_us(now), json.dumps(list(queues)), limit) if queues else (to_us(now), limit)
+        for row in conn.execute(Q[f"{query}_in_queues" if queues else query], params).fetchall():
             task = task_from_row(row)
             changed = change(task, now=now)
             if changed is not None:

@@ -121,6 +121,24 @@ SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND state = 'c
 -- name: timed_out
 SELECT * FROM tasks WHERE state = 'claimed' AND times_out_at <= ? LIMIT ?
 
+-- The timed-out leases a claim recovers (reaps just before it claims), in claim order.
+-- name: lost_leases
+SELECT * FROM tasks WHERE state = 'claimed' AND times_out_at <= ? ORDER BY priority DESC, run_at, seq LIMIT ?
+
+-- name: lost_leases_in_queues
+SELECT * FROM tasks
+ WHERE state = 'claimed' AND times_out_at <= ? AND queue IN (SELECT value FROM json_each(?))
+ ORDER BY priority DESC, run_at, seq
+ LIMIT ?
+
+-- When a blocked claimer should look for a lease to recover: the earliest end of a lease, from the partial
+-- index tasks_lease_timeouts.
+-- name: lease_expiry
+SELECT min(times_out_at) FROM tasks WHERE state = 'claimed'
+
+-- name: lease_expiry_in_queues
+SELECT min(times_out_at) FROM tasks WHERE state = 'claimed' AND queue IN (SELECT value FROM json_each(?))
+
 -- Waiting tasks past their expires_at, from the partial index tasks_expiry.
 -- name: expired_waiting
 SELECT * FROM tasks

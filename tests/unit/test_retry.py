@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskstore import errors
-from taskstore.retry import BinaryExponential, Exponential, Polynomial, policy_from_spec
+from taskstore.retry import BinaryExponential, Exponential, Polynomial, RetryPolicy, after_lost_lease, policy_from_spec
 
 
 @pytest.mark.parametrize(("attempt", "expected"), [(1, 1.0), (2, 2.0), (3, 4.0), (9, 256.0), (10, 300.0), (500, 300.0)])
@@ -64,3 +64,53 @@ def test_bad_parameters_are_invalid() -> None:
         Exponential(jitter=1.5)
     with pytest.raises(errors.InvalidTask):
         BinaryExponential(base=-1)
+
+
+# -- a lease lost to a crashed or frozen worker ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (Exponential(), 0.0),  # by default the next attempt starts at once
+        (BinaryExponential(), 0.0),
+        (Polynomial(), 0.0),
+        (Exponential(base=4.0, jitter=0.0, lost_lease_delay=1.5), 1.5),  # capped at lost_lease_delay
+        (BinaryExponential(base=0.5, lost_lease_delay=10.0), 0.5),  # never past the first delay
+        (Polynomial(lost_lease_delay=60.0), 15.0),
+    ],
+)
+def test_after_a_lost_lease_the_first_delay_capped_at_lost_lease_delay(policy: RetryPolicy, expected: float) -> None:
+    assert after_lost_lease(policy, rand=lambda: 0.0) == expected
+
+
+def test_a_policy_of_ones_own_without_lost_lease_delay_waits_its_first_delay() -> None:
+    class Steady:
+        def delay(self, attempt: int, rand: object = None) -> float:
+            return 7.0 * attempt
+
+        def to_spec(self) -> dict[str, object]:
+            return {"policy": "steady"}
+
+    assert after_lost_lease(Steady()) == 7.0
+
+
+@pytest.mark.parametrize(
+    "policy", [Exponential(lost_lease_delay=2.5), BinaryExponential(lost_lease_delay=1), Polynomial(lost_lease_delay=3)]
+)
+def test_lost_lease_delay_is_stored_with_the_policy(policy: RetryPolicy) -> None:
+    spec = policy.to_spec()
+    assert spec["lost_lease_delay"] > 0
+    assert policy_from_spec(spec) == policy
+
+
+def test_a_spec_without_lost_lease_delay_is_unchanged() -> None:
+    assert "lost_lease_delay" not in Exponential().to_spec()
+    assert policy_from_spec({"policy": "exponential", "base": 2.0, "cap": 300.0, "jitter": 0.25}) == Exponential()
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "1", True, None])
+def test_a_bad_lost_lease_delay_is_refused(bad: object) -> None:
+    for make in (Exponential, BinaryExponential, Polynomial):
+        with pytest.raises(errors.InvalidTask, match="lost_lease_delay"):
+            make(lost_lease_delay=bad)  # type: ignore[arg-type]

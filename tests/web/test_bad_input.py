@@ -62,6 +62,10 @@ DEEP_OBJECT = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
         (b'{"queue": "q", "kind": "k", "unique_key": "\\u0000"}', "unique_key"),
         (b'{"queue": "q", "kind": "k", "priority": NaN}', None),
         (b'{"queue": "q", "kind": "k", "processing_timeout": Infinity}', None),
+        (
+            b'{"queue": "q", "kind": "k", "retry": {"policy": "polynomial", "lost_lease_delay": -1}}',
+            "retry.lost_lease_delay",
+        ),
         (b'{"queue": "q", "kind": "k", "args": {"x": 1e999}}', "args"),  # overflows to infinity
         (b'{"queue": "q", "kind": "k", "args": -Infinity}', None),
         (b'{"queue": "q", "kind": "k", "id": "' + b"a" * 256 + b'"}', "id"),  # too long
@@ -82,6 +86,13 @@ DEEP_OBJECT = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
 def test_create_refuses_bad_bodies(sqlite_api: Api, body: bytes, field: str | None) -> None:
     problem(post(sqlite_api, "/tasks", body), 422, field)
     assert sqlite_api.client.get(f"{V1}/tasks").json()["items"] == []
+
+
+def test_a_retry_policy_may_carry_a_lost_lease_delay(sqlite_api: Api) -> None:
+    body = b'{"queue": "q", "kind": "k", "retry": {"policy": "exponential", "base": 4, "lost_lease_delay": 1.5}}'
+    created = post(sqlite_api, "/tasks", body)
+    assert created.status_code == 201
+    assert created.json()["retry"]["lost_lease_delay"] == 1.5
 
 
 def test_a_duplicate_key_takes_the_last_value(sqlite_api: Api) -> None:

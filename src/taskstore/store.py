@@ -741,8 +741,11 @@ class Store:
         return known is not None and known[1] is not None and known[1] <= self.clock.now()
 
     def _leases_taken(self, claimed: Sequence[Task]) -> None:
-        """The leases claimed here end no earlier than the ones known: seen without waiting for a read."""
-        ends = min(t.claim.times_out_at for t in claimed if t.claim is not None)
+        """Leases handed out here may end before the earliest one known: count them in without waiting for a read
+        (a claimer that holds a lease this store gave it recovers it in time even if it was the only one)."""
+        ends = min((t.claim.times_out_at for t in claimed if t.claim is not None), default=None)
+        if ends is None:
+            return
         for qs, (read_at, known) in list(self._lease_ends.items()):
             if (known is None or ends < known) and (not qs or any(t.queue in qs for t in claimed)):
                 self._lease_ends[qs] = (read_at, ends)

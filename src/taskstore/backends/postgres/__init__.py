@@ -976,14 +976,13 @@ class PostgresDriver:
     ) -> list[Task]:
         """One statement while no candidate's key has a limit; lease tokens come from the database (gen_random_uuid).
 
-        The one statement claims nothing when a candidate's key has a limit (or nothing is claimable): then
+        The one statement claims nothing when a candidate's key has a limit, and then says so (a row of NULLs):
         the claim runs again in a transaction that locks the keys' limit rows (``_claim_limited``). Right
         after that happened, claims go there directly for a moment rather than pay for both.
         """
         distinct = list(dict.fromkeys(queues))
         if recover:
             await self._recover(distinct, limit)
-        rows: list[Any] = []
         if time.monotonic() >= self._limited_until:
             if not distinct:
                 rows = await self._fetchall("claim_any", worker=worker_id, limit=limit)
@@ -991,7 +990,11 @@ class PostgresDriver:
                 rows = await self._fetchall("claim_queue", worker=worker_id, limit=limit, queue=distinct[0])
             else:
                 rows = await self._fetchall("claim_queues", worker=worker_id, limit=limit, queues=distinct)
-        if not rows:
+            if not rows:
+                return []  # nothing claimable
+            if rows[0][0] is None:  # held back by a key's limit
+                rows = await self._claim_limited(worker_id, distinct, limit)
+        else:
             rows = await self._claim_limited(worker_id, distinct, limit)
         claimed = [task_from_row(r) for r in rows]
         claimed.sort(key=transitions.claim_order)

@@ -197,6 +197,18 @@ picked AS (
      WHERE NOT EXISTS (SELECT 1 FROM candidates c JOIN {schema}.limits l ON l.key = c.concurrency_key)
 )
 
+-- The one-statement claims' end: the rows claimed; or, when a candidate's key has a limit (so nothing was
+-- claimed), one row of NULLs telling the driver to claim again in the limits' transaction. No row at all means
+-- nothing was claimable, and the driver is done: an empty claim (a blocked claimer woken for a task another one
+-- took) no longer pays that transaction's three more round trips.
+-- name: _claimed_or_limited
+claimed AS (
+{claim_picked}
+)
+SELECT * FROM claimed
+ UNION ALL
+SELECT (NULL::{schema}.tasks).* WHERE EXISTS (SELECT 1 FROM candidates) AND NOT EXISTS (SELECT 1 FROM picked)
+
 -- name: claim_queue
 WITH candidates AS (
     SELECT seq, concurrency_key FROM {schema}.tasks
@@ -205,8 +217,8 @@ WITH candidates AS (
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 ),
-{unless_limited}
-{claim_picked}
+{unless_limited},
+{claimed_or_limited}
 
 -- name: claim_any
 WITH candidates AS (
@@ -216,8 +228,8 @@ WITH candidates AS (
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 ),
-{unless_limited}
-{claim_picked}
+{unless_limited},
+{claimed_or_limited}
 
 -- Several queues: each queue's claimable rows are read in index order, then merged.
 -- name: claim_queues
@@ -233,8 +245,8 @@ WITH merged AS (
      ) c
 ),
 candidates AS (SELECT seq, concurrency_key FROM merged ORDER BY priority DESC, run_at, seq LIMIT %(limit)s),
-{unless_limited}
-{claim_picked}
+{unless_limited},
+{claimed_or_limited}
 
 -- Claims past key limits, in one transaction: read candidates (locked, SKIP LOCKED), lock their keys' limit
 -- rows, count the keys' running tasks, choose (gates.pick), claim (claim_seqs). A candidate's key already

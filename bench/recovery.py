@@ -10,8 +10,8 @@ gets the same list), are enqueued; 3 workers are started as users start them (ea
 
 - mode ``kill``: every 2 s the oldest worker's group is sent SIGKILL and a replacement is started at once, so 3
   keep running;
-- mode ``stop``: every 5 s the oldest worker not already stopped is sent SIGSTOP, and SIGCONT 6 s (3 leases)
-  later; no replacement (two can be stopped at once for a second).
+- mode ``stop``: every 5 s a worker not already stopped (in turn: the one stopped longest ago) is sent SIGSTOP,
+  and SIGCONT 6 s (3 leases) later; no replacement (two are stopped at once for one second in five).
 
 This goes on until every task is done in the store, or ``--cap`` seconds (170) have passed; then every worker
 is sent SIGCONT, SIGTERM, and SIGKILL 10 s later if it is still there. Every system gets the same lease, 2 s,
@@ -22,12 +22,14 @@ it sends; afterwards it reads from the store which tasks are done, when each com
 taskstore) each attempt's timed-out lease. From these, per run:
 
 - **lost attempts**: an attempt followed by another start of its task, whose worker was killed or stopped
-  between the attempt's start and that next start. For each: *signal -> next start* and *lease expiry -> next
-  start*. Expiry is exact for taskstore (the ``timed_out`` failure of that attempt holds its ``times_out_at``);
-  for the peers it is the last heartbeat of the job the driver saw (sampled every 0.25 s from the queue's
-  table: pgqueuer's job ``heartbeat``, procrastinate's worker ``last_heartbeat``) plus the lease. Figures are
-  p50/p99/max by nearest rank, and the count.
-- **unexplained re-runs**: an attempt followed by another start with no kill or stop of its worker between them.
+  between the attempt's start and that next start (or: stopped when the attempt was claimed, its handler
+  starting only after the SIGCONT; the time then counts from the stop). For each: *signal -> next start* and
+  *lease expiry -> next start*. Expiry is exact for taskstore (the ``timed_out`` failure of that attempt holds
+  its ``times_out_at``); for the peers it is the last heartbeat of the job the driver saw (sampled every 0.25 s
+  from the queue's table: pgqueuer's job ``heartbeat``, procrastinate's worker ``last_heartbeat``) plus the
+  lease. Figures are p50/p99/max by nearest rank, and the count.
+- **unexplained re-runs**: an attempt followed by another start with no kill or stop of its worker between them
+  (also counted: how many of them happened while another worker was stopped).
 - **lost tasks**: not done in the store at the end (must be 0).
 - **stale writes accepted**: a done task whose newest attempt was still running (or never ended) when the
   completion was written: an older attempt's late completion won (must be 0). For taskstore also: the
@@ -162,6 +164,7 @@ class Worker:
     proc: subprocess.Popen[bytes]
     started: float
     stopped_until: float | None = None  # SIGCONT is due then
+    last_stopped: float = 0.0
 
     @property
     def pgid(self) -> int:
@@ -198,11 +201,13 @@ class Fleet:
         self.start()  # at once: 3 keep running
 
     def stop_oldest(self, stop_for: float) -> None:
+        # In turn: the running worker stopped longest ago (or never), so each of the 3 gets its share.
         running = [w for w in self.workers if w.stopped_until is None]
         if running:
-            worker = running[0]
+            worker = min(running, key=lambda w: w.last_stopped)
             self.send(worker, signal.SIGSTOP)
-            worker.stopped_until = time.time() + stop_for
+            worker.last_stopped = time.time()
+            worker.stopped_until = worker.last_stopped + stop_for
 
     def resume_due(self, now: float) -> None:
         for worker in self.workers:
@@ -452,8 +457,15 @@ async def run_one(system: System, url: str, mode: str, p: Params) -> dict[str, A
         workers_started=len(fleet.workers) + len(fleet.gone),
         settings=spec.settings,
     )
+    result["signal_log"] = [[pgid, name, round(at, 3)] for pgid, name, at in fleet.signals]
     if error:
         result["error"] = error
+    if os.environ.get("BENCH_RECOVERY_KEEP"):  # to look into a run's handler log and worker output afterwards
+        keep = Path(os.environ["BENCH_RECOVERY_KEEP"]) / f"{system.key}-{mode}-{int(time.time())}"
+        keep.mkdir(parents=True, exist_ok=True)
+        for name in ("handlers.log", "workers.log"):
+            with contextlib.suppress(FileNotFoundError):
+                (keep / name).write_bytes((Path(work.name) / name).read_bytes())
     work.cleanup()
     return result
 
@@ -491,6 +503,9 @@ def parse(text: str) -> dict[int, list[Attempt]]:
     return by_task
 
 
+CLAIM_TO_START = 0.5  # seconds: a worker resumed by SIGCONT starts the handlers of what it had claimed within this
+
+
 def nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
@@ -524,13 +539,20 @@ def analyse(
             outcome.completed_at[task] = at
             outcome.done.add(task)
     hits: dict[int, list[float]] = {}  # pgid -> times it was killed or stopped
+    stops: dict[int, list[tuple[float, float]]] = {}  # pgid -> (SIGSTOP, SIGCONT) intervals
     for pgid, name, at in signals:
         if name in ("SIGKILL", "SIGSTOP"):
             hits.setdefault(pgid, []).append(at)
+        if name == "SIGSTOP":
+            stops.setdefault(pgid, []).append((at, math.inf))
+        elif name == "SIGCONT" and stops.get(pgid):
+            stops[pgid][-1] = (stops[pgid][-1][0], at)
     to_start: list[float] = []
     expiry_to_start: list[float] = []
     no_expiry = 0
     unexplained: list[int] = []
+    while_stopped = 0  # unexplained, while another worker was stopped (one holding SQLite's write lock, say)
+    late_start = 0
     survived = 0
     for task, attempts in by_task.items():
         for i, a in enumerate(attempts):
@@ -542,7 +564,14 @@ def analyse(
                     survived += 1
                 continue
             if not hit:
+                # Claimed just before a SIGSTOP, its handler started only after the SIGCONT (its lease having
+                # run out meanwhile): the stop explains it, and the time counts from the stop.
+                hit = [stop for stop, cont in stops.get(a.pgid, []) if stop <= a.start <= cont + CLAIM_TO_START]
+                late_start += bool(hit)
+            if not hit:
                 unexplained.append(task)
+                others = [s for iv in stops.values() for s in iv if s[0] <= nxt.start and s[1] >= a.start]
+                while_stopped += bool(others)
                 continue
             to_start.append(nxt.start - hit[0])
             expiry = lease_expiry(a, nxt, outcome, samples, p)
@@ -568,7 +597,9 @@ def analyse(
         "expiry_to_start_s": summary(expiry_to_start),
         "lost_attempts": len(to_start),
         "no_expiry_found": no_expiry,
+        "started_after_sigcont": late_start,
         "unexplained_reruns": len(unexplained),
+        "unexplained_while_another_stopped": while_stopped,
         "unexplained_examples": sorted(set(unexplained))[:10],
         "lost_tasks": len(lost),
         "lost_examples": lost[:10],
@@ -624,12 +655,17 @@ def fmt(s: dict[str, Any]) -> str:
     return "–" if not s.get("count") else f"{s['p50']:.2f} / {s['p99']:.2f} / {s['max']:.2f} ({s['count']})"
 
 
+def reruns(res: dict[str, Any]) -> str:
+    n, during = res["unexplained_reruns"], res.get("unexplained_while_another_stopped", 0)
+    return f"{n} ({during} while another worker was stopped)" if during else str(n)
+
+
 def line(res: dict[str, Any]) -> str:
     if "skipped" in res:
         return res["skipped"]
     text = (
         f"signal->start {fmt(res['signal_to_start_s'])}; expiry->start {fmt(res['expiry_to_start_s'])}; "
-        f"lost tasks {res['lost_tasks']}, unexplained re-runs {res['unexplained_reruns']}, "
+        f"lost tasks {res['lost_tasks']}, unexplained re-runs {reruns(res)}, "
         f"stale writes {res['stale_writes_accepted']}; {res['elapsed_s']} s"
     )
     return text + (f"; ERROR {res['error']}" if "error" in res else "") + (" (capped)" if res.get("capped") else "")
@@ -646,7 +682,7 @@ def markdown(document: dict[str, Any]) -> str:
         "",
         f"{p['tasks']:,} tasks of 0-{p['max_duration'] * 1000:.0f} ms (seed {p['seed']}), {p['workers']} workers "
         f"of concurrency {p['concurrency']}, lease {p['lease']:g} s. Mode kill: SIGKILL to the oldest worker every "
-        f"{p['kill_every']:g} s, replaced at once. Mode stop: SIGSTOP to the oldest running worker every "
+        f"{p['kill_every']:g} s, replaced at once. Mode stop: SIGSTOP to a running worker (in turn) every "
         f"{p['stop_every']:g} s, SIGCONT {p['stop_for']:g} s later. Cap {p['cap']:g} s a run.",
         "",
         "Times in seconds, p50 / p99 / max (count), nearest rank. *signal->start*: from the SIGKILL/SIGSTOP of the "
@@ -667,7 +703,7 @@ def markdown(document: dict[str, Any]) -> str:
                 capped = " (capped)" if res.get("capped") else ""
                 out.append(
                     f"| {key} | {mode} | {res['run']} | {fmt(res['signal_to_start_s'])} | "
-                    f"{fmt(res['expiry_to_start_s'])} | {res['lost_tasks']} | {res['unexplained_reruns']} | "
+                    f"{fmt(res['expiry_to_start_s'])} | {res['lost_tasks']} | {reruns(res)} | "
                     f"{res['stale_writes_accepted']} | {res['stopped_attempts_finished']} | "
                     f"{res['elapsed_s']}{capped}{err} | {res['load_at_start']} |"
                 )

@@ -1,12 +1,16 @@
 """Recovery: how soon the work of a crashed or frozen worker runs again (issue 17).
 
     python -m bench --systems taskstore-sqlite,taskstore-postgres,pgqueuer,procrastinate --scenarios recovery
-    python -m bench.recovery [--systems ...] [--modes kill,stop] [--runs 2] [--tasks 2000] [--out STEM]
+    python -m bench.recovery [--systems ...] [--modes kill,stop] [--loads backlog,paced] [--runs 2] [--tasks 2000]
+                             [--out STEM]
 
-(the second form from inside bench/.venvs/taskstore, which the first one creates). For each system and mode, in a
-fresh store: ``--tasks`` tasks, each sleeping a duration drawn uniformly from 0-500 ms (seeded: every system
-gets the same list), are enqueued; 3 workers are started as users start them (each system's own command line,
-``--concurrency`` 4 each, in a process group of its own); once the first task has started:
+(the second form from inside bench/.venvs/taskstore, which the first one creates). For each system, load and
+mode, in a fresh store: ``--tasks`` tasks, each sleeping a duration drawn uniformly from 0-500 ms (seeded: every
+system gets the same list), are enqueued, either all before the workers start (load ``backlog``, the workload of
+issue 17: 2,000 tasks are 40 s of work for the 12 slots) or by a producer process, 24 a second, while they run
+(load ``paced``: about half of what the slots can run, so no backlog forms and a re-run waits only for the
+recovery mechanism); 3 workers are started as users start them (each system's own command line, concurrency 4
+each, in a process group of its own); once the first task has started:
 
 - mode ``kill``: every 2 s the oldest worker's group is sent SIGKILL and a replacement is started at once, so 3
   keep running;
@@ -34,6 +38,8 @@ taskstore) each attempt's timed-out lease. From these, per run:
 - **stale writes accepted**: a done task whose newest attempt was still running (or never ended) when the
   completion was written: an older attempt's late completion won (must be 0). For taskstore also: the
   result's attempt number (the handler returns it) is not the newest attempt's.
+- **runs of done tasks**: attempts that started after their task's completion had been written (a worker
+  that claimed the task just before a SIGSTOP starting it after the SIGCONT, say); not counted as recoveries.
 - **stopped attempts that finished**: attempts of a stopped worker that ended by themselves after SIGCONT and
   were not run again (a stop shorter than what recovery takes is no loss).
 
@@ -46,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -72,6 +79,8 @@ from _recovery_log import ENV as LOG_ENV  # noqa: E402
 from bench.systems import SYSTEMS, System  # noqa: E402
 
 MODES = ("kill", "stop")
+LOADS = ("backlog", "paced")
+PACED_RATE = 24.0  # tasks/s: half of what 3 workers x 4 slots of 250 ms on average can run, so no backlog forms
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class Params:
     stop_every: float = 5.0
     stop_for: float = 6.0  # 3 leases
     cap: float = 170.0  # seconds from the first start: with start-up and teardown, under 3 minutes a run
+    rate: float = 0.0  # tasks enqueued a second while the workers run; 0: all enqueued before (a backlog)
     sample_every: float = 0.25  # the peers' heartbeats
 
 
@@ -183,10 +193,7 @@ class Fleet:
     signals: list[tuple[int, str, float]] = field(default_factory=list)  # (pgid, SIGKILL|SIGSTOP|SIGCONT, time)
 
     def start(self) -> None:
-        out = self.log.open("ab")
-        proc = subprocess.Popen(self.cmd, cwd=PEERS, env=self.env, stdout=out, stderr=out, start_new_session=True)
-        out.close()
-        self.workers.append(Worker(proc, time.time()))
+        self.workers.append(Worker(spawn(self.cmd, self.env, self.log), time.time()))
 
     def send(self, worker: Worker, sig: signal.Signals) -> None:
         self.signals.append((worker.pgid, sig.name, time.time()))  # before the signal: its effect follows
@@ -375,6 +382,12 @@ def cli_of(system: System, spec: Spec) -> str:
     return str(Path(python_of(system)).parent / spec.cli)
 
 
+def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A process in a session of its own (so its whole group can be signalled), its output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, cwd=PEERS, env=env, stdout=out, stderr=out, start_new_session=True)
+
+
 async def run_one(system: System, url: str, mode: str, p: Params) -> dict[str, Any]:
     spec = SPECS[system.key]
     work = tempfile.TemporaryDirectory(prefix="bench-recovery-")
@@ -388,17 +401,16 @@ async def run_one(system: System, url: str, mode: str, p: Params) -> dict[str, A
         "PYTHONPATH": str(PEERS),
     }
     ds = durations(p)
+    script = [python_of(system), str(PEERS / f"recovery_{spec.script}.py"), "enqueue", url]
+    # A backlog: every task enqueued before the workers start. Paced: the schema only, and a producer process
+    # enqueues the tasks at ``p.rate`` while the workers run.
+    first = {"durations": [] if p.rate else ds, "install": True}
     enqueue = await asyncio.to_thread(
-        subprocess.run,
-        [python_of(system), str(PEERS / f"recovery_{spec.script}.py"), "enqueue", url, json.dumps({"durations": ds})],
-        cwd=PEERS,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        subprocess.run, [*script, json.dumps(first)], cwd=PEERS, env=env, capture_output=True, text=True, timeout=300
     )
     if enqueue.returncode != 0:
         return {"error": "enqueue failed: " + " | ".join(enqueue.stderr.strip().splitlines()[-3:])}
+    producer: subprocess.Popen[bytes] | None = None
     store = Store(system.key, url)
     await store.open()
     fleet = Fleet([cli_of(system, spec), *spec.args(url, p)], env, Path(work.name) / "workers.log")
@@ -407,6 +419,9 @@ async def run_one(system: System, url: str, mode: str, p: Params) -> dict[str, A
     try:
         for _ in range(p.workers):
             fleet.start()
+        if p.rate:
+            paced = json.dumps({"durations": ds, "rate": p.rate, "install": False})
+            producer = spawn([*script, paced], env, Path(work.name) / "producer.log")
         # The chaos starts with the work: a worker's start-up (imports, connections) is not what is measured.
         deadline = time.time() + 60
         while log.stat().st_size == 0:
@@ -445,6 +460,10 @@ async def run_one(system: System, url: str, mode: str, p: Params) -> dict[str, A
         elapsed = 0.0
     finally:
         fleet.close()
+        if producer is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(producer.pid, signal.SIGKILL)
+            producer.wait()
     try:
         outcome = await store.outcome(p.tasks)
     finally:
@@ -452,6 +471,7 @@ async def run_one(system: System, url: str, mode: str, p: Params) -> dict[str, A
     result = analyse(log.read_text(), fleet.signals, outcome, samples, p)
     result.update(
         mode=mode,
+        load=f"paced {p.rate:g}/s" if p.rate else "backlog",
         elapsed_s=round(elapsed, 1),
         capped=elapsed >= p.cap,
         workers_started=len(fleet.workers) + len(fleet.gone),
@@ -463,9 +483,10 @@ async def run_one(system: System, url: str, mode: str, p: Params) -> dict[str, A
     if os.environ.get("BENCH_RECOVERY_KEEP"):  # to look into a run's handler log and worker output afterwards
         keep = Path(os.environ["BENCH_RECOVERY_KEEP"]) / f"{system.key}-{mode}-{int(time.time())}"
         keep.mkdir(parents=True, exist_ok=True)
-        for name in ("handlers.log", "workers.log"):
+        for name in ("handlers.log", "workers.log", "producer.log"):
             with contextlib.suppress(FileNotFoundError):
                 (keep / name).write_bytes((Path(work.name) / name).read_bytes())
+        (keep / "outcome.json").write_text(json.dumps({k: repr(v) for k, v in outcome.__dict__.items()}))
     work.cleanup()
     return result
 
@@ -563,6 +584,11 @@ def analyse(
                 if hit and a.end is not None and a.end > hit[0]:
                     survived += 1
                 continue
+            completed = outcome.completed_at.get(task)
+            if completed is not None and nxt.start > completed:
+                # The next start came after the task's completion was written: not a recovery but a run of a
+                # done task (a worker that had claimed it just before a stop, starting it after SIGCONT).
+                continue
             if not hit:
                 # Claimed just before a SIGSTOP, its handler started only after the SIGCONT (its lease having
                 # run out meanwhile): the stop explains it, and the time counts from the stop.
@@ -579,6 +605,11 @@ def analyse(
                 no_expiry += 1
             else:
                 expiry_to_start.append(nxt.start - expiry)
+    # When the last task to start for the first time did: from then on the queue held only re-runs. A re-run
+    # started after it waited behind the backlog (a retry ordered after every task enqueued before it), not
+    # only for its lease and the reaper.
+    drained = max((attempts[0].start for attempts in by_task.values()), default=0.0)
+    after_drain = sum(1 for attempts in by_task.values() for a in attempts[1:] if a.start >= drained)
     stale = []
     for task in outcome.done:
         attempts = by_task.get(task, [])
@@ -586,7 +617,13 @@ def analyse(
             continue
         newest = attempts[-1]
         completed = outcome.completed_at.get(task)
-        late = completed is not None and (newest.end is None or newest.end > completed + 0.001)
+        # The newest attempt had started when the completion was written and was still running: the completion
+        # was an older attempt's. (One that started after it is a run of a done task, counted apart.)
+        late = (
+            completed is not None
+            and newest.start < completed
+            and (newest.end is None or newest.end > completed + 0.001)
+        )
         wrong = task in outcome.result_attempt and newest.attempt and outcome.result_attempt[task] != newest.attempt
         if late or wrong:
             stale.append(task)
@@ -596,6 +633,7 @@ def analyse(
         "signal_to_start_s": summary(to_start),
         "expiry_to_start_s": summary(expiry_to_start),
         "lost_attempts": len(to_start),
+        "reruns_after_backlog_drained": after_drain,
         "no_expiry_found": no_expiry,
         "started_after_sigcont": late_start,
         "unexplained_reruns": len(unexplained),
@@ -607,6 +645,12 @@ def analyse(
         "stale_writes_accepted": len(stale),
         "stale_examples": sorted(stale)[:10],
         "stopped_attempts_finished": survived,
+        "runs_after_done": sum(
+            1
+            for task, attempts in by_task.items()
+            for a in attempts
+            if task in outcome.completed_at and a.start > outcome.completed_at[task]
+        ),
         "starts": sum(len(a) for a in by_task.values()),
         "states": outcome.states,
         "signals": {name: sum(1 for _, n, _ in signals if n == name) for name in ("SIGKILL", "SIGSTOP", "SIGCONT")},
@@ -627,10 +671,10 @@ def lease_expiry(a: Attempt, nxt: Attempt, outcome: Outcome, samples: dict[str, 
 
 
 def run_all(
-    systems: list[System], backends: dict[str, Any], modes: list[str], runs: int, p: Params
+    systems: list[System], backends: dict[str, Any], modes: list[str], loads: list[str], runs: int, p: Params
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Each (system, mode) ``runs`` times, one run at a time, the systems in turn within each round (so a burst of
-    other work on the shared machine does not land on one system's runs only)."""
+    """Each (system, load, mode) ``runs`` times, one run at a time, the systems in turn within each round (so a
+    burst of other work on the shared machine does not land on one system's runs only)."""
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for round_ in range(runs):
         for system in systems:
@@ -640,14 +684,18 @@ def run_all(
             backend = backends.get(system.backend)
             if backend is None:
                 continue
-            for mode in modes:
-                url = backend.fresh(f"recovery-{system.key}-{mode}")
-                load = os.getloadavg()[0]
-                res = asyncio.run(run_one(system, url, mode, p))
-                res["run"] = round_ + 1
-                res["load_at_start"] = round(load, 2)
-                results.setdefault(system.key, {}).setdefault(mode, []).append(res)
-                print(f"  {system.label} {mode} run {round_ + 1}: {line(res)}", flush=True)
+            for load in loads:
+                params = dataclasses.replace(p, rate=(p.rate or PACED_RATE) if load == "paced" else 0.0)
+                for mode in modes:
+                    url = backend.fresh(f"recovery-{system.key}-{mode}")
+                    before = os.getloadavg()[0]
+                    res = asyncio.run(run_one(system, url, mode, params))
+                    res["run"] = round_ + 1
+                    res["load_at_start"] = round(before, 2)
+                    results.setdefault(system.key, {}).setdefault(f"{mode}, {load}", []).append(res)
+                    print(
+                        f"  {system.label} {mode}, {res.get('load', load)}, run {round_ + 1}: {line(res)}", flush=True
+                    )
     return results
 
 
@@ -683,28 +731,31 @@ def markdown(document: dict[str, Any]) -> str:
         f"{p['tasks']:,} tasks of 0-{p['max_duration'] * 1000:.0f} ms (seed {p['seed']}), {p['workers']} workers "
         f"of concurrency {p['concurrency']}, lease {p['lease']:g} s. Mode kill: SIGKILL to the oldest worker every "
         f"{p['kill_every']:g} s, replaced at once. Mode stop: SIGSTOP to a running worker (in turn) every "
-        f"{p['stop_every']:g} s, SIGCONT {p['stop_for']:g} s later. Cap {p['cap']:g} s a run.",
+        f"{p['stop_every']:g} s, SIGCONT {p['stop_for']:g} s later. Load *backlog*: every task enqueued before "
+        f"the workers start (what issue 17 describes); *paced*: enqueued {PACED_RATE:g} a second while they run "
+        f"(about half of what the 12 slots can run, so no backlog forms). Cap {p['cap']:g} s a run.",
         "",
         "Times in seconds, p50 / p99 / max (count), nearest rank. *signal->start*: from the SIGKILL/SIGSTOP of the "
         "worker holding an attempt to the task's next start. *expiry->start*: from that attempt's lease expiry "
         "to the next start (taskstore: the timed-out failure's times_out_at; peers: last heartbeat seen + lease).",
         "",
-        "| system | mode | run | signal->start | expiry->start | lost tasks | unexplained re-runs | stale writes "
-        "accepted | stopped attempts that finished | run s | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | mode, load | run | signal->start | expiry->start | lost tasks | unexplained re-runs | stale writes "
+        "accepted | runs of done tasks | stopped attempts that finished | run s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, modes in results.items():
         for mode, runs in modes.items():
             for res in runs:
                 if "skipped" in res:
-                    out.append(f"| {key} | – | – | {res['skipped']} | | | | | | | |")
+                    out.append(f"| {key} | – | – | {res['skipped']} | | | | | | | | |")
                     continue
                 err = f" **{res['error']}**" if "error" in res else ""
                 capped = " (capped)" if res.get("capped") else ""
                 out.append(
                     f"| {key} | {mode} | {res['run']} | {fmt(res['signal_to_start_s'])} | "
                     f"{fmt(res['expiry_to_start_s'])} | {res['lost_tasks']} | {reruns(res)} | "
-                    f"{res['stale_writes_accepted']} | {res['stopped_attempts_finished']} | "
+                    f"{res['stale_writes_accepted']} | {res.get('runs_after_done', '–')} | "
+                    f"{res['stopped_attempts_finished']} | "
                     f"{res['elapsed_s']}{capped}{err} | {res['load_at_start']} |"
                 )
     out += ["", "What each system was given:", ""]
@@ -733,7 +784,9 @@ def commit() -> str:
     return subprocess.run(git, capture_output=True, text=True).stdout.strip()[:100]
 
 
-def run(systems: list[System], modes: list[str], runs: int, p: Params, stem: Path | None) -> Path:
+def run(
+    systems: list[System], modes: list[str], runs: int, p: Params, stem: Path | None, loads: list[str] | None = None
+) -> Path:
     from bench.servers import open_backends
     from bench.systems import prepare
 
@@ -745,12 +798,13 @@ def run(systems: list[System], modes: list[str], runs: int, p: Params, stem: Pat
         "commit": commit(),
         "params": p.__dict__,
         "modes": modes,
+        "loads": loads or list(LOADS),
         "runs": runs,
         "load_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     with open_backends({s.backend for s in systems if s.key in SPECS}) as (backends, missing):
         info["missing"] = missing
-        results = run_all(systems, backends, modes, runs, p)
+        results = run_all(systems, backends, modes, loads or list(LOADS), runs, p)
     info["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     stem = stem or RESULTS / f"recovery-{datetime.date.today().isoformat()}"
     document = {"info": info, "results": results}
@@ -763,7 +817,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", default=",".join(SPECS), help="comma-separated keys")
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--runs", type=int, default=2, help="each (system, mode) this many times")
+    parser.add_argument("--loads", default=",".join(LOADS), help="backlog (all enqueued first), paced, or both")
+    parser.add_argument("--runs", type=int, default=2, help="each (system, mode, load) this many times")
     parser.add_argument("--tasks", type=int, default=Params.tasks)
     parser.add_argument("--cap", type=float, default=Params.cap)
     parser.add_argument("--out", type=Path, default=None, help="file stem for .md/.json")
@@ -773,7 +828,10 @@ def main() -> None:
     modes = [m.strip() for m in opts.modes.split(",") if m.strip()]
     if set(modes) - set(MODES):
         parser.error(f"modes: {', '.join(MODES)}")
-    run(systems, modes, opts.runs, Params(tasks=opts.tasks, cap=opts.cap), opts.out)
+    loads = [x.strip() for x in opts.loads.split(",") if x.strip()]
+    if set(loads) - set(LOADS):
+        parser.error(f"loads: {', '.join(LOADS)}")
+    run(systems, modes, opts.runs, Params(tasks=opts.tasks, cap=opts.cap), opts.out, loads)
 
 
 if __name__ == "__main__":

@@ -35,3 +35,20 @@ def started(task: int, attempt: int, job: object) -> None:
 
 def ended(task: int, attempt: int, job: object) -> None:
     _write("E", task, attempt, job)
+
+
+async def paced(durations: list[float], rate: float, enqueue: object) -> None:
+    """Call ``enqueue(first_index, durations)`` for the tasks in batches, open loop: batch ``k`` is due at
+    ``k / BATCHES_PER_S`` seconds from the start, whatever the previous calls took (``rate`` tasks a second)."""
+    import asyncio
+
+    per_batch = max(1, round(rate / BATCHES_PER_S))
+    began = time.monotonic()
+    for k, first in enumerate(range(0, len(durations), per_batch)):
+        delay = began + k / BATCHES_PER_S - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await enqueue(first, durations[first : first + per_batch])  # type: ignore[operator]
+
+
+BATCHES_PER_S = 10

@@ -8,8 +8,9 @@ every worker gets, and pgqueuer requires the cap to be at least twice the batch,
 CLI's defaults (``--dequeue-timeout 30``, durable tables). The factory has the shape of docs/reference/cli.md
 ("Factory pattern") on one direct asyncpg connection, as bench/peers/pgqueuer_app.py.
 
-``python recovery_pgqueuer.py enqueue URL '{"durations": [...]}'`` installs the schema and enqueues one ``work``
-job per duration (payload ``<i> <duration>``). The driver reads the log table itself.
+``python recovery_pgqueuer.py enqueue URL '{"durations": [...], "rate": 0, "install": true}'`` installs the
+schema (unless ``install`` is false) and enqueues one ``work`` job per duration (payload ``<i> <duration>``), at
+once or ``rate`` a second (_recovery_log.paced). The driver reads the log table itself.
 """
 
 from __future__ import annotations
@@ -49,13 +50,21 @@ async def create() -> AsyncIterator[PgQueuer]:
         await conn.close()
 
 
-async def enqueue(url: str, durations: list[float]) -> None:
+async def enqueue(url: str, durations: list[float], rate: float, install: bool) -> None:
     conn = await asyncpg.connect(url)
     try:
         queries = Queries(AsyncpgDriver(conn))
-        await queries.install()
-        n = len(durations)
-        await queries.enqueue(["work"] * n, [f"{i} {d!r}".encode() for i, d in enumerate(durations)], [0] * n)
+        if install:
+            await queries.install()
+
+        async def batch(first: int, ds: list[float]) -> None:
+            n = len(ds)
+            await queries.enqueue(["work"] * n, [f"{i} {d!r}".encode() for i, d in enumerate(ds, first)], [0] * n)
+
+        if durations and rate:
+            await _recovery_log.paced(durations, rate, batch)
+        elif durations:
+            await batch(0, durations)
     finally:
         await conn.close()
 
@@ -64,5 +73,5 @@ if __name__ == "__main__":
     command, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     if command != "enqueue":
         raise SystemExit(f"unknown command {command!r}")
-    asyncio.run(enqueue(url, params["durations"]))
+    asyncio.run(enqueue(url, params["durations"], params.get("rate", 0), params.get("install", True)))
     print("{}")

@@ -14,8 +14,9 @@ default 30 s staleness; here, to give it the same 2 s lease as every system (``$
 
 The periodic task is on the benchmark's queue, at the default priority, as in the page's example.
 
-``python recovery_procrastinate.py enqueue URL '{"durations": [...]}'`` applies the schema and defers one
-``work`` job per duration. The driver reads the jobs and events tables itself.
+``python recovery_procrastinate.py enqueue URL '{"durations": [...], "rate": 0, "install": true}'`` applies the
+schema (unless ``install`` is false) and defers one ``work`` job per duration, at once or ``rate`` a second
+(_recovery_log.paced). The driver reads the jobs and events tables itself.
 """
 
 from __future__ import annotations
@@ -53,15 +54,23 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
         await app.job_manager.retry_job(job)
 
 
-async def enqueue(durations: list[float]) -> None:
+async def enqueue(durations: list[float], rate: float, install: bool) -> None:
     async with app.open_async():
-        await app.schema_manager.apply_schema_async()
-        await work.batch_defer_async(*({"n": i, "d": d} for i, d in enumerate(durations)))
+        if install:
+            await app.schema_manager.apply_schema_async()
+
+        async def batch(first: int, ds: list[float]) -> None:
+            await work.batch_defer_async(*({"n": i, "d": d} for i, d in enumerate(ds, first)))
+
+        if durations and rate:
+            await _recovery_log.paced(durations, rate, batch)
+        elif durations:
+            await batch(0, durations)
 
 
 if __name__ == "__main__":
     command, params = sys.argv[1], json.loads(sys.argv[3])
     if command != "enqueue":
         raise SystemExit(f"unknown command {command!r}")
-    asyncio.run(enqueue(params["durations"]))
+    asyncio.run(enqueue(params["durations"], params.get("rate", 0), params.get("install", True)))
     print("{}")

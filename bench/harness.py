@@ -402,7 +402,8 @@ def main() -> None:
 
         prepare([s for s in systems if s.key in recovery.SPECS])
         params = recovery.Params(tasks=500) if opts.quick else recovery.Params()
-        recovery.run(systems, list(recovery.MODES), 1 if opts.quick else max(2, opts.repeat), params, None)
+        stem = RESULTS / f"recovery-{datetime.date.today().isoformat()}-quick" if opts.quick else opts.out
+        recovery.run(systems, list(recovery.MODES), 1 if opts.quick else max(2, opts.repeat), params, stem)
         scenarios.discard("recovery")
         if not scenarios:
             return

@@ -30,7 +30,12 @@ last, the harness times a one-row commit on PostgreSQL (``Backend.commit_ms``) a
 that commits per small batch drains at a rate that follows the disk's flush time, so a rerun elsewhere can tell
 whether its ratios moved with the machine (bench/pgqueuer_check.py runs pgqueuer's drain outside the harness too).
 
-``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique, http (default: all).
+8. recovery (taskstore and the peers with a lease-like mechanism: pgqueuer, procrastinate): 3 workers of one
+   system, one SIGKILLed every 2 s (or SIGSTOPped for 6 s every 5 s), and how soon the lost work runs again
+   (bench/recovery.py). It writes bench/results/recovery-<date>.md/.json of its own.
+
+``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique, http, recovery (default:
+all).
 
 Results: bench/results/<date>[-quick].md (table with taskstore's ratio to the best peer), .png (chart) and
 .json (every figure). Not a test: it prints figures for a person to read.
@@ -103,7 +108,7 @@ QUICK = Plan(
     10_000, 5_000, {10: 2_000, 100: 5_000}, (500, 2_000), 2, 3, 50_000, 5_000, 5_000, 8, 5_000, 1_000, 10_000,
     http=20_000, http_seconds=3.0,
 )  # fmt: skip
-SCENARIOS = ("enqueue", "drain", "sleep", "latency", "backlog", "limited", "unique", "http")
+SCENARIOS = ("enqueue", "drain", "sleep", "latency", "backlog", "limited", "unique", "http", "recovery")
 
 
 def child(system: System, scenario: str, url: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -367,7 +372,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under 5 minutes")
     parser.add_argument("--systems", default=",".join(s.key for s in SYSTEMS), help="comma-separated keys")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated; default: all")
-    parser.add_argument("--repeat", type=int, default=1, help="flow-control pairs: runs of each, best kept")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="flow-control pairs: runs of each, best kept; recovery: runs of each mode (2 unless more are asked)",
+    )
     parser.add_argument(
         "--unanalyzed",
         action="store_true",
@@ -385,6 +395,18 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}; known: {', '.join(s.key for s in SYSTEMS)}")
     systems = [s for s in SYSTEMS if s.key in keys]
+    if "recovery" in scenarios:
+        # Its own shape (several worker processes signalled from outside, not one child per scenario) and its
+        # own report: bench/recovery.py.
+        from bench import recovery
+
+        prepare([s for s in systems if s.key in recovery.SPECS])
+        params = recovery.Params(tasks=500) if opts.quick else recovery.Params()
+        stem = RESULTS / f"recovery-{datetime.date.today().isoformat()}-quick" if opts.quick else opts.out
+        recovery.run(systems, list(recovery.MODES), 1 if opts.quick else max(2, opts.repeat), params, stem)
+        scenarios.discard("recovery")
+        if not scenarios:
+            return
     plan = dataclasses.replace(QUICK if opts.quick else FULL, repeat=opts.repeat, unanalyzed=opts.unanalyzed)
     started = time.perf_counter()
     prepare(systems)

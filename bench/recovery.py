@@ -624,7 +624,11 @@ def analyse(
             and newest.start < completed
             and (newest.end is None or newest.end > completed + 0.001)
         )
-        wrong = task in outcome.result_attempt and newest.attempt and outcome.result_attempt[task] != newest.attempt
+        # The result must be the newest attempt's by number, not by start: a worker stopped just after it claimed
+        # an attempt starts that older attempt after its SIGCONT, once the task is done (a run of a done task,
+        # its completion refused), and that start is the last one in the log.
+        latest = max((a.attempt for a in attempts if a.attempt), default=0)
+        wrong = task in outcome.result_attempt and latest and outcome.result_attempt[task] != latest
         if late or wrong:
             stale.append(task)
     never = [i for i in range(p.tasks) if i not in by_task]

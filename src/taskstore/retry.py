@@ -47,8 +47,9 @@ def _fraction(value: object, what: str) -> float:
     return float(value)
 
 
-def _lost_lease(policy: Exponential | BinaryExponential | Polynomial, name: str) -> None:
-    object.__setattr__(policy, "lost_lease_delay", _seconds(policy.lost_lease_delay, f"{name} lost_lease_delay"))
+def _lost_lease(policy: Exponential | BinaryExponential | Polynomial) -> None:
+    what = f"{type(policy).__name__} lost_lease_delay"
+    object.__setattr__(policy, "lost_lease_delay", _seconds(policy.lost_lease_delay, what))
 
 
 def _with_lost_lease(spec: dict[str, Any], delay: float) -> dict[str, Any]:
@@ -82,7 +83,7 @@ class Exponential:
         object.__setattr__(self, "base", _seconds(self.base, "Exponential base"))
         object.__setattr__(self, "cap", _seconds(self.cap, "Exponential cap"))
         object.__setattr__(self, "jitter", _fraction(self.jitter, "Exponential jitter"))
-        _lost_lease(self, "Exponential")
+        _lost_lease(self)
 
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
         full = _doubling(self.base, attempt, self.cap)
@@ -105,7 +106,7 @@ class BinaryExponential:
     def __post_init__(self) -> None:
         object.__setattr__(self, "base", _seconds(self.base, "BinaryExponential base"))
         object.__setattr__(self, "cap", _seconds(self.cap, "BinaryExponential cap"))
-        _lost_lease(self, "BinaryExponential")
+        _lost_lease(self)
 
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
         return _bounded(_doubling(self.base, attempt, self.cap))
@@ -125,7 +126,7 @@ class Polynomial:
     lost_lease_delay: float = 0.0
 
     def __post_init__(self) -> None:
-        _lost_lease(self, "Polynomial")
+        _lost_lease(self)
 
     def delay(self, attempt: int, rand: Rand | None = None) -> float:
         # Bounding r keeps r^4 a float for any attempt number; bounding the result keeps now + delay a datetime.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from . import errors, transitions
 from ._joins import Join
@@ -65,9 +65,12 @@ class Completion:
         return transitions.mark_done(task, self.lease, now=now, value=self.value)
 
 
-@dataclass(frozen=True, slots=True)
-class NewRow:
-    """A validated task to insert: its id and its codec-encoded payload."""
+class NewRow(NamedTuple):
+    """A validated task to insert: its id and its codec-encoded payload.
+
+    A named tuple, not a frozen dataclass: bulk enqueue makes one per task, and a tuple is made in a fifth of
+    the time (0.25 against 1.1 µs here).
+    """
 
     new: NewTask
     id: str

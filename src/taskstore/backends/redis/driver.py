@@ -251,9 +251,13 @@ class RedisDriver:
     async def close(self) -> None:
         if self._listener is not None:
             listener, self._listener = self._listener, None
-            listener.cancel()
+            while not listener.done():
+                # Again and again: a cancel that lands while redis-py connects is swallowed (asyncio.wait_for in
+                # Python 3.11), and the listener would then go on listening.
+                listener.cancel()
+                await asyncio.wait([listener], timeout=0.2)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+                listener.result()
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()

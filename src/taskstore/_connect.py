@@ -286,6 +286,8 @@ def open(
         facade = {k: opts.pop(k) for k in _STORE_OPTIONS if k in opts}
         # Pub/sub wakes a blocked claim at once; the poll only finds delayed tasks coming due.
         facade.setdefault("poll_interval", 0.25)
-        driver = RedisDriver(_strip_query(url, _REDIS_OPTIONS), explicit_clock, create=create, **opts)
-        return Store(driver, codec=codec, url=url, **facade)
-    raise ConfigError(f"unsupported store URL {redact(url)!r}: use memory://, sqlite:///path.db, postgresql://… or redis://…")
+        redis_driver = RedisDriver(_strip_query(url, _REDIS_OPTIONS), explicit_clock, create=create, **opts)
+        return Store(redis_driver, codec=codec, url=url, **facade)
+    raise ConfigError(
+        f"unsupported store URL {redact(url)!r}: use memory://, sqlite:///path.db, postgresql://… or redis://…"
+    )

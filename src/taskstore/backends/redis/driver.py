@@ -134,7 +134,7 @@ def _expected(value: str | bytes | int | None) -> bytes:
 class Tx:
     """The guards and writes of one ``commit.lua`` call (see the script for what each means)."""
 
-    __slots__ = ("guards", "ops", "wake", "cancel")
+    __slots__ = ("cancel", "guards", "ops", "wake")
 
     def __init__(self) -> None:
         self.guards: list[Any] = []
@@ -201,8 +201,18 @@ class RedisDriver:
             p + "unique",
             p + "expiring",
         )
-        self.k_fin, self.k_limits, self.k_groups, self.k_recurring = p + "fin", p + "limits", p + "groups", p + "recurring"
-        self.k_status, self.k_hb, self.k_finished, self.k_changes = p + "status", p + "hb", p + "finished", p + "changes"
+        self.k_fin, self.k_limits, self.k_groups, self.k_recurring = (
+            p + "fin",
+            p + "limits",
+            p + "groups",
+            p + "recurring",
+        )
+        self.k_status, self.k_hb, self.k_finished, self.k_changes = (
+            p + "status",
+            p + "hb",
+            p + "finished",
+            p + "changes",
+        )
         self.ch_wake, self.ch_status, self.ch_cancel = p + "wake", p + "status", p + "cancel"
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -484,7 +494,9 @@ class RedisDriver:
             pipe.hget(self.k_unique, slot)
         answers = await pipe.execute()
         exists = answers[: len(rows)]
-        holder_ids = {slot: None if v is None else v.decode() for slot, v in zip(slots, answers[len(rows) :], strict=True)}
+        holder_ids = {
+            slot: None if v is None else v.decode() for slot, v in zip(slots, answers[len(rows) :], strict=True)
+        }
         stored = await self._load(i for i in holder_ids.values() if i is not None)
         for slot, holder_id in holder_ids.items():
             tx.expect(self.k_unique, slot, holder_id)
@@ -523,15 +535,15 @@ class RedisDriver:
                 result.append(held[index])
                 continue
             new = row.new
-            slot = None if new.unique_key is None else f"{new.queue}\x00{new.unique_key}"
-            first = None if slot is None else batch[slot]
+            key_slot = None if new.unique_key is None else f"{new.queue}\x00{new.unique_key}"
+            first = None if key_slot is None else batch[key_slot]
             if first is not None and first != index:
                 result.append(result[first])
                 continue
             task = transitions.create(new, task_id=row.id, now=now, args=new.args, seq=seqs[index])
             self._write(tx, None, task, now, args=row.args)
-            if slot is not None:
-                tx.hset(self.k_unique, {slot: task.id})
+            if key_slot is not None:
+                tx.hset(self.k_unique, {key_slot: task.id})
             if task.group_id is not None:
                 tx.op("sadd", f"{self.prefix}gm:{task.group_id}", task.id)
             if task.recurring_id is not None:
@@ -826,9 +838,13 @@ class RedisDriver:
                 tx.expect(self._tkey(task.id), "v", task.version)
             tx.hset(self.k_groups, {group_id: _rows.group_json(settled.group)})
             callback = settled.callback
-            if callback is not None and callback.id not in written:
-                if not await self._r.exists(self._tkey(callback.id)):
-                    await self._plan_insert(tx, [callback], now)
+            # A callback already there (live) is not inserted again; ``_plan_insert`` guards its absence.
+            if (
+                callback is not None
+                and callback.id not in written
+                and not await self._r.exists(self._tkey(callback.id))
+            ):
+                await self._plan_insert(tx, [callback], now)
 
     # -- maintenance ----------------------------------------------------------------------------
 
@@ -1187,7 +1203,9 @@ class RedisDriver:
         pipe = self._r.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(f"{self.prefix}gate:{key}", "c", "r", "per")
-        return [_rows.limit_from(k, raw) for k, raw in zip(keys, await pipe.execute(), strict=True) if raw[2] is not None]
+        return [
+            _rows.limit_from(k, raw) for k, raw in zip(keys, await pipe.execute(), strict=True) if raw[2] is not None
+        ]
 
     async def key_gate(self, key: str) -> KeyGate | None:
         raw = await self._r.hmget(f"{self.prefix}gate:{key}", "c", "r", "per", "tok", "at")

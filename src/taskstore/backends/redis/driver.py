@@ -98,6 +98,7 @@ LAYOUT = 1
 _WAITING = frozenset({State.QUEUED, State.FAILED})
 _OUTSTANDING = frozenset({State.QUEUED, State.FAILED, State.CLAIMED})
 _T = TypeVar("_T")
+EPOCH_TIME = from_us(0)  # what ``_load`` passes on as the time it did not read
 
 
 class _Conflict(Exception):
@@ -397,18 +398,33 @@ class RedisDriver:
         return f"{self.prefix}a:{task_id}"
 
     async def _load(self, ids: Iterable[str], *, archived: bool = False) -> dict[str, Task]:
+        return (await self._load_at(ids, archived=archived, clock=False))[1]
+
+    async def _load_at(
+        self, ids: Iterable[str], *, archived: bool = False, clock: bool = True
+    ) -> tuple[datetime, dict[str, Task]]:
+        """The store's time and these tasks (those that exist), in one round trip: the write paths' read."""
         wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return {}
+        server_time = clock and self._fixed is None
+        if not wanted and not server_time:
+            return (self._fixed.now() if self._fixed is not None else EPOCH_TIME), {}
         pipe = self._r.pipeline(transaction=False)
+        if server_time:
+            pipe.time()
         for task_id in wanted:
             pipe.hmget(self._akey(task_id) if archived else self._tkey(task_id), FIELDS)
+        answers = await pipe.execute()
+        if server_time:
+            sec, usec = answers.pop(0)
+            now = from_us(int(sec) * 1_000_000 + int(usec))
+        else:
+            now = self._fixed.now() if self._fixed is not None else EPOCH_TIME
         found: dict[str, Task] = {}
-        for task_id, raw in zip(wanted, await pipe.execute(), strict=True):
+        for task_id, raw in zip(wanted, answers, strict=True):
             task = decode_task(raw)
             if task is not None:
                 found[task_id] = task
-        return found
+        return now, found
 
     def _unindex(self, tx: Tx, t: Task) -> None:
         p, q = self.prefix, t.queue
@@ -720,8 +736,8 @@ class RedisDriver:
 
     async def claim_task(self, task_id: str, worker_id: str, ttl: float | None, token: str) -> Task | None:
         async def attempt() -> Task | None:
-            now = await self._now()
-            task = (await self._load([task_id])).get(task_id)
+            now, found = await self._load_at([task_id])
+            task = found.get(task_id)
             if task is None:
                 raise errors.NotFound(task_id)
             changed = transitions.take_over(task, worker_id=worker_id, token=token, now=now, lease=ttl)
@@ -788,8 +804,7 @@ class RedisDriver:
 
     async def apply(self, changes: Sequence[tuple[str, Change]]) -> list[Outcome]:
         async def attempt() -> list[Outcome]:
-            now = await self._now()
-            current = await self._load(task_id for task_id, _ in changes)
+            now, current = await self._load_at(task_id for task_id, _ in changes)
             before = dict(current)
             outcomes = apply_in_order(current, changes, now)
             written = [(old, current[i]) for i, old in before.items() if current[i] is not old]
@@ -804,8 +819,9 @@ class RedisDriver:
 
     # -- groups (settling) ----------------------------------------------------------------------
 
-    async def _members(self, group: GroupRow, written: dict[str, Task]) -> tuple[GroupRow, list[Task]]:
-        """The group with its member tasks, those this write changes as written; and the live ones read."""
+    async def _members(self, group: GroupRow, written: dict[str, Task]) -> tuple[GroupRow, list[Task], int]:
+        """The group with its member tasks, those this write changes as written; the live ones read; how many
+        ids the group's member set held (a group made with ``put_group`` gains members as tasks name it)."""
         if group.member_ids is not None:
             ids = list(group.member_ids)
         else:
@@ -814,7 +830,8 @@ class RedisDriver:
         live = [t for t in (written.get(i) or read.get(i) for i in ids) if t is not None and t.group_id == group.id]
         archived = [t for t in (await self._load(ids, archived=True)).values() if t.group_id == group.id]
         members = _groups.in_order(group, live, archived)
-        return dataclasses.replace(group, members=members), [t for t in read.values() if t.group_id == group.id]
+        read_live = [t for t in read.values() if t.group_id == group.id]
+        return dataclasses.replace(group, members=members), read_live, len(ids)
 
     async def _settle(self, tx: Tx, changes: Sequence[tuple[Task, Task]], now: datetime) -> None:
         """Settle the groups of members this write ends, in the same commit (see ``_groups.settle``)."""
@@ -826,7 +843,7 @@ class RedisDriver:
             raw = await self._r.hget(self.k_groups, group_id)
             if raw is None:
                 continue
-            group, read = await self._members(_rows.group_from(raw), written)
+            group, read, known = await self._members(_rows.group_from(raw), written)
             settled = _groups.settle(group, now, self.chord_args)
             if settled is None:
                 # Unfinished members decided this: one finishing meanwhile must make this write decide again.
@@ -834,6 +851,8 @@ class RedisDriver:
                     tx.expect(self._tkey(task.id), "v", task.version)
                 continue
             tx.expect(self.k_groups, group_id, raw)
+            if group.member_ids is None:  # members join by naming the group: one joining meanwhile is news
+                tx.expect_count(f"{self.prefix}gm:{group_id}", known)
             for task in read:
                 tx.expect(self._tkey(task.id), "v", task.version)
             tx.hset(self.k_groups, {group_id: _rows.group_json(settled.group)})
@@ -1033,7 +1052,7 @@ class RedisDriver:
         raw = await self._r.hget(self.k_groups, group_id)
         if raw is None:
             return None, None
-        group, _ = await self._members(_rows.group_from(raw), {})
+        group, _, _ = await self._members(_rows.group_from(raw), {})
         if group.expires_at > now or any(not t.state.is_terminal for t in group.members):
             return raw, group
         return raw, None

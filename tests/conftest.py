@@ -22,6 +22,15 @@ def postgres_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str | None]:
+    """A Redis for this test run, None when there is none (see tests/redis_server.py); tests use key prefixes."""
+    from .redis_server import test_redis
+
+    with test_redis() as url:
+        yield url
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("torture", "the torture suite (tests/torture)")
     group.addoption("--torture-long", action="store_true", help="run the torture suite for minutes, not seconds")

@@ -88,6 +88,11 @@ _POSTGRES_OPTIONS: dict[str, Any] = {
 }
 
 
+# redis://host:port/db?prefix=name: — several stores share one Redis database under different key prefixes.
+# Other query parameters belong to redis-py (``ssl_cert_reqs=``, ``socket_timeout=``...).
+_REDIS_OPTIONS: dict[str, Any] = {**_STORE_OPTIONS, "prefix": str}
+
+
 def _strip_query(url: str, ours: dict[str, Any]) -> str:
     """The URL without taskstore's own options; everything else is left byte for byte as libpq reads it.
 
@@ -275,5 +280,14 @@ def open(
         driver = PostgresDriver(conninfo, explicit_clock, create=create, **opts)
         return Store(driver, codec=codec, url=url, **facade)
     if scheme in {"redis", "rediss"}:
-        raise ConfigError(f"the {scheme} backend is not available in this version of taskstore yet")
-    raise ConfigError(f"unsupported store URL {redact(url)!r}: use memory://, sqlite:///path.db or postgresql://…")
+        from .backends.redis import RedisDriver
+
+        opts = _options(url, options, _REDIS_OPTIONS, url_passthrough=True)
+        facade = {k: opts.pop(k) for k in _STORE_OPTIONS if k in opts}
+        # Pub/sub wakes a blocked claim at once; the poll only finds delayed tasks coming due.
+        facade.setdefault("poll_interval", 0.25)
+        redis_driver = RedisDriver(_strip_query(url, _REDIS_OPTIONS), explicit_clock, create=create, **opts)
+        return Store(redis_driver, codec=codec, url=url, **facade)
+    raise ConfigError(
+        f"unsupported store URL {redact(url)!r}: use memory://, sqlite:///path.db, postgresql://… or redis://…"
+    )

@@ -82,9 +82,18 @@ def test_bad_urls_are_config_errors(url: str) -> None:
         taskstore.open(url)
 
 
-def test_backends_not_yet_built_say_so() -> None:
-    with pytest.raises(errors.ConfigError, match="not available"):
-        taskstore.open("redis://localhost:6379/0")
+def test_redis_urls_open_the_redis_backend_and_check_its_options() -> None:
+    pytest.importorskip("redis")
+    from taskstore.backends.redis import RedisDriver
+
+    store = taskstore.open("redis://localhost:6379/0?prefix=app1:")  # opening connects lazily, at first use
+    assert isinstance(store._driver, RedisDriver)
+    assert store._driver.prefix == "app1:"
+    assert isinstance(taskstore.open("rediss://localhost:6380/1")._driver, RedisDriver)
+    with pytest.raises(errors.ConfigError):
+        taskstore.open("redis://localhost:6379/0?prefix=has space")
+    with pytest.raises(errors.ConfigError):
+        taskstore.open("redis://localhost:6379/0", busy_timeout=1)
 
 
 @pytest.mark.parametrize(

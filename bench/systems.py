@@ -46,6 +46,7 @@ SYSTEMS = [
     # "AttributeError: 'str' object has no attribute 'name'"); 0.17 to 0.28 run it.
     System("pgqueuer", "pgqueuer", "postgres", ("pgqueuer==1.6.0", "asyncpg>=0.29", "typer==0.28.0")),
     System("procrastinate", "procrastinate", "postgres", ("procrastinate==3.10.0",)),
+    System("taskstore-redis", "taskstore", "redis", ()),
     System("rq", "rq", "redis", ("rq==3.0.0",)),
     System("arq", "arq", "redis", ("arq==0.28.0",)),
     System("saq", "saq", "redis", ("saq[redis]==0.26.4", "typing_extensions>=4.0")),

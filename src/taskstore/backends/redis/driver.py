@@ -192,6 +192,7 @@ class RedisDriver:
         self._client: Any = None
         self._commit_script: Any = None
         self._claim_script: Any = None
+        self._complete_script: Any = None
         self._listener: asyncio.Task[None] | None = None
         self.chord_args: ChordArgs = _groups.no_chord_args
         p = prefix
@@ -257,6 +258,7 @@ class RedisDriver:
         self._client = client
         self._commit_script = client.register_script(_script("commit.lua"))
         self._claim_script = client.register_script(_script("claim.lua"))
+        self._complete_script = client.register_script(_script("complete.lua"))
         self._listener = asyncio.get_running_loop().create_task(self._listen(), name="taskstore-redis-listen")
 
     async def close(self) -> None:
@@ -814,8 +816,30 @@ class RedisDriver:
         return await self._retrying(attempt)
 
     async def acknowledge(self, completions: Sequence[Completion]) -> list[errors.TaskstoreError | None]:
-        outcomes = await self.apply([(c.lease.task_id, c) for c in completions])
-        return [o if isinstance(o, errors.TaskstoreError) else None for o in outcomes]
+        """One ``complete.lua`` call: it fences and writes every completion whose lease still holds, on the
+        server, so the common case costs one round trip and no task read or decoded here; the rest (refused, or
+        members of a group) go through ``apply``, which decides their outcomes exactly as for any change."""
+        if not completions:
+            return []
+        args: list[Any] = [self._now_arg(), self.prefix]
+        for c in completions:
+            lease = c.lease
+            args += (lease.task_id, lease.worker_id, lease.token, b"0" if c.value is None else b"1" + c.value)
+        try:
+            left = await self._complete_script(keys=[], args=args)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise errors.BackendUnavailable(f"Redis: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("redis"):
+                raise errors.BackendUnavailable(f"Redis: {exc}") from exc
+            raise
+        acks: list[errors.TaskstoreError | None] = [None] * len(completions)
+        if left:
+            rest = [completions[int(k) - 1] for k in left]
+            outcomes = await self.apply([(c.lease.task_id, c) for c in rest])
+            for k, outcome in zip(left, outcomes, strict=True):
+                acks[int(k) - 1] = outcome if isinstance(outcome, errors.TaskstoreError) else None
+        return acks
 
     # -- groups (settling) ----------------------------------------------------------------------
 

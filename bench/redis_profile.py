@@ -39,14 +39,15 @@ def commandstats(client: Any) -> dict[str, tuple[int, int]]:
     return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in stats.items()}
 
 
-def record(out: str, port: str, stop: threading.Event) -> None:
-    """Attach py-spy to the worker process (``taskstore worker ... --url redis://...:port``) once it is up."""
+def record(out: str, port: str, stop: threading.Event, role: str) -> None:
+    """Attach py-spy to the worker process (``taskstore worker ... --url redis://...:port``) once it is up, or
+    to the latency scenario's producer (``role`` "produce")."""
     import psutil
 
     while not stop.is_set():
         for proc in psutil.process_iter(["cmdline"]):
             cmd = proc.info["cmdline"] or []
-            if "worker" in cmd and any(f":{port}/" in c for c in cmd):
+            if role in cmd and any(f":{port}/" in c for c in cmd):
                 spy = Path(sys.executable).parent / "py-spy"
                 subprocess.run([str(spy), "record", "--pid", str(proc.pid), "--format", "raw", "-o", out, "-r", "250"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -61,11 +62,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--latency", type=int, default=None, help="open-loop rate (tasks/s) for 4 s instead")
     parser.add_argument("--pyspy", default=None, help="record the worker with py-spy into this file (raw format)")
+    parser.add_argument("--pyspy-role", default="worker", choices=("worker", "produce"))
     opts = parser.parse_args()
     system = next(s for s in SYSTEMS if s.key == "taskstore-redis")
     with tempfile.TemporaryDirectory() as out, redis_server() as backend:
         os.environ["BENCH_ROUNDTRIPS"] = out
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "_roundtrips"), os.environ.get("PYTHONPATH")]))
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(HERE / "_roundtrips"), os.environ.get("PYTHONPATH")])
+        )
         url = backend.fresh("profile")
         if opts.latency:
             n = opts.latency * 4
@@ -81,7 +85,7 @@ def main() -> None:
         stop = threading.Event()
         if opts.pyspy:
             port = url.rsplit(":", 1)[1].split("/")[0]
-            threading.Thread(target=record, args=(opts.pyspy, port, stop), daemon=True).start()
+            threading.Thread(target=record, args=(opts.pyspy, port, stop, opts.pyspy_role), daemon=True).start()
         backend.client.config_set("slowlog-log-slower-than", 5000)
         backend.client.slowlog_reset()
         stats0, cpu0 = commandstats(backend.client), backend.server_cpu()

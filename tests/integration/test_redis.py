@@ -8,11 +8,14 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis as redis_py
 
 import taskstore
 from taskstore import NewTask, State
+from taskstore.clock import FakeClock
 
 from ..redis_server import NO_REDIS, RedisProcess, drop_prefix, has_redis_server, new_prefix, with_prefix
 
@@ -109,3 +112,94 @@ async def test_a_blocked_claim_wakes_on_another_stores_create(redis: str, prefix
         await creator
         assert len(claimed) == 1
         assert time.monotonic() - started < 3
+
+
+class RawCodec:
+    """Payloads as the bytes given: what the store keeps is exactly what a claim must hand back."""
+
+    name = "raw"
+
+    def encode(self, value: Any) -> bytes:
+        assert isinstance(value, bytes)
+        return value
+
+    def decode(self, data: bytes) -> Any:
+        return data
+
+
+async def test_a_claim_hands_back_any_payload_bytes_exactly(redis: str, prefix: str) -> None:
+    # claim.lua returns each task as one cjson string (_rows.decode_packed): bytes that are not UTF-8, control
+    # characters, quotes, backslashes and slashes must all come back as they went in.
+    odd = [bytes(range(256)), b'\xff\xfe"\\/\n\x00', b"\xc3\x28 invalid", "é ∑ 🙂".encode(), b""]
+    async with taskstore.open(with_prefix(redis, prefix), codec=RawCodec()) as store:
+        created = await store.create_many([NewTask("q", "k", payload) for payload in odd])
+        found = await store.find_available(["q"], limit=10)
+        claimed = await store.claim("w", ["q"], limit=10)
+        assert [t.args for t in found] == odd
+        assert [t.args for t in claimed] == odd
+        assert [t.id for t in claimed] == [t.id for t in created]
+
+
+def _task_hash(redis: str, prefix: str, task_id: str) -> dict[bytes, bytes]:
+    client = redis_py.Redis.from_url(redis)
+    try:
+        stored: dict[bytes, bytes] = client.hgetall(f"{prefix}t:{task_id}")  # type: ignore[assignment]
+    finally:
+        client.close()
+    return {k: v for k, v in stored.items() if k not in {b"id", b"seq", b"om"}}
+
+
+async def test_acknowledge_writes_what_mark_done_writes(redis: str, prefix: str) -> None:
+    # The worker's completions take complete.lua, mark_done the general path (read, transitions.mark_done,
+    # commit.lua): the same tasks, completed each way, must be stored field for field alike, indexes included.
+    clock = FakeClock()
+    url = with_prefix(redis, prefix)
+    async with taskstore.open(url, clock=clock) as store:
+        await store.set_limit("key", concurrency=5)
+        news = [NewTask("q", "k", {"i": 1}, concurrency_key="key", context={"c": 1}) for _ in range(2)]
+        a, b = await store.create_many(news)
+        first = await store.claim("w", ["q"], limit=2)
+        for task in first:
+            await store.mark_failed(task, RuntimeError("once"), retry_in=1)
+        clock.advance(2)
+        again = {t.id: t for t in await store.claim("w", ["q"], limit=2)}
+        assert set(again) == {a.id, b.id}
+        for task in again.values():
+            await store.report_in(task, {"progress": 1})
+        clock.advance(1)
+        await store.mark_done(again[a.id], {"r": 1})
+        assert await store.acknowledge_many([(again[b.id], {"r": 1})]) == [None]
+        done_a, done_b = await store.get(a.id), await store.get(b.id)
+        assert done_a.state is done_b.state is State.DONE
+        assert await store.count(State.DONE, "q") == 2
+        assert await store.count(State.CLAIMED, "q") == 0
+        gate = await store._driver.key_gate("key")  # type: ignore[attr-defined]
+        assert gate is not None
+        assert gate.running == 0
+    assert _task_hash(redis, prefix, a.id) == _task_hash(redis, prefix, b.id)
+    client = redis_py.Redis.from_url(redis)
+    try:
+        for index in ("s:claimed", "leases:q"):
+            assert client.zscore(f"{prefix}{index}", a.id) is None
+            assert client.zscore(f"{prefix}{index}", b.id) is None
+        for index in ("s:done", "fin", "ids"):
+            assert client.zscore(f"{prefix}{index}", a.id) is not None
+            assert client.zscore(f"{prefix}{index}", b.id) is not None
+        assert client.zscore(f"{prefix}fin", a.id) == client.zscore(f"{prefix}fin", b.id)
+        assert client.hgetall(f"{prefix}count:q") == {b"done": b"2"}
+        assert sum(int(n) for n in client.hvals(f"{prefix}finished")) == 2  # type: ignore[union-attr]
+    finally:
+        client.close()
+
+
+async def test_a_burst_of_single_creates_shares_commits_and_connections(redis: str, prefix: str) -> None:
+    # An open-loop producer: each create alone took a connection for its round trips, and past redis-py's 100
+    # connections the rest failed ("Too many connections"). Queued meanwhile, they now go together.
+    async with taskstore.open(with_prefix(redis, prefix)) as store:
+        created = await asyncio.gather(*(store.create(NewTask("q", "k", {"i": i})) for i in range(300)))
+        assert len({t.id for t in created}) == 300
+        assert [t.seq for t in created] == sorted(t.seq for t in created)
+        assert await store.count(State.QUEUED, "q") == 300
+        coalescer = store._driver._coalescer  # type: ignore[attr-defined]
+        assert coalescer.rows == 300
+        assert coalescer.batches < 30

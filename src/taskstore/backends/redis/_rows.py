@@ -191,6 +191,30 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+_BLOBS = (4, 22)  # args, result value: bytes as stored
+
+
+def decode_packed(raw: bytes) -> Task | None:
+    """A task from ``cjson.encode(HMGET key *FIELDS)`` as the scripts return it (None when the hash does not
+    exist): one reply per task instead of one per field.
+
+    Lua's cjson writes a stored value's bytes as they are (escaping only control characters, quotes, ``\\``
+    and ``/``), so a payload need not be UTF-8: decoded with ``surrogateescape``, its bytes come back exactly.
+    """
+    row: list[Any] = json.loads(raw.decode("utf-8", "surrogateescape"))
+    if row[1] is False:
+        return None
+    row = [None if v is False else v for v in row]
+    for i in _INTS:
+        if row[i] is not None:
+            row[i] = int(row[i])
+    for i in _BLOBS:
+        if row[i] is not None:
+            row[i] = row[i].encode("utf-8", "surrogateescape")
+    row[11] = float(row[11])
+    return task_from_columns(row, from_us, json.loads, _blob, _policy)
+
+
 def recurring_json(row: RecurringRow) -> str:
     return _j(
         {
@@ -334,4 +358,4 @@ def limit_from(key: str, raw: Sequence[Any]) -> Limit:
     return Limit(key, None if c is None else int(c), None if r is None else int(r), float(per))
 
 
-__all__ = ["FIELDS", "State", "decode_task", "encode_task", "from_us", "to_us"]
+__all__ = ["FIELDS", "State", "decode_packed", "decode_task", "encode_task", "from_us", "to_us"]

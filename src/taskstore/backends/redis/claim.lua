@@ -170,7 +170,9 @@ if mode == 'claim' then
     redis.call('PUBLISH', P .. 'status', '1')
   end
 end
+-- Each task as one JSON array of its FIELDS (false: absent), not as 37 replies: the client parses one string
+-- per task with its C JSON parser instead of 37 RESP elements in Python (_rows.decode_packed).
 for _, c in ipairs(chosen) do
-  table.insert(out, redis.call('HMGET', P .. 't:' .. c.id, unpack(FIELDS)))
+  table.insert(out, cjson.encode(redis.call('HMGET', P .. 't:' .. c.id, unpack(FIELDS))))
 end
 return out

@@ -89,8 +89,9 @@ from ...gates import KeyGate
 from ...health import Finding, HealthReport, Level, Thresholds
 from ...model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, State, Task, WorkerHeartbeat
 from .. import _groups
+from .._coalesce import Coalescer
 from . import _rows
-from ._rows import FIELDS, decode_task, encode_task, from_us, order_member, to_us
+from ._rows import FIELDS, decode_packed, decode_task, encode_task, from_us, order_member, to_us
 
 log = logging.getLogger("taskstore.redis")
 
@@ -99,6 +100,10 @@ _WAITING = frozenset({State.QUEUED, State.FAILED})
 _OUTSTANDING = frozenset({State.QUEUED, State.FAILED, State.CLAIMED})
 _T = TypeVar("_T")
 EPOCH_TIME = from_us(0)  # what ``_load`` passes on as the time it did not read
+# Single creates sent together (backends/_coalesce.py): at most this many rows in one commit, and this many
+# commits on their way at once (each holds one connection of the pool for two round trips).
+COALESCE_MAX_ROWS = 500
+COALESCE_FLIGHTS = 2
 
 
 class _Conflict(Exception):
@@ -194,6 +199,7 @@ class RedisDriver:
         self._claim_script: Any = None
         self._complete_script: Any = None
         self._listener: asyncio.Task[None] | None = None
+        self._coalescer = Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=COALESCE_FLIGHTS)
         self.chord_args: ChordArgs = _groups.no_chord_args
         p = prefix
         self.k_meta, self.k_seq, self.k_ids, self.k_archived = p + "meta", p + "seq", p + "ids", p + "archived"
@@ -235,7 +241,10 @@ class RedisDriver:
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise errors.ConfigError("redis:// needs redis-py: pip install 'taskstore[redis]'") from exc
         try:
-            client = aioredis.from_url(self.url, decode_responses=False)
+            # A pool that waits for a free connection: redis-py's default one raises "Too many connections" past
+            # its 100, which a burst of concurrent calls (an open-loop producer's creates) reaches.
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, decode_responses=False, max_connections=100)
+            client = aioredis.Redis.from_pool(pool)
         except (ValueError, TypeError) as exc:
             raise errors.ConfigError(f"bad Redis URL or option: {exc}") from exc
         try:
@@ -256,6 +265,7 @@ class RedisDriver:
             await client.aclose()
             raise errors.BackendUnavailable(f"cannot reach Redis: {exc}") from exc
         self._client = client
+        self._coalescer = Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=COALESCE_FLIGHTS)
         self._commit_script = client.register_script(_script("commit.lua"))
         self._claim_script = client.register_script(_script("claim.lua"))
         self._complete_script = client.register_script(_script("complete.lua"))
@@ -272,6 +282,7 @@ class RedisDriver:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 listener.result()
         if self._client is not None:
+            await self._coalescer.close()  # the creates on their way are written and answered first
             client, self._client = self._client, None
             await client.aclose()
 
@@ -491,26 +502,65 @@ class RedisDriver:
         if not rows:
             return []
 
+        if len(rows) == 1 and rows[0].new.unique_key is None:
+            # A single create goes with the others queued meanwhile (.._coalesce): an open-loop producer's
+            # creates then share round trips and connections instead of each taking its own.
+            return [await self._coalescer.insert(rows[0])]
+        return await self._insert(rows)
+
+    async def _insert(self, rows: Sequence[NewRow]) -> list[Task]:
         async def attempt() -> list[Task]:
-            now = await self._now()
             tx = Tx()
-            inserted = await self._plan_insert(tx, rows, now)
+            _, inserted = await self._plan_insert(tx, rows, None)
             await self._commit(tx)
             return inserted
 
         return await self._retrying(attempt)
 
-    async def _plan_insert(self, tx: Tx, rows: Sequence[NewRow], now: datetime) -> list[Task]:
-        """The writes of an all-or-nothing insert (see ``Outbox.insert``), guarded; the tasks it gives back."""
-        end = int(await self._r.incrby(self.k_seq, len(rows)))
-        seqs = range(end - len(rows) + 1, end + 1)
+    async def _send_batch(self, rows: Sequence[NewRow]) -> list[Task | BaseException]:
+        """Single creates sent together (one read, one commit), each answered as it would have been alone: when
+        the batch meets an error of its own (an id taken), each row is sent again alone for its own answer. A lost
+        server fails the whole batch (raised)."""
+        try:
+            return [*await self._insert(rows)]
+        except errors.BackendUnavailable:
+            raise
+        except errors.TaskstoreError as exc:
+            if len(rows) == 1:
+                return [exc]
+        answers: list[Task | BaseException] = []
+        for row in rows:
+            try:
+                answers += await self._insert([row])
+            except errors.BackendUnavailable:
+                raise
+            except errors.TaskstoreError as exc:
+                answers.append(exc)
+        return answers
+
+    async def _plan_insert(self, tx: Tx, rows: Sequence[NewRow], now: datetime | None) -> tuple[datetime, list[Task]]:
+        """The writes of an all-or-nothing insert (see ``Outbox.insert``), guarded; the store's time (read here,
+        with the rest, when ``now`` is None) and the tasks it gives back. Everything it reads is one pipeline:
+        the time, the seqs, whether the ids are taken, the unique keys' holders."""
+        read_time = now is None and self._fixed is None
         slots = sorted({f"{r.new.queue}\x00{r.new.unique_key}" for r in rows if r.new.unique_key is not None})
         pipe = self._r.pipeline(transaction=False)
+        if read_time:
+            pipe.time()
+        pipe.incrby(self.k_seq, len(rows))
         for row in rows:
             pipe.exists(self._tkey(row.id))
         for slot in slots:
             pipe.hget(self.k_unique, slot)
         answers = await pipe.execute()
+        if read_time:
+            sec, usec = answers.pop(0)
+            now = from_us(int(sec) * 1_000_000 + int(usec))
+        elif now is None:
+            assert self._fixed is not None
+            now = self._fixed.now()
+        end = int(answers.pop(0))
+        seqs = range(end - len(rows) + 1, end + 1)
         exists = answers[: len(rows)]
         holder_ids = {
             slot: None if v is None else v.decode() for slot, v in zip(slots, answers[len(rows) :], strict=True)
@@ -567,7 +617,7 @@ class RedisDriver:
             if task.recurring_id is not None:
                 tx.op("sadd", f"{self.prefix}rec:{task.recurring_id}", task.id)
             result.append(task)
-        return result
+        return now, result
 
     async def get(self, task_id: str, *, archived: bool = False) -> Task:
         found = await self._load([task_id], archived=archived)
@@ -696,7 +746,7 @@ class RedisDriver:
             rows = await self._claim_script(keys=[], args=args)
         except (ConnectionError, OSError) as exc:
             raise errors.BackendUnavailable(f"Redis: {exc}") from exc
-        claimed = [decode_task(r) for r in rows]
+        claimed = [decode_packed(r) for r in rows]
         return [t for t in claimed if t is not None]
 
     async def _recover(self, queues: Sequence[str], limit: int) -> None:
@@ -785,7 +835,7 @@ class RedisDriver:
             return []
         args = [self._now_arg(), limit, "", self.prefix, "find", len(queues), *queues]
         rows = await self._claim_script(keys=[], args=args)
-        found = [decode_task(r) for r in rows]
+        found = [decode_packed(r) for r in rows]
         return [t for t in found if t is not None]
 
     async def has_claimable(self, queues: Sequence[str]) -> bool:
@@ -1088,7 +1138,7 @@ class RedisDriver:
             now = await self._now()
             tx = Tx()
             tx.expect(self.k_groups, group.id, None)
-            created = await self._plan_insert(tx, rows, now) if rows else []
+            created = (await self._plan_insert(tx, rows, now))[1] if rows else []
             stored = dataclasses.replace(group, created_at=now, updated_at=now, members=())
             tx.hset(self.k_groups, {group.id: _rows.group_json(stored)})
             await self._commit(tx)

@@ -203,3 +203,42 @@ async def test_a_burst_of_single_creates_shares_commits_and_connections(redis: s
         coalescer = store._driver._coalescer  # type: ignore[attr-defined]
         assert coalescer.rows == 300
         assert coalescer.batches < 30
+
+
+async def test_insert_script_writes_what_the_general_insert_writes(redis: str, prefix: str) -> None:
+    # Plain creates take insert.lua; unique ones, groups and chord callbacks the general path (_plan_insert,
+    # commit.lua). Each task made both ways must be stored alike, field for field and index for index.
+    from taskstore.backends.redis._rows import order_member
+    from taskstore.backends.redis.driver import Tx
+
+    clock = FakeClock()
+    later = clock.now() + timedelta(hours=1)
+    news = [
+        NewTask("q", "k", {"i": 1}, priority=3, context={"c": 1}, reference_id="ref"),
+        NewTask("q", "k", {"i": 2}, run_at=later, expires_at=later + timedelta(hours=1), concurrency_key="key"),
+        NewTask("q2", "k", None, max_attempts=7, processing_timeout=12.5),
+    ]
+    async with taskstore.open(with_prefix(redis, prefix), clock=clock) as store:
+        driver = store._driver  # type: ignore[attr-defined]
+        plain = await driver._insert_plain(store._rows(news, None))
+        rows = store._rows(news, None)
+        tx = Tx()
+        _, general = await driver._plan_insert(tx, rows, None)
+        await driver._commit(tx)
+    assert [t.seq for t in plain] == [1, 2, 3]
+    assert [t.seq for t in general] == [4, 5, 6]
+    client = redis_py.Redis.from_url(redis)
+    try:
+        for a, b in zip(plain, general, strict=True):
+            assert a.replace(id=b.id, seq=b.seq) == b
+            assert _task_hash(redis, prefix, a.id) == _task_hash(redis, prefix, b.id)
+            for index in ("ids", "s:queued", "expiring", f"delayed:{a.queue}"):
+                assert (client.zscore(f"{prefix}{index}", a.id) is None) == (
+                    client.zscore(f"{prefix}{index}", b.id) is None
+                )
+            ready = f"{prefix}ready:{a.queue}"
+            assert client.zscore(ready, order_member(a)) == client.zscore(ready, order_member(b))
+        assert client.hgetall(f"{prefix}count:q") == {b"queued": b"4"}
+        assert client.smembers(f"{prefix}queues") == {b"q", b"q2"}
+    finally:
+        client.close()

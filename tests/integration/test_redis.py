@@ -242,3 +242,21 @@ async def test_insert_script_writes_what_the_general_insert_writes(redis: str, p
         assert client.smembers(f"{prefix}queues") == {b"q", b"q2"}
     finally:
         client.close()
+
+
+async def test_a_claimed_task_is_the_task_then_stored(redis: str, prefix: str) -> None:
+    # claim.lua hands back each task as it patched it while writing, not as read back: what it hands back
+    # must be what a read finds, a released unique key and a report dropped included.
+    clock = FakeClock()
+    async with taskstore.open(with_prefix(redis, prefix), clock=clock) as store:
+        unique = NewTask("q", "k", {"u": 1}, unique_key="u", unique_states={"queued"})
+        await store.create_many([NewTask("q", "k", {"i": i}, concurrency_key="key") for i in range(3)] + [unique])
+        first = await store.claim("w", ["q"], limit=1)
+        await store.report_in(first[0], {"step": 1})
+        await store.mark_failed(first[0], RuntimeError("again"), retry_in=0)
+        claimed = await store.claim("w2", ["q"], limit=10)
+        assert len(claimed) == 4
+        assert any(t.attempts == 2 for t in claimed)
+        for task in claimed:
+            assert await store.get(task.id) == task
+        assert any(t.unique_key == "u" and t.unique_hold is None for t in claimed)

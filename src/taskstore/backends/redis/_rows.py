@@ -86,6 +86,11 @@ def from_us(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
+# The timestamps of tasks read together mostly repeat (created by one insert, claimed by one claim: the same
+# microsecond), and a datetime is immutable: a cached one costs a tenth of making it (0.3 against 3.5 us here).
+_time = lru_cache(maxsize=4096)(from_us)
+
+
 @lru_cache(maxsize=256)
 def _policy(spec: str | None) -> RetryPolicy:
     return DEFAULT_POLICY if spec is None else policy_from_spec(json.loads(spec))
@@ -180,7 +185,7 @@ def decode_task(raw: Sequence[Any]) -> Task | None:
         if row[i] is not None:
             row[i] = row[i].decode()
     row[11] = float(row[11])
-    return task_from_columns(row, from_us, json.loads, _blob, _policy)
+    return task_from_columns(row, _time, json.loads, _blob, _policy)
 
 
 def _j(value: Any) -> str:
@@ -212,7 +217,7 @@ def decode_packed(raw: bytes) -> Task | None:
         if row[i] is not None:
             row[i] = row[i].encode("utf-8", "surrogateescape")
     row[11] = float(row[11])
-    return task_from_columns(row, from_us, json.loads, _blob, _policy)
+    return task_from_columns(row, _time, json.loads, _blob, _policy)
 
 
 def recurring_json(row: RecurringRow) -> str:

@@ -260,3 +260,25 @@ async def test_a_claimed_task_is_the_task_then_stored(redis: str, prefix: str) -
         for task in claimed:
             assert await store.get(task.id) == task
         assert any(t.unique_key == "u" and t.unique_hold is None for t in claimed)
+
+
+async def test_status_and_cancel_wake_ups_cross_stores(redis: str, prefix: str) -> None:
+    # One message per write on <prefix>events, its letters saying what it means: another store's write wakes
+    # status watchers here, and its cancel of a claimed task wakes cancel checks, but not claimers.
+    from taskstore._wakeup import HUB, cancel_key
+
+    other = redis.replace("127.0.0.1", "localhost") if "127.0.0.1" in redis else redis + "?"
+    async with (
+        taskstore.open(with_prefix(redis, prefix)) as here,
+        taskstore.open(with_prefix(other, prefix)) as there,
+    ):
+        key = here._driver.wake_key  # type: ignore[attr-defined]
+        await here.claim("w", ["q"])  # opened and subscribed
+        task = await there.create(NewTask("q", "k"))
+        (claimed,) = await there.claim("w", ["q"])
+        status, cancel, wake = HUB.subscribe(("status", key)), HUB.subscribe(cancel_key(key)), HUB.subscribe(key)
+        await there.cancel(task.id)
+        assert await cancel.wait(3)
+        assert await status.wait(3)
+        assert not await wake.wait(0.3)  # a cancel request makes no work claimable
+        assert (await here.get(claimed.id)).cancel_requested

@@ -183,7 +183,7 @@ if mode == 'claim' then
   end
   if #chosen > 0 then
     redis.call('INCR', P .. 'changes')
-    redis.call('PUBLISH', P .. 'status', '1')
+    redis.call('PUBLISH', P .. 'events', 's')
   end
 else
   for k, c in ipairs(chosen) do

@@ -61,8 +61,7 @@ end
 if written > 0 then
   redis.call('HINCRBY', P .. 'finished', minute .. ':done', written)
   redis.call('INCR', P .. 'changes')
-  redis.call('PUBLISH', P .. 'status', '1')
   -- Claimers wait for work that can be claimed: a completion makes some only when it frees a key's slot.
-  if freed then redis.call('PUBLISH', P .. 'wake', '1') end
+  redis.call('PUBLISH', P .. 'events', freed and 'w' or 's')
 end
 return left

@@ -7,7 +7,14 @@ the tasks as read, and applied by ``commit.lua`` as ONE compare-and-set on the s
 that what the decision read is still there (each task's ``v``ersion, which every write bumps; a unique key's
 holder; a group's stored JSON; a gate's bucket and running count), then writes the tasks and every index in the
 same script, or writes nothing and says which guard failed; the driver then reads again and decides again. A
-batch (``apply``, ``acknowledge``, ``reap``, the archive) is one script call, all of its changes or none.
+batch (``apply``, ``reap``, the archive) is one script call, all of its changes or none.
+
+The two writes a busy queue makes per task skip the read-decide-commit round trips, as ``claim.lua`` does:
+``complete.lua`` (the worker's ``acknowledge``) checks each lease (state, worker, token) and writes
+``transitions.mark_done``'s outcome in one call, leaving what it refuses or what ends a group member to the
+general path; ``insert.lua`` (creates without a unique key) reads the time and the seqs itself and writes what
+``_plan_insert`` would. Single creates are coalesced (``backends/_coalesce.py``). The tests hold each fast path's
+writes equal to the general path's.
 
 Claims are ``claim.lua``: it moves the tasks that came due from each queue's delayed set to its ready set,
 merges the ready sets in claim order (``transitions.claim_order``), skips paused queues, expired tasks and keys
@@ -18,9 +25,11 @@ writes the leases, all in one script. Timed-out leases (``claim(recover=True)``,
 The store's clock is the server's ``TIME``: the claim script reads it itself, and Python-side decisions read it
 (one round trip) unless a clock was injected (tests), which then decides everywhere, as on PostgreSQL.
 
-Wake-ups: writes that make work claimable ``PUBLISH <prefix>wake``; every write publishes ``<prefix>status``
-and bumps ``<prefix>changes`` (the ``change_marker`` watchers compare); a cancel requested of a claimed task
-publishes ``<prefix>cancel``. One subscriber per open store turns them into this process's wake-ups.
+Wake-ups: every write bumps ``<prefix>changes`` (the ``change_marker`` watchers compare) and publishes ONE
+message on ``<prefix>events``: every write is a status change (``s``); one that makes work claimable adds ``w``,
+one that requests the cancel of a claimed task ``c``. One message per write, not one per meaning: every open
+store's subscriber parses every message, and a create that sent two cost each process two. One subscriber per
+open store turns them into this process's wake-ups.
 
 Key layout (``<P>`` is the prefix, ``taskstore:`` unless the URL says ``?prefix=...``)
 -------------------------------------------------------------------------------------
@@ -42,7 +51,7 @@ Key layout (``<P>`` is the prefix, ``taskstore:`` unless the URL says ``?prefix=
   ``<P>rec:<recurring id>``: set of live task ids of a schedule; ``<P>recurring``: hash id -> schedule JSON.
 - ``<P>status``: hash id -> status-only record JSON; ``<P>hb``: hash worker id -> heartbeat JSON;
   ``<P>finished``: hash ``minute_us:state`` -> finishes in that minute; ``<P>changes``: write counter.
-- Channels ``<P>wake``, ``<P>status``, ``<P>cancel``.
+- Channel ``<P>events`` (see "Wake-ups").
 Scripts name keys they compute from the prefix, so this backend needs one Redis server (not Redis Cluster).
 
 Durability
@@ -224,7 +233,7 @@ class RedisDriver:
             p + "finished",
             p + "changes",
         )
-        self.ch_wake, self.ch_status, self.ch_cancel = p + "wake", p + "status", p + "cancel"
+        self.ch_events = p + "events"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -296,19 +305,19 @@ class RedisDriver:
         while True:
             pubsub = self._r.pubsub()
             try:
-                await pubsub.subscribe(self.ch_wake, self.ch_status, self.ch_cancel)
+                await pubsub.subscribe(self.ch_events)
                 # Whatever was published while unsubscribed is lost: look again once.
                 self._heard_all()
                 pause = 0.1
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    channel = _text(message["channel"])
-                    if channel == self.ch_wake:
+                    # Every write is a status change; its letters say what else it may mean (see "Wake-ups").
+                    data = message["data"]
+                    HUB.notify(("status", self._key))
+                    if b"w" in data:
                         HUB.notify(self._key)
-                    elif channel == self.ch_status:
-                        HUB.notify(("status", self._key))
-                    elif channel == self.ch_cancel:
+                    if b"c" in data:
                         HUB.notify(cancel_key(self._key))
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
@@ -380,11 +389,9 @@ class RedisDriver:
     async def _commit(self, tx: Tx) -> None:
         if not tx.ops:
             return
-        tx.op("incr", self.k_changes, "pub", self.ch_status, "1")
-        if tx.wake:
-            tx.op("pub", self.ch_wake, "1")
-        if tx.cancel:
-            tx.op("pub", self.ch_cancel, "1")
+        tx.op(
+            "incr", self.k_changes, "pub", self.ch_events, "s" + ("w" if tx.wake else "") + ("c" if tx.cancel else "")
+        )
         failed = await self._commit_script(keys=[], args=tx.argv())
         if failed:
             raise _Conflict(failed)

@@ -52,6 +52,5 @@ for k, r in ipairs(rows) do
   if r.rec ~= '' then redis.call('SADD', P .. 'rec:' .. r.rec, r.id) end
 end
 redis.call('INCR', P .. 'changes')
-redis.call('PUBLISH', P .. 'status', '1')
-redis.call('PUBLISH', P .. 'wake', '1')
+redis.call('PUBLISH', P .. 'events', 'w')
 return {nows, last}

@@ -8,8 +8,6 @@ insert through it.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +17,7 @@ import pytest
 import taskstore
 from taskstore import NewTask
 
+from ..elsewhere import create_in_another_process
 from ..postgres_server import new_schema, with_schema
 
 pytestmark = pytest.mark.asyncio
@@ -59,15 +58,8 @@ async def test_an_enqueuing_store_does_not_listen_until_a_claim_waits(postgres_d
         assert await _wait_for(lambda: _listeners(postgres_db, schema)), "a blocked claim started no listener"
         # Another process enqueues into the awaited queue: with polling every 30 s, only its NOTIFY, heard by
         # the listener the claim started, can wake the claim in time.
-        script = (
-            "import asyncio, taskstore, sys\n"
-            "async def main():\n"
-            "    async with taskstore.open(sys.argv[1]) as s:\n"
-            "        await s.create(taskstore.NewTask('other', 'k'))\n"
-            "asyncio.run(main())\n"
-        )
         started = time.monotonic()
-        await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script, url], check=True, timeout=60)
+        await create_in_another_process(url, "other")
         claimed = await asyncio.wait_for(claim, 15)
         assert [t.queue for t in claimed] == ["other"]
         assert time.monotonic() - started < 15

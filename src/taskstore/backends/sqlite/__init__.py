@@ -29,7 +29,7 @@ from typing import Any, TypeVar, cast
 
 from ... import errors, gates, limits, transitions
 from ..._joins import Join
-from ..._wakeup import HUB, cancel_key
+from ..._wakeup import HUB, StartWhenWanted, cancel_key
 from ...backend import (
     Change,
     ChordArgs,
@@ -172,6 +172,7 @@ class SQLiteDriver:
         self._executor: ThreadPoolExecutor | None = None
         self._key = ("sqlite", os.path.realpath(path))
         self._commits: asyncio.Task[None] | None = None
+        self._watch_when_wanted: StartWhenWanted | None = None
         self._cancel_checks = Spaced(functools.partial(HUB.notify, cancel_key(self._key)), CANCEL_CHECK_GAP)
         self._coalescer = self._new_coalescer()
         self.chord_args: ChordArgs = _groups.no_chord_args
@@ -201,9 +202,17 @@ class SQLiteDriver:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
-        self._commits = asyncio.get_running_loop().create_task(
-            watch_commits(self._key[1], self._committed), name="taskstore-sqlite-commits"
+        # Watched once a waiter of this process needs other processes' commits (a blocked claim, a status watch,
+        # a worker's cancel watch): a process that only enqueues does not read the -shm every 2 ms.
+        self._watch_when_wanted = StartWhenWanted(
+            (self._key, ("status", self._key), cancel_key(self._key)), self._start_watch
         )
+
+    def _start_watch(self) -> None:
+        if self._commits is None and self._executor is not None:
+            self._commits = asyncio.get_running_loop().create_task(
+                watch_commits(self._key[1], self._committed, started=self._committed), name="taskstore-sqlite-commits"
+            )
 
     def _committed(self) -> None:
         HUB.notify(self._key)
@@ -211,6 +220,8 @@ class SQLiteDriver:
         self._cancel_checks()  # any commit may be a cancel request: workers here re-read their in-flight tasks
 
     async def close(self) -> None:
+        if self._watch_when_wanted is not None:
+            self._watch_when_wanted.close()
         await self._coalescer.close()  # the batch on its way is written and answered before the thread stops
         commits, self._commits = self._commits, None
         self._cancel_checks.cancel()

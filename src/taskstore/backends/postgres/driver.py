@@ -98,8 +98,8 @@ from ._waiting import Connections
 log = logging.getLogger("taskstore.postgres")
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
-_RAW = load_queries(__name__, "queries.sql")
-_HEALTH = load_queries(__name__, "health.sql")
+_RAW = load_queries("taskstore.backends.postgres", "queries.sql")
+_HEALTH = load_queries("taskstore.backends.postgres", "health.sql")
 if set(_RAW) & set(_HEALTH):  # pragma: no cover - a mistake in the files
     raise RuntimeError(f"queries defined in both queries.sql and health.sql: {sorted(set(_RAW) & set(_HEALTH))}")
 # The LISTEN probe: how long its NOTIFY may take to come back once sent before LISTEN is judged not to work (a
@@ -218,7 +218,7 @@ def _runner(conn: psycopg.AsyncConnection[Any]) -> _Run:
 
 
 def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files(__name__).joinpath("migrations")
+    folder = resources.files("taskstore.backends.postgres").joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         match = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.sql", entry.name)

@@ -294,7 +294,7 @@ class SQLiteDriver:
         try:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _statements(load_script(__name__, _MIGRATIONS[version])):
+                for statement in _statements(load_script("taskstore.backends.sqlite", _MIGRATIONS[version])):
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
             conn.execute("COMMIT")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
-from . import _cancels, _joins, _observe, _otel, _recurring, _statuses, _why, errors, limits, transitions
+from . import _cancels, _joins, _observe, _otel, _recurring, _statuses, _why, errors, limits
 from ._feed import FEED, StatusChange
 from ._ids import lease_token, task_ids
 from ._wakeup import HUB, LOST_WAKEUPS_POLL, cancel_key
@@ -36,6 +36,7 @@ from .backend import (
     StatusRow,
 )
 from .backends._groups import link_template_json, template_json
+from .changes import Cancel, MarkCancelled, MarkFailed, ReportIn, RetryNow, Unclaim, Update
 from .clock import Clock
 from .codec import Codec, JsonCodec, UndecodablePayload, decode, dump_json, encode
 from .health import DEFAULT_THRESHOLDS, HealthReport, Thresholds
@@ -199,10 +200,6 @@ def _to_us(value: datetime) -> int:
 
 def _from_us(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
-
-
-def _unclaim_change(lease: Claim, task: Task, now: datetime) -> Task:
-    return transitions.unclaim(task, lease, now=now)
 
 
 def _encode_cursor(task: Task) -> str:
@@ -768,9 +765,7 @@ class Store:
 
     async def _release(self, tasks: Sequence[Task]) -> None:
         leases = [t.claim for t in tasks if t.claim is not None]
-        changes: builtins.list[tuple[str, Change]] = [
-            (lease.task_id, functools.partial(_unclaim_change, lease)) for lease in leases
-        ]
+        changes: builtins.list[tuple[str, Change]] = [(lease.task_id, Unclaim(lease)) for lease in leases]
         with contextlib.suppress(errors.TaskstoreError):
             outcomes = await self._driver.apply(changes)
             self._freed(outcomes)
@@ -807,11 +802,7 @@ class Store:
         if data is not None:
             _json(data, "report data")
         length = None if extend_by is None else as_seconds(extend_by, "extend_by", positive=True)
-
-        def change(task: Task, now: datetime) -> Task:
-            return transitions.report_in(task, lease, now=now, data=data, extend_by=length)
-
-        return lease.task_id, change
+        return lease.task_id, ReportIn(lease, data, length)
 
     async def report_in(
         self, claim: Claim | Task, data: Any = None, *, extend_by: float | timedelta | None = None
@@ -901,11 +892,7 @@ class Store:
         if not isinstance(failure, Failure):
             raise errors.InvalidTask(f"expected a Failure, got {type(failure).__name__}")
         dump_json(failure.to_json(), "failure")
-        checked = failure
-
-        def change(task: Task, now: datetime) -> Task:
-            return transitions.mark_failed(task, lease, now=now, failure=checked, retry_in=delay)
-
+        change = MarkFailed(lease, failure, delay)
         task = await self._apply_one(lease.task_id, change, claim, failed=True)
         self._wake()
         return task
@@ -913,21 +900,21 @@ class Store:
     async def unclaim(self, claim: Claim | Task) -> Task:
         """Release the lease: back to ``queued`` without spending an attempt."""
         lease = _lease_of(claim)
-        task = await self._apply_one(lease.task_id, lambda t, now: transitions.unclaim(t, lease, now=now), claim)
+        task = await self._apply_one(lease.task_id, Unclaim(lease), claim)
         self._wake()
         return task
 
     async def mark_cancelled(self, claim: Claim | Task) -> Task:
         """The worker honours ``cancel_requested``: ``claimed`` -> ``cancelled``."""
         lease = _lease_of(claim)
-        return await self._apply_one(lease.task_id, lambda t, now: transitions.mark_cancelled(t, lease, now=now), claim)
+        return await self._apply_one(lease.task_id, MarkCancelled(lease), claim)
 
     # -- admin writes ---------------------------------------------------------------------------
 
     async def cancel(self, id: str) -> Task:
         """``queued``/``failed`` -> ``cancelled``; on a ``claimed`` task, a request its worker is told of at once."""
         checked = check_id(id)
-        task = await self._apply_one(checked, lambda t, now: transitions.cancel(t, now=now), checked)
+        task = await self._apply_one(checked, Cancel(), checked)
         if task.state is State.CLAIMED and task.cancel_requested:
             HUB.notify(cancel_key(self._driver.wake_key))  # other processes: the backend's own channel
         return task
@@ -951,7 +938,7 @@ class Store:
         await _cancels.follow(await self._ready(), held, on_requested, until)
 
     async def retry(self, id: str) -> Task:
-        task = await self._apply_one(check_id(id), lambda t, now: transitions.retry(t, now=now))
+        task = await self._apply_one(check_id(id), RetryNow())
         self._wake()
         return task
 
@@ -962,7 +949,7 @@ class Store:
         _state(task.state, optional=False)
         limits.integer(task.attempts, "attempts", 0)
         task = task.replace(run_at=check_aware(task.run_at, "run_at"))
-        updated = await self._apply_one(check_id(task.id), lambda t, now: transitions.update(t, task, now=now))
+        updated = await self._apply_one(check_id(task.id), Update(task))
         self._wake()
         return updated
 

@@ -12,18 +12,18 @@ import builtins
 from collections.abc import AsyncGenerator, Iterable
 
 from . import errors
-from ._store.claims import Claims
+from ._store.claims import StoreClaims
 from ._store.core import _limit, _queues
-from ._store.flow import FlowControl
-from ._store.groups import Groups
-from ._store.heartbeats import Heartbeats
-from ._store.recurring import Recurring
-from ._store.statuses import Statuses
-from ._store.tasks import TaskWrites
+from ._store.flow import StoreFlowControl
+from ._store.groups import StoreGroups
+from ._store.heartbeats import StoreHeartbeats
+from ._store.recurring import StoreRecurring
+from ._store.statuses import StoreStatuses
+from ._store.tasks import StoreTasks
 from .model import Task
 
 
-class Store(TaskWrites, Claims, FlowControl, Recurring, Statuses, Groups, Heartbeats):
+class Store(StoreTasks, StoreClaims, StoreFlowControl, StoreRecurring, StoreStatuses, StoreGroups, StoreHeartbeats):
     """A durable task store. Use ``async with taskstore.open(url) as store``."""
 
     # -- the worker side (SPEC §5) ---------------------------------------------------------------

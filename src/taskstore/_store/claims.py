@@ -31,7 +31,7 @@ from .core import (
 )
 
 
-class Claims(StoreCore):
+class StoreClaims(StoreCore):
     """Claim tasks, one or many, blocking for a while when none is ready."""
 
     # -- claims ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from .core import (
 )
 
 
-class FlowControl(StoreCore):
+class StoreFlowControl(StoreCore):
     """Pause queues, limit keys, and look at how the store is doing."""
 
     # -- flow control (SPEC §9) -----------------------------------------------------------------

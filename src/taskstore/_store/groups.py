@@ -44,7 +44,7 @@ def _chord_template(callback: NewTask, what: str = "a chord callback's") -> dict
     return {"args": list(call.get("args", [])), "kwargs": dict(call.get("kwargs", {}))}
 
 
-class Groups(StoreCore):
+class StoreGroups(StoreCore):
     """Create groups, chords and chains, and read how they stand."""
 
     # -- groups and chords (SPEC §4) ------------------------------------------------------------

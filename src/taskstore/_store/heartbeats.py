@@ -36,7 +36,7 @@ def _check_heartbeat(beat: WorkerHeartbeat) -> None:
         _json(beat.extras, "heartbeat extras")
 
 
-class Heartbeats(StoreCore):
+class StoreHeartbeats(StoreCore):
     """Record and list worker heartbeats."""
 
     # -- worker heartbeats (SPEC §4) -------------------------------------------------------------

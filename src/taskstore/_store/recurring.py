@@ -22,7 +22,7 @@ from .core import (
 )
 
 
-class Recurring(StoreCore):
+class StoreRecurring(StoreCore):
     """Add, list and fire recurring schedules."""
 
     # -- recurring schedules (SPEC §2, §8) -------------------------------------------------------

@@ -65,7 +65,7 @@ class _Delivered:
         return True
 
 
-class Statuses(StoreCore):
+class StoreStatuses(StoreCore):
     """Set, read, list and watch task statuses."""
 
     # -- statuses (SPEC §4) ---------------------------------------------------------------------

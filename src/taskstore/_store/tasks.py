@@ -57,7 +57,7 @@ def _decode_cursor(cursor: str) -> int:
     return int(cursor[1:])
 
 
-class TaskWrites(StoreCore):
+class StoreTasks(StoreCore):
     """Create, read and change tasks."""
 
     # -- create ---------------------------------------------------------------------------------

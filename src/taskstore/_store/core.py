@@ -34,10 +34,7 @@ from ..model import (
     State,
     StatusState,
     Task,
-    WorkerHeartbeat,
     as_seconds,
-    check_aware,
-    check_id,
     check_queue,
 )
 
@@ -108,24 +105,6 @@ def _status_state(value: StatusState | str) -> StatusState:
     except ValueError:
         choices = ", ".join(s.value for s in StatusState)
         raise errors.InvalidTask(f"status state must be one of {choices}, got {value!r}") from None
-
-
-def _check_heartbeat(beat: WorkerHeartbeat) -> None:
-    check_id(beat.worker_id, "worker_id")
-    if isinstance(beat.queues, str) or not isinstance(beat.queues, Sequence):
-        raise errors.InvalidTask(f"heartbeat queues must be a list of queue names, got {beat.queues!r}")
-    for queue in beat.queues:
-        limits.name(queue, "heartbeat queue")
-    limits.integer(beat.inflight, "heartbeat inflight", 0)
-    limits.integer(beat.pid, "heartbeat pid", 0)
-    limits.name(beat.host, "heartbeat host", empty=True)
-    limits.name(beat.version, "heartbeat version", empty=True)
-    if beat.started_at is not None:
-        check_aware(beat.started_at, "heartbeat started_at")
-    if beat.extras is not None:
-        if not isinstance(beat.extras, Mapping):
-            raise errors.InvalidTask(f"heartbeat extras must be a dict or None, got {type(beat.extras).__name__}")
-        _json(beat.extras, "heartbeat extras")
 
 
 def _raise_or(outcome: Outcome) -> Task:

@@ -87,7 +87,7 @@ class StoreClaims(StoreCore):
                 if until is not None and until.is_set():
                     break
                 if woke or self._recovery_due(tuple(qs)) or await driver.has_claimable(qs):
-                    got += await self._claim_batch(driver, worker_id, qs, limit - len(got))
+                    got += await self._claim_woken(driver, worker_id, qs, limit - len(got))
         except BaseException:
             # Cancelled or failed while waiting for more: what was claimed goes back, not to the reaper.
             if got:
@@ -102,6 +102,32 @@ class StoreClaims(StoreCore):
             if self._observers:
                 _observe.claimed(self._observers, got, self._labels)
         return [self._decoded(t) for t in got]
+
+    async def _claim_woken(
+        self, driver: Driver, worker_id: str, queues: Sequence[str], limit: int
+    ) -> builtins.list[Task]:
+        """A blocked claim's claim once woken: one at a time per set of queues in this store.
+
+        One wake-up wakes every blocked claim of the process (a worker runs two claimers), and for one new task
+        all but one would ask the database for nothing. So a woken claim that finds another of the same queues
+        on its way waits for its answer, and asks only if that one took all it asked for (there may be more);
+        otherwise it goes back to waiting. A task created after that claim read the queues is not missed: its
+        wake-up comes after this one and sets the waiter again, so the next wait returns at once.
+        """
+        key = tuple(queues)
+        while (ahead := self._woken_claims.get(key)) is not None:
+            if not await asyncio.shield(ahead):
+                return []
+        flight: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._woken_claims[key] = flight
+        full = True  # a claim that failed tells the others to ask for themselves
+        try:
+            claimed = await self._claim_batch(driver, worker_id, queues, limit)
+            full = len(claimed) >= limit
+            return claimed
+        finally:
+            del self._woken_claims[key]
+            flight.set_result(full)
 
     def _claim_poll(self, driver: Driver) -> float:
         """How long a blocked claim waits before it looks again: shorter while wake-ups are known to be lost.

@@ -152,6 +152,8 @@ class StoreCore:
         self._keyed_ids: set[str] = set()  # claimed here with a concurrency_key (see _keyed)
         # Per set of queues: (loop time read, the earliest end of a lease in them then) (see _lease_end).
         self._lease_ends: dict[tuple[str, ...], tuple[float, datetime | None]] = {}
+        # The claim asking the database after a wake-up, per set of queues, and whether it took all it asked for.
+        self._woken_claims: dict[tuple[str, ...], asyncio.Future[bool]] = {}
         self._driver = driver
         self.codec: Codec = codec or JsonCodec()
         driver.chord_args = functools.partial(_chord_args, self.codec)

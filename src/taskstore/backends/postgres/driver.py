@@ -50,7 +50,6 @@ from ..._wakeup import HUB, LOST_WAKEUPS_POLL, StartWhenWanted, cancel_key
 from ...backend import (
     Change,
     ChordArgs,
-    ChordRow,
     Completion,
     GroupRow,
     ListQuery,
@@ -78,6 +77,7 @@ from ...model import (
 from ...retry import DEFAULT_POLICY
 from .. import _groups
 from .._columns import dead_summary, hold_text
+from .._records import group_from_row, heartbeat_from_row, limit_from_row, recurring_from_row, same, status_from_row
 from .._sql import load_queries
 
 try:
@@ -92,14 +92,14 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from .._coalesce import Coalescer
 from . import _health
-from ._rows import gate_from_row, limit_from_row, task_from_row, write_statement
+from ._rows import gate_from_row, task_from_row, write_statement
 from ._waiting import Connections
 
 log = logging.getLogger("taskstore.postgres")
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
-_RAW = load_queries(__name__, "queries.sql")
-_HEALTH = load_queries(__name__, "health.sql")
+_RAW = load_queries("taskstore.backends.postgres", "queries.sql")
+_HEALTH = load_queries("taskstore.backends.postgres", "health.sql")
 if set(_RAW) & set(_HEALTH):  # pragma: no cover - a mistake in the files
     raise RuntimeError(f"queries defined in both queries.sql and health.sql: {sorted(set(_RAW) & set(_HEALTH))}")
 # The LISTEN probe: how long its NOTIFY may take to come back once sent before LISTEN is judged not to work (a
@@ -218,7 +218,7 @@ def _runner(conn: psycopg.AsyncConnection[Any]) -> _Run:
 
 
 def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files(__name__).joinpath("migrations")
+    folder = resources.files("taskstore.backends.postgres").joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         match = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.sql", entry.name)
@@ -1590,48 +1590,15 @@ def _b64(data: bytes | None) -> str | None:
 
 
 def _recurring_row(r: Any) -> RecurringRow:
-    return RecurringRow(
-        id=r[0],
-        schedule=r[1],
-        template=r[2],
-        args=bytes(r[3]) if r[3] is not None else b"null",
-        skip_if_outstanding=bool(r[4]),
-        next_at=r[5].astimezone(UTC),
-        owner=r[6],
-    )
+    return recurring_from_row(r, _utc, bytes)
 
 
 def _status(r: Any) -> StatusRow:
-    return StatusRow(
-        id=r[0],
-        state=r[1],
-        payload=r[2],
-        error=r[3],
-        attempt=r[4],
-        meta=dict(r[5]),
-        created_at=r[7].astimezone(UTC),
-        updated_at=r[8].astimezone(UTC),
-        expires_at=r[9].astimezone(UTC),
-    )
+    return status_from_row(r, _utc, same)
 
 
 def _group(r: Any) -> GroupRow:
-    return GroupRow(
-        id=r[0],
-        expected=r[1],
-        results=dict(r[2]),
-        meta=dict(r[3]),
-        chord_claimed=bool(r[4]),
-        chord_callback_id=r[5],
-        chord_dispatched_at=None if r[6] is None else r[6].astimezone(UTC),
-        created_at=r[7].astimezone(UTC),
-        updated_at=r[8].astimezone(UTC),
-        expires_at=r[9].astimezone(UTC),
-        member_ids=None if r[10] is None else tuple(r[10]),
-        callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=bytes(r[13])),
-        ttl=r[14],
-        links=_groups.links_from_json(r[15]),
-    )
+    return group_from_row(r, _utc, same, bytes)
 
 
 def _settle_params(g: GroupRow, now: datetime) -> dict[str, Any]:
@@ -1659,14 +1626,4 @@ def _heartbeat_fields(h: WorkerHeartbeat) -> dict[str, Any]:
 
 
 def _heartbeat(r: Any) -> WorkerHeartbeat:
-    return WorkerHeartbeat(
-        worker_id=r[0],
-        queues=tuple(r[1]),
-        inflight=r[2],
-        host=r[3],
-        pid=r[4],
-        version=r[5],
-        started_at=None if r[6] is None else r[6].astimezone(UTC),
-        timestamp=r[7].astimezone(UTC),
-        extras=r[8],
-    )
+    return heartbeat_from_row(r, _utc, same)

@@ -33,7 +33,6 @@ from ..._wakeup import HUB, StartWhenWanted, cancel_key
 from ...backend import (
     Change,
     ChordArgs,
-    ChordRow,
     Completion,
     GroupRow,
     ListQuery,
@@ -51,6 +50,7 @@ from ...model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, State, Task, Worker
 from .. import _groups
 from .._coalesce import Coalescer
 from .._columns import dead_summary
+from .._records import group_from_row, heartbeat_from_row, limit_from_row, recurring_from_row, same, status_from_row
 from .._sql import load_script
 from . import _flow, _health
 from ._checkpoints import Checkpointer
@@ -305,7 +305,7 @@ class SQLiteDriver:
         try:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _statements(load_script(__name__, _MIGRATIONS[version])):
+                for statement in _statements(load_script("taskstore.backends.sqlite", _MIGRATIONS[version])):
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
             conn.execute("COMMIT")
@@ -1128,7 +1128,7 @@ class SQLiteDriver:
 
     async def list_limits(self) -> list[Limit]:
         def read(conn: sqlite3.Connection) -> list[Limit]:
-            return [Limit(key=r[0], concurrency=r[1], rate=r[2], per=r[3]) for r in conn.execute(Q["list_limits"])]
+            return [limit_from_row(r) for r in conn.execute(Q["list_limits"])]
 
         return await self._run(read)
 
@@ -1182,62 +1182,19 @@ class SQLiteDriver:
 
 
 def _recurring_row(r: Any) -> RecurringRow:
-    return RecurringRow(
-        id=r[0],
-        schedule=r[1],
-        template=r[2],
-        args=r[3],
-        skip_if_outstanding=bool(r[4]),
-        next_at=from_us(r[5]),
-        owner=r[6],
-    )
+    return recurring_from_row(r, from_us, same)
 
 
 def _status(r: Any) -> StatusRow:
-    return StatusRow(
-        id=r[0],
-        state=r[1],
-        payload=None if r[2] is None else json.loads(r[2]),
-        error=None if r[3] is None else json.loads(r[3]),
-        attempt=r[4],
-        meta=json.loads(r[5]),
-        created_at=from_us(r[7]),
-        updated_at=from_us(r[8]),
-        expires_at=from_us(r[9]),
-    )
+    return status_from_row(r, from_us, json.loads)
 
 
 def _group(r: Any) -> GroupRow:
-    return GroupRow(
-        id=r[0],
-        expected=r[1],
-        results=json.loads(r[2]),
-        meta=json.loads(r[3]),
-        chord_claimed=bool(r[4]),
-        chord_callback_id=r[5],
-        chord_dispatched_at=None if r[6] is None else from_us(r[6]),
-        created_at=from_us(r[7]),
-        updated_at=from_us(r[8]),
-        expires_at=from_us(r[9]),
-        member_ids=None if r[10] is None else tuple(json.loads(r[10])),
-        callback=None if r[11] is None else ChordRow(id=r[11], template=r[12], args=r[13]),
-        ttl=r[14],
-        links=_groups.links_from_json(r[15]),
-    )
+    return group_from_row(r, from_us, json.loads, same)
 
 
 def _heartbeat(r: Any) -> WorkerHeartbeat:
-    return WorkerHeartbeat(
-        worker_id=r[0],
-        queues=tuple(json.loads(r[1])),
-        inflight=r[2],
-        host=r[3],
-        pid=r[4],
-        version=r[5],
-        started_at=None if r[6] is None else from_us(r[6]),
-        timestamp=from_us(r[7]),
-        extras=None if r[8] is None else json.loads(r[8]),
-    )
+    return heartbeat_from_row(r, from_us, json.loads)
 
 
 def _statements(script: str) -> list[str]:

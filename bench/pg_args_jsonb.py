@@ -29,7 +29,7 @@ from psycopg import sql
 
 import taskstore
 from taskstore import NewTask
-from taskstore.backends import postgres as postgres_backend
+from taskstore.backends.postgres import driver as postgres_backend
 
 CHUNK = 10_000
 VARIANTS = ("bytea", "jsonb-cast", "jsonb-inline")

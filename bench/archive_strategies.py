@@ -48,7 +48,7 @@ import psycopg
 from psycopg import sql
 
 import taskstore
-from taskstore.backends.postgres import _RAW
+from taskstore.backends.postgres.driver import _RAW
 
 TICKS = os.sysconf("SC_CLK_TCK")
 VACUUM_DEAD_ROWS, VACUUM_DEAD_SHARE = 5_000, 0.1  # the store's rule (backends/postgres CHURNED_TABLES)

@@ -61,7 +61,7 @@ async def explain(store: taskstore.Store, params: dict[str, Any]) -> list[str]:
         limit=51,
     )
     name = "list_kind_desc" if params.get("kind") and params.get("queue") else "list_desc"  # as the driver picks
-    statement = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ") + driver.q[name]
+    statement = b"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + driver.q[name]
     async with driver._conn() as conn:
         rows = await (await conn.execute(statement, bound)).fetchall()
     return [r[0] for r in rows]

@@ -29,7 +29,7 @@ from psycopg import sql
 
 import taskstore
 from taskstore import NewTask
-from taskstore.backends import postgres as postgres_backend
+from taskstore.backends.postgres import driver as postgres_backend
 
 CHUNK = 10_000
 VARIANTS = ("bytea", "jsonb-cast", "jsonb-inline")
@@ -53,14 +53,14 @@ def patch(store: taskstore.Store, variant: str) -> None:
     setattr(postgres_backend, "_b64", _B64)  # noqa: B010 (an experiment patches the driver in memory)
     if variant == "bytea":
         return
-    text = driver.q["insert_tasks"].as_string(None)  # the composed statement, schema already quoted
+    text = driver.q["insert_tasks"].decode()  # the rendered statement, schema already quoted
     assert BYTEA_ARGS in text
     if variant == "jsonb-cast":
-        driver.q["insert_tasks"] = sql.SQL(
-            text.replace(BYTEA_ARGS, "convert_from(decode(r->>3, 'base64'), 'UTF8')::jsonb")
-        )
+        driver.q["insert_tasks"] = text.replace(
+            BYTEA_ARGS, "convert_from(decode(r->>3, 'base64'), 'UTF8')::jsonb"
+        ).encode()
         return
-    driver.q["insert_tasks"] = sql.SQL(text.replace(BYTEA_ARGS, "r->18"))
+    driver.q["insert_tasks"] = text.replace(BYTEA_ARGS, "r->18").encode()
     make_params = driver._insert_params
 
     def inline(rows: Sequence[Any], now: Any = None) -> dict[str, Any]:

@@ -129,7 +129,7 @@ async def explain(store: taskstore.Store, batch: int) -> None:
         if os.environ.get("BENCH_PLAN_MODE"):  # e.g. force_generic_plan: the plan a prepared statement may switch to
             await conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(os.environ["BENCH_PLAN_MODE"])))
         params = driver._params(worker="explainer", limit=batch, queue="bench")
-        text = driver.q["claim_queue"].as_string(conn)
+        text = driver.q["claim_queue"].decode()
         rows = await (await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)).fetchall()
         print("claim_queue, limit", batch)
         print("\n".join("    " + r[0] for r in rows))
@@ -147,7 +147,7 @@ async def explain(store: taskstore.Store, batch: int) -> None:
             values=[None for _ in claimed],
             status_channel=driver.status_channel,
         )
-        text = driver.q["complete_many_ids"].as_string(conn)
+        text = driver.q["complete_many_ids"].decode()
         rows = await (await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)).fetchall()
         print("complete_many_ids,", len(claimed), "tasks")
         print("\n".join("    " + r[0] for r in rows))

@@ -13,16 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from . import errors, transitions
+from . import errors
 from ._joins import Join
+
+# The changes ``apply`` takes are frozen values (``changes.py``); re-exported here, where drivers look for the contract.
+from .changes import Change as Change
+from .changes import Completion as Completion
 from .clock import Clock
 from .errors import TaskstoreError
 from .gates import KeyGate
 from .health import HealthReport, Thresholds
-from .model import Claim, DeadSummary, Limit, NewTask, State, Task, WorkerHeartbeat
+from .model import DeadSummary, Limit, NewTask, State, Task, WorkerHeartbeat
 
-# A transition to apply to one stored task: the new task, or None for "no change".
-Change = Callable[[Task, datetime], "Task | None"]
 Outcome = Task | TaskstoreError
 
 
@@ -48,21 +50,6 @@ def apply_in_order(current: dict[str, Task], changes: Sequence[tuple[str, Change
             current[task_id] = task = changed
         outcomes.append(task)
     return outcomes
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """The change ``mark_done`` makes, as a value a driver can recognise and apply in bulk.
-
-    Calling it is ``transitions.mark_done``; a driver may instead apply a batch of completions as
-    one fenced statement, provided the outcome is the same (the conformance suite checks it).
-    """
-
-    lease: Claim
-    value: bytes | None
-
-    def __call__(self, task: Task, now: datetime) -> Task:
-        return transitions.mark_done(task, self.lease, now=now, value=self.value)
 
 
 class NewRow(NamedTuple):

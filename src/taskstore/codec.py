@@ -11,8 +11,9 @@ the worker dead-letters with a clear failure.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Protocol, runtime_checkable
@@ -146,8 +147,25 @@ def _untag(obj: dict[str, Any]) -> Any:
         raise ValueError(f"malformed tagged {tag} {text!r}: {exc}") from None
 
 
+# A UTC offset with a fraction of a second, as ``isoformat`` writes it: "+05:30:00.000001".
+_FRACTIONAL_OFFSET = re.compile(r"([+-])(\d\d):(\d\d):(\d\d)\.(\d{6})$")
+
+
+def _datetime(text: str) -> datetime:
+    """``datetime.fromisoformat``, but Python 3.11 drops an offset's microseconds (3.12 keeps them): read them here."""
+    match = _FRACTIONAL_OFFSET.search(text)
+    if match is None:
+        return datetime.fromisoformat(text)
+    sign, hours, minutes, seconds, micros = match.groups()
+    offset = timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds), microseconds=int(micros))
+    naive = datetime.fromisoformat(text[: match.start()])
+    if naive.tzinfo is not None:
+        raise ValueError("two UTC offsets")
+    return naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+
+
 _PARSERS: dict[str, Any] = {
-    "datetime": datetime.fromisoformat,
+    "datetime": _datetime,
     "date": date.fromisoformat,
     "uuid": UUID,
     "decimal": Decimal,

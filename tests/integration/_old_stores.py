@@ -10,8 +10,8 @@ import psycopg
 from psycopg import sql
 
 from taskstore.backends._sql import load_script
-from taskstore.backends.postgres import _migrations
-from taskstore.backends.sqlite import _MIGRATIONS, _statements
+from taskstore.backends.postgres.driver import _migrations
+from taskstore.backends.sqlite.driver import _MIGRATIONS, _statements
 
 
 def sqlite_at(path: Path, version: int) -> sqlite3.Connection:

@@ -19,7 +19,7 @@ from psycopg import sql
 
 import taskstore
 from taskstore import NewTask
-from taskstore.backends.postgres import _migrations
+from taskstore.backends.postgres.driver import _migrations
 from taskstore.backends.sqlite import SCHEMA_VERSION
 from taskstore.health import Finding, HealthReport, Level, Thresholds
 from taskstore.web import create_app

@@ -14,7 +14,7 @@ import pytest
 
 import taskstore
 from taskstore import NewTask, State, Task, errors
-from taskstore.backends import postgres as pg_backend
+from taskstore.backends.postgres import driver as pg_backend
 from taskstore.retry import Exponential
 
 from ..postgres_server import new_schema, with_schema

@@ -44,10 +44,10 @@ def scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def generic_plan(conn: psycopg.Connection[Any], statement: Any, values: dict[str, Any], types: dict[str, str]) -> Any:
     """EXPLAIN ANALYZE of ``statement`` (one of the driver's) as a prepared statement runs it once PostgreSQL keeps
     one plan for any parameters; rolled back, so nothing it writes is kept. The plan's top node (JSON)."""
-    text = statement.as_string(conn)
-    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+    text = statement.decode()  # the driver keeps its statements rendered, as bytes
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)[sb]", text)))  # b: a parameter sent in binary
     for i, param in enumerate(names, 1):
-        text = text.replace(f"%({param})s", f"${i}")
+        text = text.replace(f"%({param})s", f"${i}").replace(f"%({param})b", f"${i}")
     conn.execute("SET plan_cache_mode = force_generic_plan")
     with conn.transaction(force_rollback=True):
         kinds = sql.SQL(", ").join(sql.SQL(types[n]) for n in names)

@@ -27,8 +27,8 @@ import pytest
 
 import taskstore
 from taskstore import NewTask, State
-from taskstore.backends import postgres
 from taskstore.backends.postgres import PostgresDriver
+from taskstore.backends.postgres import driver as postgres
 from taskstore.health import Level
 from taskstore.store import Store
 

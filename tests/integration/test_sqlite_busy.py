@@ -12,7 +12,7 @@ import pytest
 
 import taskstore
 from taskstore import NewTask
-from taskstore.backends import sqlite as sqlite_backend
+from taskstore.backends.sqlite import driver as sqlite_backend
 
 
 def test_a_write_lock_held_elsewhere_is_tried_again_in_short_pauses(

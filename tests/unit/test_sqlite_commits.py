@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+import taskstore
+from taskstore import NewTask
 from taskstore.backends.sqlite._commits import Spaced, watch_commits
+
+from ..elsewhere import create_in_another_process
 
 pytestmark = pytest.mark.asyncio
 
@@ -64,3 +69,22 @@ async def test_spaced_calls_merge_within_the_gap_and_none_is_dropped() -> None:
     assert calls == 1  # asked for within the gap: one call, when the gap ends
     await asyncio.wait_for(second.wait(), 5)
     assert calls == 2
+
+
+async def test_a_store_watches_only_once_a_claim_waits_and_hears_another_process(tmp_path: Path) -> None:
+    """An enqueuing store reads no -shm; a blocked claim starts the watch, which wakes it on another process's
+    commit (with polling every 30 s, nothing else could wake it in time)."""
+    url = f"sqlite:///{tmp_path / 'lazy.db'}?poll_interval=30"
+    async with taskstore.open(url) as store:
+        await store.create(NewTask("q", "k"))
+        driver = store._driver
+        assert driver._commits is None  # type: ignore[attr-defined]
+
+        claim = asyncio.create_task(store.claim("w", "other", block_for=20))
+        await asyncio.sleep(0.2)
+        assert driver._commits is not None  # type: ignore[attr-defined]
+        started = time.monotonic()
+        await create_in_another_process(url, "other")
+        claimed = await asyncio.wait_for(claim, 15)
+        assert [t.queue for t in claimed] == ["other"]
+        assert time.monotonic() - started < 15

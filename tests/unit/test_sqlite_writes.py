@@ -10,8 +10,9 @@ import pytest
 
 from taskstore import NewTask, transitions
 from taskstore.backends._sql import load_script
-from taskstore.backends.sqlite import _MIGRATIONS, Q, _statements
+from taskstore.backends.sqlite._queries import Q
 from taskstore.backends.sqlite._rows import insert_params, task_from_row, update_params, write_statement
+from taskstore.backends.sqlite.driver import _MIGRATIONS, _statements
 from taskstore.model import Task
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

@@ -139,3 +139,16 @@ class _Forger(TaggedJsonCodec):
 
     def encode(self, value: Any) -> bytes:
         return json.dumps({TAG: "pickle", "v": "gASV"}).encode()
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [timedelta(microseconds=1), -timedelta(hours=23, minutes=59, seconds=59, microseconds=999_999)],
+    ids=["one-microsecond", "most-negative"],
+)
+def test_an_offset_with_microseconds_comes_back_whole(offset: timedelta) -> None:
+    """Python 3.11's fromisoformat drops an offset's microseconds (found by the round-trip property above)."""
+    stamp = datetime(2020, 1, 1, 3, 4, 5, 6, tzinfo=timezone(offset))
+    back = CODEC.decode(CODEC.encode(stamp))
+    assert back == stamp
+    assert back.utcoffset() == offset

@@ -7,9 +7,10 @@ from typing import Any
 
 from ...codec import dump_json
 from ...gates import KeyGate
-from ...model import Limit, State, Task
+from ...model import State, Task
 from ...retry import DEFAULT_POLICY, RetryPolicy, policy_from_spec
 from .._columns import task_from_columns, update_columns
+from .._records import limit_from_row
 
 
 def _utc(value: datetime) -> datetime:
@@ -55,11 +56,6 @@ def write_statement(old: Task, new: Task) -> tuple[str, tuple[Any, ...]]:
         data = None if report.data is None else dump_json(report.data, "report data")
         return "write_report", (c.times_out_at, report.at, data, new.updated_at, new.version, new.seq, old.version)
     return "update_task", update_params(new, old.version)
-
-
-def limit_from_row(r: Any) -> Limit:
-    """A ``limits`` row (key, concurrency, rate, per, ...) as the ``Limit`` it stores."""
-    return Limit(key=r[0], concurrency=r[1], rate=r[2], per=r[3])
 
 
 def gate_from_row(r: Any, running: int) -> KeyGate:

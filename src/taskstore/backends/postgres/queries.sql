@@ -122,7 +122,7 @@ announced AS MATERIALIZED (
 SELECT pg_notify(%(channel)s, '')
 
 -- name: existing_ids
-SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)s)
+SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)b::text[])
 
 -- A batch enqueued in the caller's transaction runs inside this savepoint, so a failed batch leaves the
 -- caller's transaction as it was.
@@ -149,8 +149,9 @@ SELECT * FROM {schema}.tasks_archive WHERE id = %(id)s ORDER BY seq DESC LIMIT 1
 (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) FROM (SELECT count(*) FROM locked) AS every_row)
 
 -- name: lock_tasks
+-- (ids in binary, as in _complete_batch: a text-format array is dumped element by element in Python)
 WITH locked AS MATERIALIZED (
-    SELECT * FROM {schema}.tasks WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+    SELECT * FROM {schema}.tasks WHERE id = ANY(%(ids)b::text[]) ORDER BY id FOR UPDATE
 )
 SELECT locked.*, {now_after_locks} FROM locked
 
@@ -356,7 +357,7 @@ SELECT EXISTS (SELECT 1 FROM {schema}.tasks WHERE queue = ANY(%(queues)s) AND {c
 
 -- A worker's cancel check over its in-flight ids, by the primary key.
 -- name: cancel_requested_among
-SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)s) AND state = 'claimed' AND cancel_requested
+SELECT id FROM {schema}.tasks WHERE id = ANY(%(ids)b::text[]) AND state = 'claimed' AND cancel_requested
 
 -- Writes of transitions decided in Python, each fenced on the version read under FOR UPDATE.
 
@@ -387,8 +388,11 @@ UPDATE {schema}.tasks
 -- The batch comes as parallel arrays (one element per completion), not a JSON document: neither side then
 -- encodes, parses or base64s each result.
 -- name: _complete_batch
+-- The arrays go in binary (placeholders ending in b): psycopg dumps a text-format array element by element in
+-- Python, searching each for characters to quote, and escapes bytea as hex: an eighth of the worker's instructions
+-- per task.
 WITH batch AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(workers)s::text[], %(values)s::bytea[])
+    SELECT * FROM unnest(%(ids)b::text[], %(tokens)b::text[], %(workers)b::text[], %(values)b::bytea[])
         AS b(id, token, worker_id, value)
 ),
 -- Each row is read and locked by the unique index on id, in id order (two batches never deadlock), and only

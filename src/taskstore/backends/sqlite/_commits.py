@@ -23,8 +23,14 @@ HEADER_BYTES = 48  # the first copy of the WAL-index header
 TICK = 0.002  # ~1 ms on average after a commit; an idle store spends ~1.5% of a core on it here
 
 
-async def watch_commits(db_path: str, on_commit: Callable[[], None], tick: float = TICK) -> None:
-    """Call ``on_commit`` whenever the WAL-index header moves; runs until cancelled."""
+async def watch_commits(
+    db_path: str, on_commit: Callable[[], None], tick: float = TICK, *, started: Callable[[], None] | None = None
+) -> None:
+    """Call ``on_commit`` whenever the WAL-index header moves; runs until cancelled.
+
+    ``started`` is called once the header has been read first: a commit made before it is not seen as a move,
+    so the waiters it wakes read what may have come before.
+    """
     try:
         fd = os.open(f"{db_path}-shm", os.O_RDONLY)
     except OSError as exc:  # not fatal: claimers and watchers still poll the database
@@ -32,6 +38,8 @@ async def watch_commits(db_path: str, on_commit: Callable[[], None], tick: float
         return
     try:
         last = os.pread(fd, HEADER_BYTES, 0)
+        if started is not None:
+            started()
         while True:
             await asyncio.sleep(tick)
             seen = os.pread(fd, HEADER_BYTES, 0)

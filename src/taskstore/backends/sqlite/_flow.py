@@ -18,7 +18,8 @@ from typing import Any
 from ... import gates, transitions
 from ...backend import NewRow
 from ...gates import KeyGate
-from ...model import Limit, Task
+from ...model import Task
+from .._records import limit_from_row
 from ._queries import Q
 from ._rows import from_us, task_from_row, to_us
 
@@ -72,8 +73,7 @@ def key_gates(conn: sqlite3.Connection, keys: Iterable[str]) -> dict[str, KeyGat
 
 
 def gate_from_row(r: Any) -> KeyGate:
-    limit = Limit(key=r[0], concurrency=r[1], rate=r[2], per=r[3])
-    return KeyGate(limit=limit, running=r[6], tokens=r[4], refilled_at=from_us(r[5]))
+    return KeyGate(limit=limit_from_row(r), running=r[6], tokens=r[4], refilled_at=from_us(r[5]))
 
 
 def choose(conn: sqlite3.Connection, queues: Sequence[str], want: int, now: datetime) -> Choice:

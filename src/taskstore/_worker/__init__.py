@@ -1,0 +1,1 @@
+"""The ``Worker``, split by role; ``taskstore.worker.Worker`` puts the roles together."""

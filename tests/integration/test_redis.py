@@ -282,3 +282,43 @@ async def test_status_and_cancel_wake_ups_cross_stores(redis: str, prefix: str) 
         assert await status.wait(3)
         assert not await wake.wait(0.3)  # a cancel request makes no work claimable
         assert (await here.get(claimed.id)).cancel_requested
+
+
+@pytest.mark.skipif(not has_redis_server(), reason=NO_REDIS)
+async def test_a_server_gone_away_is_backend_unavailable_on_every_call(tmp_path: Path) -> None:
+    """Every call meets the same typed error while the server is down, and works again once it is back."""
+    server = RedisProcess(tmp_path)
+    server.start()
+    try:
+        async with taskstore.open(server.url) as store:
+            await store.create(NewTask("q", "k"))
+            (task,) = await store.claim("w", "q")
+            server.stop()
+            calls = {
+                "create": lambda: store.create(NewTask("q", "k")),
+                "create_many": lambda: store.create_many([NewTask("q", "k"), NewTask("q", "k")]),
+                "claim": lambda: store.claim("w", "q"),
+                "get": lambda: store.get(task.id),
+                "list": lambda: store.list(),
+                "count": lambda: store.count(),
+                "mark_done": lambda: store.mark_done(task, 1),
+                "pause_queue": lambda: store.pause_queue("q"),
+                "list_queues": lambda: store.list_queues(),
+                "reap": lambda: store.reap(),
+            }
+            for call in calls.values():
+                with pytest.raises(taskstore.errors.BackendUnavailable):
+                    await call()
+            server.start()
+            await store.create(NewTask("q", "k"))
+            assert len(await store.claim("w", "q")) == 1
+    finally:
+        server.stop()
+
+
+async def test_a_refusal_no_retry_changes_is_a_config_error(redis: str) -> None:
+    base = redis.split("?")[0].rsplit("/", 1)[0]
+    for url in (f"{base}/9999", f"{redis}{'&' if '?' in redis else '?'}no_such_option=1"):
+        with pytest.raises(taskstore.errors.ConfigError):
+            async with taskstore.open(url):
+                pass

@@ -70,12 +70,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from ... import errors, gates, transitions
 from ..._joins import Join
@@ -275,7 +277,7 @@ class RedisDriver:
             raise
         except Exception as exc:
             await client.aclose()
-            raise errors.BackendUnavailable(f"cannot reach Redis: {exc}") from exc
+            raise _open_error(exc) from exc
         self._client = client
         self._coalescer = Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=COALESCE_FLIGHTS)
         self._commit_script = client.register_script(_script("commit.lua"))
@@ -1399,3 +1401,45 @@ class RedisDriver:
         if old:
             await self._r.hdel(self.k_hb, *old)
         return len(old)
+
+
+def _open_error(exc: Exception) -> errors.TaskstoreError:
+    """What a failed first contact means: a refusal no retry can change is the configuration's fault (a wrong
+    password, a database number the server does not have, a URL option redis-py does not know); the rest (no
+    answer, a server that is starting or full) may pass."""
+    from redis.exceptions import AuthenticationError, ResponseError
+
+    if isinstance(exc, AuthenticationError | ResponseError | TypeError):
+        return errors.ConfigError(f"Redis refused the connection: {exc}")
+    return errors.BackendUnavailable(f"cannot reach Redis: {exc}")
+
+
+_P = ParamSpec("_P")
+
+
+def _translated(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """``method``, raising ``BackendUnavailable`` for what redis-py raises (a server gone away, a timeout, a
+    refusal such as OOM): the store's callers see one exception tree whatever the backend."""
+
+    @functools.wraps(method)
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(*args, **kwargs)
+        except errors.TaskstoreError:
+            raise
+        except _redis_errors() as exc:
+            raise errors.BackendUnavailable(f"Redis: {exc}") from exc
+
+    return call
+
+
+def _redis_errors() -> tuple[type[Exception], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
+
+
+# Every public call of the driver (open has its own verdicts, above).
+for _name, _method in list(vars(RedisDriver).items()):
+    if not _name.startswith("_") and _name != "open" and inspect.iscoroutinefunction(_method):
+        setattr(RedisDriver, _name, _translated(_method))

@@ -7,14 +7,15 @@ buffer). Each backend passes its converters, and the mapping itself is written o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from ..codec import dump_json
 from ..model import AttemptFailure, Claim, DeadSummary, Failure, Report, Result, State, Task, trusted_task
-from ..retry import RetryPolicy
+from ..retry import DEFAULT_POLICY, RetryPolicy, policy_from_spec
 
 _STATES = {s.value: s for s in State}
 
@@ -143,3 +144,26 @@ def update_columns(
         task.seq,
         old_version,
     )
+
+
+# A retry policy as the SQLite and Redis backends keep it, JSON text (PostgreSQL's jsonb column hands a dict).
+# Few policies recur across many tasks: both directions are cached.
+@lru_cache(maxsize=256)
+def policy_from_text(spec: str | None) -> RetryPolicy:
+    return DEFAULT_POLICY if spec is None else policy_from_spec(json.loads(spec))
+
+
+@lru_cache(maxsize=256)
+def _spec_text(policy: Hashable) -> str | None:
+    assert isinstance(policy, RetryPolicy)
+    return None if policy == DEFAULT_POLICY else json.dumps(policy.to_spec(), sort_keys=True)
+
+
+def policy_spec(policy: RetryPolicy | None) -> str | None:
+    """``policy`` as JSON text; None for the default (stored as NULL)."""
+    if policy is None or policy is DEFAULT_POLICY:
+        return None
+    try:
+        return _spec_text(cast(Hashable, policy))
+    except TypeError:  # an unhashable user policy: encode it every time
+        return json.dumps(policy.to_spec(), sort_keys=True)

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from ...backend import ChordRow, GroupRow, RecurringRow, StatusRow
 from ...codec import dump_json
 from ...model import Limit, State, Task, WorkerHeartbeat
-from ...retry import DEFAULT_POLICY, RetryPolicy, policy_from_spec
-from .._columns import failures_json, hold_text, task_from_columns
+from .._columns import failures_json, hold_text, policy_from_text, policy_spec, task_from_columns
 from .._groups import links_from_json, links_json
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -89,26 +88,6 @@ def from_us(value: int) -> datetime:
 # The timestamps of tasks read together mostly repeat (created by one insert, claimed by one claim: the same
 # microsecond), and a datetime is immutable: a cached one costs a tenth of making it (0.3 against 3.5 us here).
 _time = lru_cache(maxsize=4096)(from_us)
-
-
-@lru_cache(maxsize=256)
-def _policy(spec: str | None) -> RetryPolicy:
-    return DEFAULT_POLICY if spec is None else policy_from_spec(json.loads(spec))
-
-
-@lru_cache(maxsize=256)
-def _spec(policy: Hashable) -> str | None:
-    assert isinstance(policy, RetryPolicy)
-    return None if policy == DEFAULT_POLICY else json.dumps(policy.to_spec(), sort_keys=True)
-
-
-def policy_spec(policy: RetryPolicy | None) -> str | None:
-    if policy is None or policy is DEFAULT_POLICY:
-        return None
-    try:
-        return _spec(cast(Hashable, policy))
-    except TypeError:  # an unhashable user policy: encode it every time
-        return json.dumps(policy.to_spec(), sort_keys=True)
 
 
 def order_member(task: Task) -> str:
@@ -185,7 +164,7 @@ def decode_task(raw: Sequence[Any]) -> Task | None:
         if row[i] is not None:
             row[i] = row[i].decode()
     row[11] = float(row[11])
-    return task_from_columns(row, _time, json.loads, _blob, _policy)
+    return task_from_columns(row, _time, json.loads, _blob, policy_from_text)
 
 
 def _j(value: Any) -> str:
@@ -217,7 +196,7 @@ def decode_packed(raw: bytes) -> Task | None:
         if row[i] is not None:
             row[i] = row[i].encode("utf-8", "surrogateescape")
     row[11] = float(row[11])
-    return task_from_columns(row, _time, json.loads, _blob, _policy)
+    return task_from_columns(row, _time, json.loads, _blob, policy_from_text)
 
 
 def recurring_json(row: RecurringRow) -> str:

@@ -408,14 +408,6 @@ class RedisDriver:
                 tries += 1
                 if tries > 2:  # contended: step aside a little, longer each time
                     await asyncio.sleep(random.uniform(0, min(0.0005 * tries, 0.05)))
-            except errors.TaskstoreError:
-                raise
-            except (ConnectionError, OSError, TimeoutError) as exc:
-                raise errors.BackendUnavailable(f"Redis: {exc}") from exc
-            except Exception as exc:
-                if type(exc).__module__.startswith("redis"):
-                    raise errors.BackendUnavailable(f"Redis: {exc}") from exc
-                raise
 
     def _tkey(self, task_id: str) -> str:
         return f"{self.prefix}t:{task_id}"
@@ -562,14 +554,7 @@ class RedisDriver:
             )
             for pair in fields.items():
                 args += pair
-        try:
-            answer = await self._insert_script(keys=[], args=args)
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            raise errors.BackendUnavailable(f"Redis: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("redis"):
-                raise errors.BackendUnavailable(f"Redis: {exc}") from exc
-            raise
+        answer = await self._insert_script(keys=[], args=args)
         first, last = int(answer[0]), int(answer[1])
         if first == -1:
             raise errors.AlreadyExists(rows[last - 1].id)
@@ -800,10 +785,7 @@ class RedisDriver:
             await self._recover(queues, limit)
         tokens = [token() for _ in range(limit)]
         args = [self._now_arg(), limit, worker_id, self.prefix, "claim", len(queues), *queues, *tokens]
-        try:
-            rows = await self._claim_script(keys=[], args=args)
-        except (ConnectionError, OSError) as exc:
-            raise errors.BackendUnavailable(f"Redis: {exc}") from exc
+        rows = await self._claim_script(keys=[], args=args)
         claimed = [decode_packed(r) for r in rows]
         return [t for t in claimed if t is not None]
 
@@ -933,14 +915,7 @@ class RedisDriver:
         for c in completions:
             lease = c.lease
             args += (lease.task_id, lease.worker_id, lease.token, b"0" if c.value is None else b"1" + c.value)
-        try:
-            left = await self._complete_script(keys=[], args=args)
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            raise errors.BackendUnavailable(f"Redis: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("redis"):
-                raise errors.BackendUnavailable(f"Redis: {exc}") from exc
-            raise
+        left = await self._complete_script(keys=[], args=args)
         acks: list[errors.TaskstoreError | None] = [None] * len(completions)
         if left:
             rest = [completions[int(k) - 1] for k in left]

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from ...codec import dump_json
 from ...model import State, Task
-from ...retry import DEFAULT_POLICY, RetryPolicy, policy_from_spec
-from .._columns import hold_text, task_from_columns, update_columns
+from .._columns import hold_text, policy_from_text, policy_spec, task_from_columns, update_columns
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -37,26 +34,6 @@ def from_us(value: int) -> datetime:
             _recent.clear()
         found = _recent[value] = EPOCH + timedelta(microseconds=value)
     return found
-
-
-@lru_cache(maxsize=256)
-def _policy(spec: str | None) -> RetryPolicy:
-    return DEFAULT_POLICY if spec is None else policy_from_spec(json.loads(spec))
-
-
-@lru_cache(maxsize=256)
-def _spec(policy: Hashable) -> str | None:
-    assert isinstance(policy, RetryPolicy)
-    return None if policy == DEFAULT_POLICY else json.dumps(policy.to_spec(), sort_keys=True)
-
-
-def policy_spec(policy: RetryPolicy | None) -> str | None:
-    if policy is None or policy is DEFAULT_POLICY:
-        return None
-    try:
-        return _spec(cast(Hashable, policy))
-    except TypeError:  # an unhashable user policy: encode it every time
-        return json.dumps(policy.to_spec(), sort_keys=True)
 
 
 def insert_params(task: Task, payload: bytes) -> tuple[Any, ...]:
@@ -88,7 +65,7 @@ def insert_params(task: Task, payload: bytes) -> tuple[Any, ...]:
 
 
 def task_from_row(r: Any) -> Task:
-    return task_from_columns(r, from_us, json.loads, _same, _policy)
+    return task_from_columns(r, from_us, json.loads, _same, policy_from_text)
 
 
 def update_params(task: Task, old_version: int, *, failures: bool = False) -> tuple[Any, ...]:

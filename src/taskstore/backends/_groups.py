@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from .. import errors, transitions
 from .._recurring import from_template, template_fields
@@ -127,6 +128,25 @@ def ended_groups(changes: Iterable[tuple[Task, Task]]) -> list[str]:
 
 def _ended(old: Task, new: Task) -> bool:
     return new.state.is_terminal and (not old.state.is_terminal or new.state is not old.state)
+
+
+def initial_group(
+    group_id: str, expected: int, meta: dict[str, Any], created_at: datetime, now: datetime, expires_at: datetime
+) -> GroupRow:
+    """A group of tasks run elsewhere as ``put_group`` (re)starts it: no results yet, its TTL from ``now``."""
+    return GroupRow(
+        group_id,
+        expected,
+        {},
+        dict(meta),
+        False,
+        None,
+        None,
+        created_at,
+        now,
+        expires_at,
+        ttl=(expires_at - now).total_seconds(),
+    )
 
 
 def no_chord_args(template: bytes, results: Sequence[bytes | None], /, *, single: bool = False) -> bytes:

@@ -574,19 +574,8 @@ class MemoryDriver:
         with self._lock:
             now = self.clock.now()
             old = self._live_group(group_id)
-            row = GroupRow(
-                group_id,
-                expected,
-                {},
-                dict(meta),
-                False,
-                None,
-                None,
-                old.created_at if old is not None else now,
-                now,
-                expires_at,
-                ttl=(expires_at - now).total_seconds(),
-            )
+            created = old.created_at if old is not None else now
+            row = _groups.initial_group(group_id, expected, meta, created, now, expires_at)
             self._groups[group_id] = row
             return self._with_members(row)
 

@@ -1183,19 +1183,8 @@ class RedisDriver:
         async def attempt() -> GroupRow:
             now = await self._now()
             raw, old = await self._live_group(group_id, now)
-            row = GroupRow(
-                group_id,
-                expected,
-                {},
-                dict(meta),
-                False,
-                None,
-                None,
-                old.created_at if old is not None else now,
-                now,
-                expires_at,
-                ttl=(expires_at - now).total_seconds(),
-            )
+            created = old.created_at if old is not None else now
+            row = _groups.initial_group(group_id, expected, meta, created, now, expires_at)
             tx = Tx()
             tx.expect(self.k_groups, group_id, raw)
             tx.hset(self.k_groups, {group_id: _rows.group_json(row)})

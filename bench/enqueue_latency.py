@@ -1,7 +1,7 @@
 """Single enqueues at a steady rate against a ``taskstore worker`` process: enqueue-call and enqueue->start latency.
 
     python -m bench.enqueue_latency [--rate 500 --rate 2000] [--seconds 10] [--postgres URL | --no-sqlite]
-                                    [--sqlite-options checkpoint_interval=0.1] [--concurrency 10] [--prefetch 0]
+                                    [--sqlite-options checkpoint_interval=0.1] [--redis URL] [--concurrency 10] [--prefetch 0]
 
 For each rate, on a fresh store (a new SQLite file; with ``--postgres``, a schema of its own, see local_pg.py):
 a worker is started as users run it, ``taskstore worker taskstore_app:app --url URL --queue bench`` (CLI
@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -55,6 +56,8 @@ def worker(url: str, spans: Path, concurrency: int | None, prefetch: int | None)
         cmd += ["--concurrency", str(concurrency)]
     if prefetch is not None:
         cmd += ["--prefetch", str(prefetch)]
+    # A profiler around the worker, e.g. BENCH_WORKER_WRAP="python -m cProfile -o /tmp/worker.prof".
+    cmd = os.environ.get("BENCH_WORKER_WRAP", "").split() + cmd
     proc = subprocess.Popen(cmd, cwd=PEERS, env={**os.environ, "BENCH_SPANS": str(spans)})
     try:
         yield proc
@@ -178,6 +181,7 @@ def main() -> None:
     parser.add_argument("--sqlite-options", default="", help="query options for the SQLite URL, e.g. busy_timeout=5")
     parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     parser.add_argument("--postgres", default=None, help="also measure PostgreSQL at this URL (its own schema)")
+    parser.add_argument("--redis", default=None, help="also measure Redis at this URL (a key prefix of its own)")
     parser.add_argument("--dump", type=Path, default=None, help="per-task CSVs: DUMP-<backend>-<rate>.csv")
     args = parser.parse_args()
     rates = args.rate or [500.0, 2000.0]
@@ -201,6 +205,27 @@ def main() -> None:
                 if url is not None:
                     dump = None if args.dump is None else Path(f"{args.dump}-postgres-{rate:g}.csv")
                     asyncio.run(run_once(url, None, rate, args.seconds, args.concurrency, args.prefetch, dump))
+    if args.redis:
+        print("Redis:")
+        for rate in rates:
+            prefix = f"enqlat{secrets.token_hex(3)}:"
+            url = f"{args.redis}{'&' if '?' in args.redis else '?'}prefix={prefix}"
+            dump = None if args.dump is None else Path(f"{args.dump}-redis-{rate:g}.csv")
+            try:
+                asyncio.run(run_once(url, None, rate, args.seconds, args.concurrency, args.prefetch, dump))
+            finally:
+                drop_redis_keys(args.redis, prefix)
+
+
+def drop_redis_keys(url: str, prefix: str) -> None:
+    import redis  # only with --redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

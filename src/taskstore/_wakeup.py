@@ -31,6 +31,10 @@ class Waiter:
     def _fire(self) -> None:
         self._event.set()
 
+    def clear(self) -> None:
+        """Forget a wake-up not yet waited for (the caller is about to look anyway)."""
+        self._event.clear()
+
     def wake(self) -> None:
         try:
             running = asyncio.get_running_loop()

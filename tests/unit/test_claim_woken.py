@@ -60,3 +60,31 @@ async def test_a_claim_that_took_all_it_asked_for_lets_the_next_one_ask() -> Non
         got = await asyncio.wait_for(asyncio.gather(*claimers), 2)
         assert sorted(len(tasks) for tasks in got) == [1, 2]
         assert len(calls) - before == 2
+
+
+async def test_a_drained_claim_waits_for_a_wake_up_before_it_asks() -> None:
+    """A worker's claimer keeps one waiter; after a claim that came back short it passes ``drained`` and the next
+    claim asks nothing until new work wakes it (each task cost a claimer two claims: one that took it and an
+    empty one right after). What was created after the short claim read the queues is not missed."""
+    async with taskstore.open("memory://", poll_interval=30) as store:
+        calls = _counted(store)
+        waiter = await store.claim_waiter()
+        assert await store._claim("w", "q", 2, 0.1, at_least=1, until=None, waiter=waiter) == []
+        assert len(calls) == 1  # asked once, found nothing, waited out its 0.1 s
+        # Short (nothing was queued): the next claim of this claimer waits instead of asking.
+        asked = len(calls)
+        claim = asyncio.create_task(store._claim("w", "q", 2, 5, at_least=1, until=None, waiter=waiter, drained=True))
+        await asyncio.sleep(0.2)
+        assert len(calls) == asked
+        assert not claim.done()
+        await store.create(NewTask("q", "k"))
+        assert len(await asyncio.wait_for(claim, 2)) == 1
+        assert len(calls) == asked + 1
+
+        # A task created between a short claim and the next call wakes the waiter: that call asks at once.
+        await store.create(NewTask("q", "k"))
+        got = await asyncio.wait_for(
+            store._claim("w", "q", 2, 5, at_least=1, until=None, waiter=waiter, drained=True), 2
+        )
+        assert len(got) == 1
+        store.drop_claim_waiter(waiter)

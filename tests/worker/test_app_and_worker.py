@@ -361,7 +361,7 @@ async def test_a_slot_that_frees_while_a_claim_is_on_its_way_is_asked_for_at_onc
         await gates[name].wait()
 
     store = await app.store()
-    real_claim = store.claim
+    real_claim = store._claim  # what the worker's claimers call
     asked: list[int] = []  # the limits of the claims on their way
     peak: list[int] = []  # at each claim's start: how many were on their way, and the slots they asked for
 
@@ -374,7 +374,7 @@ async def test_a_slot_that_frees_while_a_claim_is_on_its_way_is_asked_for_at_onc
         finally:
             asked.remove(kwargs["limit"])
 
-    monkeypatch.setattr(store, "claim", claim)
+    monkeypatch.setattr(store, "_claim", claim)
     await gated.enqueue("a")
     await gated.enqueue("b")
     async with Worker(app, concurrency=2, maintenance=False, claim_wait=5.0):

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import _observe, errors
 from .._ids import lease_token
-from .._wakeup import HUB, LOST_WAKEUPS_POLL
+from .._wakeup import HUB, LOST_WAKEUPS_POLL, Waiter
 from ..backend import (
     Change,
     Driver,
@@ -52,6 +52,36 @@ class StoreClaims(StoreCore):
         worker with room for 100 passes ``at_least=1`` to start the first task without waiting
         for the other 99 to be enqueued. Setting ``until`` ends the wait early (a stopping worker).
         """
+        return await self._claim(worker_id, queues, limit, block_for, at_least=at_least, until=until)
+
+    async def claim_waiter(self) -> Waiter:
+        """A waiter woken by new work in this store, for ``_claim(waiter=…)``; ``drop_claim_waiter`` ends it."""
+        driver = await self._ready()
+        return HUB.subscribe(driver.wake_key)
+
+    def drop_claim_waiter(self, waiter: Waiter) -> None:
+        HUB.unsubscribe(self._driver.wake_key, waiter)
+
+    async def _claim(
+        self,
+        worker_id: str,
+        queues: str | Iterable[str] | None,
+        limit: int,
+        block_for: float | timedelta,
+        *,
+        at_least: int | None,
+        until: asyncio.Event | None,
+        waiter: Waiter | None = None,
+        drained: bool = False,
+    ) -> builtins.list[Task]:
+        """``claim``; a worker's claimer also passes the ``waiter`` it keeps (``claim_waiter``) and ``drained``.
+
+        ``drained``: this caller's last claim, made while ``waiter`` was already subscribed, took fewer tasks than
+        it asked for, so the queues held no more as it read them. This claim then waits for a wake-up before it
+        asks, instead of asking at once for nothing: at a few hundred tasks a second each task cost a claimer two
+        claims, the one that took it and an empty one right after. Nothing created since is missed: its wake-up
+        has set the waiter, and the wait returns at once.
+        """
         check_id(worker_id, "worker_id")
         qs = _queues(queues)
         _limit(limit)
@@ -70,10 +100,15 @@ class StoreClaims(StoreCore):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         # Subscribe before the first attempt, so a task created in between still wakes us.
-        waiter = HUB.subscribe(driver.wake_key)
+        own = waiter is None
+        if waiter is None:
+            waiter = HUB.subscribe(driver.wake_key)
+        elif not drained:
+            waiter.clear()  # this claim looks now: a wake-up from before it is answered by it
         got: builtins.list[Task] = []
         try:
-            got = await self._claim_batch(driver, worker_id, qs, limit)
+            if not (drained and not own):
+                got = await self._claim_batch(driver, worker_id, qs, limit)
             while len(got) < enough and not (until is not None and until.is_set()):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -94,7 +129,8 @@ class StoreClaims(StoreCore):
                 await self._release_shielded(got)
             raise
         finally:
-            HUB.unsubscribe(driver.wake_key, waiter)
+            if own:
+                HUB.unsubscribe(driver.wake_key, waiter)
         if got:
             self._keyed(got)
             self._touched()

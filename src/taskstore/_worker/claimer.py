@@ -37,36 +37,50 @@ class Claimer(Executor):
         than concurrency + prefetch.
         """
         store = self.store
-        while not self._stopping and not self._stop_requested.is_set():
-            free = self._free()
-            if free <= 0:
-                self._capacity.clear()
-                if self._free() <= 0:
-                    await self._capacity.wait()
-                continue
-            self._reserved += free
-            try:
-                tasks = await store.claim(
-                    self.worker_id,
-                    self.queues,
-                    limit=free,
-                    block_for=self.claim_wait,
-                    at_least=1,
-                    until=self._stop_requested,
-                )
-            except errors.TaskstoreError as exc:
-                log.warning("worker %s could not claim: %s", self.worker_id, exc)
-                await asyncio.sleep(_RETRY_PAUSE)
-                continue
-            finally:
-                self._reserved -= free  # no await from here to the holds below: no other claimer sees the gap
-            if self._stop_requested.is_set():
-                await self._give_back(tasks)
-                return
-            for task in tasks:
-                self._hold(task)
-            if len(tasks) < free:
-                self._capacity.set()  # room this claim did not fill: a claimer waiting for room may take it
+        # Subscribed for the claimer's life, so a claim that came back short is followed by a wait for new work
+        # rather than by a claim that finds none (``Store._claim``'s ``drained``).
+        waiter = None
+        drained = False
+        try:
+            while not self._stopping and not self._stop_requested.is_set():
+                free = self._free()
+                if free <= 0:
+                    self._capacity.clear()
+                    if self._free() <= 0:
+                        await self._capacity.wait()
+                    continue
+                self._reserved += free
+                try:
+                    if waiter is None:
+                        waiter = await store.claim_waiter()
+                    tasks = await store._claim(
+                        self.worker_id,
+                        self.queues,
+                        limit=free,
+                        block_for=self.claim_wait,
+                        at_least=1,
+                        until=self._stop_requested,
+                        waiter=waiter,
+                        drained=drained,
+                    )
+                except errors.TaskstoreError as exc:
+                    log.warning("worker %s could not claim: %s", self.worker_id, exc)
+                    drained = False
+                    await asyncio.sleep(_RETRY_PAUSE)
+                    continue
+                finally:
+                    self._reserved -= free  # no await from here to the holds below: no other claimer sees the gap
+                if self._stop_requested.is_set():
+                    await self._give_back(tasks)
+                    return
+                for task in tasks:
+                    self._hold(task)
+                drained = len(tasks) < free
+                if drained:
+                    self._capacity.set()  # room this claim did not fill: a claimer waiting for room may take it
+        finally:
+            if waiter is not None:
+                store.drop_claim_waiter(waiter)
 
     async def _give_back(self, tasks: Sequence[Task]) -> None:
         for task in tasks:

@@ -1,7 +1,9 @@
 -- claim.lua: claim ready tasks in claim order, past paused queues, expiry and key limits, in one step.
 --
 -- ARGV: now (integer microseconds; '' = the server's TIME), limit, worker id, key prefix, mode, the number of
--- queues, the queues (none: every queue), then one lease token per task to claim (mode 'claim').
+-- queues, the queues (none: every queue), then (mode 'claim') a random lease token of 32 hex digits: the k-th task
+-- claimed gets its first 24 digits followed by k in 8 hex digits (one token drawn by the caller, not one per task
+-- it might get: a claim asking for 100 tasks that finds one would otherwise draw and send 100).
 -- Modes: 'claim' takes the tasks (returns their hashes), 'find' returns what a claim would take and writes
 -- no lease nor bucket, 'any' returns 1 when some waiting task is ready in an unpaused queue (key limits not
 -- consulted), else 0.
@@ -24,7 +26,7 @@ local limit = tonumber(ARGV[2])
 local worker = ARGV[3]
 local mode = ARGV[5]
 local nq = tonumber(ARGV[6])
-local tokens_at_arg = 6 + nq
+local token_head = string.sub(ARGV[7 + nq] or '', 1, 24)
 local queues = {}
 if nq == 0 then
   queues = redis.call('SMEMBERS', P .. 'queues')
@@ -150,7 +152,7 @@ if mode == 'claim' then
     local ends = num(now + math.floor(tonumber(row[POS.pto]) * 1000000 + 0.5))
     local att = tostring(tonumber(row[POS.att] or '0') + 1)
     local v = tostring(tonumber(row[POS.v] or '0') + 1)
-    local token = ARGV[tokens_at_arg + k]
+    local token = token_head .. string.format('%08x', k)
     redis.call('HSET', tk, 'state', 'claimed', 'cw', worker, 'ct', token, 'cat', nows, 'cto', ends, 'creq', '0',
       'updated', nows, 'att', att, 'v', v)
     row[POS.state], row[POS.cw], row[POS.ct], row[POS.cat], row[POS.cto] = 'claimed', worker, token, nows, ends

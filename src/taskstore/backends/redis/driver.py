@@ -783,8 +783,7 @@ class RedisDriver:
             return []
         if recover:
             await self._recover(queues, limit)
-        tokens = [token() for _ in range(limit)]
-        args = [self._now_arg(), limit, worker_id, self.prefix, "claim", len(queues), *queues, *tokens]
+        args = [self._now_arg(), limit, worker_id, self.prefix, "claim", len(queues), *queues, token()]
         rows = await self._claim_script(keys=[], args=args)
         claimed = [decode_packed(r) for r in rows]
         return [t for t in claimed if t is not None]

@@ -258,6 +258,7 @@ class RedisDriver:
             # A pool that waits for a free connection: redis-py's default one raises "Too many connections" past
             # its 100, which a burst of concurrent calls (an open-loop producer's creates) reaches.
             pool = aioredis.BlockingConnectionPool.from_url(self.url, decode_responses=False, max_connections=100)
+            pool.connection_class = _packed_by_hiredis(pool.connection_class)
             client = aioredis.Redis.from_pool(pool)
         except (ValueError, TypeError) as exc:
             raise errors.ConfigError(f"bad Redis URL or option: {exc}") from exc
@@ -1378,6 +1379,35 @@ def _open_error(exc: Exception) -> errors.TaskstoreError:
 
 
 _P = ParamSpec("_P")
+
+
+def _packed_by_hiredis(connection_class: type[Any]) -> type[Any]:
+    """``connection_class`` packing its commands with hiredis' C packer, when hiredis is installed.
+
+    redis-py's asyncio connections pack every command in Python, argument by argument, even with hiredis (its
+    sync client uses hiredis' packer): for the scripts' 10-40 arguments that was about a fifth of a create's CPU
+    (``eval`` with 34 arguments: 324 -> 265 µs here). The bytes sent are the same RESP; the arguments the driver
+    passes are str, bytes and int, which both packers write alike (a test sends every command through both).
+    """
+    try:
+        import hiredis
+    except ImportError:  # pragma: no cover - depends on the environment (the redis extra installs it)
+        return connection_class
+    if not hasattr(hiredis, "pack_command"):  # pragma: no cover - hiredis before 2.1
+        return connection_class
+    pack = hiredis.pack_command
+
+    def pack_command(self: Any, *args: Any) -> list[bytes]:
+        # As redis-py's packer: a command name of two words ("SCRIPT LOAD") goes as two arguments.
+        if (
+            args
+            and isinstance(args[0], str | bytes)
+            and " " in (name := str(args[0], "utf-8") if isinstance(args[0], bytes) else args[0])
+        ):
+            args = (*name.split(), *args[1:])
+        return [pack(args)]
+
+    return type(f"HiredisPacked{connection_class.__name__}", (connection_class,), {"pack_command": pack_command})
 
 
 def _translated(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:

@@ -273,10 +273,14 @@ async def test_status_and_cancel_wake_ups_cross_stores(redis: str, prefix: str) 
         taskstore.open(with_prefix(other, prefix)) as there,
     ):
         key = here._driver.wake_key  # type: ignore[attr-defined]
-        await here.claim("w", ["q"])  # opened and subscribed
+        await here.claim("w", ["q"])  # opened
         task = await there.create(NewTask("q", "k"))
         (claimed,) = await there.claim("w", ["q"])
+        # Waiters here start the store's subscription (a store subscribes only once someone waits); once it is up
+        # it wakes them all to read again, which is what the waits for 1 s take away.
         status, cancel, wake = HUB.subscribe(("status", key)), HUB.subscribe(cancel_key(key)), HUB.subscribe(key)
+        for waiter in (status, cancel, wake):
+            await waiter.wait(1)
         await there.cancel(task.id)
         assert await cancel.wait(3)
         assert await status.wait(3)
@@ -322,3 +326,38 @@ async def test_a_refusal_no_retry_changes_is_a_config_error(redis: str) -> None:
         with pytest.raises(taskstore.errors.ConfigError):
             async with taskstore.open(url):
                 pass
+
+
+async def test_an_enqueuing_store_subscribes_to_nothing_until_a_claim_waits(redis: str, prefix: str) -> None:
+    """As PostgreSQL's LISTEN: a process that only enqueues is not sent every write's message (its own creates and
+    the workers' claims and completions), each read and parsed in Python."""
+    import redis as redis_py
+
+    def subscribers() -> int:
+        client = redis_py.Redis.from_url(redis)
+        try:
+            return int(dict(client.pubsub_numsub(f"{prefix}events"))[f"{prefix}events".encode()])
+        finally:
+            client.close()
+
+    other = redis.replace("127.0.0.1", "localhost") if "127.0.0.1" in redis else redis + "?"
+    async with (
+        taskstore.open(with_prefix(redis, prefix), poll_interval=30) as store,
+        taskstore.open(with_prefix(other, prefix)) as creating,
+    ):
+        for _ in range(3):
+            await store.create(NewTask("q", "k"))
+        await creating.create(NewTask("q", "k"))
+        await asyncio.sleep(0.2)
+        assert subscribers() == 0
+
+        claim = asyncio.create_task(store.claim("w", "other", block_for=20))
+        deadline = time.monotonic() + 5
+        while subscribers() == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert subscribers() == 1, "a blocked claim started no subscription"
+        started = time.monotonic()
+        await creating.create(NewTask("other", "k"))  # only the subscription can wake it: polling is every 30 s
+        claimed = await asyncio.wait_for(claim, 15)
+        assert [t.queue for t in claimed] == ["other"]
+        assert time.monotonic() - started < 3

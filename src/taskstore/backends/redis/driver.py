@@ -81,7 +81,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ... import errors, gates, transitions
 from ..._joins import Join
-from ..._wakeup import HUB, cancel_key
+from ..._wakeup import HUB, StartWhenWanted, cancel_key
 from ...backend import (
     Change,
     ChordArgs,
@@ -213,6 +213,7 @@ class RedisDriver:
         self._complete_script: Any = None
         self._insert_script: Any = None
         self._listener: asyncio.Task[None] | None = None
+        self._listen_when_wanted: StartWhenWanted | None = None
         self._coalescer = Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=COALESCE_FLIGHTS)
         self.chord_args: ChordArgs = _groups.no_chord_args
         p = prefix
@@ -285,9 +286,21 @@ class RedisDriver:
         self._claim_script = client.register_script(_script("claim.lua"))
         self._complete_script = client.register_script(_script("complete.lua"))
         self._insert_script = client.register_script(_script("insert.lua"))
-        self._listener = asyncio.get_running_loop().create_task(self._listen(), name="taskstore-redis-listen")
+        # Subscribed once a waiter of this process needs other processes' wake-ups (a blocked claim, a status
+        # watch, a worker's cancel watch), as PostgreSQL's LISTEN: a process that only enqueues was sent every
+        # write's message, its own and the workers' claims and completions included, and parsed each in Python.
+        self._listen_when_wanted = StartWhenWanted(
+            (self._key, ("status", self._key), cancel_key(self._key)), self._start_listener
+        )
+
+    def _start_listener(self) -> None:
+        if self._listener is None and self._client is not None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="taskstore-redis-listen")
 
     async def close(self) -> None:
+        if self._listen_when_wanted is not None:
+            self._listen_when_wanted.close()
+            self._listen_when_wanted = None
         if self._listener is not None:
             listener, self._listener = self._listener, None
             while not listener.done():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -361,3 +361,47 @@ async def test_an_enqueuing_store_subscribes_to_nothing_until_a_claim_waits(redi
         claimed = await asyncio.wait_for(claim, 15)
         assert [t.queue for t in claimed] == ["other"]
         assert time.monotonic() - started < 3
+
+
+async def test_claims_and_completions_reach_only_the_processes_that_watch_statuses(redis: str, prefix: str) -> None:
+    """A write that wakes no claimer (a claim, a completion) publishes on ``<prefix>statuses``, which a store hears
+    only once a status watch of its process waits: a worker's process is not sent every claim and completion."""
+    from taskstore._wakeup import HUB
+
+    def subscribers(channel: str) -> int:
+        client = redis_py.Redis.from_url(redis)
+        try:
+            return int(dict(client.pubsub_numsub(prefix + channel))[(prefix + channel).encode()])
+        finally:
+            client.close()
+
+    async def until(check: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + 5
+        while not check() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return check()
+
+    other = redis.replace("127.0.0.1", "localhost") if "127.0.0.1" in redis else redis + "?"
+    async with (
+        taskstore.open(with_prefix(redis, prefix), poll_interval=30) as here,
+        taskstore.open(with_prefix(other, prefix)) as there,
+    ):
+        claim = asyncio.create_task(here.claim("w", "q", block_for=20))
+        assert await until(lambda: subscribers("events") == 1)
+        await asyncio.sleep(0.1)
+        assert subscribers("statuses") == 0  # claims wait for work, not for statuses
+
+        status = HUB.subscribe(("status", here._driver.wake_key))  # type: ignore[attr-defined]
+        assert await until(lambda: subscribers("statuses") == 1), "a status watch did not subscribe to statuses"
+        assert subscribers("events") == 1  # subscribed again, not twice
+        await status.wait(1)  # subscribing again wakes everyone to look again
+        await there.create(NewTask("q", "k"))
+        claimed = await asyncio.wait_for(claim, 5)
+        assert len(claimed) == 1  # the claim waiting here heard the create through the new subscription
+        await status.wait(1)
+        await there.create(NewTask("other", "k"))
+        (taken,) = await there.claim("w2", "other")
+        await status.wait(0.5)  # the create's and the claim's messages
+        await there.mark_done(taken, 1)
+        assert await status.wait(3)  # a completion elsewhere, heard on statuses
+        HUB.unsubscribe(("status", here._driver.wake_key), status)  # type: ignore[attr-defined]

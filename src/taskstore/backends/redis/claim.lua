@@ -185,7 +185,7 @@ if mode == 'claim' then
   end
   if #chosen > 0 then
     redis.call('INCR', P .. 'changes')
-    redis.call('PUBLISH', P .. 'events', 's')
+    redis.call('PUBLISH', P .. 'statuses', 's')  -- a claim wakes no claimer: for status watchers only
   end
 else
   for k, c in ipairs(chosen) do

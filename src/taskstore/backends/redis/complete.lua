@@ -62,6 +62,6 @@ if written > 0 then
   redis.call('HINCRBY', P .. 'finished', minute .. ':done', written)
   redis.call('INCR', P .. 'changes')
   -- Claimers wait for work that can be claimed: a completion makes some only when it frees a key's slot.
-  redis.call('PUBLISH', P .. 'events', freed and 'w' or 's')
+  if freed then redis.call('PUBLISH', P .. 'events', 'w') else redis.call('PUBLISH', P .. 'statuses', 's') end
 end
 return left

@@ -26,10 +26,12 @@ The store's clock is the server's ``TIME``: the claim script reads it itself, an
 (one round trip) unless a clock was injected (tests), which then decides everywhere, as on PostgreSQL.
 
 Wake-ups: every write bumps ``<prefix>changes`` (the ``change_marker`` watchers compare) and publishes ONE
-message on ``<prefix>events``: every write is a status change (``s``); one that makes work claimable adds ``w``,
-one that requests the cancel of a claimed task ``c``. One message per write, not one per meaning: every open
-store's subscriber parses every message, and a create that sent two cost each process two. One subscriber per
-open store turns them into this process's wake-ups.
+message. One that makes work claimable (``w``) or requests the cancel of a claimed task (``c``) goes on
+``<prefix>events``; every write is also a status change, so a write that is nothing more (a claim, most
+completions) publishes ``s`` on ``<prefix>statuses`` instead. One message per write, not one per meaning: every
+subscriber parses every message it is sent, and a create that sent two cost each process two. A store subscribes
+once a waiter of its process needs other processes' wake-ups, to ``events`` for claims and cancel checks, and to
+``statuses`` too once a status watch waits: a worker's process is not sent every claim and completion.
 
 Key layout (``<P>`` is the prefix, ``taskstore:`` unless the URL says ``?prefix=...``)
 -------------------------------------------------------------------------------------
@@ -51,7 +53,7 @@ Key layout (``<P>`` is the prefix, ``taskstore:`` unless the URL says ``?prefix=
   ``<P>rec:<recurring id>``: set of live task ids of a schedule; ``<P>recurring``: hash id -> schedule JSON.
 - ``<P>status``: hash id -> status-only record JSON; ``<P>hb``: hash worker id -> heartbeat JSON;
   ``<P>finished``: hash ``minute_us:state`` -> finishes in that minute; ``<P>changes``: write counter.
-- Channel ``<P>events`` (see "Wake-ups").
+- Channels ``<P>events`` and ``<P>statuses`` (see "Wake-ups").
 Scripts name keys they compute from the prefix, so this backend needs one Redis server (not Redis Cluster).
 
 Durability
@@ -214,6 +216,8 @@ class RedisDriver:
         self._insert_script: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._listen_when_wanted: StartWhenWanted | None = None
+        self._statuses_when_wanted: StartWhenWanted | None = None
+        self._statuses_wanted = asyncio.Event()  # a status watch of this process waits: hear <prefix>statuses
         self._coalescer = Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=COALESCE_FLIGHTS)
         self.chord_args: ChordArgs = _groups.no_chord_args
         p = prefix
@@ -237,6 +241,7 @@ class RedisDriver:
             p + "changes",
         )
         self.ch_events = p + "events"
+        self.ch_statuses = p + "statuses"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -292,15 +297,21 @@ class RedisDriver:
         self._listen_when_wanted = StartWhenWanted(
             (self._key, ("status", self._key), cancel_key(self._key)), self._start_listener
         )
+        self._statuses_when_wanted = StartWhenWanted((("status", self._key),), self._want_statuses)
 
     def _start_listener(self) -> None:
         if self._listener is None and self._client is not None:
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name="taskstore-redis-listen")
 
+    def _want_statuses(self) -> None:
+        """A status watch waits here: the subscription takes ``statuses`` too (from its next read of a message)."""
+        self._statuses_wanted.set()
+
     async def close(self) -> None:
-        if self._listen_when_wanted is not None:
-            self._listen_when_wanted.close()
-            self._listen_when_wanted = None
+        for when in (self._listen_when_wanted, self._statuses_when_wanted):
+            if when is not None:
+                when.close()
+        self._listen_when_wanted = self._statuses_when_wanted = None
         if self._listener is not None:
             listener, self._listener = self._listener, None
             while not listener.done():
@@ -321,12 +332,13 @@ class RedisDriver:
         while True:
             pubsub = self._r.pubsub()
             try:
-                await pubsub.subscribe(self.ch_events)
+                statuses = self._statuses_wanted.is_set()
+                await pubsub.subscribe(*((self.ch_events, self.ch_statuses) if statuses else (self.ch_events,)))
                 # Whatever was published while unsubscribed is lost: look again once.
                 self._heard_all()
                 pause = 0.1
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
+                while (message := await self._next_message(pubsub, statuses)) is not _RESUBSCRIBE:
+                    if message is None or message.get("type") != "message":
                         continue
                     # Every write is a status change; its letters say what else it may mean (see "Wake-ups").
                     data = message["data"]
@@ -335,6 +347,9 @@ class RedisDriver:
                         HUB.notify(self._key)
                     if b"c" in data:
                         HUB.notify(cancel_key(self._key))
+                # A status watch now waits here: subscribe again, to both channels.
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
@@ -345,6 +360,21 @@ class RedisDriver:
                     await pubsub.aclose()
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
+
+    async def _next_message(self, pubsub: Any, statuses: bool) -> Any:
+        """The next message, or ``_RESUBSCRIBE`` when a status watch starts waiting while ``statuses`` is unheard."""
+        if statuses:
+            return await pubsub.get_message(timeout=None)
+        reading = asyncio.ensure_future(pubsub.get_message(timeout=None))
+        wanted = asyncio.ensure_future(self._statuses_wanted.wait())
+        try:
+            await asyncio.wait((reading, wanted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wanted.cancel()
+            if not reading.done():
+                reading.cancel()  # this subscription is closed and made again, so a read cut short loses nothing
+                await asyncio.wait((reading,))
+        return _RESUBSCRIBE if reading.cancelled() else reading.result()
 
     def _heard_all(self) -> None:
         HUB.notify(self._key)
@@ -406,7 +436,14 @@ class RedisDriver:
         if not tx.ops:
             return
         tx.op(
-            "incr", self.k_changes, "pub", self.ch_events, "s" + ("w" if tx.wake else "") + ("c" if tx.cancel else "")
+            "incr",
+            self.k_changes,
+            "pub",
+            *(
+                (self.ch_events, ("w" if tx.wake else "") + ("c" if tx.cancel else ""))
+                if tx.wake or tx.cancel
+                else (self.ch_statuses, "s")
+            ),
         )
         failed = await self._commit_script(keys=[], args=tx.argv())
         if failed:
@@ -1392,6 +1429,7 @@ def _open_error(exc: Exception) -> errors.TaskstoreError:
 
 
 _P = ParamSpec("_P")
+_RESUBSCRIBE = object()  # _next_message: subscribe again (to both channels)
 
 
 def _packed_by_hiredis(connection_class: type[Any]) -> type[Any]:

@@ -218,6 +218,7 @@ class RedisDriver:
         self._listen_when_wanted: StartWhenWanted | None = None
         self._statuses_when_wanted: StartWhenWanted | None = None
         self._statuses_wanted = asyncio.Event()  # a status watch of this process waits: hear <prefix>statuses
+        self._nudge: asyncio.Task[None] | None = None  # see _want_statuses
         self._coalescer = Coalescer(self._send_batch, max_rows=COALESCE_MAX_ROWS, flights=COALESCE_FLIGHTS)
         self.chord_args: ChordArgs = _groups.no_chord_args
         p = prefix
@@ -304,8 +305,18 @@ class RedisDriver:
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name="taskstore-redis-listen")
 
     def _want_statuses(self) -> None:
-        """A status watch waits here: the subscription takes ``statuses`` too (from its next read of a message)."""
+        """A status watch waits here: the subscription takes ``statuses`` too.
+
+        The listener subscribes to it between two messages, so one is sent: an empty message on ``events``,
+        once per process, which other processes take for a status change (their watchers look again).
+        """
         self._statuses_wanted.set()
+        if self._client is not None:
+            self._nudge = asyncio.get_running_loop().create_task(self._nudge_listener())
+
+    async def _nudge_listener(self) -> None:
+        with contextlib.suppress(Exception):  # a server gone away: the listener resubscribes to both anyway
+            await self._r.publish(self.ch_events, b"")
 
     async def close(self) -> None:
         for when in (self._listen_when_wanted, self._statuses_when_wanted):
@@ -337,7 +348,12 @@ class RedisDriver:
                 # Whatever was published while unsubscribed is lost: look again once.
                 self._heard_all()
                 pause = 0.1
-                while (message := await self._next_message(pubsub, statuses)) is not _RESUBSCRIBE:
+                while True:
+                    if not statuses and self._statuses_wanted.is_set():  # see _want_statuses
+                        statuses = True
+                        await pubsub.subscribe(self.ch_statuses)
+                        HUB.notify(("status", self._key))  # what was published before is lost: look again
+                    message = await pubsub.get_message(timeout=None)
                     if message is None or message.get("type") != "message":
                         continue
                     # Every write is a status change; its letters say what else it may mean (see "Wake-ups").
@@ -347,9 +363,6 @@ class RedisDriver:
                         HUB.notify(self._key)
                     if b"c" in data:
                         HUB.notify(cancel_key(self._key))
-                # A status watch now waits here: subscribe again, to both channels.
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
@@ -360,21 +373,6 @@ class RedisDriver:
                     await pubsub.aclose()
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
-
-    async def _next_message(self, pubsub: Any, statuses: bool) -> Any:
-        """The next message, or ``_RESUBSCRIBE`` when a status watch starts waiting while ``statuses`` is unheard."""
-        if statuses:
-            return await pubsub.get_message(timeout=None)
-        reading = asyncio.ensure_future(pubsub.get_message(timeout=None))
-        wanted = asyncio.ensure_future(self._statuses_wanted.wait())
-        try:
-            await asyncio.wait((reading, wanted), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            wanted.cancel()
-            if not reading.done():
-                reading.cancel()  # this subscription is closed and made again, so a read cut short loses nothing
-                await asyncio.wait((reading,))
-        return _RESUBSCRIBE if reading.cancelled() else reading.result()
 
     def _heard_all(self) -> None:
         HUB.notify(self._key)
@@ -1429,7 +1427,6 @@ def _open_error(exc: Exception) -> errors.TaskstoreError:
 
 
 _P = ParamSpec("_P")
-_RESUBSCRIBE = object()  # _next_message: subscribe again (to both channels)
 
 
 def _packed_by_hiredis(connection_class: type[Any]) -> type[Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -63,3 +64,31 @@ async def test_an_enqueuing_store_does_not_listen_until_a_claim_waits(postgres_d
         claimed = await asyncio.wait_for(claim, 15)
         assert [t.queue for t in claimed] == ["other"]
         assert time.monotonic() - started < 15
+
+
+async def test_the_status_channel_is_listened_to_only_once_a_status_watch_waits(postgres_db: str) -> None:
+    """A worker's blocked claims and cancel checks need the wake and cancel channels; every completion batch notifies
+    the status channel, so a worker's process that listened to it was sent one notification per batch of every
+    worker. It is listened to once a status watch of the process waits, and then such a notification wakes it."""
+    from taskstore._wakeup import HUB
+
+    schema = new_schema()
+    url = with_schema(postgres_db, schema)
+    async with taskstore.open(url + ("&" if "?" in url else "?") + "poll_interval=30") as store:
+        driver: Any = store._driver
+        claim = asyncio.create_task(store.claim("w", "q", block_for=20))
+        assert await _wait_for(lambda: _listeners(postgres_db, schema)), "a blocked claim started no listener"
+        assert not driver._statuses_wanted.is_set()
+
+        status = HUB.subscribe(("status", driver.wake_key))
+        try:
+            assert driver._statuses_wanted.is_set()
+            assert await status.wait(5)  # listening again, to the status channel too: everyone looks again
+            async with await psycopg.AsyncConnection.connect(postgres_db, autocommit=True) as other:
+                await other.execute(f'NOTIFY "taskstore_{schema}_status"')
+            assert await status.wait(5), "a status notification from elsewhere did not wake the watch"
+
+            await create_in_another_process(url, "q")  # the claim still wakes on the wake channel
+            assert [t.queue for t in await asyncio.wait_for(claim, 15)] == ["q"]
+        finally:
+            HUB.unsubscribe(("status", driver.wake_key), status)

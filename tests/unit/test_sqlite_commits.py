@@ -88,34 +88,3 @@ async def test_a_store_watches_only_once_a_claim_waits_and_hears_another_process
         claimed = await asyncio.wait_for(claim, 15)
         assert [t.queue for t in claimed] == ["other"]
         assert time.monotonic() - started < 15
-
-
-async def test_the_stores_own_commits_wake_nobody_through_the_watch_and_another_connections_do(
-    tmp_path: Path,
-) -> None:
-    """The header moves for this store's own commits too; ``PRAGMA data_version`` tells them apart. Each own commit
-    woke the store's claimers 2 ms later, and each asked the database for nothing."""
-    path = tmp_path / "own.db"
-    async with taskstore.open(f"sqlite:///{path}", poll_interval=30) as store:
-        waiter = await store.claim_waiter()  # starts the watch
-        try:
-            await asyncio.sleep(0.1)
-            waiter.clear()  # the watch's first wake-up (what came before it started)
-            driver = store._driver
-            for _ in range(5):  # the driver's own writes, which wake nobody by themselves (the Store would)
-                rows = store._rows([NewTask("q", "k")], None)
-                await driver.insert(rows, None)
-                await asyncio.sleep(0.02)
-            assert not await waiter.wait(0.1)
-
-            other = sqlite3.connect(path, isolation_level=None)
-            try:
-                other.execute("UPDATE tasks SET priority = priority WHERE 0")  # a commit that changes nothing
-                other.execute("BEGIN IMMEDIATE")
-                other.execute("UPDATE tasks SET priority = priority + 1")
-                other.execute("COMMIT")
-            finally:
-                other.close()
-            assert await waiter.wait(2)
-        finally:
-            store.drop_claim_waiter(waiter)

@@ -296,6 +296,8 @@ class PostgresDriver:
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
         self._listen_when_wanted: StartWhenWanted | None = None
+        self._statuses_when_wanted: StartWhenWanted | None = None
+        self._statuses_wanted = asyncio.Event()  # a status watch of this process waits: LISTEN to status_channel
         self._coalescer = self._new_coalescer()
         # What the last LISTEN probe found; notifications_lost is what the store's claimers read.
         self.delivery = _health.Delivery(enabled=notify)
@@ -375,6 +377,9 @@ class PostgresDriver:
             self._listen_when_wanted = StartWhenWanted(
                 (self._key, ("status", self._key), cancel_key(self._key)), self._start_listener
             )
+            # The status channel too only once a status watch waits here: a worker's process was sent a
+            # notification for every completion batch, its own and every other worker's.
+            self._statuses_when_wanted = StartWhenWanted((("status", self._key),), self._statuses_wanted.set)
 
     def _start_listener(self) -> None:
         if self._listener is None and self._pool is not None:
@@ -426,8 +431,9 @@ class PostgresDriver:
         return None
 
     async def close(self) -> None:
-        if self._listen_when_wanted is not None:
-            self._listen_when_wanted.close()
+        for when in (self._listen_when_wanted, self._statuses_when_wanted):
+            if when is not None:
+                when.close()
         await self._coalescer.close()
         if self._listener is not None:
             listener, self._listener = self._listener, None
@@ -527,23 +533,36 @@ class PostgresDriver:
                 async with await psycopg.AsyncConnection.connect(
                     self.conninfo, autocommit=True, **self._connect_kwargs
                 ) as conn:
+                    statuses = self._statuses_wanted.is_set()
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.status_channel)))
+                    if statuses:
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.status_channel)))
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.cancel_channel)))
                     pause = 0.1
                     for key in (self._key, ("status", self._key), cancel_key(self._key)):
                         HUB.notify(key)  # what was sent while we were away is found by a read
                     reader = asyncio.get_running_loop().create_task(self._read_notes(conn), name="taskstore-notes")
+                    wanted = asyncio.ensure_future(self._statuses_wanted.wait())
                     try:
                         while not reader.done():
                             await self._probe(reader)
                             if not reader.done():
-                                await asyncio.wait([reader], timeout=PROBE_EVERY)
+                                await asyncio.wait(
+                                    [reader] if statuses else [reader, wanted],
+                                    timeout=PROBE_EVERY,
+                                    return_when=asyncio.FIRST_COMPLETED,
+                                )
+                            if not statuses and wanted.done():
+                                break  # a status watch now waits: listen again, to the status channel too
                     finally:
+                        wanted.cancel()
                         reader.cancel()
                         with contextlib.suppress(BaseException):
                             await reader
-                    reader.result()  # the reader's error (a lost connection) is handled below
+                    if not reader.cancelled():
+                        reader.result()  # the reader's error (a lost connection) is handled below
+                    if not statuses and self._statuses_wanted.is_set():
+                        continue  # at once, on a new connection
             except asyncio.CancelledError:
                 raise
             except psycopg.Error as exc:

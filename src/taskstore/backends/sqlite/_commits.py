@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 log = logging.getLogger("taskstore.sqlite")
 
@@ -24,21 +24,12 @@ TICK = 0.002  # ~1 ms on average after a commit; an idle store spends ~1.5% of a
 
 
 async def watch_commits(
-    db_path: str,
-    on_commit: Callable[[], None],
-    tick: float = TICK,
-    *,
-    started: Callable[[], None] | None = None,
-    foreign: Callable[[], Awaitable[bool]] | None = None,
+    db_path: str, on_commit: Callable[[], None], tick: float = TICK, *, started: Callable[[], None] | None = None
 ) -> None:
     """Call ``on_commit`` whenever the WAL-index header moves; runs until cancelled.
 
     ``started`` is called once the header has been read first: a commit made before it is not seen as a move,
     so the waiters it wakes read what may have come before.
-
-    ``foreign``, when given, is asked after each move whether another connection committed (the header moves for
-    this process's own commits too, whose waiters its stores wake themselves): ``on_commit`` is called only when it
-    says so. A commit that lands while it is asked moves the header again and is asked about at the next tick.
     """
     try:
         fd = os.open(f"{db_path}-shm", os.O_RDONLY)
@@ -47,8 +38,6 @@ async def watch_commits(
         return
     try:
         last = os.pread(fd, HEADER_BYTES, 0)
-        if foreign is not None:
-            await foreign()  # the first answer is only where it starts counting: ``started`` covers what came before
         if started is not None:
             started()
         while True:
@@ -56,8 +45,7 @@ async def watch_commits(
             seen = os.pread(fd, HEADER_BYTES, 0)
             if seen != last:
                 last = seen
-                if foreign is None or await foreign():
-                    on_commit()
+                on_commit()
     finally:
         os.close(fd)
 

@@ -172,7 +172,6 @@ class SQLiteDriver:
         self._executor: ThreadPoolExecutor | None = None
         self._key = ("sqlite", os.path.realpath(path))
         self._commits: asyncio.Task[None] | None = None
-        self._data_version: int | None = None  # PRAGMA data_version as last read by _foreign_commit
         self._watch_when_wanted: StartWhenWanted | None = None
         self._cancel_checks = Spaced(functools.partial(HUB.notify, cancel_key(self._key)), CANCEL_CHECK_GAP)
         self._coalescer = self._new_coalescer()
@@ -212,25 +211,9 @@ class SQLiteDriver:
     def _start_watch(self) -> None:
         if self._commits is None and self._executor is not None:
             self._commits = asyncio.get_running_loop().create_task(
-                watch_commits(self._key[1], self._committed, started=self._committed, foreign=self._foreign_commit),
+                watch_commits(self._key[1], self._committed, started=self._committed),
                 name="taskstore-sqlite-commits",
             )
-
-    async def _foreign_commit(self) -> bool:
-        """Whether another connection (another process, or a ``conn=`` of the caller's) committed since last asked.
-
-        ``PRAGMA data_version`` moves only for other connections' commits. Without asking, each of this store's own
-        commits woke its claimers, watchers and cancel checks 2 ms later, and each woken claimer asked the database
-        for nothing: a worker running one task at a time made four claims a task. Writes by this process's other
-        stores wake its waiters themselves (``Store._wake``), but they are other connections too, so they count.
-        """
-        try:
-            version = await self._run(lambda conn: int(conn.execute("PRAGMA data_version").fetchone()[0]))
-        except errors.TaskstoreError:
-            return True  # unknown: wake, as without the check
-        moved = version != self._data_version
-        self._data_version = version
-        return moved
 
     def _committed(self) -> None:
         HUB.notify(self._key)

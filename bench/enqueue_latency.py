@@ -1,7 +1,8 @@
 """Single enqueues at a steady rate against a ``taskstore worker`` process: enqueue-call and enqueue->start latency.
 
     python -m bench.enqueue_latency [--rate 500 --rate 2000] [--seconds 10] [--postgres URL | --no-sqlite]
-                                    [--sqlite-options checkpoint_interval=0.1] [--redis URL] [--concurrency 10] [--prefetch 0]
+                                    [--sqlite-options checkpoint_interval=0.1] [--redis URL]
+                                    [--concurrency 10] [--prefetch 0]
 
 For each rate, on a fresh store (a new SQLite file; with ``--postgres``, a schema of its own, see local_pg.py):
 a worker is started as users run it, ``taskstore worker taskstore_app:app --url URL --queue bench`` (CLI

@@ -68,7 +68,7 @@ async def test_a_drained_claim_waits_for_a_wake_up_before_it_asks() -> None:
     empty one right after). What was created after the short claim read the queues is not missed."""
     async with taskstore.open("memory://", poll_interval=30) as store:
         calls = _counted(store)
-        waiter = await store.claim_waiter()
+        waiter = await store._claim_waiter()
         assert await store._claim("w", "q", 2, 0.1, at_least=1, until=None, waiter=waiter) == []
         assert len(calls) == 1  # asked once, found nothing, waited out its 0.1 s
         # Short (nothing was queued): the next claim of this claimer waits instead of asking.
@@ -87,4 +87,4 @@ async def test_a_drained_claim_waits_for_a_wake_up_before_it_asks() -> None:
             store._claim("w", "q", 2, 5, at_least=1, until=None, waiter=waiter, drained=True), 2
         )
         assert len(got) == 1
-        store.drop_claim_waiter(waiter)
+        store._drop_claim_waiter(waiter)

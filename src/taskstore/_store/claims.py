@@ -54,12 +54,12 @@ class StoreClaims(StoreCore):
         """
         return await self._claim(worker_id, queues, limit, block_for, at_least=at_least, until=until)
 
-    async def claim_waiter(self) -> Waiter:
-        """A waiter woken by new work in this store, for ``_claim(waiter=…)``; ``drop_claim_waiter`` ends it."""
+    async def _claim_waiter(self) -> Waiter:
+        """A waiter woken by new work in this store, for ``_claim(waiter=…)``; ``_drop_claim_waiter`` ends it."""
         driver = await self._ready()
         return HUB.subscribe(driver.wake_key)
 
-    def drop_claim_waiter(self, waiter: Waiter) -> None:
+    def _drop_claim_waiter(self, waiter: Waiter) -> None:
         HUB.unsubscribe(self._driver.wake_key, waiter)
 
     async def _claim(
@@ -74,7 +74,7 @@ class StoreClaims(StoreCore):
         waiter: Waiter | None = None,
         drained: bool = False,
     ) -> builtins.list[Task]:
-        """``claim``; a worker's claimer also passes the ``waiter`` it keeps (``claim_waiter``) and ``drained``.
+        """``claim``; a worker's claimer also passes the ``waiter`` it keeps (``_claim_waiter``) and ``drained``.
 
         ``drained``: this caller's last claim, made while ``waiter`` was already subscribed, took fewer tasks than
         it asked for, so the queues held no more as it read them. This claim then waits for a wake-up before it
@@ -107,7 +107,7 @@ class StoreClaims(StoreCore):
             waiter.clear()  # this claim looks now: a wake-up from before it is answered by it
         got: builtins.list[Task] = []
         try:
-            if not (drained and not own):
+            if own or not drained:  # drained: the caller's waiter says when there is more to ask for
                 got = await self._claim_batch(driver, worker_id, qs, limit)
             while len(got) < enough and not (until is not None and until.is_set()):
                 remaining = deadline - loop.time()

@@ -52,7 +52,7 @@ class Claimer(Executor):
                 self._reserved += free
                 try:
                     if waiter is None:
-                        waiter = await store.claim_waiter()
+                        waiter = await store._claim_waiter()
                     tasks = await store._claim(
                         self.worker_id,
                         self.queues,
@@ -80,7 +80,7 @@ class Claimer(Executor):
                     self._capacity.set()  # room this claim did not fill: a claimer waiting for room may take it
         finally:
             if waiter is not None:
-                store.drop_claim_waiter(waiter)
+                store._drop_claim_waiter(waiter)
 
     async def _give_back(self, tasks: Sequence[Task]) -> None:
         for task in tasks:

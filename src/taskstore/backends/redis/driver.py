@@ -323,6 +323,9 @@ class RedisDriver:
             if when is not None:
                 when.close()
         self._listen_when_wanted = self._statuses_when_wanted = None
+        nudge, self._nudge = self._nudge, None
+        if nudge is not None and not nudge.done():
+            nudge.cancel()
         if self._listener is not None:
             listener, self._listener = self._listener, None
             while not listener.done():
@@ -433,16 +436,11 @@ class RedisDriver:
     async def _commit(self, tx: Tx) -> None:
         if not tx.ops:
             return
-        tx.op(
-            "incr",
-            self.k_changes,
-            "pub",
-            *(
-                (self.ch_events, ("w" if tx.wake else "") + ("c" if tx.cancel else ""))
-                if tx.wake or tx.cancel
-                else (self.ch_statuses, "s")
-            ),
-        )
+        if tx.wake or tx.cancel:
+            channel, message = self.ch_events, ("w" if tx.wake else "") + ("c" if tx.cancel else "")
+        else:
+            channel, message = self.ch_statuses, "s"
+        tx.op("incr", self.k_changes, "pub", channel, message)
         failed = await self._commit_script(keys=[], args=tx.argv())
         if failed:
             raise _Conflict(failed)
@@ -1447,12 +1445,9 @@ def _packed_by_hiredis(connection_class: type[Any]) -> type[Any]:
 
     def pack_command(self: Any, *args: Any) -> list[bytes]:
         # As redis-py's packer: a command name of two words ("SCRIPT LOAD") goes as two arguments.
-        if (
-            args
-            and isinstance(args[0], str | bytes)
-            and " " in (name := str(args[0], "utf-8") if isinstance(args[0], bytes) else args[0])
-        ):
-            args = (*name.split(), *args[1:])
+        head = args[0] if args else None
+        if (isinstance(head, str) and " " in head) or (isinstance(head, bytes) and b" " in head):
+            args = (*head.split(), *args[1:])
         return [pack(args)]
 
     return type(f"HiredisPacked{connection_class.__name__}", (connection_class,), {"pack_command": pack_command})

@@ -26,3 +26,13 @@ def test_hiredis_packs_each_command_as_redis_py_does(command: tuple[Any, ...]) -
     packed = _packed_by_hiredis(aioconnection.Connection)()
     assert type(packed).__name__ == "HiredisPackedConnection"
     assert b"".join(packed.pack_command(*command)) == b"".join(plain.pack_command(*command))
+
+
+@pytest.mark.parametrize("value", [None, True])
+def test_what_redis_py_refuses_hiredis_refuses_with_the_same_error(value: object) -> None:
+    from redis.exceptions import DataError
+
+    with pytest.raises(DataError):
+        aioconnection.Connection().pack_command("SET", "k", value)
+    with pytest.raises(DataError):
+        _packed_by_hiredis(aioconnection.Connection)().pack_command("SET", "k", value)

@@ -1441,6 +1441,8 @@ def _packed_by_hiredis(connection_class: type[Any]) -> type[Any]:
         return connection_class
     if not hasattr(hiredis, "pack_command"):  # pragma: no cover - hiredis before 2.1
         return connection_class
+    from redis.exceptions import DataError
+
     pack = hiredis.pack_command
 
     def pack_command(self: Any, *args: Any) -> list[bytes]:
@@ -1448,7 +1450,10 @@ def _packed_by_hiredis(connection_class: type[Any]) -> type[Any]:
         head = args[0] if args else None
         if (isinstance(head, str) and " " in head) or (isinstance(head, bytes) and b" " in head):
             args = (*head.split(), *args[1:])
-        return [pack(args)]
+        try:
+            return [pack(args)]
+        except TypeError as exc:  # None, a bool: redis-py refuses them as DataError, which the driver translates
+            raise DataError(f"Invalid input of type {type(exc).__name__}: {exc}") from exc
 
     return type(f"HiredisPacked{connection_class.__name__}", (connection_class,), {"pack_command": pack_command})
 

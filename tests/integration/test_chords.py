@@ -12,7 +12,7 @@ import pytest
 import taskstore
 from taskstore import State
 
-from .test_worker_processes import Workers, wait_until
+from .test_worker_processes import Workers, stop_outside_a_write, wait_until
 from .workload import app as workload_app
 from .workload import chord_total, member
 
@@ -89,7 +89,7 @@ def test_a_stalled_workers_late_member_result_fires_nothing(url: str, tmp_path: 
                 return states == [State.DONE, State.DONE, State.CLAIMED]
 
             await wait_until(only_the_slow_member_left, 30, "the fast members to finish")
-            stalled.send_signal(signal.SIGSTOP)  # it can neither finish nor renew its 1 s lease
+            stop_outside_a_write(stalled, url)  # it can neither finish nor renew its 1 s lease
             await asyncio.sleep(1.5)
             assert await store.reap() == 1
             workers.start("chord", concurrency=3, worker_id="rescuer")

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -113,6 +114,34 @@ def with_signal(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
         proc.send_signal(sig)
 
 
+def stop_outside_a_write(proc: subprocess.Popen[str], url: str) -> None:
+    """SIGSTOP ``proc`` at a moment it holds no SQLite write lock.
+
+    A process stopped inside a write transaction keeps the file's write lock until it runs again, and every
+    other writer waits for it (SQLite's locks belong to the process). A worker writes several times a second
+    (lease renewals, reaps), so a stop lands inside one now and then: then it is let go and stopped again.
+    PostgreSQL needs none of this: the server finishes a statement whose client stopped.
+    """
+    if not url.startswith("sqlite:///"):
+        proc.send_signal(signal.SIGSTOP)
+        return
+    probe = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.2, isolation_level=None)
+    try:
+        for _ in range(100):
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # locked: the stop came inside a write
+                proc.send_signal(signal.SIGCONT)
+                time.sleep(0.01)
+                continue
+            probe.execute("ROLLBACK")
+            return
+        raise AssertionError("the worker held the write lock at every one of 100 stops")
+    finally:
+        probe.close()
+
+
 @pytest.fixture
 def workers(url: str, tmp_path: Path) -> Iterator[Workers]:
     pool = Workers(url, tmp_path / "executions.jsonl")
@@ -198,7 +227,7 @@ def test_a_stalled_worker_cannot_overwrite_the_result(url: str, workers: Workers
                 return (await store.get(task.id)).state is State.CLAIMED
 
             await wait_until(claimed, 30, "the first worker to claim the task")
-            stalled.send_signal(signal.SIGSTOP)  # it can neither run nor renew its 1 s lease
+            stop_outside_a_write(stalled, url)  # it can neither run nor renew its 1 s lease
             await asyncio.sleep(1.5)
             assert await store.reap() == 1
             rescuer = workers.start("slow", concurrency=1, worker_id="rescuer")

@@ -169,7 +169,8 @@ class Redis(Backend):
     def __init__(self, url: str, where: str, pid: int | None) -> None:
         self.url = url
         self.where = where
-        self.client = redis.Redis.from_url(url)
+        # No read timeout: emptying the database after the 1,000,000-task backlog takes longer than redis-py 8's 5 s.
+        self.client = redis.Redis.from_url(url, socket_timeout=None)
         info = self.client.info("server")
         self.version = f"Redis {info['redis_version']}"
         self.pid = pid or (int(info["process_id"]) if psutil.pid_exists(int(info["process_id"])) else None)

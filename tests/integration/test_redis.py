@@ -320,6 +320,39 @@ async def test_a_server_gone_away_is_backend_unavailable_on_every_call(tmp_path:
         server.stop()
 
 
+# Runs on the server for SECONDS, answering nothing else meanwhile (as a create_many of 200,000 tasks does).
+_BUSY_SCRIPT = """
+local start = redis.call('TIME')
+while true do
+    local now = redis.call('TIME')
+    if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) >= tonumber(ARGV[1]) * 1000000 then return 1 end
+end
+"""
+
+
+@pytest.mark.skipif(not has_redis_server(), reason=NO_REDIS)
+async def test_a_call_waits_for_a_server_busy_longer_than_redis_pys_read_timeout(tmp_path: Path) -> None:
+    """redis-py 8 gives up on a reply after 5 s: a long script (a big create_many) then failed in the caller while
+    the server went on to commit it. The store waits for the reply; only a silent server ends the wait."""
+    server = RedisProcess(tmp_path)
+    server.start()
+    try:
+        # Let the others' commands wait for the busy script instead of being answered BUSY after 5 s.
+        redis_py.Redis(port=server.port).config_set("busy-reply-threshold", 20_000)
+        async with taskstore.open(server.url) as store:
+            task = await store.create(NewTask("q", "k"))
+            busy_client = redis_py.asyncio.Redis(port=server.port, socket_timeout=None)
+            busy = asyncio.ensure_future(busy_client.eval(_BUSY_SCRIPT, 0, 6))
+            await asyncio.sleep(0.3)  # the script runs
+            began = time.monotonic()
+            assert (await store.get(task.id)).id == task.id
+            assert time.monotonic() - began > 5
+            assert await busy == 1
+            await busy_client.aclose()
+    finally:
+        server.stop()
+
+
 async def test_a_refusal_no_retry_changes_is_a_config_error(redis: str) -> None:
     base = redis.split("?")[0].rsplit("/", 1)[0]
     for url in (f"{base}/9999", f"{redis}{'&' if '?' in redis else '?'}no_such_option=1"):

@@ -76,6 +76,7 @@ import functools
 import inspect
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -119,6 +120,22 @@ COALESCE_MAX_ROWS = 500
 # The hash fields insert.lua fills in itself (from the server's time and the seqs it takes).
 _SCRIPT_FIELDS = ("seq", "created", "updated", "enq", "run", "om")
 COALESCE_FLIGHTS = 2
+# How the store's connections treat a slow or a silent server (options the URL sets win: redis-py reads them last).
+# No read timeout: a reply is waited for as long as the server works on the command. Every transition is one
+# script, and a create_many is one script however many tasks it holds (100,000: ~3 s of the server's time here).
+# redis-py 8 gives up on a reply after 5 s, and the caller then got an error for tasks the server went on to
+# commit. A server that went silent (a lost network, not a restart or a crash, which reset the connection at once)
+# is found by TCP keepalive instead: probes from 30 s of silence, 5 s apart, dead after 3 unanswered. redis-py 5-7
+# sent none by default.
+_SOCKET_OPTIONS: dict[str, Any] = {
+    "socket_timeout": None,
+    "socket_keepalive": True,
+    "socket_keepalive_options": {
+        getattr(socket, name): value
+        for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+        if hasattr(socket, name)
+    },
+}
 
 
 class _Conflict(Exception):
@@ -264,7 +281,9 @@ class RedisDriver:
         try:
             # A pool that waits for a free connection: redis-py's default one raises "Too many connections" past
             # its 100, which a burst of concurrent calls (an open-loop producer's creates) reaches.
-            pool = aioredis.BlockingConnectionPool.from_url(self.url, decode_responses=False, max_connections=100)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, decode_responses=False, max_connections=100, **_SOCKET_OPTIONS
+            )
             pool.connection_class = _packed_by_hiredis(pool.connection_class)
             client = aioredis.Redis.from_pool(pool)
         except (ValueError, TypeError) as exc:

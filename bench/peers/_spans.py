@@ -72,6 +72,13 @@ class Spans:
         self._record(done, TIMED, scheduled, started)
         HEADER.pack_into(self._map, 0, done + 1, first or now, now, seen)
 
+    def stamped(self, key: int, at: float) -> None:
+        """A task's start, recorded as (key, start, ``at``): a time of the task's own on the same clock."""
+        now = time.perf_counter()
+        done, first, _, seen = HEADER.unpack_from(self._map, 0)
+        self._record(done, key, now, at)
+        HEADER.pack_into(self._map, 0, done + 1, first or now, now, seen)
+
     def _record(self, index: int, key: int, a: float, b: float) -> None:
         if index < self._capacity:
             RECORD.pack_into(self._map, HEADER.size + RECORD.size * index, key, a, b)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -17,7 +18,8 @@ from _spans import Spans, handlers
 import taskstore
 
 app = taskstore.App()  # the URL comes from the worker's --url
-HANDLERS = handlers(Spans.from_env())
+SPANS = Spans.from_env()
+HANDLERS = handlers(SPANS)
 
 
 @app.task(queue="bench", kind="noop")
@@ -38,3 +40,11 @@ async def timed(sent: float) -> None:
 @app.task(queue="bench", kind="keyed")
 async def keyed(i: float, key: int) -> None:
     await HANDLERS["keyed"](i, key)
+
+
+@app.task(queue="bench", kind="staged")
+async def staged(i: float, key: int) -> None:
+    """Its start and its claim's time (the store's clock, here on perf_counter's): bench/enqueue_latency.py's stages."""
+    claim = taskstore.current_task().claim
+    assert claim is not None
+    SPANS.stamped(key, claim.claimed_at.timestamp() - (time.time() - time.perf_counter()))

@@ -170,6 +170,14 @@ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %(schema)s 
 -- by a join with picked: a prepared statement's generic plan (psycopg prepares after five runs; PostgreSQL
 -- may then plan once for any LIMIT) hashed that join over a scan of the whole table, a claim costing as much
 -- as the table is big (3x the server CPU per claimed task at 20,000 rows: bench/pg_claim_ack_variants.py).
+-- A claim's commit does not wait for its WAL to reach the disk (synchronous_commit off for this statement's
+-- transaction, set once by the uncorrelated subquery, before the first row is claimed). Claims are most of a busy
+-- worker's commits, and that wait was most of a claim's time at 2,000 tasks/s (p99 enqueue->start 29-31 ms with it,
+-- 14-23 ms without: bench/enqueue_latency.py). Nothing is lost by it: a claim is not yet a result. A crash of the
+-- server within its last ~0.2 s (wal_writer_delay) may undo the newest claims; their tasks are then waiting again
+-- and run again, as after a lease that timed out, and the undone lease's worker finds its token refused. Any later
+-- commit that waits (a completion, a create) writes every earlier commit's WAL first: a task completed, failed or
+-- renewed has its claim on disk. SQLite (synchronous=NORMAL) and Redis (appendfsync everysec) do not wait either.
 -- name: _claim_picked
 UPDATE {schema}.tasks t
    SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,
@@ -178,6 +186,7 @@ UPDATE {schema}.tasks t
        report_at = NULL, report_data = NULL, cancel_requested = false, updated_at = {now}, version = t.version + 1,
        unique_hold = CASE WHEN strpos(t.unique_hold, ',claimed,') > 0 THEN t.unique_hold END
  WHERE t.seq = ANY (ARRAY(SELECT seq FROM picked))
+   AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
 RETURNING t.*
 
 -- Claimable rows, as every claim sees them: waiting and due, not expired, not in a paused queue (SPEC §9).

@@ -355,7 +355,12 @@ async def test_a_call_waits_for_a_server_busy_longer_than_redis_pys_read_timeout
 
 async def test_a_refusal_no_retry_changes_is_a_config_error(redis: str) -> None:
     base = redis.split("?")[0].rsplit("/", 1)[0]
-    for url in (f"{base}/9999", f"{redis}{'&' if '?' in redis else '?'}no_such_option=1"):
+    sep = "&" if "?" in redis else "?"
+    refused = [f"{base}/9999", f"{redis}{sep}no_such_option=1"]
+    refused += [
+        f"{redis}{sep}{name}={value}" for name in ("socket_timeout", "socket_connect_timeout") for value in (0, -1)
+    ]
+    for url in refused:
         with pytest.raises(taskstore.errors.ConfigError):
             async with taskstore.open(url):
                 pass

@@ -285,6 +285,10 @@ class RedisDriver:
                 self.url, decode_responses=False, max_connections=100, **_SOCKET_OPTIONS
             )
             pool.connection_class = _packed_by_hiredis(pool.connection_class)
+            for name in ("socket_timeout", "socket_connect_timeout"):
+                seconds = pool.connection_kwargs.get(name)
+                if seconds is not None and seconds <= 0:  # redis-py takes it, and then every call "times out"
+                    raise errors.ConfigError(f"{name} must be a positive number of seconds, not {seconds}")
             client = aioredis.Redis.from_pool(pool)
         except (ValueError, TypeError) as exc:
             raise errors.ConfigError(f"bad Redis URL or option: {exc}") from exc

@@ -172,12 +172,13 @@ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %(schema)s 
 -- as the table is big (3x the server CPU per claimed task at 20,000 rows: bench/pg_claim_ack_variants.py).
 -- A claim's commit does not wait for its WAL to reach the disk (synchronous_commit off for this statement's
 -- transaction, set once by the uncorrelated subquery, before the first row is claimed). Claims are most of a busy
--- worker's commits, and that wait was most of a claim's time at 2,000 tasks/s (p99 enqueue->start 29-31 ms with it,
--- 14-23 ms without: bench/enqueue_latency.py). Nothing is lost by it: a claim is not yet a result. A crash of the
--- server within its last ~0.2 s (wal_writer_delay) may undo the newest claims; their tasks are then waiting again
--- and run again, as after a lease that timed out, and the undone lease's worker finds its token refused. Any later
--- commit that waits (a completion, a create) writes every earlier commit's WAL first: a task completed, failed or
--- renewed has its claim on disk. SQLite (synchronous=NORMAL) and Redis (appendfsync everysec) do not wait either.
+-- worker's commits, and that wait was most of a claim's time at 2,000 tasks/s (enqueue->start, medians of five runs:
+-- p50 11.3 ms with it, 7.1 without; p99 29.4 and 22.3: bench/results/latency-2026-12-04.md). Nothing is lost by
+-- it: a claim is not yet a result. A crash of the server within its last ~0.2 s (wal_writer_delay) may undo the
+-- newest claims; their tasks are then waiting again and run again, as after a lease that timed out, and the undone
+-- lease's worker finds its token refused. Any later commit that waits (a completion, a create) writes every earlier
+-- commit's WAL first: a task completed, failed or renewed has its claim on disk. SQLite (synchronous=NORMAL) and
+-- Redis (appendfsync everysec) do not wait either.
 -- name: _claim_picked
 UPDATE {schema}.tasks t
    SET state = 'claimed', attempts = t.attempts + 1, worker_id = %(worker)s,

@@ -342,8 +342,8 @@ async def test_a_call_waits_for_a_server_busy_longer_than_redis_pys_read_timeout
         async with taskstore.open(server.url) as store:
             task = await store.create(NewTask("q", "k"))
             busy_client = redis_py.asyncio.Redis(port=server.port, socket_timeout=None)
-            busy = asyncio.ensure_future(busy_client.eval(_BUSY_SCRIPT, 0, 6))
-            await asyncio.sleep(0.3)  # the script runs
+            busy = asyncio.ensure_future(busy_client.eval(_BUSY_SCRIPT, 0, 8))
+            await asyncio.sleep(0.5)  # the script runs (it has 8 s: even a slow start leaves it past 5 s)
             began = time.monotonic()
             assert (await store.get(task.id)).id == task.id
             assert time.monotonic() - began > 5

@@ -115,7 +115,6 @@ async def run_once(
                 returned = [0.0] * total
                 failures: list[BaseException] = []
                 created = [0.0] * total
-                wall_to_perf = time.time() - time.perf_counter()
                 wal_max = 0
 
                 async def one(i: int) -> None:
@@ -125,7 +124,7 @@ async def run_once(
                         failures.append(exc)
                     else:
                         returned[i] = time.perf_counter()
-                        created[i] = task.created_at.timestamp() - wall_to_perf
+                        created[i] = _spans.Spans.from_wall(task.created_at.timestamp())
 
                 def sample_wal() -> None:
                     nonlocal wal_max

@@ -72,6 +72,11 @@ class Spans:
         self._record(done, TIMED, scheduled, started)
         HEADER.pack_into(self._map, 0, done + 1, first or now, now, seen)
 
+    @staticmethod
+    def from_wall(seconds: float) -> float:
+        """A wall-clock time (``time.time``'s: a store's timestamp) on ``perf_counter``'s clock, as records are."""
+        return seconds - (time.time() - time.perf_counter())
+
     def stamped(self, key: int, at: float) -> None:
         """A task's start, recorded as (key, start, ``at``): a time of the task's own on the same clock."""
         now = time.perf_counter()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -47,4 +46,4 @@ async def staged(i: float, key: int) -> None:
     """Its start and its claim's time (the store's clock, here on perf_counter's): bench/enqueue_latency.py's stages."""
     claim = taskstore.current_task().claim
     assert claim is not None
-    SPANS.stamped(key, claim.claimed_at.timestamp() - (time.time() - time.perf_counter()))
+    SPANS.stamped(key, Spans.from_wall(claim.claimed_at.timestamp()))

@@ -1476,7 +1476,7 @@ def _packed_by_hiredis(connection_class: type[Any]) -> type[Any]:
         try:
             return [pack(args)]
         except TypeError as exc:  # None, a bool: redis-py refuses them as DataError, which the driver translates
-            raise DataError(f"Invalid input of type {type(exc).__name__}: {exc}") from exc
+            raise DataError(f"invalid input for a Redis command: {exc}") from exc
 
     return type(f"HiredisPacked{connection_class.__name__}", (connection_class,), {"pack_command": pack_command})
 

@@ -358,7 +358,9 @@ async def test_a_refusal_no_retry_changes_is_a_config_error(redis: str) -> None:
     sep = "&" if "?" in redis else "?"
     refused = [f"{base}/9999", f"{redis}{sep}no_such_option=1"]
     refused += [
-        f"{redis}{sep}{name}={value}" for name in ("socket_timeout", "socket_connect_timeout") for value in (0, -1)
+        f"{redis}{sep}{name}={value}"
+        for name in ("socket_timeout", "socket_connect_timeout")
+        for value in (0, -1, "nan")
     ]
     for url in refused:
         with pytest.raises(taskstore.errors.ConfigError):

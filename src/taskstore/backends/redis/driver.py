@@ -287,7 +287,7 @@ class RedisDriver:
             pool.connection_class = _packed_by_hiredis(pool.connection_class)
             for name in ("socket_timeout", "socket_connect_timeout"):
                 seconds = pool.connection_kwargs.get(name)
-                if seconds is not None and seconds <= 0:  # redis-py takes it, and then every call "times out"
+                if seconds is not None and not seconds > 0:  # 0, negative, NaN: taken, then every call "times out"
                     raise errors.ConfigError(f"{name} must be a positive number of seconds, not {seconds}")
             client = aioredis.Redis.from_pool(pool)
         except (ValueError, TypeError) as exc:

@@ -220,7 +220,7 @@ async def test_insert_script_writes_what_the_general_insert_writes(redis: str, p
     ]
     async with taskstore.open(with_prefix(redis, prefix), clock=clock) as store:
         driver = store._driver  # type: ignore[attr-defined]
-        plain = await driver._insert_plain(store._rows(news, None))
+        plain = await driver._insert_scripted(store._rows(news, None), [None] * len(news))
         rows = store._rows(news, None)
         tx = Tx()
         _, general = await driver._plan_insert(tx, rows, None)
@@ -242,6 +242,74 @@ async def test_insert_script_writes_what_the_general_insert_writes(redis: str, p
         assert client.smembers(f"{prefix}queues") == {b"q", b"q2"}
     finally:
         client.close()
+
+
+async def test_unique_creates_by_the_script_are_stored_as_by_the_general_insert(redis: str) -> None:
+    # Unique creates whose keys are free take insert.lua too (each key once in the batch); a held key, or one
+    # repeated in the batch, takes the general path. The same batch made both ways, each in a store of its own
+    # at the same time, must be stored alike: the task hashes (unique_until included), the indexes and the keys.
+    from taskstore.backends.redis.driver import Tx
+
+    later = FakeClock().now() + timedelta(hours=1)
+    news = [
+        NewTask("q", "k", {"i": 1}, unique_key="a"),
+        NewTask("q", "k", {"i": 2}, unique_key="b", unique_for=90.5, run_at=later),
+        NewTask("q", "k", {"i": 3}),
+        NewTask("q2", "k", {"i": 4}, unique_key="a", unique_for=timedelta(minutes=5), unique_states={"queued"}),
+    ]
+    scripted_prefix, general_prefix = new_prefix(), new_prefix()
+    client = redis_py.Redis.from_url(redis)
+    try:
+        async with taskstore.open(with_prefix(redis, scripted_prefix), clock=FakeClock()) as store:
+            driver = store._driver  # type: ignore[attr-defined]
+            rows = store._rows(news, None)
+            scripted = await driver._insert_scripted(
+                rows, [f"{n.queue}\x00{n.unique_key}" if n.unique_key else None for n in news]
+            )
+            # A key now held: the script writes nothing and says so.
+            again = store._rows([NewTask("q3", "k"), NewTask("q", "k", unique_key="b")], None)
+            assert await driver._insert_scripted(again, [None, "q\x00b"]) is None
+            assert await store.count(State.QUEUED) == 4
+        async with taskstore.open(with_prefix(redis, general_prefix), clock=FakeClock()) as store:
+            driver = store._driver  # type: ignore[attr-defined]
+            tx = Tx()
+            _, general = await driver._plan_insert(tx, store._rows(news, None), None)
+            await driver._commit(tx)
+        assert [t.seq for t in scripted] == [t.seq for t in general] == [1, 2, 3, 4]
+        ids = {a.id: b.id for a, b in zip(scripted, general, strict=True)}
+        for a, b in zip(scripted, general, strict=True):
+            assert a.replace(id=b.id) == b
+            assert _task_hash(redis, scripted_prefix, a.id) == _task_hash(redis, general_prefix, b.id)
+        assert scripted[1].unique_until == scripted[1].created_at + timedelta(seconds=90.5)
+        for index in ("ids", "s:queued", "delayed:q", "ready:q", "ready:q2", "count:q", "count:q2", "queues"):
+            assert client.type(f"{scripted_prefix}{index}") == client.type(f"{general_prefix}{index}")
+        assert client.zcard(f"{scripted_prefix}ready:q") == client.zcard(f"{general_prefix}ready:q") == 2
+        assert client.zcard(f"{scripted_prefix}delayed:q") == client.zcard(f"{general_prefix}delayed:q") == 1
+        held = {k: ids[v.decode()] for k, v in client.hgetall(f"{scripted_prefix}unique").items()}
+        assert held == {k: v.decode() for k, v in client.hgetall(f"{general_prefix}unique").items()}
+        assert set(held) == {b"q\x00a", b"q\x00b", b"q2\x00a"}
+    finally:
+        client.close()
+        drop_prefix(redis, scripted_prefix)
+        drop_prefix(redis, general_prefix)
+
+
+async def test_a_unique_create_past_a_held_key_still_returns_the_holder(redis: str, prefix: str) -> None:
+    # Through the store: a batch of fresh keys goes in at once; a batch with a held key, or a key twice, is decided
+    # on the general path, which returns the holder for the held key and inserts the rest.
+    async with taskstore.open(with_prefix(redis, prefix)) as store:
+        first = await store.create_many([NewTask("q", "k", {"i": i}, unique_key=f"u{i}") for i in range(3)])
+        second = await store.create_many(
+            [NewTask("q", "k", {"i": 9}, unique_key="u1"), NewTask("q", "k", unique_key="new")]
+        )
+        assert second[0] == first[1]
+        assert second[1].unique_key == "new"
+        assert second[1].id not in {t.id for t in first}
+        twice = await store.create_many([NewTask("q", "k", unique_key="x"), NewTask("q", "k", unique_key="x")])
+        assert twice[0] == twice[1]
+        alone = await store.create(NewTask("q", "k", unique_key="u2"))
+        assert alone == first[2]
+        assert await store.count(State.QUEUED, "q") == 5
 
 
 async def test_a_claimed_task_is_the_task_then_stored(redis: str, prefix: str) -> None:

@@ -12,8 +12,9 @@ batch (``apply``, ``reap``, the archive) is one script call, all of its changes 
 The two writes a busy queue makes per task skip the read-decide-commit round trips, as ``claim.lua`` does:
 ``complete.lua`` (the worker's ``acknowledge``) checks each lease (state, worker, token) and writes
 ``transitions.mark_done``'s outcome in one call, leaving what it refuses or what ends a group member to the
-general path; ``insert.lua`` (creates without a unique key) reads the time and the seqs itself and writes what
-``_plan_insert`` would. Single creates are coalesced (``backends/_coalesce.py``). The tests hold each fast path's
+general path; ``insert.lua`` (creates, unique ones too while their keys have no holder: a held key goes the
+general path, which decides whether the holder still holds it) reads the time and the seqs itself and writes
+what ``_plan_insert`` would. Single creates are coalesced (``backends/_coalesce.py``). The tests hold each fast path's
 writes equal to the general path's.
 
 Claims are ``claim.lua``: it moves the tasks that came due from each queue's delayed set to its ready set,
@@ -101,7 +102,7 @@ from ...backend import (
 from ...clock import Clock
 from ...gates import KeyGate
 from ...health import Finding, HealthReport, Level, Thresholds
-from ...model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, State, Task, WorkerHeartbeat
+from ...model import DEAD_MESSAGE_CHARS, DeadSummary, Limit, NewTask, State, Task, WorkerHeartbeat
 from .. import _groups
 from .._coalesce import Coalescer
 from . import _rows
@@ -118,7 +119,8 @@ EPOCH_TIME = from_us(0)  # what ``_load`` passes on as the time it did not read
 # commits on their way at once (each holds one connection of the pool for two round trips).
 COALESCE_MAX_ROWS = 500
 # The hash fields insert.lua fills in itself (from the server's time and the seqs it takes).
-_SCRIPT_FIELDS = ("seq", "created", "updated", "enq", "run", "om")
+_SCRIPT_FIELDS = ("seq", "created", "updated", "enq", "run", "om", "until")
+_MICROSECOND = timedelta(microseconds=1)
 COALESCE_FLIGHTS = 2
 # How the store's connections treat a slow or a silent server (options the URL sets win: redis-py reads them last).
 # No read timeout: a reply is waited for as long as the server works on the command. Every transition is one
@@ -196,6 +198,11 @@ class Tx:
 
     def argv(self) -> list[Any]:
         return [len(self.guards) // 4, *self.guards, *self.ops]
+
+
+def _slot(task: NewTask | Task) -> str | None:
+    """The field of ``<P>unique`` that a task's unique key takes (None without a key)."""
+    return None if task.unique_key is None else f"{task.queue}\x00{task.unique_key}"
 
 
 def _summary(task: Task) -> DeadSummary:
@@ -584,8 +591,15 @@ class RedisDriver:
         return await self._insert(rows)
 
     async def _insert(self, rows: Sequence[NewRow]) -> list[Task]:
-        if all(row.new.unique_key is None for row in rows):
-            return await self._insert_plain(rows)
+        slots = [_slot(row.new) for row in rows]
+        keyed = [slot for slot in slots if slot is not None]
+        if len(set(keyed)) == len(keyed) and (not keyed or len({row.id for row in rows}) == len(rows)):
+            # No two rows of one key: insert.lua takes them, unless a key has a holder (whether it still holds the
+            # key is decided in Python, below). Two rows of one id beside a key go there too: a row whose key is
+            # held is answered by the holder before its id is looked at.
+            inserted = await self._insert_scripted(rows, slots)
+            if inserted is not None:
+                return inserted
 
         async def attempt() -> list[Task]:
             tx = Tx()
@@ -595,11 +609,11 @@ class RedisDriver:
 
         return await self._retrying(attempt)
 
-    async def _insert_plain(self, rows: Sequence[NewRow]) -> list[Task]:
-        """Tasks without unique keys: one ``insert.lua`` call, which reads the time and the seqs itself and
-        writes what ``_plan_insert`` and ``_write`` would (the tests hold the two alike), so a create costs one
-        round trip instead of two; the tasks given back are ``transitions.create_all``'s for that time and those
-        seqs."""
+    async def _insert_scripted(self, rows: Sequence[NewRow], slots: Sequence[str | None]) -> list[Task] | None:
+        """One ``insert.lua`` call, which reads the time and the seqs itself and writes what ``_plan_insert`` and
+        ``_write`` would (the tests hold the two alike), so a create costs one round trip instead of two; the
+        tasks given back are ``transitions.create_all``'s for that time and those seqs. ``slots``: each row's
+        unique slot (``_slot``), no two alike. None when a slot has a holder: nothing was written."""
         ids = [row.id for row in rows]
         if len(set(ids)) < len(ids):  # the second of two rows with one id is refused, as _plan_insert refuses it
             raise errors.AlreadyExists(next(i for n, i in enumerate(ids) if i in ids[:n]))
@@ -607,7 +621,7 @@ class RedisDriver:
         # Every field but the time's and the seq's, from the task transitions.create makes: the script fills those.
         drafts = transitions.create_all(news, ids, [0] * len(rows), EPOCH_TIME)
         args: list[Any] = [self._now_arg(), self.prefix, len(rows)]
-        for row, draft in zip(rows, drafts, strict=True):
+        for row, draft, slot in zip(rows, drafts, slots, strict=True):
             fields = encode_task(draft, row.args)
             for name in _SCRIPT_FIELDS:
                 fields.pop(name, None)
@@ -620,6 +634,8 @@ class RedisDriver:
                 "" if new.expires_at is None else to_us(new.expires_at),
                 new.group_id or "",
                 new.recurring_id or "",
+                slot or "",
+                "" if new.unique_for is None else transitions.as_timedelta(new.unique_for) // _MICROSECOND,
                 len(fields),
             )
             for pair in fields.items():
@@ -628,6 +644,8 @@ class RedisDriver:
         first, last = int(answer[0]), int(answer[1])
         if first == -1:
             raise errors.AlreadyExists(rows[last - 1].id)
+        if first == -2:
+            return None
         return transitions.create_all(news, ids, range(last - len(rows) + 1, last + 1), from_us(first))
 
     async def _send_batch(self, rows: Sequence[NewRow]) -> list[Task | BaseException]:
@@ -656,7 +674,7 @@ class RedisDriver:
         with the rest, when ``now`` is None) and the tasks it gives back. Everything it reads is one pipeline:
         the time, the seqs, whether the ids are taken, the unique keys' holders."""
         read_time = now is None and self._fixed is None
-        slots = sorted({f"{r.new.queue}\x00{r.new.unique_key}" for r in rows if r.new.unique_key is not None})
+        slots = sorted({slot for slot in map(_slot, (r.new for r in rows)) if slot is not None})
         pipe = self._r.pipeline(transaction=False)
         if read_time:
             pipe.time()
@@ -693,18 +711,18 @@ class RedisDriver:
         held: dict[int, Task] = {}
         releases: list[Task] = []
         for index, row in enumerate(rows):
-            if row.new.unique_key is not None:
-                slot = f"{row.new.queue}\x00{row.new.unique_key}"
-                if slot in batch:
+            row_slot = _slot(row.new)
+            if row_slot is not None:
+                if row_slot in batch:
                     continue
-                holder = holders[slot]
+                holder = holders[row_slot]
                 if holder is not None and transitions.holds_key(holder, now):
                     held[index] = holder
                     tx.expect(self._tkey(holder.id), "v", holder.version)
                     continue
                 if holder is not None:
                     releases.append(holder)
-                batch[slot] = index
+                batch[row_slot] = index
             if exists[index] or row.id in seen:
                 raise errors.AlreadyExists(row.id)
             seen.add(row.id)
@@ -716,7 +734,7 @@ class RedisDriver:
                 result.append(held[index])
                 continue
             new = row.new
-            key_slot = None if new.unique_key is None else f"{new.queue}\x00{new.unique_key}"
+            key_slot = _slot(new)
             first = None if key_slot is None else batch[key_slot]
             if first is not None and first != index:
                 result.append(result[first])
@@ -1104,7 +1122,7 @@ class RedisDriver:
             if t.recurring_id is not None:
                 tx.op("srem", f"{self.prefix}rec:{t.recurring_id}", t.id)
             if t.unique_key is not None:
-                tx.op("hdelif", self.k_unique, f"{t.queue}\x00{t.unique_key}", t.id)
+                tx.op("hdelif", self.k_unique, _slot(t), t.id)
         await self._commit(tx)
         return len(moving)
 

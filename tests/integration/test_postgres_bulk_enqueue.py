@@ -210,3 +210,78 @@ def test_each_option_alone_and_together_is_stored_as_returned(url: str) -> None:
             assert task.expires_at == new.expires_at
 
     _run(url, scenario)
+
+
+def _spy_plain_attempts(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each plain insert of a unique batch (the savepoint's attempt): True when it went in."""
+    attempts: list[bool] = []
+    plain = pg_backend.PostgresDriver._insert_piped
+
+    async def spy(self: Any, conn: Any, rows: Any) -> list[Task]:
+        try:
+            created = await plain(self, conn, rows)
+        except psycopg.errors.UniqueViolation:
+            attempts.append(False)
+            raise
+        attempts.append(True)
+        return created
+
+    monkeypatch.setattr(pg_backend.PostgresDriver, "_insert_piped", spy)
+    return attempts
+
+
+def test_distinct_new_keys_past_a_chunk_go_in_by_the_plain_insert_and_still_hold(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = _spy_plain_attempts(monkeypatch)
+
+    async def scenario(store: taskstore.Store) -> None:
+        batch = [NewTask("q", "k", i, unique_key=f"key-{i}") for i in range(4 * CHUNK)]
+        tasks = await store.create_many(batch)
+        assert attempts == [True]
+        assert [t.args for t in tasks] == list(range(4 * CHUNK))
+        assert await store.count() == len(batch)
+        again = await store.create_many([NewTask("q", "k", "again", unique_key=f"key-{i}") for i in range(4 * CHUNK)])
+        assert attempts == [True, False]  # every key held: the attempt is undone, the holders answer
+        assert [t.id for t in again] == [t.id for t in tasks]
+        assert await store.count() == len(batch)
+        assert await _live(store) == {State.QUEUED: len(batch)}
+
+    _run(url, scenario)
+
+
+def test_one_held_key_late_in_a_batch_of_new_keys_gets_its_holder(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts = _spy_plain_attempts(monkeypatch)
+
+    async def scenario(store: taskstore.Store) -> None:
+        holder = await store.create(NewTask("q", "k", "holder", unique_key="late"))
+        batch = [NewTask("q", "k", i, unique_key=f"key-{i}") for i in range(4 * CHUNK)]
+        batch.append(NewTask("q", "k", "late", unique_key="late"))
+        tasks = await store.create_many(batch)
+        assert attempts == [False]
+        assert tasks[-1].id == holder.id
+        assert [t.args for t in tasks[:-1]] == list(range(4 * CHUNK))
+        assert await store.count() == len(batch)  # the holder and the new ones, none twice
+        assert await _live(store) == {State.QUEUED: len(batch)}  # the undone attempt's counts undone with it
+        listed = [t.id for t in await store.list(limit=1000)]  # nothing paged past: the seqs after the attempt
+        assert sorted(listed) == sorted([holder.id, *(t.id for t in tasks[:-1])])
+        seqs = [t.seq for t in tasks[:-1]]
+        assert seqs == sorted(seqs)
+
+    _run(url, scenario)
+
+
+def test_a_taken_id_late_in_a_batch_of_new_keys_fails_it_whole(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts = _spy_plain_attempts(monkeypatch)
+
+    async def scenario(store: taskstore.Store) -> None:
+        first = await store.create(NewTask("q", "k", 0))
+        batch = [NewTask("q", "k", i, unique_key=f"key-{i}") for i in range(4 * CHUNK)]
+        batch.append(NewTask("q", "k", "again", id=first.id, unique_key="free"))
+        with pytest.raises(errors.AlreadyExists):
+            await store.create_many(batch)
+        assert attempts == [False]
+        assert await store.count() == 1
+        assert await _live(store) == {State.QUEUED: 1}
+
+    _run(url, scenario)

@@ -120,7 +120,6 @@ EPOCH_TIME = from_us(0)  # what ``_load`` passes on as the time it did not read
 COALESCE_MAX_ROWS = 500
 # The hash fields insert.lua fills in itself (from the server's time and the seqs it takes).
 _SCRIPT_FIELDS = ("seq", "created", "updated", "enq", "run", "om", "until")
-_MICROSECOND = timedelta(microseconds=1)
 COALESCE_FLIGHTS = 2
 # How the store's connections treat a slow or a silent server (options the URL sets win: redis-py reads them last).
 # No read timeout: a reply is waited for as long as the server works on the command. Every transition is one
@@ -635,7 +634,8 @@ class RedisDriver:
                 new.group_id or "",
                 new.recurring_id or "",
                 slot or "",
-                "" if new.unique_for is None else transitions.as_timedelta(new.unique_for) // _MICROSECOND,
+                # The draft's hold ends unique_for after EPOCH_TIME (0): that is unique_for in microseconds.
+                "" if draft.unique_until is None else to_us(draft.unique_until),
                 len(fields),
             )
             for pair in fields.items():

@@ -594,8 +594,8 @@ class RedisDriver:
         keyed = [slot for slot in slots if slot is not None]
         if len(set(keyed)) == len(keyed) and (not keyed or len({row.id for row in rows}) == len(rows)):
             # No two rows of one key: insert.lua takes them, unless a key has a holder (whether it still holds the
-            # key is decided in Python, below). Two rows of one id beside a key go there too: a row whose key is
-            # held is answered by the holder before its id is looked at.
+            # key is decided in Python, below). A batch with keys and two rows of one id goes below as well: there a
+            # row whose key is held is answered by the holder before its id is looked at.
             inserted = await self._insert_scripted(rows, slots)
             if inserted is not None:
                 return inserted

@@ -8,7 +8,7 @@ applying each as one compare-and-set against the stored row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -187,6 +187,19 @@ class Lifecycle(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class ChunkedInsert(Protocol):
+    """Optional: a driver that sends a large batch in chunks takes them as they are made (``Outbox.insert``'s
+    rules, for batches without unique keys or a caller's transaction), so the store encodes a chunk while the
+    driver sends the one before. Whatever producing a chunk raises, nothing of the batch is stored."""
+
+    @property
+    def insert_chunk(self) -> int:
+        """Batches larger than this come in chunks of this many rows."""
+        ...
+
+    async def insert_chunked(self, chunks: Iterable[Sequence[NewRow]]) -> list[Task]: ...
 
 
 class Outbox(Protocol):

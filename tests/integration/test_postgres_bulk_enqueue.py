@@ -78,6 +78,49 @@ def test_a_taken_id_in_a_late_chunk_fails_the_whole_batch(url: str) -> None:
     _run(url, scenario)
 
 
+class _Unencodable:
+    """A payload the JSON codec refuses."""
+
+
+@pytest.mark.parametrize(
+    ("bad", "raised"),
+    [
+        (NewTask("q", "k", {"x": _Unencodable()}), errors.InvalidTask),  # refused while its chunk is encoded
+        (NewTask("q", "k", {"context": 1}, context={"x": _Unencodable()}), errors.InvalidTask),
+        ("not a task", errors.InvalidTask),
+        (NewTask("q", "k", "twice", id="twice"), errors.AlreadyExists),  # the id of the batch's first row
+    ],
+    ids=["payload", "context", "not-a-task", "repeated-id"],
+)
+def test_a_bad_task_in_a_late_chunk_leaves_nothing(url: str, bad: Any, raised: type[Exception]) -> None:
+    """The store validates each chunk only while the one before is being inserted; a bad one still undoes all."""
+
+    async def scenario(store: taskstore.Store) -> None:
+        batch: list[Any] = [NewTask("q", "k", 0, id="twice")]
+        batch += [NewTask("q", "k", i) for i in range(1, 4 * CHUNK)]
+        batch.append(bad)
+        batch += [NewTask("q", "k", i) for i in range(CHUNK)]
+        with pytest.raises(raised):
+            await store.create_many(batch)
+        assert await store.count() == 0
+        assert await _live(store) == {}
+        again = await store.create_many([NewTask("q", "k", i) for i in range(2 * CHUNK + 1)])  # the pool is fine
+        assert await store.count() == len(again)
+
+    _run(url, scenario)
+
+
+def test_a_task_expiring_before_its_creation_in_a_late_chunk_is_refused(url: str) -> None:
+    async def scenario(store: taskstore.Store) -> None:
+        past = store.now() - timedelta(seconds=1)
+        batch = [NewTask("q", "k", i) for i in range(4 * CHUNK)] + [NewTask("q", "k", "old", expires_at=past)]
+        with pytest.raises(errors.InvalidTask, match="not in the future"):
+            await store.create_many(batch)
+        assert await store.count() == 0
+
+    _run(url, scenario)
+
+
 def test_a_row_the_server_refuses_in_a_late_chunk_leaves_nothing(url: str, postgres_db: str) -> None:
     schema = url.rsplit("schema=", 1)[1]
 

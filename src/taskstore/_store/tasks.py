@@ -14,6 +14,7 @@ from .._feed import FEED, StatusChange
 from .._wakeup import HUB, cancel_key
 from ..backend import (
     Change,
+    ChunkedInsert,
     Completion,
     ListQuery,
     NewRow,
@@ -74,17 +75,25 @@ class StoreTasks(StoreCore):
         A task with a ``unique_key`` whose key is held by a live task of its queue is not created: its
         place in the result is that existing task (SPEC §9), for ``create`` too.
         """
-        rows = self._rows(news, _otel.carrier())
+        if not isinstance(news, builtins.list | tuple):
+            news = builtins.list(news)
+        trace = _otel.carrier()
+        chunked = cast("ChunkedInsert", self._driver) if hasattr(self._driver, "insert_chunked") else None
+        if conn is None and chunked is not None and len(news) > chunked.insert_chunk and _plain(news):
+            # A large batch without unique keys: each chunk is validated and encoded while the server inserts the
+            # one before; a bad task in any chunk still inserts nothing.
+            self._check_expiry(news)
+            await self._ready()
+            size = chunked.insert_chunk
+            stored = await chunked.insert_chunked(
+                self._rows(news[start : start + size], trace) for start in range(0, len(news), size)
+            )
+            self._stored(stored)
+            return stored
+        rows = self._rows(news, trace)
         if not rows:
             raise errors.InvalidTask("create_many needs at least one task")
-        if any(row.new.expires_at is not None for row in rows):
-            now = self.now()
-            for row in rows:
-                expires = row.new.expires_at
-                if expires is not None and expires <= now:
-                    raise errors.InvalidTask(
-                        f"expires_at {expires.isoformat()} is not in the future (now {now.isoformat()})"
-                    )
+        self._check_expiry([row.new for row in rows])
         if conn is not None:
             return await self._create_joined(rows, conn)
         driver = await self._ready()
@@ -92,13 +101,28 @@ class StoreTasks(StoreCore):
         created = stored
         if any(task.args is not row.new.args for task, row in zip(stored, rows, strict=True)):
             created, stored = self._deduped(rows, stored)
+        self._stored(stored)
+        return created
+
+    def _check_expiry(self, news: Sequence[NewTask]) -> None:
+        """A task that would expire before it is created is refused (the batch with it)."""
+        if any(new.expires_at is not None for new in news):
+            now = self.now()
+            for new in news:
+                expires = new.expires_at
+                if expires is not None and expires <= now:
+                    raise errors.InvalidTask(
+                        f"expires_at {expires.isoformat()} is not in the future (now {now.isoformat()})"
+                    )
+
+    def _stored(self, stored: Sequence[Task]) -> None:
+        """New tasks in the store: wake claimers and status watchers, tell the observers."""
         if stored:
             self._wake()
             self._touched()
             self._publish(stored, raw=True)
             if self._observers:
                 _observe.enqueued(self._observers, stored)
-        return created
 
     async def _create_joined(self, rows: Sequence[NewRow], conn: Any) -> builtins.list[Task]:
         """The insert of ``create_many(conn=…)``, in the caller's thread and on the caller's loop (if any).
@@ -393,3 +417,8 @@ class StoreTasks(StoreCore):
             return 0
         driver = await self._ready()
         return await driver.archive_ids(wanted)
+
+
+def _plain(news: Sequence[object]) -> bool:
+    """Only ``NewTask``s, none with a unique key: a batch that may go in chunks (anything else goes whole)."""
+    return all(isinstance(new, NewTask) and new.unique_key is None for new in news)

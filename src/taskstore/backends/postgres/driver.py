@@ -1112,7 +1112,7 @@ class PostgresDriver:
             limited = False
             for round_ in range(_CLAIM_ROUNDS):
                 scan = want - len(chosen)
-                found = await run(*self._candidates(queues, scan, full, chosen))
+                found = await run(*self._candidates(queues, scan, full, chosen, screen=round_ > 0))
                 new_keys = sorted({r[1] for r in found if r[1] is not None and r[1] not in known})
                 if new_keys:
                     locked = await run(
@@ -1143,9 +1143,9 @@ class PostgresDriver:
             return await run(self.q["claim_seqs"], self._claim_seqs_params(worker_id, chosen, gates, now))
 
     def _candidates(
-        self, queues: list[str], limit: int, full: set[str], taken: list[int]
+        self, queues: list[str], limit: int, full: set[str], taken: list[int], *, screen: bool
     ) -> tuple[Query, dict[str, Any]]:
-        params = self._params(limit=limit, full=sorted(full), taken=taken)
+        params = self._params(limit=limit, full=sorted(full), taken=taken, screen=screen)
         if not queues:
             return self.q["claim_candidates_any"], params
         if len(queues) == 1:
@@ -1209,7 +1209,7 @@ class PostgresDriver:
             now = self.clock.now()
             for _ in range(_CLAIM_ROUNDS):
                 scan = limit - len(chosen)
-                params = self._params(limit=scan, full=sorted(full), taken=[t.seq for t in chosen])
+                params = self._params(limit=scan, full=sorted(full), taken=[t.seq for t in chosen], screen=True)
                 if distinct:
                     params["queues"] = distinct
                 found = [

@@ -262,9 +262,12 @@ candidates AS (SELECT seq, concurrency_key FROM merged ORDER BY priority DESC, r
 -- Claims past key limits, in one transaction: read candidates (locked, SKIP LOCKED), lock their keys' limit
 -- rows, count the keys' running tasks, choose (gates.pick), claim (claim_seqs). A candidate's key already
 -- known to be full, by this claim or by a stale read of its limit and running count, is passed over here so
--- that one scan reaches the keys with room; the decision itself is taken on the locked rows.
+-- that one scan reaches the keys with room; the decision itself is taken on the locked rows. A claim's first scan
+-- skips that screening (screen false): most candidates' keys have room (each key's check cost more than the rest of
+-- the claim's scan, and the first scan's keys are all locked and counted anyway); when some are full, the rounds
+-- after it screen, and reach past them.
 -- name: _key_open
-(t.concurrency_key IS NULL OR (t.concurrency_key <> ALL(%(full)s::text[]) AND NOT coalesce((
+(NOT %(screen)s OR t.concurrency_key IS NULL OR (t.concurrency_key <> ALL(%(full)s::text[]) AND NOT coalesce((
     -- A scalar subquery, evaluated for the candidates read only (an EXISTS here would be hashed over every limit).
     SELECT l.concurrency <= (SELECT count(*) FROM {schema}.tasks r
                               WHERE r.concurrency_key = l.key AND r.state = 'claimed')

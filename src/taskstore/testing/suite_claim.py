@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from taskstore import FakeClock, State, Store, errors
+from taskstore.retry import Exponential
 
 from ._base import SHARED, OpenStore, SuiteBase, claim_one, create, new
 
@@ -24,6 +26,29 @@ class ClaimTests(SuiteBase):
         assert claimed.claim.claimed_at == clock.now()
         assert claimed.claim.times_out_at == clock.now() + timedelta(seconds=30)
         assert await store.get(task.id) == claimed
+
+    async def test_a_claimed_task_is_the_task_a_read_finds(self, store: Store, clock: FakeClock) -> None:
+        """Every field a claim hands back, by either way of claiming, is what a read of the task finds."""
+        await store.set_limit("limited", concurrency=5)
+        odd = {"s": "\x00é\u2028🙂'\\", "n": [1.5, -2, None, True], "big": 2**62}
+        for key in (None, "limited"):  # a key with a limit: the claim goes the limits' way
+            options: list[dict[str, Any]] = [
+                {},
+                {"context": {"trace": "x", "n": 1}, "reference_id": "ref", "priority": 3, "processing_timeout": 12.5},
+                {
+                    "retry": Exponential(base=3.0),
+                    "max_attempts": 7,
+                    "unique_key": f"u-{key}",
+                    "unique_states": {"queued"},
+                },
+                {"run_at": clock.now() - timedelta(seconds=5), "expires_at": clock.now() + timedelta(hours=1)},
+            ]
+            await store.create_many([new(args=odd, concurrency_key=key, **o) for o in options])
+            claimed = await store.claim("w", limit=len(options))
+            assert len(claimed) == len(options)
+            for task in claimed:
+                assert task.args == odd
+                assert await store.get(task.id) == task
 
     async def test_each_claim_gets_a_new_token(self, store: Store) -> None:
         await create(store, 5)

@@ -191,15 +191,16 @@ class Lifecycle(Protocol):
 
 class ChunkedInsert(Protocol):
     """Optional: a driver that sends a large batch in chunks takes them as they are made (``Outbox.insert``'s
-    rules, for batches without unique keys or a caller's transaction), so the store encodes a chunk while the
-    driver sends the one before. Whatever producing a chunk raises, nothing of the batch is stored."""
+    rules, for batches outside a caller's transaction), so the store encodes a chunk while the driver sends the
+    one before. ``news`` are the batch's tasks as given (their unique keys are read before any chunk is made);
+    ``chunks`` their rows, in order. Whatever producing a chunk raises, nothing of the batch is stored."""
 
     @property
     def insert_chunk(self) -> int:
         """Batches larger than this come in chunks of this many rows."""
         ...
 
-    async def insert_chunked(self, chunks: Iterable[Sequence[NewRow]]) -> list[Task]: ...
+    async def insert_chunked(self, news: Sequence[NewTask], chunks: Iterable[Sequence[NewRow]]) -> list[Task]: ...
 
 
 class Outbox(Protocol):

@@ -92,20 +92,26 @@ class _Unencodable:
     ],
     ids=["payload", "context", "not-a-task", "repeated-id"],
 )
-def test_a_bad_task_in_a_late_chunk_leaves_nothing(url: str, bad: Any, raised: type[Exception]) -> None:
+@pytest.mark.parametrize("keys", ["plain", "distinct-keys", "repeated-keys"])
+def test_a_bad_task_in_a_late_chunk_leaves_nothing(url: str, bad: Any, raised: type[Exception], keys: str) -> None:
     """The store validates each chunk only while the one before is being inserted; a bad one still undoes all."""
 
+    def key(i: int) -> str | None:
+        return None if keys == "plain" else f"key-{i % CHUNK if keys == 'repeated-keys' else i}"
+
     async def scenario(store: taskstore.Store) -> None:
-        batch: list[Any] = [NewTask("q", "k", 0, id="twice")]
-        batch += [NewTask("q", "k", i) for i in range(1, 4 * CHUNK)]
+        batch: list[Any] = [NewTask("q", "k", 0, id="twice", unique_key=key(0))]
+        batch += [NewTask("q", "k", i, unique_key=key(i)) for i in range(1, 4 * CHUNK)]
         batch.append(bad)
-        batch += [NewTask("q", "k", i) for i in range(CHUNK)]
+        batch += [NewTask("q", "k", i, unique_key=key(i)) for i in range(4 * CHUNK, 5 * CHUNK)]
         with pytest.raises(raised):
             await store.create_many(batch)
         assert await store.count() == 0
         assert await _live(store) == {}
-        again = await store.create_many([NewTask("q", "k", i) for i in range(2 * CHUNK + 1)])  # the pool is fine
-        assert await store.count() == len(again)
+        # The pool is fine, and the keys were let go with the transaction.
+        again = await store.create_many([NewTask("q", "k", i, unique_key=key(i)) for i in range(2 * CHUNK + 1)])
+        assert all(task.args == i for i, task in enumerate(again) if keys != "repeated-keys" or i < CHUNK)
+        assert await store.count() == len({t.id for t in again})
 
     _run(url, scenario)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -79,25 +79,31 @@ class StoreTasks(StoreCore):
             news = builtins.list(news)
         trace = _otel.carrier()
         chunked = cast("ChunkedInsert", self._driver) if hasattr(self._driver, "insert_chunked") else None
-        if conn is None and chunked is not None and len(news) > chunked.insert_chunk and _plain(news):
-            # A large batch without unique keys: each chunk is validated and encoded while the server inserts the
-            # one before; a bad task in any chunk still inserts nothing.
+        rows: builtins.list[NewRow]
+        if conn is None and chunked is not None and len(news) > chunked.insert_chunk and _all_tasks(news):
+            # A large batch: each chunk is validated and encoded while the server inserts the one before; a bad
+            # task in any chunk still inserts nothing.
             self._check_expiry(news)
             await self._ready()
+            rows = []
             size = chunked.insert_chunk
-            stored = await chunked.insert_chunked(
-                self._rows(news[start : start + size], trace) for start in range(0, len(news), size)
-            )
-            self._stored(stored)
-            return stored
-        rows = self._rows(news, trace)
-        if not rows:
-            raise errors.InvalidTask("create_many needs at least one task")
-        self._check_expiry([row.new for row in rows])
-        if conn is not None:
-            return await self._create_joined(rows, conn)
-        driver = await self._ready()
-        stored = await driver.insert(rows, None)
+
+            def chunks() -> Iterator[builtins.list[NewRow]]:
+                for start in range(0, len(news), size):
+                    chunk = self._rows(news[start : start + size], trace)
+                    rows.extend(chunk)
+                    yield chunk
+
+            stored = await chunked.insert_chunked(news, chunks())  # every chunk taken by the time it returns
+        else:
+            rows = self._rows(news, trace)
+            if not rows:
+                raise errors.InvalidTask("create_many needs at least one task")
+            self._check_expiry([row.new for row in rows])
+            if conn is not None:
+                return await self._create_joined(rows, conn)
+            driver = await self._ready()
+            stored = await driver.insert(rows, None)
         created = stored
         if any(task.args is not row.new.args for task, row in zip(stored, rows, strict=True)):
             created, stored = self._deduped(rows, stored)
@@ -419,6 +425,6 @@ class StoreTasks(StoreCore):
         return await driver.archive_ids(wanted)
 
 
-def _plain(news: Sequence[object]) -> bool:
-    """Only ``NewTask``s, none with a unique key: a batch that may go in chunks (anything else goes whole)."""
-    return all(isinstance(new, NewTask) and new.unique_key is None for new in news)
+def _all_tasks(news: Sequence[object]) -> bool:
+    """Only ``NewTask``s: a batch that may go in chunks (anything else goes whole, for _rows to refuse)."""
+    return all(isinstance(new, NewTask) for new in news)

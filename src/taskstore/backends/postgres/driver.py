@@ -70,6 +70,7 @@ from ...model import (
     DEFAULT_PROCESSING_TIMEOUT,
     DeadSummary,
     Limit,
+    NewTask,
     State,
     Task,
     WorkerHeartbeat,
@@ -796,15 +797,17 @@ class PostgresDriver:
         """A plain batch larger than this comes to ``insert_chunked`` in chunks of this many rows."""
         return _INSERT_CHUNK
 
-    async def insert_chunked(self, chunks: Iterable[Sequence[NewRow]]) -> list[Task]:
-        """``insert`` of a batch without unique keys, outside any caller's transaction, made chunk by chunk.
+    async def insert_chunked(self, news: Sequence[NewTask], chunks: Iterable[Sequence[NewRow]]) -> list[Task]:
+        """``insert`` of a batch outside any caller's transaction, made chunk by chunk.
 
         Each chunk is taken from ``chunks`` only once the one before is on its way to the server, so the store
         validates and encodes a chunk while the server inserts the one before (validating all 10,000 rows of a
         batch first left the server idle for a fifth of the batch's time). Whatever taking a chunk raises (a
         payload that does not encode, an id repeated in the batch) ends the transaction: nothing is inserted.
+        ``news`` are the batch's tasks, whose unique keys are locked before the first chunk is taken.
         """
         ids: list[str] = []
+        keys = [(new.queue, new.unique_key) for new in news]
 
         def checked() -> Iterator[Sequence[NewRow]]:
             seen: set[str] = set()
@@ -818,6 +821,8 @@ class PostgresDriver:
 
         try:
             async with self._conn() as c, c.transaction():
+                if any(key is not None for _, key in keys):
+                    return await self._insert_unique_chunks(_runner(c), keys, checked(), piped=c)
                 return await self._insert_piped(c, checked())
         except errors.BackendUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
@@ -890,28 +895,51 @@ class PostgresDriver:
         released, or ended before it could be read, is inserted again, a bounded number of times.
         ``piped``: the connection ``run`` runs on, for a large first round to go in pipelined chunks.
         """
+        keys = [(row.new.queue, row.new.unique_key) for row in rows]
+        return await self._insert_unique_chunks(run, keys, _chunks(rows), now, piped=piped)
+
+    async def _insert_unique_chunks(
+        self,
+        run: _Run,
+        keys: Sequence[tuple[str, str | None]],
+        chunks: Iterable[Sequence[NewRow]],
+        now: datetime | None = None,
+        *,
+        piped: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[Task]:
+        """``_insert_unique`` of a batch given as each row's (queue, unique_key) and its rows in chunks, which are
+        taken only as the first attempt sends them (see ``insert_chunked``), or all at once when it is not made."""
         first: dict[tuple[str, str], int] = {}  # a key's first row in the batch; later rows get its task
         pending: list[int] = []
-        for index, row in enumerate(rows):
-            key = row.new.unique_key
+        for index, (queue, key) in enumerate(keys):
             if key is not None:
-                if (row.new.queue, key) in first:
+                if (queue, key) in first:
                     continue
-                first[(row.new.queue, key)] = index
+                first[(queue, key)] = index
             pending.append(index)
         params = self._params(keys=json.dumps([list(k) for k in first], separators=(",", ":")))
         if now is not None:
             params["now"] = now
         if len(first) > 1:
             await run(self.q["lock_unique_keys"], params)
-        if piped is not None and now is None and len(pending) == len(rows) > _INSERT_CHUNK:
+        rows: list[NewRow] = []
+        remaining = iter(chunks)
+
+        def taken() -> Iterator[Sequence[NewRow]]:
+            for chunk in remaining:
+                rows.extend(chunk)
+                yield chunk
+
+        if piped is not None and now is None and len(pending) == len(keys) > _INSERT_CHUNK:
             # A large batch of distinct keys, which are mostly new: tried first as the plain insert, in a savepoint,
             # which skips the unique index's check before each row's insert (ON CONFLICT's speculative insertion
             # doubles the server's work per row). A key or an id already taken undoes the attempt, and the batch
             # goes the way below (the keys' locks, taken above, are still held: no other batch takes one meanwhile).
             with contextlib.suppress(psycopg.errors.UniqueViolation):
                 async with piped.transaction():
-                    return await self._insert_piped(piped, _chunks(rows))
+                    return await self._insert_piped(piped, taken())
+        for _ in taken():  # the rows the attempt did not take (all of them, when it was not made)
+            pass
         result: dict[int, Task] = {}
         for _ in range(_UNIQUE_ROUNDS):
             batch = [rows[i] for i in pending]

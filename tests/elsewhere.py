@@ -11,11 +11,11 @@ _CREATE = (
     "import asyncio, sys, taskstore\n"
     "async def main():\n"
     "    async with taskstore.open(sys.argv[1]) as s:\n"
-    "        await s.create(taskstore.NewTask(sys.argv[2], 'k'))\n"
+    "        await s.create_many([taskstore.NewTask(sys.argv[2], 'k') for _ in range(int(sys.argv[3]))])\n"
     "asyncio.run(main())\n"
 )
 
 
-async def create_in_another_process(url: str, queue: str) -> None:
-    """One task created in ``queue`` by a Python process of its own; returns once that process has exited."""
-    await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _CREATE, url, queue], check=True, timeout=60)
+async def create_in_another_process(url: str, queue: str, n: int = 1) -> None:
+    """``n`` tasks created in ``queue``, in one batch, by a Python process of its own; returns once it has exited."""
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _CREATE, url, queue, str(n)], check=True, timeout=60)

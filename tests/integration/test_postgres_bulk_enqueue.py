@@ -1,5 +1,5 @@
-"""Bulk enqueue on PostgreSQL past one statement: a batch larger than ``_INSERT_CHUNK`` goes in pipelined chunks in
-one transaction. Still all-or-nothing, in the batch's order, counted once, unique keys as in one statement."""
+"""Bulk enqueue on PostgreSQL past one statement: a batch larger than ``_INSERT_CHUNK`` goes by COPY, made in chunks,
+in one transaction. Still all-or-nothing, in the batch's order, counted once, unique keys as in one statement."""
 
 from __future__ import annotations
 
@@ -264,18 +264,18 @@ def test_each_option_alone_and_together_is_stored_as_returned(url: str) -> None:
 def _spy_plain_attempts(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Each plain insert of a unique batch (the savepoint's attempt): True when it went in."""
     attempts: list[bool] = []
-    plain = pg_backend.PostgresDriver._insert_piped
+    plain = pg_backend.PostgresDriver._insert_copied
 
-    async def spy(self: Any, conn: Any, rows: Any) -> list[Task]:
+    async def spy(self: Any, conn: Any, rows: Any, count: int) -> list[Task]:
         try:
-            created = await plain(self, conn, rows)
+            created = await plain(self, conn, rows, count)
         except psycopg.errors.UniqueViolation:
             attempts.append(False)
             raise
         attempts.append(True)
         return created
 
-    monkeypatch.setattr(pg_backend.PostgresDriver, "_insert_piped", spy)
+    monkeypatch.setattr(pg_backend.PostgresDriver, "_insert_copied", spy)
     return attempts
 
 

@@ -45,6 +45,20 @@ async def _wait_for(check: Callable[[], Awaitable[int]], timeout: float = 10.0) 
     return False
 
 
+async def test_a_bulk_enqueue_past_one_chunk_wakes_another_process_claim(postgres_db: str) -> None:
+    """A batch larger than one chunk goes by COPY, not by the INSERT that notifies: it notifies all the same."""
+    from taskstore.backends.postgres.driver import _INSERT_CHUNK
+
+    url = with_schema(postgres_db, new_schema())
+    async with taskstore.open(url + ("&" if "?" in url else "?") + "poll_interval=30") as store:
+        claim = asyncio.create_task(store.claim("w", "bulk", block_for=20))
+        assert await _wait_for(lambda: _listeners(postgres_db, url.rsplit("schema=", 1)[1]))
+        await create_in_another_process(url, "bulk", 2 * _INSERT_CHUNK + 1)
+        claimed = await asyncio.wait_for(claim, 15)
+        assert [t.queue for t in claimed] == ["bulk"]
+        assert await store.count(queue="bulk") == 2 * _INSERT_CHUNK + 1
+
+
 async def test_an_enqueuing_store_does_not_listen_until_a_claim_waits(postgres_db: str) -> None:
     schema = new_schema()
     url = with_schema(postgres_db, schema)

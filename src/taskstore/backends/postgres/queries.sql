@@ -29,6 +29,20 @@ WITH clock AS (SELECT {now} AS now),
 {insert_rows}
 {inserted}
 
+-- A large batch by COPY (_insert_copied): its seqs first, in order, after the announcement, with the clock.
+-- name: allocate_seqs
+WITH clock AS (SELECT {now} AS now),
+{announce_seqs}
+SELECT clock.now, nextval('{schema}.tasks_seq_seq') FROM clock, announced, generate_series(1, %(n)s::int) AS g(i)
+ ORDER BY g.i
+
+-- The columns _copy_row writes, in its order.
+-- name: copy_tasks
+COPY {schema}.tasks (seq, id, queue, kind, args, priority, max_attempts, processing_timeout, unique_key, unique_hold,
+                     unique_until, run_at, context, reference_id, retry, recurring_id, group_id, concurrency_key,
+                     expires_at, attempts, state, created_at, updated_at, last_enqueued_at, version)
+FROM STDIN (FORMAT BINARY)
+
 -- Single creates sent together (_coalesce.py): a row whose id is taken is not inserted and not returned, so
 -- its caller gets AlreadyExists and the batch's other rows still go in. Only rows without a unique key come here.
 -- name: insert_tasks_skip_taken

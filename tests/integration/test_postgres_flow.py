@@ -169,12 +169,14 @@ def test_a_recurring_schedules_owner_round_trips(url: str) -> None:
     assert [(r.id, r.owner) for r in asyncio.run(scenario())] == [("r1", "x"), ("r2", None)]
 
 
-def test_unique_batches_with_the_same_keys_in_opposite_orders_do_not_deadlock(url: str) -> None:
-    keys = [f"key-{i:02d}" for i in range(30)]
+@pytest.mark.parametrize(("n", "rounds"), [(30, 5), (1200, 4)], ids=["30-keys", "1200-keys-all-locks"])
+def test_unique_batches_with_the_same_keys_in_opposite_orders_do_not_deadlock(url: str, n: int, rounds: int) -> None:
+    """30 keys take the locks their keys hash to; 1,200 take all 64 (lock_all_unique_keys) and go by COPY first."""
+    keys = [f"key-{i:04d}" for i in range(n)]
 
     async def scenario() -> int:
         async with taskstore.open(url) as a, taskstore.open(url) as b:
-            for _ in range(5):
+            for _ in range(rounds):
                 forward = [NewTask(queue="q", kind="k", unique_key=k) for k in keys]
                 backward = [NewTask(queue="q", kind="k", unique_key=k) for k in reversed(keys)]
                 got = await asyncio.gather(a.create_many(forward), b.create_many(backward))
@@ -183,4 +185,4 @@ def test_unique_batches_with_the_same_keys_in_opposite_orders_do_not_deadlock(ur
                     await a.cancel(task.id)  # frees the keys for the next round
             return await a.count(queue="q")
 
-    assert asyncio.run(scenario()) == 5 * len(keys)
+    assert asyncio.run(scenario()) == rounds * len(keys)

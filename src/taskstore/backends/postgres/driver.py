@@ -191,6 +191,8 @@ _Run = Callable[[Query, Any], Awaitable[list[Any]]]
 # INSERT statements of this many rows, pipelined: large enough that a statement's fixed cost (its plan, the seq
 # announcement, the count trigger) stays small per row.
 _INSERT_CHUNK = 1000
+# A batch of this many unique keys or more takes all of the keys' 64 locks (see lock_all_unique_keys).
+_LOCK_ALL_FROM = 512
 # A unique create retries its insert when the holder it conflicted with ended before it could be read back.
 _UNIQUE_ROUNDS = 5
 # A claim past key limits scans again past the keys it found full, at most this many times.
@@ -924,11 +926,13 @@ class PostgresDriver:
                     continue
                 first[(queue, key)] = index
             pending.append(index)
-        params = self._params(keys=json.dumps([list(k) for k in first], separators=(",", ":")))
+        params = self._params()
         if now is not None:
             params["now"] = now
-        if len(first) > 1:
-            await run(self.q["lock_unique_keys"], params)
+        if len(first) >= _LOCK_ALL_FROM:
+            await run(self.q["lock_all_unique_keys"], params)
+        elif len(first) > 1:
+            await run(self.q["lock_unique_keys"], {**params, "keys": json.dumps([list(k) for k in first])})
         rows: list[NewRow] = []
         remaining = iter(chunks)
 

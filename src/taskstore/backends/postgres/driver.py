@@ -797,7 +797,7 @@ class PostgresDriver:
 
     @property
     def insert_chunk(self) -> int:
-        """A plain batch larger than this comes to ``insert_chunked`` in chunks of this many rows."""
+        """A batch larger than this comes to ``insert_chunked`` in chunks of this many rows."""
         return _INSERT_CHUNK
 
     async def insert_chunked(self, news: Sequence[NewTask], chunks: Iterable[Sequence[NewRow]]) -> list[Task]:

@@ -732,11 +732,7 @@ class PostgresDriver:
         return tasks
 
     async def insert(self, rows: Sequence[NewRow], conn: Join | None = None) -> list[Task]:
-        seen: set[str] = set()
-        for row in rows:
-            if row.id in seen:
-                raise errors.AlreadyExists(row.id)
-            seen.add(row.id)
+        _no_repeated_id(rows, set())
         unique = any(row.new.unique_key is not None for row in rows)
         if conn is not None:
             return await self._insert_joined(rows, conn.raw, unique)
@@ -815,11 +811,8 @@ class PostgresDriver:
         def checked() -> Iterator[Sequence[NewRow]]:
             seen: set[str] = set()
             for chunk in chunks:
-                for row in chunk:
-                    if row.id in seen:
-                        raise errors.AlreadyExists(row.id)
-                    seen.add(row.id)
-                    ids.append(row.id)
+                _no_repeated_id(chunk, seen)
+                ids.extend(row.id for row in chunk)
                 yield chunk
 
         try:
@@ -853,13 +846,11 @@ class PostgresDriver:
             copy.set_types(_COPY_TYPES)
             write = copy.write_row
             for chunk in chunks:
-                done = len(created)
-                for row, seq in zip(chunk, seqs[done : done + len(chunk)], strict=True):
+                chunk_seqs = seqs[len(created) : len(created) + len(chunk)]
+                for row, seq in zip(chunk, chunk_seqs, strict=True):
                     await write(_copy_row(row, seq, now))
                 # Built while the server stores what was sent (COPY's end waits for all of it).
-                created += transitions.create_all(
-                    [r.new for r in chunk], [r.id for r in chunk], seqs[done : done + len(chunk)], now
-                )
+                created += transitions.create_all([r.new for r in chunk], [r.id for r in chunk], chunk_seqs, now)
         if len(created) != count:
             raise AssertionError(f"a batch of {count} tasks gave {len(created)} rows")  # the driver's own promise
         await self._announce(conn)  # delivered at commit, as the INSERT's pg_notify is
@@ -1725,6 +1716,14 @@ def _copy_row(row: NewRow, seq: int, now: datetime) -> tuple[Any, ...]:
         now,
         1,
     )
+
+
+def _no_repeated_id(rows: Sequence[NewRow], seen: set[str]) -> None:
+    """A batch names each id once (``seen``: the ids of its rows before these)."""
+    for row in rows:
+        if row.id in seen:
+            raise errors.AlreadyExists(row.id)
+        seen.add(row.id)
 
 
 def _chunks(rows: Sequence[NewRow]) -> Iterator[Sequence[NewRow]]:

@@ -22,7 +22,7 @@ class Row:
     label: str
     scenario: str  # the run a cell comes from, and its marks (capped, lower bound, failed)
     metric: str | Callable[[dict[str, Any]], float | None]  # a key of that run's figures, or derived from them
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: a figure that explains others, no better or worse (no ratio)
     fmt: str = "{:,.0f}"
     chart: str | None = None  # panel title when the row is one of the charted figures
 
@@ -36,6 +36,14 @@ def cpu_per_1000(drain: dict[str, Any]) -> float | None:
     if not drain.get("done") or "server_cpu_s" not in drain:
         return None
     return float((drain["worker_cpu_s"] + drain["server_cpu_s"]) / drain["done"] * 1000)
+
+
+def cores_busy(drain: dict[str, Any]) -> float | None:
+    """CPU seconds of the worker and the database per second of the drain: how much of the machine a system used.
+    On a machine of N cores no system drains faster than N over its CPU seconds per task."""
+    per_task = cpu_per_1000(drain)
+    rate = drain.get("rate")
+    return None if per_task is None or not isinstance(rate, int | float) else per_task / 1000 * rate
 
 
 def unanalyzed_rate(res: dict[str, Any]) -> float | None:
@@ -92,6 +100,7 @@ def rows(plan: dict[str, Any], scenarios: list[str] | None = None) -> list[Row]:
         ]
     out += [
         Row("CPU s per 1,000 tasks, worker + database", "drain", cpu_per_1000, False, "{:,.2f}", "CPU s per 1,000"),
+        Row("cores busy during the drain, worker + database", "drain", cores_busy, None, "{:,.2f}"),
         Row(f"store size after the drain of {plan['drain']:,} (MB)", "drain", size_mb, False, "{:,.1f}"),
     ]
     if plan.get("limited"):
@@ -162,7 +171,9 @@ def sleep_latency_rows(plan: dict[str, Any]) -> list[Row]:
     return out
 
 
-def ratio(ours: list[float | None], theirs: list[float | None], higher_is_better: bool) -> str:
+def ratio(ours: list[float | None], theirs: list[float | None], higher_is_better: bool | None) -> str:
+    if higher_is_better is None:
+        return ""
     a = [v for v in ours if v is not None]
     b = [v for v in theirs if v is not None]
     if not a or not b:
@@ -266,7 +277,9 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
     if "drain" in ran:
         lines += [
             "- CPU: the worker process (and its children) plus the database server's processes, during the drain;",
-            "  for SQLite the database runs inside the worker's process.",
+            "  for SQLite the database runs inside the worker's process. Cores busy: those CPU seconds per second",
+            f"  of the drain. On {m['cores']} cores no system drains faster than {m['cores']} over its CPU s per task:",
+            "  a system that already keeps every core busy gains on another only by costing less CPU per task.",
             "- Store size: the queue's tables and indexes (PostgreSQL), the file and its WAL (SQLite), Redis's used",
             "  memory over an empty server; each system keeps finished tasks by its own default (taskstore keeps",
             "  them until archived).",

@@ -105,3 +105,20 @@ def test_the_report_says_how_long_a_commit_took_around_the_run() -> None:
     (line,) = [line for line in report.markdown(doc).splitlines() if line.startswith("PostgreSQL commit")]
     assert "0.94 ms at the start, 1.50 ms at the end" in line
     assert "PostgreSQL commit" not in report.markdown(document())  # not measured: not claimed
+
+
+def test_the_report_says_how_many_cores_a_drain_kept_busy_and_gives_it_no_ratio() -> None:
+    doc = document()
+    doc["info"]["versions"]["taskstore-postgres"] = "0.1.0"
+    doc["results"]["taskstore-postgres"] = {
+        "drain": {
+            "rate": 8000.0,
+            "done": 1000,
+            "worker_cpu_s": 0.1,
+            "server_cpu_s": 0.1,
+            "settings": "taskstore worker",
+        }
+    }
+    (row,) = [line for line in report.markdown(doc).splitlines() if line.startswith("| cores busy during the drain")]
+    # 0.2 CPU s per 1,000 tasks: at 8,000 tasks/s 1.60 cores, at pgqueuer's 5,000 tasks/s 1.00; neither is better
+    assert row.split("|")[2:] == [" 1.60 ", " 1.00 ", "  ", "  ", ""]

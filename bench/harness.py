@@ -34,6 +34,9 @@ whether its ratios moved with the machine (bench/pgqueuer_check.py runs pgqueuer
    system, one SIGKILLed every 2 s (or SIGSTOPped for 6 s every 5 s), and how soon the lost work runs again
    (bench/recovery.py). It writes bench/results/recovery-<date>.md/.json of its own.
 
+``--drain-rounds N`` runs the no-op drain N times more after every system's scenarios, the systems taking turns,
+and reports each one's median in a row of its own: the ratio a rerun on a drifting machine gives again.
+
 ``--scenarios`` picks some of: enqueue, drain, sleep, latency, backlog, limited, unique, http, recovery (default:
 all).
 
@@ -49,6 +52,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -86,6 +90,7 @@ class Plan:
     http_rate: int = 500  # POST /api/v1/tasks per second, open loop
     http_seconds: float = 10.0  # for this long
     unanalyzed: bool = False  # also run the drains without the ANALYZE after the fill, and report that figure
+    drain_rounds: int = 0  # after every system's scenarios, the no-op drain this many times more, systems in turn
 
 
 FULL = Plan(
@@ -367,6 +372,37 @@ def commit_latencies(backends: dict[str, Backend]) -> dict[str, float]:
     return out
 
 
+def run_drain_rounds(
+    systems: list[System], backends: dict[str, Backend], plan: Plan, results: dict[str, dict[str, dict[str, Any]]]
+) -> None:
+    """The no-op drain ``plan.drain_rounds`` times more, the systems taking turns (A, B, A, B, ...), each in a fresh
+    store as ``work`` does; the median rate of each is its ``drain_rounds`` figure.
+
+    A shared machine's speed drifts over a run by more than the systems differ (a third, seen here). The drains of
+    the main run are minutes apart, one system's scenarios after another's; rounds taken in turn put every system
+    under the same drift, so the ratio of their medians is what a rerun gives again.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for n in range(1, plan.drain_rounds + 1):
+        for system in systems:
+            if system.backend not in backends or system.key not in results:
+                continue
+            res = work(system, backends[system.backend], f"round{n}", "noop", plan.drain, plan.drain, None, plan.cap)
+            runs.setdefault(system.key, []).append(res)
+            line = res.get("error") or res.get("skipped") or f"{res['rate']:,.0f} tasks/s"
+            print(f"  drain round {n}: {system.label}: {line}", flush=True)
+    for key, done in runs.items():
+        rates = [r["rate"] for r in done if "rate" in r and "error" not in r]
+        if not rates:
+            results[key]["drain_rounds"] = {"error": next((r["error"] for r in done if "error" in r), "no rate")}
+            continue
+        results[key]["drain_rounds"] = {
+            "rate": statistics.median(rates),
+            "rates": rates,
+            "capped": any(r.get("capped") for r in done),
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under 5 minutes")
@@ -382,6 +418,12 @@ def main() -> None:
         "--unanalyzed",
         action="store_true",
         help="also run each no-op drain (drain, backlog) without the VACUUM ANALYZE after its fill, and report both",
+    )
+    parser.add_argument(
+        "--drain-rounds",
+        type=int,
+        default=0,
+        help="after the scenarios, the no-op drain N times more with the systems taking turns; report the medians",
     )
     parser.add_argument("--out", type=Path, default=None, help="file stem for .md/.png/.json (default: by date)")
     opts = parser.parse_args()
@@ -407,7 +449,14 @@ def main() -> None:
         scenarios.discard("recovery")
         if not scenarios:
             return
-    plan = dataclasses.replace(QUICK if opts.quick else FULL, repeat=opts.repeat, unanalyzed=opts.unanalyzed)
+    if opts.drain_rounds < 0:
+        parser.error("--drain-rounds takes 0 or more")
+    plan = dataclasses.replace(
+        QUICK if opts.quick else FULL,
+        repeat=opts.repeat,
+        unanalyzed=opts.unanalyzed,
+        drain_rounds=opts.drain_rounds if "drain" in scenarios else 0,
+    )
     started = time.perf_counter()
     prepare(systems)
     info: dict[str, Any] = {
@@ -436,6 +485,9 @@ def main() -> None:
                 continue
             print(f"{system.label} {info['versions'][system.key]}:", flush=True)
             results[system.key] = run_system(system, backends[system.backend], plan, scenarios)
+        if plan.drain_rounds:
+            print(f"drain rounds ({plan.drain_rounds}, systems in turn):", flush=True)
+            run_drain_rounds(systems, backends, plan, results)
         info["commit_ms_at_end"] = commit_latencies(backends)
     info["elapsed_s"] = time.perf_counter() - started
     info["load_at_end"] = os.getloadavg()

@@ -62,6 +62,7 @@ def size_mb(drain: dict[str, Any]) -> float | None:
 SCENARIO_OF = {
     "enqueue": "enqueue",
     "drain": "drain",
+    "drain_rounds": "drain",
     "backlog_small": "backlog",
     "backlog_big": "backlog",
     "drain_keyed": "limited",
@@ -81,6 +82,9 @@ def rows(plan: dict[str, Any], scenarios: list[str] | None = None) -> list[Row]:
         Row(f"bulk enqueue {plan['enqueue']:,} (tasks/s)", "enqueue", "rate", True, chart="bulk enqueue, tasks/s"),
         Row(f"drain {plan['drain']:,} no-op (tasks/s)", "drain", "rate", True, chart="drain, tasks/s"),
     ]
+    if plan.get("drain_rounds"):
+        label = f"drain {plan['drain']:,} no-op, median of {plan['drain_rounds']} rounds taken in turn (tasks/s)"
+        out.append(Row(label, "drain_rounds", "rate", True))
     if raw:
         out.append(Row(f"drain {plan['drain']:,} no-op, without the ANALYZE (tasks/s)", "drain", unanalyzed_rate, True))
     out += sleep_latency_rows(plan)
@@ -284,6 +288,17 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
             "  memory over an empty server; each system keeps finished tasks by its own default (taskstore keeps",
             "  them until archived).",
         ]
+    rounds = {
+        s.label: r["drain_rounds"]["rates"] for s in systems if "rates" in (r := results[s.key]).get("drain_rounds", {})
+    }
+    if rounds:
+        lines.append(
+            f"- Drain rounds: after every system's scenarios, the no-op drain {info['plan']['drain_rounds']} times"
+            " more, the systems taking turns, each in a fresh store; the row is each system's median. Every round's"
+            " rate: "
+            + "; ".join(f"{label} " + ", ".join(f"{v:,.0f}" for v in rates) for label, rates in rounds.items())
+            + "."
+        )
     if any("drain_limited" in r for r in results.values()):
         lines += [
             f"- Limited drain: {info['plan']['limited']:,} no-op tasks, each with one of {info['plan']['keys']:,} keys"

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "peers"))
 
 import _spans  # noqa: E402
-from bench import report  # noqa: E402
+from bench import harness, report  # noqa: E402
+from bench.systems import SYSTEMS  # noqa: E402
 
 
 def test_a_worker_process_counts_and_times_what_its_handlers_ran(tmp_path: Path) -> None:
@@ -122,3 +123,38 @@ def test_the_report_says_how_many_cores_a_drain_kept_busy_and_gives_it_no_ratio(
     (row,) = [line for line in report.markdown(doc).splitlines() if line.startswith("| cores busy during the drain")]
     # 0.2 CPU s per 1,000 tasks: at 8,000 tasks/s 1.60 cores, at pgqueuer's 5,000 tasks/s 1.00; neither is better
     assert row.split("|")[2:] == [" 1.60 ", " 1.00 ", "  ", "  ", ""]
+
+
+def test_drain_rounds_take_turns_and_keep_each_systems_median(monkeypatch: Any) -> None:
+    taken: list[tuple[str, str]] = []
+    rates = iter([100.0, 50.0, 300.0, 70.0, 200.0, 60.0])  # taskstore's rounds 100, 300, 200; pgqueuer's 50, 70, 60
+
+    def work(system: Any, backend: Any, tag: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        taken.append((system.key, tag))
+        return {"rate": next(rates), "done": 1000}
+
+    monkeypatch.setattr(harness, "work", work)
+    systems = [s for s in SYSTEMS if s.key in ("taskstore-postgres", "pgqueuer")]
+    results: dict[str, dict[str, dict[str, Any]]] = {"taskstore-postgres": {}, "pgqueuer": {}}
+    plan = harness.dataclasses.replace(harness.QUICK, drain_rounds=3)
+    harness.run_drain_rounds(systems, {"postgres": object()}, plan, results)  # type: ignore[dict-item]
+    assert taken == [
+        ("taskstore-postgres", "round1"), ("pgqueuer", "round1"),
+        ("taskstore-postgres", "round2"), ("pgqueuer", "round2"),
+        ("taskstore-postgres", "round3"), ("pgqueuer", "round3"),
+    ]  # fmt: skip
+    assert results["taskstore-postgres"]["drain_rounds"]["rate"] == 200.0
+    assert results["pgqueuer"]["drain_rounds"] == {"rate": 60.0, "rates": [50.0, 70.0, 60.0], "capped": False}
+
+
+def test_the_report_gives_the_rounds_median_its_own_row_and_lists_every_round() -> None:
+    doc = document(drain_rounds=3)
+    doc["info"]["versions"]["taskstore-postgres"] = "0.1.0"
+    doc["results"]["taskstore-postgres"] = {"drain_rounds": {"rate": 200.0, "rates": [100.0, 300.0, 200.0]}}
+    doc["results"]["pgqueuer"]["drain_rounds"] = {"rate": 60.0, "rates": [50.0, 70.0, 60.0]}
+    text = report.markdown(doc)
+    (row,) = [line for line in text.splitlines() if "median of 3 rounds taken in turn" in line]
+    assert row.split("|")[2:5] == [" 200 ", " 60 ", " 3.33x "]
+    (note,) = [line for line in text.splitlines() if line.startswith("- Drain rounds:")]
+    assert "taskstore (PostgreSQL) 100, 300, 200; pgqueuer (PostgreSQL) 50, 70, 60." in note
+    assert "median of" not in report.markdown(document())  # no rounds ran: no row

@@ -247,6 +247,11 @@ class Outbox(Protocol):
         the names of the tables it vacuumed."""
         ...
 
+    async def analyze_grown(self) -> list[str]:
+        """Refresh the planner's statistics of tables that have grown far past them, where plans kept for
+        prepared statements were chosen for their old size (PostgreSQL); the names of the tables analyzed."""
+        ...
+
     async def fold_counts(self, keep_since: datetime) -> int:
         """Tidy the kept counts: fold what is pending into the totals, where a backend keeps deltas, and drop
         the per-minute finishes before ``keep_since``. Never blocks on another process doing the same."""

@@ -29,11 +29,12 @@ class MaintenanceConfig:
     archive_every: float = 60.0
     purge_every: float = 60.0
     vacuum_every: float = 30.0
+    analyze_every: float = 1.0  # a look at the tables' sizes (one catalog read): see Store.analyze_grown
     recurring_poll: float = 1.0  # at most this long between looks at the schedules
 
     def __post_init__(self) -> None:
         # Every interval > 0 (a zero would spin the loop); archive_after may be 0 (archive at once).
-        for name in ("reap_every", "archive_every", "purge_every", "vacuum_every", "recurring_poll"):
+        for name in ("reap_every", "archive_every", "purge_every", "vacuum_every", "analyze_every", "recurring_poll"):
             value = limits.duration(getattr(self, name), name, positive=True, error=ConfigError)
             object.__setattr__(self, name, value)
         object.__setattr__(
@@ -52,7 +53,7 @@ class Maintenance:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set."""
         cfg = self.config
-        due = {"reap": 0.0, "archive": 0.0, "purge": 0.0, "vacuum": cfg.vacuum_every}
+        due = {"reap": 0.0, "archive": 0.0, "purge": 0.0, "vacuum": cfg.vacuum_every, "analyze": 0.0}
         while not stop.is_set():
             now = time.monotonic()
             if now >= due["reap"]:
@@ -70,6 +71,9 @@ class Maintenance:
             if now >= due["vacuum"]:
                 await self._step("vacuum", self._vacuum())
                 due["vacuum"] = now + cfg.vacuum_every
+            if now >= due["analyze"]:
+                await self._step("analyze", self._analyze())
+                due["analyze"] = now + cfg.analyze_every
             self.fired += await self._step("recurring", self.store.enqueue_due_recurring())
             wait = min(due.values()) - time.monotonic()
             wait = min(max(wait, 0.0), await self._until_next_slot())
@@ -91,6 +95,12 @@ class Maintenance:
         if vacuumed:
             log.debug("vacuumed %s", ", ".join(vacuumed))
         return len(vacuumed)
+
+    async def _analyze(self) -> int:
+        analyzed = await self.store.analyze_grown()
+        if analyzed:
+            log.debug("analyzed %s, grown", ", ".join(analyzed))
+        return len(analyzed)
 
     async def _step(self, name: str, work: Awaitable[int]) -> int:
         try:

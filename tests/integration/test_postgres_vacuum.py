@@ -87,6 +87,39 @@ async def test_a_workers_maintenance_vacuums(postgres_db: str, caplog: pytest.Lo
         assert any("vacuumed" in r.getMessage() and "tasks" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_workers_maintenance_analyzes_a_table_that_has_grown(
+    postgres_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The planner's picture of the tasks table is refreshed within a second or so of it growing to twice its size
+    (see Store.analyze_grown). Autovacuum is off for the table: only the maintenance analyzes it."""
+    schema = new_schema()
+
+    def planned_rows() -> float:
+        with psycopg.connect(postgres_db) as conn:
+            row = conn.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", (f"{schema}.tasks",)
+            ).fetchone()
+        return float(row[0]) if row else -1.0
+
+    async with taskstore.open(with_schema(postgres_db, schema)) as store:
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            table = sql.Identifier(schema, "tasks")
+            conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
+        stop = asyncio.Event()
+        config = MaintenanceConfig(reap_every=60, archive_every=60, purge_every=60, analyze_every=0.1)
+        with caplog.at_level(logging.DEBUG, logger="taskstore.maintenance"):
+            running = asyncio.create_task(Maintenance(store, config).run(stop))
+            try:
+                await asyncio.sleep(0.3)
+                assert planned_rows() < 0  # never analyzed: nothing has grown yet
+                await store.create_many(NewTask("q", "k") for _ in range(5_000))
+                await _until(lambda: planned_rows() >= 4_000)
+            finally:
+                stop.set()
+                await running
+        assert any("analyzed" in r.getMessage() and "tasks" in r.getMessage() for r in caplog.records)
+
+
 async def test_the_finishes_past_their_week_are_vacuumed_away(postgres_db: str) -> None:
     """fold_counts deletes the minutes older than FINISHES_KEPT; their rows must not stay dead for good."""
     schema = new_schema()
@@ -108,6 +141,8 @@ async def test_the_finishes_past_their_week_are_vacuumed_away(postgres_db: str) 
 async def test_sqlite_and_memory_have_nothing_to_vacuum(tmp_path: object) -> None:
     async with taskstore.open("memory://") as store:
         assert await store.vacuum() == []
+        assert await store.analyze_grown() == []
     async with taskstore.open(f"sqlite:///{tmp_path}/v.db") as store:
         await _archive_many(store, 50)
         assert await store.vacuum() == []
+        assert await store.analyze_grown() == []

@@ -110,6 +110,15 @@ class StoreFlowControl(StoreCore):
         driver = await self._ready()
         return await driver.vacuum()
 
+    async def analyze_grown(self) -> builtins.list[str]:
+        """On PostgreSQL, ANALYZE the store's tables that have grown to twice their size at their last VACUUM or
+        ANALYZE: PostgreSQL keeps one plan for a prepared statement, chosen for the table's size when it was
+        planned, until the table is next vacuumed or analyzed, and a plan chosen while the tasks table was small
+        reads all of it for every claim and completion. Workers' maintenance calls this every ``analyze_every``
+        (1 s); it costs one catalog read when nothing grew. Returns the tables analyzed; elsewhere a no-op."""
+        driver = await self._ready()
+        return await driver.analyze_grown()
+
     async def fold_counts(self) -> int:
         """Tidy the counts the store keeps for ``list_queues`` and ``activity`` (workers' maintenance does this
         every reap pass): on PostgreSQL fold the changes written since into the totals, and everywhere drop the

@@ -264,6 +264,9 @@ class MemoryDriver:
     async def vacuum(self) -> list[str]:
         return []
 
+    async def analyze_grown(self) -> list[str]:
+        return []
+
     async def fold_counts(self, keep_since: datetime) -> int:
         with self._lock:
             old = [key for key in self._tasks.finished if key[0] < keep_since]

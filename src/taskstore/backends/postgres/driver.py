@@ -124,6 +124,18 @@ CHURNED_TABLES = (
 )  # fmt: skip
 VACUUM_DEAD_ROWS = 5_000
 VACUUM_DEAD_SHARE = 0.1
+# A prepared statement (psycopg prepares one run five times on a connection) soon runs one generic plan, chosen
+# for the table's size when it was planned, until the table is next vacuumed or analyzed. Planned while the tasks
+# table is small (a new store, or one that archiving keeps small), it reads the whole table for every claim and
+# completion, the cheapest way then; as the table grows each of them costs as much as the table is big. At 2,000
+# creates a second into a new store, completions took 40-190 ms by 20,000 rows and the worker fell 5 s behind in
+# 10 s, with autovacuum's first visit still up to a minute away. So the store ANALYZEs a table that has grown to
+# ANALYZE_GROWTH times its size at its last VACUUM or ANALYZE (or ANALYZE_FROM_PAGES pages, the least the planner
+# assumes of a table never analyzed), which also invalidates every plan made for it: the next ones are made for
+# its size. Doubling bounds how often (a table that grows to 1,000,000 rows from none is analyzed ~12 times).
+ANALYZED_TABLES = (*CHURNED_TABLES, "tasks_archive")
+ANALYZE_GROWTH = 2
+ANALYZE_FROM_PAGES = 10
 # Single creates sent together carry at most this many rows in one statement (see backends/_coalesce.py).
 COALESCE_MAX_ROWS = 500
 
@@ -1070,17 +1082,34 @@ class PostgresDriver:
                 await conn.execute(self.q["churned_tables"], {"schema": self.schema, "tables": list(CHURNED_TABLES)})
             ).fetchall()
             chosen = [name for name, live, dead in rows if dead > VACUUM_DEAD_ROWS + VACUUM_DEAD_SHARE * live]
-            done = []
-            for name in sorted(chosen):
-                table = sql.Identifier(self.schema, name)
-                try:
-                    await conn.execute(sql.SQL("VACUUM (SKIP_LOCKED, ANALYZE) {}").format(table))
-                except (psycopg.OperationalError, psycopg.InterfaceError):
-                    raise  # the server went away: BackendUnavailable, from _conn
-                except psycopg.Error as exc:  # not this role's to vacuum, say: the others still are
-                    log.warning("could not VACUUM %s.%s: %s", self.schema, name, _one_line(exc))
-                    continue
-                done.append(name)
+            return await self._each_table(conn, "VACUUM", sql.SQL("VACUUM (SKIP_LOCKED, ANALYZE) {}"), chosen)
+
+    async def analyze_grown(self) -> list[str]:
+        """ANALYZE each table that has grown to ``ANALYZE_GROWTH`` times its size at its last VACUUM or ANALYZE,
+        so that the plans prepared statements keep are made again for its size (see ``ANALYZE_GROWTH``)."""
+        async with self._conn() as conn:
+            rows = await (
+                await conn.execute(self.q["table_pages"], {"schema": self.schema, "tables": list(ANALYZED_TABLES)})
+            ).fetchall()
+            chosen = [name for name, pages, known in rows if pages >= ANALYZE_GROWTH * max(known, ANALYZE_FROM_PAGES)]
+            return await self._each_table(conn, "ANALYZE", sql.SQL("ANALYZE (SKIP_LOCKED) {}"), chosen)
+
+    async def _each_table(
+        self, conn: psycopg.AsyncConnection[Any], verb: str, command: sql.SQL, names: Sequence[str]
+    ) -> list[str]:
+        """``command`` (VACUUM or ANALYZE, ``{}`` for the table) on each of the schema's ``names``: those it ran on.
+        A table another VACUUM or ANALYZE holds is skipped (``SKIP_LOCKED``), one this role may not touch is logged."""
+        done = []
+        for name in sorted(names):
+            table = sql.Identifier(self.schema, name)
+            try:
+                await conn.execute(command.format(table))
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise  # the server went away: BackendUnavailable, from _conn
+            except psycopg.Error as exc:  # not this role's to vacuum, say: the others still are
+                log.warning("could not %s %s.%s: %s", verb, self.schema, name, _one_line(exc))
+                continue
+            done.append(name)
         return done
 
     async def fold_counts(self, keep_since: datetime) -> int:

@@ -630,6 +630,13 @@ SELECT id, queue, kind, finished_at, result_failure->>'type', left(result_failur
 SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables
  WHERE schemaname = %(schema)s AND relname = ANY(%(tables)s::text[])
 
+-- Each table's size now (pages, read from the file: no statistics lag) and as the planner last recorded it
+-- (relpages: set by VACUUM and ANALYZE; 0 before the first).
+-- name: table_pages
+SELECT c.relname, pg_relation_size(c.oid) / current_setting('block_size')::bigint, c.relpages
+  FROM pg_class c
+ WHERE c.relnamespace = to_regnamespace(%(schema)s) AND c.relname = ANY(%(tables)s::text[]) AND c.relkind = 'r'
+
 -- name: purge_finished_minutes
 DELETE FROM {schema}.finished_minutes WHERE minute < %(before)s
 

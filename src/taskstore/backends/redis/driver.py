@@ -836,6 +836,9 @@ class RedisDriver:
     async def vacuum(self) -> list[str]:
         return []
 
+    async def analyze_grown(self) -> list[str]:
+        return []
+
     async def fold_counts(self, keep_since: datetime) -> int:
         old = [
             field

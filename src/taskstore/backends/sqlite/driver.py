@@ -587,6 +587,9 @@ class SQLiteDriver:
     async def vacuum(self) -> list[str]:
         return []  # one version of each row: a deleted row's pages go to the free list and are used again
 
+    async def analyze_grown(self) -> list[str]:
+        return []  # SQLite plans by table size only from statistics ANALYZE stores, which the store never runs
+
     async def fold_counts(self, keep_since: datetime) -> int:
         """The triggers keep the totals themselves (one writer: no deltas to fold); drop old minutes."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 
 import psycopg
 import pytest
@@ -118,6 +119,58 @@ async def test_a_workers_maintenance_analyzes_a_table_that_has_grown(
                 stop.set()
                 await running
         assert any("analyzed" in r.getMessage() and "tasks" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_table_grown_only_by_dead_rows_is_not_analyzed(postgres_db: str) -> None:
+    """A drain writes each row again on its claim and on its completion: the table's pages grow, its rows do not.
+    The plans made for it still fit its rows; its dead rows are VACUUM's business (which records the new size too),
+    so analyze_grown does nothing."""
+    schema = new_schema()
+    async with taskstore.open(with_schema(postgres_db, schema)) as store:
+        table = sql.Identifier(schema, "tasks")
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
+            await store.create_many(NewTask("q", "k") for _ in range(3_000))
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+            while claimed := await store.claim("w", limit=500):
+                await store.acknowledge_many(claimed)
+            row = conn.execute(
+                "SELECT pg_relation_size(oid) / current_setting('block_size')::int, relpages FROM pg_class"
+                " WHERE oid = to_regclass(%s)",
+                (f"{schema}.tasks",),
+            ).fetchone()
+        assert row is not None
+        assert row[0] >= 2 * row[1], row  # the pages have doubled at least
+        assert await store.analyze_grown() == []
+
+
+async def test_tables_this_role_may_not_analyze_are_left_alone(postgres_db: str) -> None:
+    """A worker whose role does not own the store's tables (it was granted what a worker needs, no more) cannot
+    ANALYZE them: PostgreSQL only warns and skips, so analyze_grown leaves them to their owner or autovacuum
+    rather than sending an ANALYZE that does nothing every second, and says it analyzed none."""
+    schema, role = new_schema(), f"worker_{secrets.token_hex(4)}"
+    async with taskstore.open(with_schema(postgres_db, schema)):
+        pass  # the schema and its tables, owned by the test's own role
+    with psycopg.connect(postgres_db, autocommit=True) as conn:
+        ident, name = sql.Identifier(role), sql.Identifier(schema)
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(name, ident))
+        conn.execute(sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA {} TO {}").format(name, ident))
+        conn.execute(sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA {} TO {}").format(name, ident))
+        conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(sql.Identifier(schema, "tasks")))
+    try:
+        # The test's role may take on the worker's (SET ROLE, here at connect): then the worker's is current.
+        as_worker = f"{with_schema(postgres_db, schema)}&options=-c%20role%3D{role}"
+        async with taskstore.open(as_worker, create=False) as store:
+            await store.create_many(NewTask("q", "k") for _ in range(5_000))
+            assert await store.analyze_grown() == []
+        with psycopg.connect(postgres_db) as conn:
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", (f"{schema}.tasks",))
+            assert row.fetchone() == (-1.0,)  # never analyzed
+    finally:
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 async def test_the_finishes_past_their_week_are_vacuumed_away(postgres_db: str) -> None:

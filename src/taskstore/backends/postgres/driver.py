@@ -1088,8 +1088,8 @@ class PostgresDriver:
             return await self._each_table(conn, "VACUUM", sql.SQL("VACUUM (SKIP_LOCKED, ANALYZE) {}"), chosen)
 
     async def analyze_grown(self) -> list[str]:
-        """ANALYZE each table that has grown to ``ANALYZE_GROWTH`` times its size at its last VACUUM or ANALYZE,
-        so that the plans prepared statements keep are made again for its size (see ``ANALYZE_GROWTH``)."""
+        """ANALYZE each table whose pages and live rows have both grown to ``ANALYZE_GROWTH`` times what they were at
+        its last VACUUM or ANALYZE, so that the plans prepared statements keep are made again for its size."""
         async with self._conn() as conn:
             rows = await (
                 await conn.execute(self.q["table_sizes"], {"schema": self.schema, "tables": list(ANALYZED_TABLES)})

@@ -113,12 +113,45 @@ async def test_a_workers_maintenance_analyzes_a_table_that_has_grown(
             try:
                 await asyncio.sleep(0.3)
                 assert planned_rows() < 0  # never analyzed: nothing has grown yet
-                await store.create_many(NewTask("q", "k") for _ in range(5_000))
+                # From another store, closed after: its connections send their counts as they close. (An ANALYZE
+                # while the insert is still open counts none of its rows; the next, once they are counted, does.)
+                async with taskstore.open(with_schema(postgres_db, schema)) as producer:
+                    await producer.create_many(NewTask("q", "k") for _ in range(5_000))
                 await _until(lambda: planned_rows() >= 4_000)
             finally:
                 stop.set()
                 await running
         assert any("analyzed" in r.getMessage() and "tasks" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_table_analyzed_before_is_analyzed_again_once_its_rows_have_doubled(postgres_db: str) -> None:
+    schema = new_schema()
+    table = sql.Identifier(schema, "tasks")
+
+    async def add(n: int) -> None:
+        # From a store closed after: its connections send their counts (n_live_tup) as they close.
+        async with taskstore.open(with_schema(postgres_db, schema)) as producer:
+            await producer.create_many(NewTask("q", "k") for _ in range(n))
+
+    async with taskstore.open(with_schema(postgres_db, schema)) as store:
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
+            await add(3_000)
+            conn.execute(sql.SQL("ANALYZE {}").format(table))
+        await add(2_000)  # 5,000: not yet twice 3,000
+        assert await store.analyze_grown() == []
+        await add(1_000)  # 6,000
+        await _until(lambda: _live(postgres_db, schema) >= 6_000)
+        assert await store.analyze_grown() == ["tasks"]
+        assert await store.analyze_grown() == []
+
+
+def _live(url: str, schema: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT n_live_tup FROM pg_stat_user_tables WHERE schemaname = %s AND relname = 'tasks'", (schema,)
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 async def test_a_table_grown_only_by_dead_rows_is_not_analyzed(postgres_db: str) -> None:

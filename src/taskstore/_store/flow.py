@@ -111,12 +111,12 @@ class StoreFlowControl(StoreCore):
         return await driver.vacuum()
 
     async def analyze_grown(self) -> builtins.list[str]:
-        """On PostgreSQL, ANALYZE the store's tables whose pages and live rows have both grown to twice what they
-        were at their last VACUUM or ANALYZE: PostgreSQL keeps one plan for a prepared statement, chosen for the
-        table's size when it was planned, until the table is next vacuumed or analyzed, and a plan chosen while
-        the tasks table was small reads all of it for every claim and completion. Workers' maintenance calls this
-        every ``analyze_every`` (1 s); it costs one catalog read when nothing grew. Returns the tables analyzed;
-        elsewhere a no-op."""
+        """On PostgreSQL, ANALYZE the store's tables whose live rows have grown to twice their count at their last
+        VACUUM or ANALYZE (a table never analyzed: once it has 20 pages). PostgreSQL keeps one plan for a prepared
+        statement, chosen for the table's size when it was planned, until the table is next vacuumed or analyzed,
+        and a plan chosen while the tasks table was small reads all of it for every claim and completion. Workers'
+        maintenance calls this every ``analyze_every`` (1 s); it costs one catalog read when nothing grew. Returns
+        the tables analyzed; elsewhere a no-op."""
         driver = await self._ready()
         return await driver.analyze_grown()
 

@@ -129,16 +129,18 @@ VACUUM_DEAD_SHARE = 0.1
 # table is small (a new store, or one that archiving keeps small), it reads the whole table for every claim and
 # completion, the cheapest way then; as the table grows each of them costs as much as the table is big. At 2,000
 # creates a second into a new store, completions took 40-190 ms by 20,000 rows and the worker fell 5 s behind in
-# 10 s, with autovacuum's first visit still up to a minute away. So the store ANALYZEs a table that has grown to
-# ANALYZE_GROWTH times its size at its last VACUUM or ANALYZE (or ANALYZE_FROM_PAGES pages, the least the planner
-# assumes of a table never analyzed), which also invalidates every plan made for it: the next ones are made for
-# its size. Doubling bounds how often (a table that grows to 1,000,000 rows from none is analyzed ~12 times).
-# Grown in live rows as well as in pages: a drain writes each row again twice and may double the pages of a
-# table it adds no row to; those dead rows are VACUUM's, which records the table's new size too (an ANALYZE in
-# the middle of each drain, and the plans all made again, bought nothing).
+# 10 s, with autovacuum's first visit still up to a minute away. So the store ANALYZEs a table whose live rows
+# have grown to ANALYZE_GROWTH times their count at its last VACUUM or ANALYZE (counted from ANALYZE_FROM_ROWS),
+# which also invalidates every plan made for it: the next ones are made for its size. Doubling bounds how often (a
+# table that grows to 1,000,000 rows is analyzed ~11 times). Live rows, not pages: a drain writes each row twice
+# more and may double a table's pages without adding a row (those dead rows are VACUUM's, which records the size
+# too), and a large insert still open has its pages but not yet its rows (an ANALYZE then counts none of them).
+# A table never analyzed goes by its pages, which need no statistics to be counted: a new store's first burst is
+# seen at once, not when its connections next send their counts.
 ANALYZED_TABLES = (*CHURNED_TABLES, "tasks_archive")
 ANALYZE_GROWTH = 2
-ANALYZE_FROM_PAGES = 10
+ANALYZE_FROM_ROWS = 500
+ANALYZE_FROM_PAGES = 10  # the least the planner assumes of a table never analyzed
 # Single creates sent together carry at most this many rows in one statement (see backends/_coalesce.py).
 COALESCE_MAX_ROWS = 500
 
@@ -1088,8 +1090,8 @@ class PostgresDriver:
             return await self._each_table(conn, "VACUUM", sql.SQL("VACUUM (SKIP_LOCKED, ANALYZE) {}"), chosen)
 
     async def analyze_grown(self) -> list[str]:
-        """ANALYZE each table whose pages and live rows have both grown to ``ANALYZE_GROWTH`` times what they were at
-        its last VACUUM or ANALYZE, so that the plans prepared statements keep are made again for its size."""
+        """ANALYZE each table whose live rows have grown to ``ANALYZE_GROWTH`` times their count at its last VACUUM or
+        ANALYZE, so that the plans prepared statements keep are made again for its size (see ``ANALYZE_GROWTH``)."""
         async with self._conn() as conn:
             rows = await (
                 await conn.execute(self.q["table_sizes"], {"schema": self.schema, "tables": list(ANALYZED_TABLES)})
@@ -1097,8 +1099,9 @@ class PostgresDriver:
             grow = ANALYZE_GROWTH
             chosen = [
                 name
-                for name, pages, known_pages, live, known_live in rows
-                if pages >= grow * max(known_pages, ANALYZE_FROM_PAGES) and live >= grow * known_live
+                for name, live, known_live, pages in rows
+                if live >= grow * max(known_live, ANALYZE_FROM_ROWS)
+                or (known_live < 0 and pages >= grow * ANALYZE_FROM_PAGES)
             ]
             return await self._each_table(conn, "ANALYZE", sql.SQL("ANALYZE (SKIP_LOCKED) {}"), chosen)
 

@@ -630,13 +630,12 @@ SELECT id, queue, kind, finished_at, result_failure->>'type', left(result_failur
 SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables
  WHERE schemaname = %(schema)s AND relname = ANY(%(tables)s::text[])
 
--- Each table's size now and as the planner last recorded it (at its last VACUUM or ANALYZE): pages (now: read from
--- the file, no statistics lag; relpages 0 before the first) and live rows (now: the statistics' count, a second or
--- so behind; reltuples -1 before the first). Only tables this role may ANALYZE (it owns them, or is a superuser):
--- on another's, ANALYZE only warns, and would be sent again every time.
+-- Each table's live rows now (the statistics' count: a busy connection sends its counts every second) and at its
+-- last VACUUM or ANALYZE (reltuples; -1 before the first), and its pages now (read from the file). Only tables
+-- this role may ANALYZE (it owns them, or is a superuser): on another's, ANALYZE only warns, and would be sent
+-- again every time.
 -- name: table_sizes
-SELECT c.relname, pg_relation_size(c.oid) / current_setting('block_size')::bigint, c.relpages,
-       coalesce(s.n_live_tup, 0), c.reltuples
+SELECT c.relname, coalesce(s.n_live_tup, 0), c.reltuples, pg_relation_size(c.oid) / current_setting('block_size')::bigint
   FROM pg_class c
   LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
  WHERE c.relnamespace = to_regnamespace(%(schema)s) AND c.relname = ANY(%(tables)s::text[]) AND c.relkind = 'r'

@@ -69,10 +69,10 @@ class Maintenance:
                 await self._step("purge statuses", self.store.purge_statuses())
                 due["purge"] = now + cfg.purge_every
             if now >= due["vacuum"]:
-                await self._step("vacuum", self._vacuum())
+                await self._step("vacuum", self._on_tables("vacuumed", self.store.vacuum()))
                 due["vacuum"] = now + cfg.vacuum_every
             if now >= due["analyze"]:
-                await self._step("analyze", self._analyze())
+                await self._step("analyze", self._on_tables("analyzed", self.store.analyze_grown()))
                 due["analyze"] = now + cfg.analyze_every
             self.fired += await self._step("recurring", self.store.enqueue_due_recurring())
             wait = min(due.values()) - time.monotonic()
@@ -90,17 +90,12 @@ class Maintenance:
         waits = [(r.next_at - now).total_seconds() for r in schedules if r.next_at is not None]
         return min([self.config.recurring_poll, *waits])
 
-    async def _vacuum(self) -> int:
-        vacuumed = await self.store.vacuum()
-        if vacuumed:
-            log.debug("vacuumed %s", ", ".join(vacuumed))
-        return len(vacuumed)
-
-    async def _analyze(self) -> int:
-        analyzed = await self.store.analyze_grown()
-        if analyzed:
-            log.debug("analyzed %s, grown", ", ".join(analyzed))
-        return len(analyzed)
+    async def _on_tables(self, done: str, work: Awaitable[list[str]]) -> int:
+        """A step that runs on some of the store's tables (vacuum, analyze): how many, named in the debug log."""
+        tables = await work
+        if tables:
+            log.debug("%s %s", done, ", ".join(tables))
+        return len(tables)
 
     async def _step(self, name: str, work: Awaitable[int]) -> int:
         try:

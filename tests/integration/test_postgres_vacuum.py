@@ -88,36 +88,47 @@ async def test_a_workers_maintenance_vacuums(postgres_db: str, caplog: pytest.Lo
         assert any("vacuumed" in r.getMessage() and "tasks" in r.getMessage() for r in caplog.records)
 
 
+def _no_autovacuum(url: str, schema: str) -> None:
+    """Autovacuum off for the schema's tasks table: nothing but the test's own calls analyzes it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        table = sql.Identifier(schema, "tasks")
+        conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
+
+
+def _planned_rows(url: str, schema: str) -> float:
+    """The tasks table's rows as its last VACUUM or ANALYZE recorded them (-1: never)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", (f"{schema}.tasks",)
+        ).fetchone()
+    return float(row[0]) if row else -1.0
+
+
+async def _add(url: str, schema: str, n: int) -> None:
+    """n tasks from a store of their own, closed after: its connections send their counts (n_live_tup) as they close."""
+    async with taskstore.open(with_schema(url, schema)) as producer:
+        await producer.create_many(NewTask("q", "k") for _ in range(n))
+
+
 async def test_a_workers_maintenance_analyzes_a_table_that_has_grown(
     postgres_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The planner's picture of the tasks table is refreshed within a second or so of it growing to twice its size
     (see Store.analyze_grown). Autovacuum is off for the table: only the maintenance analyzes it."""
     schema = new_schema()
-
-    def planned_rows() -> float:
-        with psycopg.connect(postgres_db) as conn:
-            row = conn.execute(
-                "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", (f"{schema}.tasks",)
-            ).fetchone()
-        return float(row[0]) if row else -1.0
-
     async with taskstore.open(with_schema(postgres_db, schema)) as store:
-        with psycopg.connect(postgres_db, autocommit=True) as conn:
-            table = sql.Identifier(schema, "tasks")
-            conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
+        _no_autovacuum(postgres_db, schema)
         stop = asyncio.Event()
         config = MaintenanceConfig(reap_every=60, archive_every=60, purge_every=60, analyze_every=0.1)
         with caplog.at_level(logging.DEBUG, logger="taskstore.maintenance"):
             running = asyncio.create_task(Maintenance(store, config).run(stop))
             try:
                 await asyncio.sleep(0.3)
-                assert planned_rows() < 0  # never analyzed: nothing has grown yet
-                # From another store, closed after: its connections send their counts as they close. (An ANALYZE
-                # while the insert is still open counts none of its rows; the next, once they are counted, does.)
-                async with taskstore.open(with_schema(postgres_db, schema)) as producer:
-                    await producer.create_many(NewTask("q", "k") for _ in range(5_000))
-                await _until(lambda: planned_rows() >= 4_000)
+                assert _planned_rows(postgres_db, schema) < 0  # never analyzed: nothing has grown yet
+                # (An ANALYZE while the insert is still open counts none of its rows; the next, once they are
+                # counted, does.)
+                await _add(postgres_db, schema, 5_000)
+                await _until(lambda: _planned_rows(postgres_db, schema) >= 4_000)
             finally:
                 stop.set()
                 await running
@@ -126,21 +137,14 @@ async def test_a_workers_maintenance_analyzes_a_table_that_has_grown(
 
 async def test_a_table_analyzed_before_is_analyzed_again_once_its_rows_have_doubled(postgres_db: str) -> None:
     schema = new_schema()
-    table = sql.Identifier(schema, "tasks")
-
-    async def add(n: int) -> None:
-        # From a store closed after: its connections send their counts (n_live_tup) as they close.
-        async with taskstore.open(with_schema(postgres_db, schema)) as producer:
-            await producer.create_many(NewTask("q", "k") for _ in range(n))
-
     async with taskstore.open(with_schema(postgres_db, schema)) as store:
+        _no_autovacuum(postgres_db, schema)
+        await _add(postgres_db, schema, 3_000)
         with psycopg.connect(postgres_db, autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
-            await add(3_000)
-            conn.execute(sql.SQL("ANALYZE {}").format(table))
-        await add(2_000)  # 5,000: not yet twice 3,000
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, "tasks")))
+        await _add(postgres_db, schema, 2_000)  # 5,000: not yet twice 3,000
         assert await store.analyze_grown() == []
-        await add(1_000)  # 6,000
+        await _add(postgres_db, schema, 1_000)  # 6,000
         await _until(lambda: _live(postgres_db, schema) >= 6_000)
         assert await store.analyze_grown() == ["tasks"]
         assert await store.analyze_grown() == []
@@ -161,8 +165,8 @@ async def test_a_table_grown_only_by_dead_rows_is_not_analyzed(postgres_db: str)
     schema = new_schema()
     async with taskstore.open(with_schema(postgres_db, schema)) as store:
         table = sql.Identifier(schema, "tasks")
+        _no_autovacuum(postgres_db, schema)
         with psycopg.connect(postgres_db, autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
             await store.create_many(NewTask("q", "k") for _ in range(3_000))
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
             while claimed := await store.claim("w", limit=500):
@@ -190,16 +194,14 @@ async def test_tables_this_role_may_not_analyze_are_left_alone(postgres_db: str)
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(name, ident))
         conn.execute(sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA {} TO {}").format(name, ident))
         conn.execute(sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA {} TO {}").format(name, ident))
-        conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(sql.Identifier(schema, "tasks")))
+    _no_autovacuum(postgres_db, schema)
     try:
         # The test's role may take on the worker's (SET ROLE, here at connect): then the worker's is current.
         as_worker = f"{with_schema(postgres_db, schema)}&options=-c%20role%3D{role}"
         async with taskstore.open(as_worker, create=False) as store:
             await store.create_many(NewTask("q", "k") for _ in range(5_000))
             assert await store.analyze_grown() == []
-        with psycopg.connect(postgres_db) as conn:
-            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", (f"{schema}.tasks",))
-            assert row.fetchone() == (-1.0,)  # never analyzed
+        assert _planned_rows(postgres_db, schema) == -1.0  # never analyzed
     finally:
         with psycopg.connect(postgres_db, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))

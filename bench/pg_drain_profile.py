@@ -9,6 +9,8 @@ before and after it (a backend serves only its own connection, so the difference
 the count (one round trip each). Printed per statement: calls, tasks per call, server µs per task drained,
 round trips per 1,000 tasks. Then the totals: server CPU of every backend of this process, this process's CPU
 (the worker's, the statement bookkeeping included: compare the client figure with --no-trace too), per task.
+Last, the cores: how much of the machine stayed idle over the drain, and how long the worker and its backends
+waited, runnable, for a core (/proc/<pid>/schedstat), in cores: both high at once means a bursty drain.
 
 ``--cli`` drains with ``taskstore worker taskstore_app:app --concurrency C --prefetch C --log-level warning`` in a
 process of its own instead (as bench/peers/taskstore_bench.py runs it), ``--py-spy FILE`` under ``py-spy record``
@@ -50,6 +52,44 @@ from .local_pg import pg_schema
 
 def backend_ns(pid: int) -> int:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def runqueue_ns(pid: int) -> int:
+    """Nanoseconds this process (its main thread) or backend has waited, runnable, for a core."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+
+
+class Cores:
+    """How busy the machine was over a drain, and how long the worker and its backends waited for a core.
+
+    A drain that leaves cores idle while its processes queue for one is bursty: its stages (claim, run,
+    complete) crowd the cores at some moments and leave them idle at others.
+    """
+
+    def __init__(self, worker: int, backends: set[int]) -> None:
+        self.worker, self.backends = worker, backends
+        self.idle0, self.total0 = self.machine()
+        self.waits0 = {pid: runqueue_ns(pid) for pid in {worker, *backends}}
+
+    @staticmethod
+    def machine() -> tuple[int, int]:
+        """Idle (idle + iowait) and all jiffies of every core, from /proc/stat."""
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)
+
+    def line(self, wall: float) -> str:
+        idle, total = self.machine()
+        waited = {}
+        for pid, ns in self.waits0.items():
+            with contextlib.suppress(OSError):
+                waited[pid] = runqueue_ns(pid) - ns
+        worker = waited.get(self.worker, 0) / 1e9 / wall
+        server = sum(ns for pid, ns in waited.items() if pid != self.worker) / 1e9 / wall
+        cores = os.cpu_count() or 1
+        return (
+            f"  cores: {(idle - self.idle0) / max(1, total - self.total0) * 100:.0f}% idle of {cores}; waiting for a"
+            f" core, in cores: worker {worker:.2f}, its backends {server:.2f}"
+        )
 
 
 def client_cpu() -> float:
@@ -211,6 +251,7 @@ async def main() -> None:
         )  # CPU, not wall: the machine is shared
         c0, w0 = client_cpu(), time.perf_counter()
         pids0 = {pid: backend_ns(pid) for pid in await backend_pids(pool)}
+        cores = Cores(os.getpid(), set(pids0))
         if profiler:
             profiler.enable()
         async with worker:
@@ -219,6 +260,7 @@ async def main() -> None:
         if profiler:
             profiler.disable()
         c1, w1 = client_cpu(), time.perf_counter()
+        cores_line = cores.line(w1 - w0)
         server = sum(backend_ns(pid) - ns for pid, ns in pids0.items()) / 1e9
         tracer.on = False
         done = await store.count(taskstore.State.DONE)
@@ -232,6 +274,7 @@ async def main() -> None:
             f"  totals: server {server / n * 1e6:.1f} µs/task (every backend of this process), client "
             f"{(c1 - c0) / n * 1e6:.1f} µs/task, wall {(w1 - w0) / n * 1e6:.1f} µs/task ({n / (w1 - w0):,.0f} tasks/s)"
         )
+        print(cores_line)
         await app.aclose()
         if profiler:
             out = io.StringIO()
@@ -298,9 +341,11 @@ async def cli_drain(
         with contextlib.suppress(psutil.Error):
             ports = {c.laddr.port for c in worker.net_connections(kind="tcp") if c.raddr and c.raddr.port == 5432}
         backends = {pid: backend_ns(pid) for pid in process_backends(set(), ports)}
+        cores = Cores(worker.pid, set(backends))
         while (done := await store.count(taskstore.State.DONE)) < n:
             await asyncio.sleep(0.05)
         w1 = time.perf_counter()
+        cores_line = cores.line(w1 - w0)
         counted = n - first
         cpu1 = process_ns(worker.pid)
         server = 0
@@ -318,6 +363,7 @@ async def cli_drain(
         f" {(cpu1 - cpu0) / counted / 1000:.1f} µs/task, wall {(w1 - w0) / counted * 1e6:.1f} µs/task"
         f" ({counted / (w1 - w0):,.0f} tasks/s)"
     )
+    print(cores_line)
 
 
 async def backend_pids(pool: Any) -> set[int]:

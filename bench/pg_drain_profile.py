@@ -3,7 +3,7 @@
     python3 -m bench.pg_drain_profile [--tasks 30000] [--concurrency 100] [--cprofile] [--explain]
 
 Fills a fresh schema with no-op tasks (then ANALYZE, as the harness does), and drains them with a Worker run in
-this process as ``taskstore worker --concurrency C --prefetch C`` runs it (maintenance on). Every statement the
+this process as ``taskstore worker --concurrency C --prefetch P`` runs it (maintenance on). Every statement the
 worker's store sends is timed by name: its backend's CPU, read from /proc/<pid>/schedstat (nanoseconds) just
 before and after it (a backend serves only its own connection, so the difference is that statement's), and
 the count (one round trip each). Printed per statement: calls, tasks per call, server µs per task drained,
@@ -12,7 +12,7 @@ round trips per 1,000 tasks. Then the totals: server CPU of every backend of thi
 Last, the cores: how much of the machine stayed idle over the drain, and how long the worker and its backends
 waited, runnable, for a core (/proc/<pid>/schedstat), in cores: both high at once means a bursty drain.
 
-``--cli`` drains with ``taskstore worker taskstore_app:app --concurrency C --prefetch C --log-level warning`` in a
+``--cli`` drains with ``taskstore worker taskstore_app:app --concurrency C --prefetch P --log-level warning`` in a
 process of its own instead (as bench/peers/taskstore_bench.py runs it), ``--py-spy FILE`` under ``py-spy record``
 (raw output): then only the totals, the worker process's CPU and the server's for that process's backends.
 
@@ -197,6 +197,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=30_000)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--prefetch", type=int, default=None, help="the worker's prefetch (default: 5 x concurrency)")
     parser.add_argument("--postgres", default=None)
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--no-trace", action="store_true", help="no per-statement tracing: totals only")
@@ -207,6 +208,8 @@ async def main() -> None:
     parser.add_argument("--py-spy", default=None, help="with --cli: record the worker with py-spy into this file")
     args = parser.parse_args()
     n = args.tasks
+    if args.prefetch is None:
+        args.prefetch = 5 * args.concurrency  # as the harness runs it (bench/peers/taskstore_bench.py)
     print(f"taskstore from {Path(taskstore.__file__).parent}")
     with pg_schema(args.postgres, "bench_drainprof") as url:
         if url is None:
@@ -241,10 +244,12 @@ async def main() -> None:
             return
         if args.cli:
             worker_url = f"{url}&{args.worker_url_options}" if args.worker_url_options else url
-            await cli_drain(store, worker_url, n, args.concurrency, args.py_spy, args.worker_args.split())
+            await cli_drain(
+                store, worker_url, n, args.concurrency, args.prefetch, args.py_spy, args.worker_args.split()
+            )
             await app.aclose()
             return
-        worker = taskstore.Worker(app, ["bench"], args.concurrency, prefetch=args.concurrency)
+        worker = taskstore.Worker(app, ["bench"], args.concurrency, prefetch=args.prefetch)
         tracer.on = not args.no_trace
         profiler = (
             cProfile.Profile(time.process_time) if args.cprofile else None
@@ -265,7 +270,7 @@ async def main() -> None:
         tracer.on = False
         done = await store.count(taskstore.State.DONE)
         print(
-            f"PostgreSQL drain of {n:,} no-op tasks, concurrency {args.concurrency}, prefetch {args.concurrency}"
+            f"PostgreSQL drain of {n:,} no-op tasks, concurrency {args.concurrency}, prefetch {args.prefetch}"
             f" ({done:,} done):"
         )
         if not args.no_trace:
@@ -296,7 +301,7 @@ def process_ns(pid: int) -> int:
 
 
 async def cli_drain(
-    store: taskstore.Store, url: str, n: int, concurrency: int, spy: str | None, more: list[str]
+    store: taskstore.Store, url: str, n: int, concurrency: int, prefetch: int, spy: str | None, more: list[str]
 ) -> None:
     import psutil
 
@@ -306,7 +311,7 @@ async def cli_drain(
         spans.write_bytes(bytes(64))  # _spans.HEADER and no records: noop handlers only count
         cli = Path(sys.executable).parent / "taskstore"
         cmd = [str(cli), "worker", "taskstore_app:app", "--url", url, "--queue", "bench", "--concurrency",
-               str(concurrency), "--prefetch", str(concurrency), "--log-level", "warning", *more]  # fmt: skip
+               str(concurrency), "--prefetch", str(prefetch), "--log-level", "warning", *more]  # fmt: skip
         if spy:
             cmd = [
                 str(Path(sys.executable).parent / "py-spy"),
@@ -356,7 +361,7 @@ async def cli_drain(
         await asyncio.wait_for(proc.wait(), 60)
     print(
         f"PostgreSQL drain of {n:,} no-op tasks by `taskstore worker --concurrency {concurrency} --prefetch"
-        f" {concurrency}` ({done:,} done, {len(backends)} backends; counted over the last {counted:,}):"
+        f" {prefetch}` ({done:,} done, {len(backends)} backends; counted over the last {counted:,}):"
     )
     print(
         f"  totals: server {server / counted / 1000:.1f} µs/task (the worker's backends), worker"

@@ -1,8 +1,8 @@
 """taskstore on any of its durable backends (the URL says which): the adapter for bench/peers/_common.py.
 
 Every drain runs the worker as users run it: ``taskstore worker taskstore_app:app`` in a process of its own
-(_common.WorkerProcess), with what the README recommends for short tasks: ``--prefetch`` as large as
-``--concurrency`` ("worth it for short tasks on PostgreSQL") and ``--log-level warning`` ("past a few thousand
+(_common.WorkerProcess), with what the README recommends for short tasks: ``--prefetch`` five times
+``--concurrency`` and ``--log-level warning`` ("past a few thousand
 tasks a second"); everything else (maintenance included) at the CLI's defaults. Its handlers report through a
 memory-mapped file (_spans.py). Enqueues go through the library in this process.
 """
@@ -28,9 +28,14 @@ def log_level() -> str:
     return os.environ.get("BENCH_TASKSTORE_LOG_LEVEL", "warning")
 
 
+PREFETCH_PER_SLOT = 5  # the README's advice for short tasks: five held ready per slot
+
+
 def prefetch(concurrency: int) -> int:
-    """As many held ready as run: a slot that frees starts its next task without waiting for a claim."""
-    return int(os.environ.get("BENCH_TASKSTORE_PREFETCH", concurrency))
+    """Held ready beyond the running ones, as the README advises for short tasks: a slot that frees starts its
+    next task without waiting for a claim, and claims come in batches large enough to keep the slots busy
+    (``BENCH_TASKSTORE_PREFETCH`` sets another number)."""
+    return int(os.environ.get("BENCH_TASKSTORE_PREFETCH", PREFETCH_PER_SLOT * concurrency))
 
 
 def tenant(key: int) -> str:

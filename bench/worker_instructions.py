@@ -4,10 +4,11 @@ with what else the machine is doing (CPU seconds and throughput do, on a shared 
     python3 -m bench.worker_instructions [--small 500] [--large 3000] [--worker-args "--loop asyncio"]
 
 Runs ``taskstore worker taskstore_app:app --concurrency 100 --prefetch 100 --log-level warning`` (as the harness
-runs it) under ``valgrind --tool=callgrind`` twice, on a fresh PostgreSQL schema filled with --small and then
---large no-op tasks (VACUUM ANALYZE after each fill), and stops it once every task is done. Start-up, imports and
-the idle wait before the stop are the same in both runs, so (large - small) / (large - small tasks) is the
-worker's cost per task. The database server's CPU is not counted (see bench/pg_drain_profile.py for that).
+ran it until it took the README's five-per-slot prefetch: kept, so that counts compare with the earlier ones)
+under ``valgrind --tool=callgrind`` twice, on a fresh PostgreSQL schema filled with --small and then --large no-op
+tasks (VACUUM ANALYZE after each fill), and stops it once every task is done. Start-up, imports and the idle wait
+before the stop are the same in both runs, so (large - small) / (large - small tasks) is the worker's cost per
+task. The database server's CPU is not counted (see bench/pg_drain_profile.py for that).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every drain runs the worker as users run it: ``taskstore worker taskstore_app:app`` in a process of its own
 (_common.WorkerProcess), with what the README recommends for short tasks: ``--prefetch`` five times
-``--concurrency`` and ``--log-level warning`` ("past a few thousand
+``--concurrency`` (no more than it for the keyed kinds) and ``--log-level warning`` ("past a few thousand
 tasks a second"); everything else (maintenance included) at the CLI's defaults. Its handlers report through a
 memory-mapped file (_spans.py). Enqueues go through the library in this process.
 """
@@ -31,11 +31,14 @@ def log_level() -> str:
 PREFETCH_PER_SLOT = 5  # the README's advice for short tasks: five held ready per slot
 
 
-def prefetch(concurrency: int) -> int:
-    """Held ready beyond the running ones, as the README advises for short tasks: a slot that frees starts its
-    next task without waiting for a claim, and claims come in batches large enough to keep the slots busy
-    (``BENCH_TASKSTORE_PREFETCH`` sets another number)."""
-    return int(os.environ.get("BENCH_TASKSTORE_PREFETCH", PREFETCH_PER_SLOT * concurrency))
+def prefetch(concurrency: int, kind: str = "") -> int:
+    """Held ready beyond the running ones, as the README advises: for short tasks five per slot (a slot that frees
+    starts its next task without waiting for a claim, and claims come in batches large enough to keep the slots
+    busy); for tasks with a concurrency key, no more than the slots (a held task takes its key's slot while it
+    waits). ``BENCH_TASKSTORE_PREFETCH`` sets another number for every kind."""
+    if "BENCH_TASKSTORE_PREFETCH" in os.environ:
+        return int(os.environ["BENCH_TASKSTORE_PREFETCH"])
+    return concurrency if kind in FLOW_KINDS else PREFETCH_PER_SLOT * concurrency
 
 
 def tenant(key: int) -> str:
@@ -50,12 +53,13 @@ class Taskstore(CliWorker):
         cli = Path(sys.executable).parent / "taskstore"
         return [
             str(cli), "worker", "taskstore_app:app", "--url", self.url, "--queue", "bench",
-            "--concurrency", str(concurrency), "--prefetch", str(prefetch(concurrency)), "--log-level", log_level(),
+            "--concurrency", str(concurrency), "--prefetch", str(prefetch(concurrency, self.work_kind)),
+            "--log-level", log_level(),
         ]  # fmt: skip
 
     def settings(self, concurrency: int) -> str:
         return (
-            f"taskstore worker --concurrency {concurrency} --prefetch {prefetch(concurrency)} "
+            f"taskstore worker --concurrency {concurrency} --prefetch {prefetch(concurrency, self.work_kind)} "
             f"--log-level {log_level()} (1 process; maintenance on, the default), async handlers; "
             "enqueue: Store.create_many"
         )

@@ -225,7 +225,7 @@ class Adapter:
     counter: Counter = COUNTER
     drain_concurrency = 100  # the worker's concurrency for the no-op drains, where a scenario leaves it open
     max_concurrency: int | None = None  # a system whose workers are processes draws a line here
-    work_kind = ""  # the kind a run drains (``work``) or times (``timed``), set before start_worker
+    work_kind = ""  # the kind a ``work`` run drains, set before start_worker; each scenario has a fresh adapter
 
     def settings(self, concurrency: int) -> str:
         raise NotImplementedError
@@ -390,7 +390,6 @@ async def scenario_latency(
 ) -> dict[str, Any]:
     expected = int(rate * seconds)
     concurrency = min(concurrency, adapter.max_concurrency or concurrency)
-    adapter.work_kind = "timed"  # not an earlier scenario's kind (an adapter may set its worker up by kind)
     await adapter.start_worker(concurrency)
     await adapter.worker_ready()
     base = adapter.counter.read()[0]  # tasks a readiness probe ran

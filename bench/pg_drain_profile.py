@@ -1,6 +1,6 @@
 """Where a PostgreSQL drain spends its time: per statement, the server's CPU and the round trips, per task.
 
-    python3 -m bench.pg_drain_profile [--tasks 30000] [--concurrency 100] [--cprofile] [--explain]
+    python3 -m bench.pg_drain_profile [--tasks 30000] [--concurrency 100] [--prefetch 500] [--cprofile] [--explain]
 
 Fills a fresh schema with no-op tasks (then ANALYZE, as the harness does), and drains them with a Worker run in
 this process as ``taskstore worker --concurrency C --prefetch P`` runs it (maintenance on). Every statement the
@@ -67,7 +67,7 @@ class Cores:
     """
 
     def __init__(self, worker: int, backends: set[int]) -> None:
-        self.worker, self.backends = worker, backends
+        self.worker = worker
         self.idle0, self.total0 = self.machine()
         self.waits0 = {pid: runqueue_ns(pid) for pid in {worker, *backends}}
 

@@ -104,6 +104,15 @@ def _planned_rows(url: str, schema: str) -> float:
     return float(row[0]) if row else -1.0
 
 
+def _live(url: str, schema: str) -> int:
+    """The tasks table's live rows as the statistics count them now."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT n_live_tup FROM pg_stat_user_tables WHERE schemaname = %s AND relname = 'tasks'", (schema,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 async def _add(url: str, schema: str, n: int) -> None:
     """n tasks from a store of their own, closed after: its connections send their counts (n_live_tup) as they close."""
     async with taskstore.open(with_schema(url, schema)) as producer:
@@ -148,14 +157,6 @@ async def test_a_table_analyzed_before_is_analyzed_again_once_its_rows_have_doub
         await _until(lambda: _live(postgres_db, schema) >= 6_000)
         assert await store.analyze_grown() == ["tasks"]
         assert await store.analyze_grown() == []
-
-
-def _live(url: str, schema: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT n_live_tup FROM pg_stat_user_tables WHERE schemaname = %s AND relname = 'tasks'", (schema,)
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 async def test_a_table_grown_only_by_dead_rows_is_not_analyzed(postgres_db: str) -> None:
